@@ -1,0 +1,158 @@
+"""The manifest ``dataigm.json``: what a dataset root holds, updated under a file lock.
+
+It records the schema and taxonomy versions, a snapshot of every concept in the dataset (their order
+is append-only, so ``ClassLabel`` ids never change), the shard index with counts, and the range of
+shard numbers each job reserved (so two jobs writing the same concept/split/source never collide,
+and a re-run of a job finds its own shards again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+from .concepts import Concept
+from .files import atomic_write_json
+from .layout import MANIFEST_NAME, README_NAME
+from .schema import SCHEMA_VERSION
+from .taxonomy import TAXONOMY_VERSION
+
+FORMAT = "dataigm"
+DEFAULT_NAME = "dataigm"
+# Concept fields that decide what a label means; a dataset cannot change them after writing.
+_LABEL_FIELDS = ("category", "target_class", "pair_class")
+_ALLOWED_FOREIGN = {README_NAME, ".gitattributes", ".git", ".cache", ".dataigm.lock"}
+
+
+def new_manifest(name: str) -> dict:
+    return {
+        "format": FORMAT,
+        "name": name,
+        "schema_version": SCHEMA_VERSION,
+        "taxonomy_version": TAXONOMY_VERSION,
+        "concepts": {},
+        "image_extensions": [],
+        "jobs": {},
+        "shards": {},
+    }
+
+
+def read_manifest(root: str | Path) -> dict:
+    """Load ``<root>/dataigm.json``; raises ``ValueError`` if it is missing or not a dataigm manifest."""
+    path = Path(root) / MANIFEST_NAME
+    if not path.exists():
+        raise ValueError(f"{root} is not a dataigm dataset: {MANIFEST_NAME} is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a dataigm manifest (its 'format' is not {FORMAT!r})")
+    return data
+
+
+@contextmanager
+def locked(root: str | Path):
+    """Hold the root's lock (workers of one job may share a root)."""
+    with FileLock(str(Path(root) / ".dataigm.lock"), timeout=600):
+        yield
+
+
+def open_root(root: str | Path, name: str = DEFAULT_NAME) -> dict:
+    """Create or open a dataset root for writing and return its manifest.
+
+    Raises:
+        ValueError: the folder holds another dataset's manifest (other name, schema or taxonomy
+            version) or other files; nothing is written in that case.
+    """
+    root = Path(root)
+    path = root / MANIFEST_NAME
+    if path.exists():
+        manifest = read_manifest(root)
+        for key, expected in (("name", name), ("schema_version", SCHEMA_VERSION), ("taxonomy_version", TAXONOMY_VERSION)):
+            if manifest.get(key) != expected:
+                raise ValueError(
+                    f"{root} holds a different dataset: its manifest has {key}={manifest.get(key)!r}, "
+                    f"this job writes {key}={expected!r}. Choose another output folder"
+                    + (" or pass --name " + repr(manifest.get(key)) if key == "name" else "")
+                )
+        return manifest
+    if root.exists():
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in _ALLOWED_FOREIGN)
+        if foreign:
+            raise ValueError(
+                f"Output folder {root} is not empty and has no {MANIFEST_NAME} (it holds {', '.join(foreign[:5])}); "
+                "choose an empty folder or an existing dataigm dataset"
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root):
+        if not path.exists():
+            atomic_write_json(path, new_manifest(name))
+    return read_manifest(root)
+
+
+def update_manifest(root: str | Path, change: Callable[[dict], object]) -> object:
+    """Apply ``change(manifest)`` under the lock and save; returns what ``change`` returned."""
+    with locked(root):
+        manifest = read_manifest(root)
+        result = change(manifest)
+        atomic_write_json(Path(root) / MANIFEST_NAME, manifest)
+    return result
+
+
+def check_concept(manifest: dict, concept: Concept, root: str | Path = "") -> None:
+    """Refuse a concept whose labels mean something else in this dataset than in the registry."""
+    known = manifest["concepts"].get(concept.id)
+    if known is None:
+        return
+    changed = [f for f in _LABEL_FIELDS if known.get(f) != getattr(concept, f)]
+    if changed:
+        diffs = ", ".join(f"{f}: dataset {known.get(f)!r} vs registry {getattr(concept, f)!r}" for f in changed)
+        raise ValueError(f"Concept {concept.id!r} in {root or 'the dataset'} differs from the registry ({diffs})")
+
+
+def register_concepts(root: str | Path, concepts: list[Concept]) -> None:
+    """Add concept snapshots to the manifest (append-only), after checking existing ones agree."""
+
+    def change(manifest: dict) -> None:
+        for concept in concepts:
+            check_concept(manifest, concept, root)
+            manifest["concepts"].setdefault(concept.id, concept.to_dict())
+
+    update_manifest(root, change)
+
+
+def reserve_shards(root: str | Path, job_id: str, group: str, count: int, description: str = "") -> int:
+    """The first shard index of ``job_id`` in ``group`` (``concept/split/source``).
+
+    A job that runs again gets its earlier reservation back; a new job gets the next free range.
+    """
+
+    def change(manifest: dict) -> int:
+        job = manifest["jobs"].setdefault(job_id, {"description": description, "ranges": {}})
+        if group in job["ranges"]:
+            start, reserved = job["ranges"][group]
+            if reserved != count:
+                raise ValueError(f"Job {job_id} reserved {reserved} shards in {group} but now plans {count}")
+            return start
+        taken = [s + n for j in manifest["jobs"].values() for g, (s, n) in j["ranges"].items() if g == group]
+        start = max(taken, default=0)
+        job["ranges"][group] = [start, count]
+        return start
+
+    return update_manifest(root, change)
+
+
+def record_shard(root: str | Path, relpath: str, sidecar: dict) -> None:
+    """Enter a finished shard into the manifest's index."""
+
+    def change(manifest: dict) -> None:
+        manifest["shards"][relpath] = {k: sidecar[k] for k in ("count", "sha256", "size", "labels")}
+        manifest["shards"] = dict(sorted(manifest["shards"].items()))
+        manifest["image_extensions"] = sorted(set(manifest["image_extensions"]) | set(sidecar["image_extensions"]))
+
+    update_manifest(root, change)

@@ -1,0 +1,100 @@
+"""Stream samples from the shards of a dataset root, checking each shard against its sidecar."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .files import sha256_file
+from .layout import ShardId, shard_files
+from .sample import Sample
+from .schema import IMAGE_EXTENSIONS
+
+
+class ShardError(ValueError):
+    """A shard that cannot be read or does not match its sidecar; the message names the file."""
+
+
+def read_sidecar(root: str | Path, shard: ShardId) -> dict:
+    path = Path(root) / shard.sidecar_relpath
+    if not path.exists():
+        raise ShardError(f"{shard.relpath}: sidecar {shard.sidecar_relpath} is missing (the shard is unfinished)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ShardError(f"{shard.sidecar_relpath}: not valid JSON ({err.msg})") from None
+
+
+def check_shard(root: str | Path, shard: ShardId, checksum: bool = True) -> dict:
+    """Compare a shard's tar with its sidecar (size, and sha256 when ``checksum``); returns the sidecar."""
+    sidecar = read_sidecar(root, shard)
+    tar = Path(root) / shard.relpath
+    size = tar.stat().st_size
+    if sidecar.get("size") != size:
+        raise ShardError(f"{shard.relpath}: {size} bytes but its sidecar says {sidecar.get('size')} (truncated or replaced)")
+    if checksum and sha256_file(tar) != sidecar.get("sha256"):
+        raise ShardError(f"{shard.relpath}: sha256 does not match its sidecar (corrupted or replaced)")
+    return sidecar
+
+
+def iter_shard(path: str | Path) -> Iterator[Sample]:
+    """Yield the samples of one tar in order; a truncated or corrupted tar raises :class:`ShardError`."""
+    path = Path(path)
+    current: dict[str, bytes] = {}
+    key = None
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                name = Path(member.name).name
+                member_key, _, ext = name.partition(".")
+                if member_key != key and current:
+                    yield _to_sample(path, key, current)
+                    current = {}
+                key = member_key
+                data = tar.extractfile(member).read()
+                if len(data) != member.size:
+                    raise ShardError(f"{path}: member {member.name} is truncated")
+                current[ext] = data
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ShardError(f"{path}: truncated or corrupted tar ({err})") from None
+    if current:
+        yield _to_sample(path, key, current)
+
+
+def _to_sample(path: Path, key: str, members: dict[str, bytes]) -> Sample:
+    images = [ext for ext in IMAGE_EXTENSIONS if ext in members]
+    missing = [m for m in ("cls", "json") if m not in members]
+    if len(images) != 1 or missing:
+        raise ShardError(f"{path}: sample {key!r} has members {sorted(members)}; expected one image, cls and json")
+    try:
+        record = json.loads(members["json"])
+        cls = int(members["cls"])
+    except ValueError as err:
+        raise ShardError(f"{path}: sample {key!r} has an unreadable cls or json ({err})") from None
+    return Sample(key, members[images[0]], images[0], cls, record)
+
+
+def iter_samples(
+    root: str | Path,
+    concept: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    checksum: bool = False,
+) -> Iterator[Sample]:
+    """Stream the samples of a dataset root, shard by shard, optionally filtered.
+
+    Each shard is first checked against its sidecar (size always, sha256 when ``checksum``), so an
+    unfinished, truncated or replaced shard raises :class:`ShardError` naming the file.
+    """
+    root = Path(root)
+    for path in shard_files(root):
+        shard = ShardId.parse(path.relative_to(root).as_posix())
+        wanted = {"concept": concept, "split": split, "source": source}
+        if any(value is not None and getattr(shard, name) != value for name, value in wanted.items()):
+            continue
+        check_shard(root, shard, checksum=checksum)
+        yield from iter_shard(path)

@@ -1,0 +1,153 @@
+"""The sample record: one schema for every image in DataIGM (DESIGN §5).
+
+A sample is ``KEY.<image ext>`` + ``KEY.cls`` + ``KEY.json``. Every field below is present in every
+record (null where it does not apply) because ``datasets`` streaming fails on ragged json.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SCHEMA_VERSION = "1"
+SOURCES = ("real", "laion", "generated")
+LABELS = ("pair", "target")  # index = the value of ``cls``
+PROMPT_KINDS = ("forget", "remove", "replace", "retain", "adversarial", "multilingual")
+IMAGE_EXTENSIONS = ("png", "jpg", "webp")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    types: tuple[type, ...]
+    nullable: bool = True
+    doc: str = ""
+
+
+# Order matters: records are written in this order, so shards are byte-identical across runs.
+FIELDS: tuple[Field, ...] = (
+    Field("schema_version", (str,), False, "version of this schema"),
+    Field("concept", (str,), False, "concept id from the registry"),
+    Field("label", (str,), False, "'target' (the concept is present, cls=1) or 'pair' (cls=0)"),
+    Field("category", (str,), False, "CatIGMU path of the concept"),
+    Field("source", (str,), False, "'real', 'laion' or 'generated'"),
+    Field("split", (str,), False, "dataset split, e.g. train / test"),
+    Field("prompt_id", (str,), True, "stable id of the prompt record"),
+    Field("prompt", (str,), True, "prompt text"),
+    Field("prompt_kind", (str,), True, "forget / remove / replace / retain / adversarial / multilingual"),
+    Field("subtheme", (str,), True, "prompt sub-theme"),
+    Field("model_id", (str,), True, "base pipeline: Hub id or folder"),
+    Field("model_revision", (str,), True, "Hub revision or checksum of the base pipeline"),
+    Field("method", (str,), True, "unlearning method (ORG for the original model)"),
+    Field("checkpoint", (str,), True, "unlearned weights: file name and sha256"),
+    Field("seed", (int,), True, "seed of this image"),
+    Field("steps", (int,), True, "denoising steps"),
+    Field("guidance", (float, int), True, "classifier-free guidance scale"),
+    Field("scheduler", (str,), True, "scheduler name"),
+    Field("height", (int,), False, "image height in pixels"),
+    Field("width", (int,), False, "image width in pixels"),
+    Field("origin", (str,), True, "where the image came from: relative file path, dataset row, URL"),
+    Field("license", (str,), True, "license of the image"),
+    Field("sha256", (str,), False, "sha256 of the image bytes"),
+)
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
+_GENERATED_REQUIRED = ("prompt_id", "prompt", "prompt_kind", "model_id", "method", "seed")
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SchemaError(ValueError):
+    """A sample record that does not follow the schema; the message names the field."""
+
+
+def empty_record() -> dict:
+    """A record with every field set to None (schema_version filled in)."""
+    record = dict.fromkeys(FIELD_NAMES)
+    record["schema_version"] = SCHEMA_VERSION
+    return record
+
+
+def normalize_record(record: Mapping) -> dict:
+    """Return ``record`` with every schema field, in schema order; unknown keys raise."""
+    unknown = sorted(set(record) - set(FIELD_NAMES))
+    if unknown:
+        raise SchemaError(f"Unknown field(s) {unknown} in sample record; valid fields: {', '.join(FIELD_NAMES)}")
+    out = empty_record()
+    out.update(record)
+    if isinstance(out["guidance"], int) and not isinstance(out["guidance"], bool):
+        out["guidance"] = float(out["guidance"])
+    return out
+
+
+def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping | None = None) -> None:
+    """Check one record against the schema.
+
+    Args:
+        record: the sample's json.
+        cls: the sample's ``cls`` value, checked against ``label`` when given.
+        concepts: ``{concept_id: category}`` of known concepts, checked when given.
+
+    Raises:
+        SchemaError: naming the first bad field, its value and what was expected.
+    """
+    missing = [name for name in FIELD_NAMES if name not in record]
+    if missing:
+        raise SchemaError(f"Sample record is missing field(s) {missing}")
+    unknown = sorted(set(record) - set(FIELD_NAMES))
+    if unknown:
+        raise SchemaError(f"Unknown field(s) {unknown} in sample record; valid fields: {', '.join(FIELD_NAMES)}")
+    for field in FIELDS:
+        value = record[field.name]
+        if value is None:
+            if not field.nullable:
+                raise SchemaError(f"Field {field.name!r} must not be null ({field.doc})")
+            continue
+        if isinstance(value, bool) or not isinstance(value, field.types):
+            expected = " or ".join(t.__name__ for t in field.types)
+            raise SchemaError(f"Field {field.name!r} = {value!r} should be {expected} ({field.doc})")
+    _check_choice(record, "label", LABELS)
+    _check_choice(record, "source", SOURCES)
+    if record["prompt_kind"] is not None:
+        _check_choice(record, "prompt_kind", PROMPT_KINDS)
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise SchemaError(f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}")
+    if not _SHA_RE.match(record["sha256"]):
+        raise SchemaError(f"Field 'sha256' = {record['sha256']!r} is not a lower-case hex sha256")
+    if record["height"] <= 0 or record["width"] <= 0:
+        raise SchemaError(f"Image size {record['width']}x{record['height']} must be positive")
+    if record["source"] == "generated":
+        missing = [name for name in _GENERATED_REQUIRED if record[name] is None]
+        if missing:
+            raise SchemaError(f"Generated sample needs field(s) {missing} (its provenance)")
+    if concepts is not None:
+        if record["concept"] not in concepts:
+            raise SchemaError(f"Field 'concept' = {record['concept']!r}; known concepts: {', '.join(concepts)}")
+        if record["category"] != concepts[record["concept"]]:
+            raise SchemaError(
+                f"Field 'category' = {record['category']!r} but concept {record['concept']!r} is "
+                f"{concepts[record['concept']]!r}"
+            )
+    if cls is not None and (cls not in (0, 1) or LABELS[cls] != record["label"]):
+        raise SchemaError(f"cls = {cls!r} disagrees with label {record['label']!r} (cls 1 = 'target', 0 = 'pair')")
+
+
+def _check_choice(record: Mapping, name: str, choices: tuple[str, ...]) -> None:
+    if record[name] not in choices:
+        raise SchemaError(f"Field {name!r} = {record[name]!r}; valid values: {', '.join(choices)}")
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid sample key (no dots: WebDataset splits keys at the first dot)."""
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise SchemaError(
+            f"Sample key {key!r} is invalid: use letters, digits, '_' and '-', starting with a letter or digit "
+            "(no dots: WebDataset splits the file name at the first dot)"
+        )
+    return key
+
+
+def make_key(*parts: object) -> str:
+    """Join parts into a dot-free sample key, replacing any other character by '-'."""
+    text = "_".join(str(p) for p in parts)
+    return check_key(re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-_") or "x")
