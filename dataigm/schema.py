@@ -116,10 +116,11 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
         raise SchemaError(f"Field 'sha256' = {record['sha256']!r} is not a lower-case hex sha256")
     if record["height"] <= 0 or record["width"] <= 0:
         raise SchemaError(f"Image size {record['width']}x{record['height']} must be positive")
-    if record["source"] == "generated":
+    if record["source"] == "generated" and record["origin"] is None:
+        # Our generator fills the whole provenance; an ingested generated image at least says where it came from.
         missing = [name for name in _GENERATED_REQUIRED if record[name] is None]
         if missing:
-            raise SchemaError(f"Generated sample needs field(s) {missing} (its provenance)")
+            raise SchemaError(f"Generated sample needs field(s) {missing} (its provenance), or an 'origin'")
     if concepts is not None:
         if record["concept"] not in concepts:
             raise SchemaError(f"Field 'concept' = {record['concept']!r}; known concepts: {', '.join(concepts)}")

@@ -1,0 +1,44 @@
+"""``dataigm validate`` and ``dataigm info``: check and count a dataset root."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+from ..info import count_samples, format_counts
+from ..validate import validate_root
+
+
+def _configure_validate(parser) -> None:
+    parser.add_argument("root", help="dataset root")
+
+
+def _run_validate(cfg) -> int:
+    problems = validate_root(cfg.root)
+    if problems:
+        print(f"{cfg.root}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{cfg.root}: valid")
+    return 0
+
+
+def _configure_info(parser) -> None:
+    parser.add_argument("root", help="dataset root")
+    parser.add_argument("--json", type=bool, default=False, help="print JSON instead of a table")
+
+
+def _run_info(cfg) -> int:
+    counts = count_samples(cfg.root)
+    if cfg.json:
+        rows = [dict(zip(("concept", "split", "source", "label"), k), count=n) for k, n in sorted(counts.items())]
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_counts(counts))
+    return 0
+
+
+validate = SimpleNamespace(HELP="check a dataset root and list its problems (exit 1 if any)", configure=_configure_validate, run=_run_validate)
+info = SimpleNamespace(HELP="count samples per concept x split x source x label", configure=_configure_info, run=_run_info)

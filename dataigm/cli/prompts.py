@@ -1,0 +1,60 @@
+"""``dataigm prompts build`` and ``dataigm prompts import``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from ..prompt_import import IMPORTERS, import_prompts
+from ..prompts import build_prompts, parse_kinds, write_prompts
+from ..schema import PROMPT_KINDS
+from .common import add_concepts_dir, command_parser, registry_of
+
+HELP = "build the prompt sets of a concept, or import prompt files of other formats"
+logger = logging.getLogger(__name__)
+
+
+def configure(parser) -> None:
+    sub = parser.add_subcommands(dest="action")
+
+    build = command_parser("write a concept's prompt set as JSONL")
+    sub.add_subcommand("build", build, help="write a concept's prompt set as JSONL")
+    build.add_argument("--concept", required=True, help="concept id (see `dataigm concepts`)")
+    build.add_argument("--kinds", default="forget,remove", help="comma-separated: forget, remove, replace, retain")
+    build.add_argument("--out", required=True, help="output .jsonl file")
+    add_concepts_dir(build)
+
+    imp = command_parser("convert prompt files of another format to JSONL, one file per concept")
+    sub.add_subcommand("import", imp, help="convert IGMU json or CSV prompt files to JSONL")
+    imp.add_argument("files", nargs="+", help="igmu: forgot.json [retain.json]; csv: one or more CSV files")
+    imp.add_argument("--format", required=True, choices=list(IMPORTERS), help="input format")
+    imp.add_argument("--out", required=True, help="output folder")
+    imp.add_argument("--concept", type=Optional[str], default=None, help="csv: the concept the prompts are about")
+    imp.add_argument("--column", default="prompt", help="csv: the column holding the prompt text")
+    imp.add_argument("--kind", default="adversarial", choices=list(PROMPT_KINDS), help="csv: the prompts' kind")
+    imp.add_argument("--attack", type=Optional[str], default=None, help="csv: attack name (default: the file name)")
+    add_concepts_dir(imp)
+
+
+def run(cfg) -> int:
+    action = cfg.action
+    args = cfg[action]
+    registry = registry_of(args)
+    if action == "build":
+        concept = registry.get(args.concept)
+        kinds = parse_kinds(args.kinds, concept)
+        n = write_prompts(build_prompts(concept, kinds, registry=registry), args.out)
+        print(f"wrote {n} prompts ({', '.join(kinds)}) for {concept.id} to {args.out}")
+        return 0
+    options = {"registry": registry}
+    if args.format == "csv":
+        options.update(concept=args.concept, column=args.column, kind=args.kind, attack=args.attack)
+    grouped = import_prompts(args.format, args.files, **options)
+    out = Path(args.out)
+    for concept_id, records in grouped.items():
+        name = concept_id if args.format == "igmu" else f"{concept_id}-{Path(args.files[0]).stem}"
+        n = write_prompts(records, out / f"{name}.jsonl")
+        kinds = sorted({r.kind for r in records})
+        print(f"wrote {n} prompts ({', '.join(kinds)}) to {out / (name + '.jsonl')}")
+    return 0

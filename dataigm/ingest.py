@@ -1,0 +1,371 @@
+"""``dataigm ingest``: real, web and already generated images into shards.
+
+Inputs are planned into shards before anything is written (sorted, so the plan depends only on the
+inputs), the job reserves its shard numbers in the manifest, and done shards are skipped: a killed
+ingest run again finishes the job without duplicates. Unreadable images are skipped, counted and
+recorded in their shard's sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .concepts import Concept, ConceptRegistry, load_registry
+from .dataset_readme import write_dataset_readme
+from .layout import ShardId
+from .manifest import DEFAULT_NAME, open_root, register_concepts, reserve_shards
+from .prompt_import import IGMU_TASKS
+from .prompts import slug
+from .sample import PIL_FORMATS, Sample
+from .schema import LABELS, SOURCES, make_key
+from .writer import shard_is_done, write_shard
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# File-name prefixes of the IGMU demo layout <Task>/<split>/<class>/ and the source each stands for.
+SOURCE_PREFIXES = {"REAL_": "real", "LAION_": "laion", "SD-GEN_": "generated"}
+OUTPUT_FORMATS = ("png", "jpg", "webp")
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One input image, with everything needed to label it and a way to read its bytes."""
+
+    concept: str
+    split: str
+    source: str
+    label: str
+    origin: str
+    read: Callable[[], bytes] = field(compare=False, repr=False)
+
+    @property
+    def group(self) -> str:
+        return f"{self.concept}/{self.split}/{self.source}"
+
+
+@dataclass
+class IngestReport:
+    samples: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    skipped_files: list[dict] = field(default_factory=list)
+    ignored_files: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.samples} samples in {self.shards_written} new shard(s), {self.shards_skipped} shard(s) already done, "
+            f"{len(self.skipped_files)} unreadable file(s) skipped, {len(self.ignored_files)} non-image file(s) ignored"
+        )
+
+
+# ---------------------------------------------------------------- labels
+
+
+def class_map(concept: Concept, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Folder or column value -> ``target``/``pair`` for ``concept`` (case-insensitive keys)."""
+    mapping = {
+        concept.target_class: "target",
+        concept.pair_class: "pair",
+        "target": "target",
+        "pair": "pair",
+        "1": "target",
+        "0": "pair",
+    }
+    for name, label in (extra or {}).items():
+        if label not in LABELS:
+            raise ValueError(f"--class-map {name}={label}: the label must be one of {', '.join(LABELS)}")
+        mapping[name] = label
+    return {k.lower(): v for k, v in mapping.items()}
+
+
+def parse_class_map(text: str | None) -> dict[str, str]:
+    """``"nsfw=target,sfw=pair"`` -> ``{"nsfw": "target", "sfw": "pair"}``."""
+    if not text:
+        return {}
+    out = {}
+    for part in text.split(","):
+        name, sep, label = part.partition("=")
+        if not sep:
+            raise ValueError(f"--class-map entry {part!r} should look like NAME=target or NAME=pair")
+        out[name.strip()] = label.strip()
+    return out
+
+
+def _label_of(value: str, concept: Concept, mapping: dict[str, str], where: str) -> str:
+    try:
+        return mapping[str(value).lower()]
+    except KeyError:
+        valid = sorted(mapping)
+        raise ValueError(
+            f"{where}: class {value!r} is not a class of concept {concept.id!r}; valid: {', '.join(valid)} "
+            "(or map it with --class-map NAME=target|pair)"
+        ) from None
+
+
+def resolve_task(name: str, registry: ConceptRegistry) -> Concept:
+    """The concept a task folder stands for: its id, an IGMU task name, or its name without separators."""
+    squash = slug(name).replace("_", "")
+    for concept in registry:
+        if squash in (concept.id.replace("_", ""), slug(concept.name).replace("_", "")):
+            return concept
+    if name in IGMU_TASKS:
+        return registry.get(IGMU_TASKS[name])
+    raise ValueError(f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (or pass --concept)")
+
+
+# ---------------------------------------------------------------- planning a folder
+
+
+def _reader(path: Path) -> Callable[[], bytes]:
+    return path.read_bytes
+
+
+def plan_folder(
+    folder: str | Path,
+    concept: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    label: str | None = None,
+    class_names: dict[str, str] | None = None,
+    registry: ConceptRegistry | None = None,
+) -> tuple[list[IngestItem], list[str]]:
+    """Label every image under ``folder``; returns the items and the non-image files ignored.
+
+    Layouts, tried in this order:
+
+    * the IGMU demo layout ``[<Task>/]<split>/<class>/<PREFIX>_name.ext`` with ``REAL_``, ``LAION_`` or
+      ``SD-GEN_`` prefixes (source from the prefix, split and class from the folders);
+    * one ``label`` for the whole folder;
+    * class sub-folders ``<class>/...`` named by the concept's class names.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Input folder {str(folder)!r} does not exist")
+    registry = registry or load_registry()
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    ignored = [p.relative_to(folder).as_posix() for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    fixed_concept = registry.get(concept) if concept else None
+    if any(p.name.startswith(tuple(SOURCE_PREFIXES)) for p in images):
+        items = _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry)
+        return items, ignored
+    if fixed_concept is None:
+        raise ValueError("--concept is required unless the folder uses the IGMU layout <Task>/<split>/<class>/")
+    mapping = class_map(fixed_concept, class_names)
+    items = []
+    for path in images:
+        rel = path.relative_to(folder)
+        if label is not None:
+            item_label = _label_of(label, fixed_concept, mapping, "--label")
+        elif len(rel.parts) < 2:
+            raise ValueError(
+                f"{rel} is not inside a class sub-folder; use sub-folders named "
+                f"{fixed_concept.target_class!r}/{fixed_concept.pair_class!r} or pass --label"
+            )
+        else:
+            item_label = _label_of(rel.parts[0], fixed_concept, mapping, f"folder {rel.parts[0]!r}")
+        items.append(IngestItem(fixed_concept.id, split or "train", source or "real", item_label, rel.as_posix(), _reader(path)))
+    return items, ignored
+
+
+def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry) -> list[IngestItem]:
+    items = []
+    for path in images:
+        rel = path.relative_to(folder)
+        dirs = rel.parts[:-1]
+        if len(dirs) == 3:
+            concept = fixed_concept or resolve_task(dirs[0], registry)
+        elif len(dirs) == 2 and fixed_concept is not None:
+            concept = fixed_concept
+        else:
+            raise ValueError(f"{rel}: expected <Task>/<split>/<class>/<file> (or <split>/<class>/<file> with --concept)")
+        prefix = next((p for p in SOURCE_PREFIXES if path.name.startswith(p)), None)
+        item_source = SOURCE_PREFIXES[prefix] if prefix else source
+        if item_source is None:
+            raise ValueError(f"{rel}: no source prefix ({', '.join(SOURCE_PREFIXES)}); pass --source for such files")
+        label = _label_of(dirs[-1], concept, class_map(concept, class_names), f"{rel}")
+        items.append(IngestItem(concept.id, slug(dirs[-2]), item_source, label, rel.as_posix(), _reader(path)))
+    return items
+
+
+# ---------------------------------------------------------------- planning a Hugging Face dataset
+
+
+def plan_hf_dataset(
+    name: str,
+    concept: str,
+    image_column: str = "image",
+    label_column: str | None = "label",
+    label: str | None = None,
+    hf_config: str | None = None,
+    hf_split: str = "train",
+    split: str | None = None,
+    source: str = "real",
+    class_names: dict[str, str] | None = None,
+    registry: ConceptRegistry | None = None,
+) -> list[IngestItem]:
+    """Label every row of a Hugging Face dataset (Hub name or local folder); image bytes are kept as stored."""
+    from datasets import ClassLabel, Image, load_dataset
+
+    registry = registry or load_registry()
+    target = registry.get(concept)
+    if source not in SOURCES:
+        raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
+    ds = load_dataset(name, hf_config, split=hf_split)
+    columns = list(ds.column_names)
+    if image_column not in columns:
+        raise ValueError(f"Dataset {name!r} has no column {image_column!r}; columns: {', '.join(columns)}")
+    if label is None and (label_column is None or label_column not in columns):
+        raise ValueError(f"Dataset {name!r} has no label column {label_column!r}; columns: {', '.join(columns)} (or pass --label)")
+    ds = ds.cast_column(image_column, Image(decode=False))
+    mapping = class_map(target, class_names)
+    feature = ds.features.get(label_column) if label is None else None
+    items = []
+    for index, row in enumerate(ds):
+        value = label if label is not None else row[label_column]
+        if isinstance(feature, ClassLabel):
+            value = feature.int2str(value)
+        item_label = _label_of(str(value), target, mapping, f"{name} row {index}")
+        image = row[image_column]
+        items.append(
+            IngestItem(target.id, split or slug(hf_split), source, item_label, f"hf:{name}:{hf_split}:{index}", _hf_reader(image))
+        )
+    return items
+
+
+def _hf_reader(image: dict) -> Callable[[], bytes]:
+    def read() -> bytes:
+        if image.get("bytes") is not None:
+            return image["bytes"]
+        return Path(image["path"]).read_bytes()
+
+    return read
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _encode(data: bytes, resize: int | None, image_format: str | None) -> tuple[bytes, str, int, int]:
+    """Check that ``data`` decodes; re-encode only when asked (or for formats shards do not keep)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # decodes the whole image: truncated files fail here, not in a training run
+        ext = PIL_FORMATS.get(img.format)
+        target_ext = image_format or ext or "png"
+        if resize is None and target_ext == ext:
+            return data, ext, img.height, img.width
+        out = img.convert("RGBA" if target_ext != "jpg" and "A" in img.getbands() else "RGB")
+        if resize is not None:
+            scale = resize / min(out.size)
+            out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.LANCZOS)
+        buffer = io.BytesIO()
+        pil_format = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}[target_ext]
+        out.save(buffer, format=pil_format, **({"quality": 95} if target_ext != "png" else {}))
+        return buffer.getvalue(), target_ext, out.height, out.width
+
+
+def _job_id(items: Sequence[IngestItem], options: dict) -> str:
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    for item in items:
+        digest.update(f"{item.group}|{item.label}|{item.origin}\n".encode())
+    return "ingest-" + digest.hexdigest()[:16]
+
+
+def ingest(
+    items: Sequence[IngestItem],
+    root: str | Path,
+    samples_per_shard: int = 1000,
+    resize: int | None = None,
+    image_format: str | None = None,
+    license: str | None = None,
+    name: str = DEFAULT_NAME,
+    registry: ConceptRegistry | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished."""
+    from tqdm.auto import tqdm
+
+    if samples_per_shard < 1:
+        raise ValueError(f"--samples-per-shard must be at least 1, got {samples_per_shard}")
+    if image_format is not None and image_format not in OUTPUT_FORMATS:
+        raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+    if resize is not None and resize < 1:
+        raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
+    registry = registry or load_registry()
+    report = IngestReport()
+    if not items:
+        logger.warning("No images found to ingest")
+        return report
+    groups: dict[str, list[IngestItem]] = {}
+    for item in sorted(items, key=lambda i: (i.group, i.origin)):
+        groups.setdefault(item.group, []).append(item)
+    open_root(root, name=name)
+    register_concepts(root, [registry.get(cid) for cid in sorted({i.concept for i in items})])
+    job_id = _job_id(items, {"spp": samples_per_shard, "resize": resize, "format": image_format, "license": license})
+    plan: list[tuple[ShardId, list[IngestItem]]] = []
+    for group, group_items in groups.items():
+        concept, split, source = group.split("/")
+        n_shards = math.ceil(len(group_items) / samples_per_shard)
+        start = reserve_shards(root, job_id, group, n_shards, description=f"ingest of {len(items)} images")
+        for k in range(n_shards):
+            chunk = group_items[k * samples_per_shard : (k + 1) * samples_per_shard]
+            plan.append((ShardId(concept, split, source, start + k), chunk))
+    for shard, chunk in tqdm(plan, desc="ingest", unit="shard", disable=not progress):
+        if shard_is_done(root, shard):
+            report.shards_skipped += 1
+            continue
+        samples, errors = _build_samples(chunk, registry, resize, image_format, license)
+        report.skipped_files += errors
+        write_shard(root, shard, samples, job_id=job_id, errors=errors)
+        report.samples += len(samples)
+        report.shards_written += 1
+    write_dataset_readme(root)
+    return report
+
+
+def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list[Sample], list[dict]]:
+    samples, errors = [], []
+    for item in chunk:
+        try:
+            original = item.read()
+            data, ext, height, width = _encode(original, resize, image_format)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for unreadable images
+            logger.warning("skipping unreadable image %s: %s", item.origin, err)
+            errors.append({"origin": item.origin, "error": f"{type(err).__name__}: {err}"})
+            continue
+        content = hashlib.sha256(original).hexdigest()
+        key = make_key(item.source, slug(Path(item.origin).stem)[:40], hashlib.sha1(f"{item.origin}:{content}".encode()).hexdigest()[:10])
+        record = {
+            "concept": item.concept,
+            "label": item.label,
+            "category": registry.get(item.concept).category,
+            "source": item.source,
+            "split": item.split,
+            "height": height,
+            "width": width,
+            "origin": item.origin,
+            "license": license,
+        }
+        samples.append(Sample(key, data, ext, LABELS.index(item.label), record))
+    return samples, errors
+
+
+def ingest_folder(folder: str | os.PathLike, root: str | os.PathLike, **options) -> IngestReport:
+    """Plan ``folder`` with :func:`plan_folder` and write it with :func:`ingest`."""
+    plan_keys = ("concept", "split", "source", "label", "class_names", "registry")
+    items, ignored = plan_folder(folder, **{k: v for k, v in options.items() if k in plan_keys})
+    report = ingest(items, root, **{k: v for k, v in options.items() if k not in plan_keys or k == "registry"})
+    report.ignored_files = ignored
+    return report

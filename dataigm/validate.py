@@ -1,0 +1,83 @@
+"""``dataigm validate``: check a dataset root end to end and list every problem found."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from .files import sha256_bytes
+from .layout import ShardId, shard_files, temporary_files
+from .manifest import read_manifest
+from .reader import ShardError, check_shard, iter_shard
+from .schema import LABELS, SchemaError, validate_record
+
+
+def validate_root(root: str | Path) -> list[str]:
+    """Every problem in ``root``: manifest, sidecars, checksums, schema, counts, duplicate keys.
+
+    Returns:
+        Human-readable problems, each naming the file (and sample) concerned; empty when valid.
+    """
+    root = Path(root)
+    try:
+        manifest = read_manifest(root)
+    except ValueError as err:
+        return [str(err)]
+    concepts = {cid: c["category"] for cid, c in manifest["concepts"].items()}
+    problems: list[str] = []
+    first_seen: dict[str, str] = {}
+    on_disk: set[str] = set()
+    for path in shard_files(root):
+        relpath = path.relative_to(root).as_posix()
+        on_disk.add(relpath)
+        try:
+            shard = ShardId.parse(relpath)
+            sidecar = check_shard(root, shard, checksum=True)
+        except (ValueError, ShardError) as err:
+            problems.append(str(err))
+            continue
+        problems += _check_samples(root, shard, sidecar, concepts, first_seen)
+        indexed = manifest["shards"].get(relpath)
+        if indexed is None or indexed.get("sha256") != sidecar.get("sha256"):
+            problems.append(f"{relpath}: not in the manifest's shard index, or listed with another checksum")
+    for relpath in sorted(set(manifest["shards"]) - on_disk):
+        problems.append(f"{relpath}: listed in the manifest but missing on disk")
+    for sidecar_path in sorted((root / "meta").glob("*/*/*.json")):
+        tar = "data/" + sidecar_path.relative_to(root / "meta").with_suffix(".tar").as_posix()
+        if tar not in on_disk:
+            problems.append(f"{sidecar_path.relative_to(root).as_posix()}: sidecar without its shard {tar}")
+    for tmp in temporary_files(root):
+        problems.append(f"{tmp.relative_to(root).as_posix()}: temporary file of an interrupted job (re-run the job)")
+    return problems
+
+
+def _check_samples(root: Path, shard: ShardId, sidecar: dict, concepts: dict, first_seen: dict[str, str]) -> list[str]:
+    problems = []
+    labels: Counter = Counter()
+    count = 0
+    try:
+        for sample in iter_shard(root / shard.relpath):
+            count += 1
+            where = f"{shard.relpath}: sample {sample.key!r}"
+            if sample.key in first_seen:
+                problems.append(f"{where}: duplicate key (also in {first_seen[sample.key]})")
+            else:
+                first_seen[sample.key] = shard.relpath
+            try:
+                validate_record(sample.record, cls=sample.cls, concepts=concepts)
+            except SchemaError as err:
+                problems.append(f"{where}: {err}")
+                continue
+            labels[LABELS[sample.cls]] += 1
+            if sample.record["sha256"] != sha256_bytes(sample.image):
+                problems.append(f"{where}: image bytes do not match the record's sha256")
+            for name in ("concept", "split", "source"):
+                if sample.record[name] != getattr(shard, name):
+                    problems.append(f"{where}: {name}={sample.record[name]!r} does not match the shard's folder")
+    except ShardError as err:
+        return [*problems, str(err)]
+    if count != sidecar.get("count"):
+        problems.append(f"{shard.relpath}: {count} samples but its sidecar says {sidecar.get('count')}")
+    if dict(labels) != sidecar.get("labels"):
+        problems.append(f"{shard.relpath}: label counts {dict(labels)} differ from its sidecar {sidecar.get('labels')}")
+    return problems
