@@ -100,6 +100,8 @@ def write_shard(
 
     tar_path = root / shard.relpath
     tar_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in tar_path.parent.glob(f".{tar_path.name}.*{TMP_SUFFIX}"):  # left by a killed run of this shard
+        stale.unlink(missing_ok=True)
     tmp = tar_path.with_name(f".{tar_path.name}.{os.getpid()}{TMP_SUFFIX}")
     with open(tmp, "wb") as f:
         f.write(data)

@@ -1,0 +1,73 @@
+import json
+import shutil
+
+from conftest import make_sample, write_test_root
+
+from dataigm.cli import main
+from dataigm.info import count_samples
+from dataigm.validate import validate_root
+
+
+def test_valid_root_has_no_problems(small_root, capsys):
+    assert validate_root(small_root) == []
+    assert main(["validate", str(small_root)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_problems_are_listed_and_exit_1(small_root, capsys):
+    # a truncated shard, a missing sidecar, a stray temporary file
+    tar = small_root / "data/church/train/real-00001.tar"
+    tar.write_bytes(tar.read_bytes()[:900])
+    (small_root / "meta/church/test/real-00000.json").unlink()
+    (small_root / "data/nudity/train/.real-00001.tar.123.tmp").write_bytes(b"partial")
+    problems = validate_root(small_root)
+    assert any("real-00001.tar" in p and "sidecar says" in p for p in problems)
+    assert any("church/test/real-00000.tar: sidecar" in p and "missing" in p for p in problems)
+    assert any(".tmp: temporary file" in p for p in problems)
+    assert main(["validate", str(small_root)]) == 1
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err and "real-00001.tar" in err
+
+
+def test_duplicate_keys_across_shards_are_found(tmp_path):
+    root = write_test_root(tmp_path / "r", {("church", "train", "real"): [2]})
+    # same key again in a new shard of another split
+    from dataigm import ShardId, write_shard
+
+    write_shard(root, ShardId("church", "test", "real", 0), [make_sample("church", "test", "real", 0)])
+    problems = validate_root(root)
+    assert problems == [
+        "data/church/train/real-00000.tar: sample 'real_00000': duplicate key (also in data/church/test/real-00000.tar)"
+    ]
+
+
+def test_count_mismatch_with_sidecar_is_found(small_root):
+    sidecar = small_root / "meta/nudity/train/real-00000.json"
+    data = json.loads(sidecar.read_text())
+    data["count"] = 7
+    sidecar.write_text(json.dumps(data))
+    assert validate_root(small_root) == ["data/nudity/train/real-00000.tar: 6 samples but its sidecar says 7"]
+
+
+def test_missing_shard_listed_in_manifest(small_root):
+    (small_root / "data/church/train/laion-00000.tar").unlink()
+    shutil.rmtree(small_root / "meta/church/train")
+    problems = validate_root(small_root)
+    assert "data/church/train/laion-00000.tar: listed in the manifest but missing on disk" in problems
+
+
+def test_info_counts_per_concept_split_source_label(small_root, capsys):
+    counts = count_samples(small_root)
+    expected = {}
+    for sample in __import__("dataigm").iter_samples(small_root):
+        key = (sample.record["concept"], sample.record["split"], sample.record["source"], sample.record["label"])
+        expected[key] = expected.get(key, 0) + 1
+    assert dict(counts) == expected
+    assert counts[("church", "train", "real", "target")] == 4
+    assert main(["info", str(small_root), "--json", "true"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["concept"], r["split"], r["source"], r["label"]): r["count"] for r in rows} == expected
+    assert main(["info", str(small_root)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split() == ["concept", "split", "source", "label", "count"]
+    assert table.splitlines()[-1].split() == ["total", "26"]
