@@ -78,7 +78,7 @@ def write_dataset_readme(root: str | Path, body: str | None = None) -> Path:
             "A DataIGM dataset written by [dataigm](https://github.com/dataigm/dataigm): images with and without "
             "concepts targeted by machine unlearning, each labelled with its concept, CatIGMU category and provenance.\n\n"
             f"Concepts: {concepts}.\n\n"
-            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/this/folder\")  # or a concept config\n```\n"
+            '```python\nfrom datasets import load_dataset\nds = load_dataset("path/to/this/folder")  # or a concept config\n```\n'
         )
     card = DatasetCard(f"---\n{dataset_card_data(root).to_yaml()}\n---\n\n{body}")
     path = root / README_NAME

@@ -26,4 +26,4 @@ def format_counts(counts: Counter) -> str:
     rows = [(*key, str(n)) for key, n in sorted(counts.items())]
     rows.append(("total", "", "", "", str(sum(counts.values()))))
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in (header, *rows))
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) for row in (header, *rows))

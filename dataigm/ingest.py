@@ -119,7 +119,9 @@ def resolve_task(name: str, registry: ConceptRegistry) -> Concept:
             return concept
     if name in IGMU_TASKS:
         return registry.get(IGMU_TASKS[name])
-    raise ValueError(f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (or pass --concept)")
+    raise ValueError(
+        f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (or pass --concept)"
+    )
 
 
 # ---------------------------------------------------------------- planning a folder
@@ -175,7 +177,9 @@ def plan_folder(
             )
         else:
             item_label = _label_of(rel.parts[0], fixed_concept, mapping, f"folder {rel.parts[0]!r}")
-        items.append(IngestItem(fixed_concept.id, split or "train", source or "real", item_label, rel.as_posix(), _reader(path)))
+        items.append(
+            IngestItem(fixed_concept.id, split or "train", source or "real", item_label, rel.as_posix(), _reader(path))
+        )
     return items, ignored
 
 
@@ -189,7 +193,9 @@ def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, regist
         elif len(dirs) == 2 and fixed_concept is not None:
             concept = fixed_concept
         else:
-            raise ValueError(f"{rel}: expected <Task>/<split>/<class>/<file> (or <split>/<class>/<file> with --concept)")
+            raise ValueError(
+                f"{rel}: expected <Task>/<split>/<class>/<file> (or <split>/<class>/<file> with --concept)"
+            )
         prefix = next((p for p in SOURCE_PREFIXES if path.name.startswith(p)), None)
         item_source = SOURCE_PREFIXES[prefix] if prefix else source
         if item_source is None:
@@ -227,7 +233,9 @@ def plan_hf_dataset(
     if image_column not in columns:
         raise ValueError(f"Dataset {name!r} has no column {image_column!r}; columns: {', '.join(columns)}")
     if label is None and (label_column is None or label_column not in columns):
-        raise ValueError(f"Dataset {name!r} has no label column {label_column!r}; columns: {', '.join(columns)} (or pass --label)")
+        raise ValueError(
+            f"Dataset {name!r} has no label column {label_column!r}; columns: {', '.join(columns)} (or pass --label)"
+        )
     ds = ds.cast_column(image_column, Image(decode=False))
     mapping = class_map(target, class_names)
     feature = ds.features.get(label_column) if label is None else None
@@ -239,7 +247,14 @@ def plan_hf_dataset(
         item_label = _label_of(str(value), target, mapping, f"{name} row {index}")
         image = row[image_column]
         items.append(
-            IngestItem(target.id, split or slug(hf_split), source, item_label, f"hf:{name}:{hf_split}:{index}", _hf_reader(image))
+            IngestItem(
+                target.id,
+                split or slug(hf_split),
+                source,
+                item_label,
+                f"hf:{name}:{hf_split}:{index}",
+                _hf_reader(image),
+            )
         )
     return items
 
@@ -346,7 +361,11 @@ def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list
             errors.append({"origin": item.origin, "error": f"{type(err).__name__}: {err}"})
             continue
         content = hashlib.sha256(original).hexdigest()
-        key = make_key(item.source, slug(Path(item.origin).stem)[:40], hashlib.sha1(f"{item.origin}:{content}".encode()).hexdigest()[:10])
+        key = make_key(
+            item.source,
+            slug(Path(item.origin).stem)[:40],
+            hashlib.sha1(f"{item.origin}:{content}".encode()).hexdigest()[:10],
+        )
         record = {
             "concept": item.concept,
             "label": item.label,

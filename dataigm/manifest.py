@@ -73,7 +73,11 @@ def open_root(root: str | Path, name: str = DEFAULT_NAME) -> dict:
     path = root / MANIFEST_NAME
     if path.exists():
         manifest = read_manifest(root)
-        for key, expected in (("name", name), ("schema_version", SCHEMA_VERSION), ("taxonomy_version", TAXONOMY_VERSION)):
+        for key, expected in (
+            ("name", name),
+            ("schema_version", SCHEMA_VERSION),
+            ("taxonomy_version", TAXONOMY_VERSION),
+        ):
             if manifest.get(key) != expected:
                 raise ValueError(
                     f"{root} holds a different dataset: its manifest has {key}={manifest.get(key)!r}, "

@@ -67,7 +67,10 @@ def import_igmu(
         cid = _concept_of_task(task, paths[0])
         records = out.setdefault(cid, [])
         for sub, prompts in subs.items():
-            records += [PromptRecord(prompt_id(cid, "forget", sub, i), cid, "forget", p, slug(sub)) for i, p in enumerate(prompts)]
+            records += [
+                PromptRecord(prompt_id(cid, "forget", sub, i), cid, "forget", p, slug(sub))
+                for i, p in enumerate(prompts)
+            ]
     for task, subs in retain.items():
         cid = _concept_of_task(task, paths[1])
         concept = registry.get(cid)
@@ -84,7 +87,14 @@ def _classify_retain_list(
 ) -> list[PromptRecord]:
     if sub in forget_subs and len(forget_subs[sub]) == len(prompts):
         return [
-            PromptRecord(prompt_id(cid, "remove", sub, i), cid, "remove", p, slug(sub), parent_id=prompt_id(cid, "forget", sub, i))
+            PromptRecord(
+                prompt_id(cid, "remove", sub, i),
+                cid,
+                "remove",
+                p,
+                slug(sub),
+                parent_id=prompt_id(cid, "forget", sub, i),
+            )
             for i, p in enumerate(prompts)
         ]
     if slug(sub) in replacements:

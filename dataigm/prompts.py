@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -106,7 +106,7 @@ def read_prompts(path: str | os.PathLike) -> list[PromptRecord]:
 # ---------------------------------------------------------------- built-in sets
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_set(name: str) -> dict | None:
     path = _SETS_DIR / f"{name}.yaml"
     if not path.exists():
@@ -130,7 +130,9 @@ def parse_kinds(kinds: str | Sequence[str], concept: Concept) -> list[str]:
     valid = available_kinds(concept)
     for kind in items:
         if kind not in valid:
-            raise ValueError(f"Prompt kind {kind!r} cannot be built for concept {concept.id!r}; valid: {', '.join(valid)}")
+            raise ValueError(
+                f"Prompt kind {kind!r} cannot be built for concept {concept.id!r}; valid: {', '.join(valid)}"
+            )
     return items
 
 
@@ -251,5 +253,7 @@ def _retain(concept: Concept) -> list[PromptRecord]:
     for category, texts in _load_set("retain")["categories"].items():
         for i, text in enumerate(texts):
             if not _mentions(text, avoid):
-                out.append(PromptRecord(prompt_id(concept.id, "retain", category, i), concept.id, "retain", text, category))
+                out.append(
+                    PromptRecord(prompt_id(concept.id, "retain", category, i), concept.id, "retain", text, category)
+                )
     return out

@@ -33,7 +33,9 @@ def check_shard(root: str | Path, shard: ShardId, checksum: bool = True) -> dict
     tar = Path(root) / shard.relpath
     size = tar.stat().st_size
     if sidecar.get("size") != size:
-        raise ShardError(f"{shard.relpath}: {size} bytes but its sidecar says {sidecar.get('size')} (truncated or replaced)")
+        raise ShardError(
+            f"{shard.relpath}: {size} bytes but its sidecar says {sidecar.get('size')} (truncated or replaced)"
+        )
     if checksum and sha256_file(tar) != sidecar.get("sha256"):
         raise ShardError(f"{shard.relpath}: sha256 does not match its sidecar (corrupted or replaced)")
     return sidecar

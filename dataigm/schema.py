@@ -111,7 +111,9 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
     if record["prompt_kind"] is not None:
         _check_choice(record, "prompt_kind", PROMPT_KINDS)
     if record["schema_version"] != SCHEMA_VERSION:
-        raise SchemaError(f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}")
+        raise SchemaError(
+            f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}"
+        )
     if not _SHA_RE.match(record["sha256"]):
         raise SchemaError(f"Field 'sha256' = {record['sha256']!r} is not a lower-case hex sha256")
     if record["height"] <= 0 or record["width"] <= 0:

@@ -79,5 +79,7 @@ def _check_samples(root: Path, shard: ShardId, sidecar: dict, concepts: dict, fi
     if count != sidecar.get("count"):
         problems.append(f"{shard.relpath}: {count} samples but its sidecar says {sidecar.get('count')}")
     if dict(labels) != sidecar.get("labels"):
-        problems.append(f"{shard.relpath}: label counts {dict(labels)} differ from its sidecar {sidecar.get('labels')}")
+        problems.append(
+            f"{shard.relpath}: label counts {dict(labels)} differ from its sidecar {sidecar.get('labels')}"
+        )
     return problems

@@ -44,7 +44,9 @@ def prepare_sample(sample: Sample, shard: ShardId, concepts: dict[str, str]) -> 
         raise SchemaError(f"Sample {sample.key!r}: {err}") from None
     for name in ("concept", "split", "source"):
         if record[name] != getattr(shard, name):
-            raise SchemaError(f"Sample {sample.key!r}: {name}={record[name]!r} but shard {shard.relpath} is for {getattr(shard, name)!r}")
+            raise SchemaError(
+                f"Sample {sample.key!r}: {name}={record[name]!r} but shard {shard.relpath} is for {getattr(shard, name)!r}"
+            )
     return Sample(sample.key, sample.image, sample.ext, sample.cls, record)
 
 

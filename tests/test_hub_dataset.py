@@ -68,7 +68,7 @@ def test_streaming_gives_the_same_samples(small_root, datasets_lib):
     streamed = datasets_lib.load_dataset(str(small_root), "nudity", split="train", streaming=True)
     rows = list(streamed)
     assert [r["__key__"] for r in rows] == mapped["__key__"]
-    for row, ref in zip(rows, mapped):
+    for row, ref in zip(rows, mapped, strict=False):
         assert row["cls"] == ref["cls"] and row["json"] == ref["json"]
         assert np.array_equal(np.asarray(row["png"]), np.asarray(ref["png"]))
 

@@ -17,7 +17,20 @@ def _by_origin(root):
 
 def test_class_folders_bytes_kept_corrupt_skipped(image_folder, tmp_path, capsys):
     root = tmp_path / "root"
-    rc = main(["ingest", str(image_folder), "--out", str(root), "--concept", "church", "--split", "train", "--source", "real"])
+    rc = main(
+        [
+            "ingest",
+            str(image_folder),
+            "--out",
+            str(root),
+            "--concept",
+            "church",
+            "--split",
+            "train",
+            "--source",
+            "real",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "5 samples" in out and "1 unreadable file(s) skipped" in out and "skipped other/broken.png" in out
@@ -29,7 +42,9 @@ def test_class_folders_bytes_kept_corrupt_skipped(image_folder, tmp_path, capsys
         assert sample.record["label"] == ("target" if origin.startswith("church") else "pair")
         assert sample.cls == (1 if origin.startswith("church") else 0)
     assert samples["church/c2.jpg"].ext == "jpg"
-    sidecar_errors = [e for p in (root / "meta").rglob("*.json") for e in __import__("json").loads(p.read_text())["errors"]]
+    sidecar_errors = [
+        e for p in (root / "meta").rglob("*.json") for e in __import__("json").loads(p.read_text())["errors"]
+    ]
     assert [e["origin"] for e in sidecar_errors] == ["other/broken.png"]
     assert validate_root(root) == []
     assert read_manifest(root)["image_extensions"] == ["jpg", "png"]
@@ -41,7 +56,10 @@ def test_single_label_and_resize(image_folder, tmp_path):
     assert report.samples == 3
     for sample in iter_samples(root):
         image = sample.decode()
-        assert min(image.size) == 6 and (sample.record["height"], sample.record["width"]) == (image.height, image.width)
+        assert min(image.size) == 6 and (sample.record["height"], sample.record["width"]) == (
+            image.height,
+            image.width,
+        )
         assert sample.record["label"] == "target"
 
 
@@ -117,7 +135,17 @@ def test_hf_dataset_ingest(tmp_path):
     local = tmp_path / "local_ds"
     datasets.load_from_disk(tmp_path / "saved").to_parquet(str(local / "train.parquet"))
     root = tmp_path / "root"
-    args = ["ingest", "--hf-dataset", str(local), "--image-column", "img", "--label-column", "y", "--concept", "nudity"]
+    args = [
+        "ingest",
+        "--hf-dataset",
+        str(local),
+        "--image-column",
+        "img",
+        "--label-column",
+        "y",
+        "--concept",
+        "nudity",
+    ]
     assert main([*args, "--out", str(root), "--class-map", "clean=pair,nsfw=target"]) == 0
     samples = sorted(iter_samples(root), key=lambda s: s.record["origin"])
     assert [s.record["label"] for s in samples] == ["pair", "target", "target", "pair"]

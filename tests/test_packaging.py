@@ -18,7 +18,15 @@ def test_env_lists_versions_and_devices(capsys):
     lines = dict(line[2:].split(": ", 1) for line in capsys.readouterr().out.splitlines())
     assert lines["torch"] == torch.__version__.split("+")[0] or lines["torch"] == torch.__version__
     assert lines["datasets"] == datasets.__version__
-    assert set(lines) >= {"python", "torchvision", "diffusers", "transformers", "timm", "webdataset", "huggingface_hub"}
+    assert set(lines) >= {
+        "python",
+        "torchvision",
+        "diffusers",
+        "transformers",
+        "timm",
+        "webdataset",
+        "huggingface_hub",
+    }
     assert lines["devices"].startswith("cpu")
 
 
@@ -30,4 +38,6 @@ def test_every_command_prints_its_resolved_config(capsys, tmp_path):
     except SystemExit as stop:
         assert stop.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["folder"] == "some/folder" and printed["concept"] == "church" and printed["samples_per_shard"] == 1000
+    assert (
+        printed["folder"] == "some/folder" and printed["concept"] == "church" and printed["samples_per_shard"] == 1000
+    )

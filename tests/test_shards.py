@@ -15,7 +15,11 @@ LAYOUT = {("church", "train", "real"): [3, 2], ("nudity", "test", "generated"): 
 
 
 def _tree_bytes(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix == ".tar"}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix == ".tar"
+    }
 
 
 def test_samples_round_trip_with_decoded_pixels(tmp_path):

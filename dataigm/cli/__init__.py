@@ -26,7 +26,9 @@ COMMANDS = {
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="dataigm", description="DataIGM: data, judges and evaluation for unlearning in image generation")
+    parser = ArgumentParser(
+        prog="dataigm", description="DataIGM: data, judges and evaluation for unlearning in image generation"
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subcommands(dest="command")
     for name, module in COMMANDS.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -20,7 +19,7 @@ def command_parser(description: str) -> ArgumentParser:
 def add_concepts_dir(parser: ArgumentParser) -> None:
     parser.add_argument(
         "--concepts-dir",
-        type=Optional[str],
+        type=str | None,
         default=None,
         help="folder of concept YAML files added to the built-in registry; several joined with "
         f"{os.pathsep!r} (also $DATAIGM_CONCEPTS_DIR)",

@@ -33,12 +33,16 @@ def _configure_info(parser) -> None:
 def _run_info(cfg) -> int:
     counts = count_samples(cfg.root)
     if cfg.json:
-        rows = [dict(zip(("concept", "split", "source", "label"), k), count=n) for k, n in sorted(counts.items())]
+        rows = [dict(zip(("concept", "split", "source", "label"), k, strict=False), count=n) for k, n in sorted(counts.items())]
         print(json.dumps(rows, indent=2))
     else:
         print(format_counts(counts))
     return 0
 
 
-validate = SimpleNamespace(HELP="check a dataset root and list its problems (exit 1 if any)", configure=_configure_validate, run=_run_validate)
-info = SimpleNamespace(HELP="count samples per concept x split x source x label", configure=_configure_info, run=_run_info)
+validate = SimpleNamespace(
+    HELP="check a dataset root and list its problems (exit 1 if any)", configure=_configure_validate, run=_run_validate
+)
+info = SimpleNamespace(
+    HELP="count samples per concept x split x source x label", configure=_configure_info, run=_run_info
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -18,20 +17,40 @@ HELP = "add real, web or generated images (a folder or a Hugging Face dataset) t
 def configure(parser) -> None:
     parser.add_argument("folder", nargs="?", default=None, help="folder of images (or use --hf-dataset)")
     parser.add_argument("--out", required=True, help="dataset root to write to (created when missing)")
-    parser.add_argument("--concept", type=Optional[str], default=None, help="concept id (read from <Task> folders otherwise)")
-    parser.add_argument("--split", type=Optional[str], default=None, help="split name (default: train, or from folders)")
-    parser.add_argument("--source", type=Optional[str], default=None, choices=[None, *SOURCES], help="image source (default: real)")
-    parser.add_argument("--label", type=Optional[str], default=None, help="one label for every image: a class name, target or pair")
-    parser.add_argument("--class-map", type=Optional[str], default=None, help="extra class names, e.g. nsfw=target,sfw=pair")
-    parser.add_argument("--hf-dataset", type=Optional[str], default=None, help="Hugging Face dataset name or local folder")
-    parser.add_argument("--hf-config", type=Optional[str], default=None, help="its config name")
+    parser.add_argument(
+        "--concept", type=str | None, default=None, help="concept id (read from <Task> folders otherwise)"
+    )
+    parser.add_argument(
+        "--split", type=str | None, default=None, help="split name (default: train, or from folders)"
+    )
+    parser.add_argument(
+        "--source", type=str | None, default=None, choices=[None, *SOURCES], help="image source (default: real)"
+    )
+    parser.add_argument(
+        "--label", type=str | None, default=None, help="one label for every image: a class name, target or pair"
+    )
+    parser.add_argument(
+        "--class-map", type=str | None, default=None, help="extra class names, e.g. nsfw=target,sfw=pair"
+    )
+    parser.add_argument(
+        "--hf-dataset", type=str | None, default=None, help="Hugging Face dataset name or local folder"
+    )
+    parser.add_argument("--hf-config", type=str | None, default=None, help="its config name")
     parser.add_argument("--hf-split", default="train", help="its split to read")
     parser.add_argument("--image-column", default="image", help="its image column")
     parser.add_argument("--label-column", default="label", help="its label column")
     parser.add_argument("--samples-per-shard", type=int, default=1000, help="images per tar shard")
-    parser.add_argument("--resize", type=Optional[int], default=None, help="re-encode with the shorter side at this size")
-    parser.add_argument("--image-format", type=Optional[str], default=None, choices=[None, *OUTPUT_FORMATS], help="re-encode every image to this format")
-    parser.add_argument("--license", type=Optional[str], default=None, help="license recorded in every sample")
+    parser.add_argument(
+        "--resize", type=int | None, default=None, help="re-encode with the shorter side at this size"
+    )
+    parser.add_argument(
+        "--image-format",
+        type=str | None,
+        default=None,
+        choices=[None, *OUTPUT_FORMATS],
+        help="re-encode every image to this format",
+    )
+    parser.add_argument("--license", type=str | None, default=None, help="license recorded in every sample")
     parser.add_argument("--name", default=DEFAULT_NAME, help="dataset name recorded in the manifest")
     parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
     add_concepts_dir(parser)

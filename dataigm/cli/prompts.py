@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 from ..prompt_import import IMPORTERS, import_prompts
 from ..prompts import build_prompts, parse_kinds, write_prompts
@@ -30,10 +29,10 @@ def configure(parser) -> None:
     imp.add_argument("files", nargs="+", help="igmu: forgot.json [retain.json]; csv: one or more CSV files")
     imp.add_argument("--format", required=True, choices=list(IMPORTERS), help="input format")
     imp.add_argument("--out", required=True, help="output folder")
-    imp.add_argument("--concept", type=Optional[str], default=None, help="csv: the concept the prompts are about")
+    imp.add_argument("--concept", type=str | None, default=None, help="csv: the concept the prompts are about")
     imp.add_argument("--column", default="prompt", help="csv: the column holding the prompt text")
     imp.add_argument("--kind", default="adversarial", choices=list(PROMPT_KINDS), help="csv: the prompts' kind")
-    imp.add_argument("--attack", type=Optional[str], default=None, help="csv: attack name (default: the file name)")
+    imp.add_argument("--attack", type=str | None, default=None, help="csv: attack name (default: the file name)")
     add_concepts_dir(imp)
 
 
