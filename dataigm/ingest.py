@@ -26,7 +26,7 @@ from .prompt_import import IGMU_TASKS
 from .prompts import slug
 from .sample import PIL_FORMATS, Sample
 from .schema import LABELS, SOURCES, make_key
-from .writer import shard_is_done, write_shard
+from .writer import done_shards, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -337,8 +337,9 @@ def ingest(
         for k in range(n_shards):
             chunk = group_items[k * samples_per_shard : (k + 1) * samples_per_shard]
             plan.append((ShardId(concept, split, source, start + k), chunk))
+    done = done_shards(root, [shard for shard, _ in plan])
     for shard, chunk in tqdm(plan, desc="ingest", unit="shard", disable=not progress):
-        if shard_is_done(root, shard):
+        if shard in done:
             report.shards_skipped += 1
             continue
         samples, errors = _build_samples(chunk, registry, resize, image_format, license)

@@ -63,6 +63,25 @@ def shard_is_done(root: str | Path, shard: ShardId) -> bool:
     return meta.get("size") == tar.stat().st_size and meta.get("shard") == shard.relpath
 
 
+def done_shards(root: str | Path, shards: Iterable[ShardId]) -> set[ShardId]:
+    """The finished shards among ``shards``, for a job that resumes.
+
+    A job killed between a shard's sidecar and the manifest update leaves a done shard missing from
+    the manifest's index; it is entered here, so the resumed job neither redoes nor loses it.
+    """
+    root = Path(root)
+    indexed = read_manifest(root)["shards"]
+    done = set()
+    for shard in shards:
+        if shard_is_done(root, shard):
+            done.add(shard)
+            if shard.relpath not in indexed:
+                record_shard(
+                    root, shard.relpath, json.loads((root / shard.sidecar_relpath).read_text(encoding="utf-8"))
+                )
+    return done
+
+
 def write_shard(
     root: str | Path,
     shard: ShardId,

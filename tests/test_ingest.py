@@ -173,3 +173,45 @@ def test_bad_input_leaves_root_untouched(image_folder, tmp_path, capsys):
     assert not root.exists()
     with pytest.raises(ValueError, match="--samples-per-shard must be at least 1"):
         ingest([], root, samples_per_shard=0)
+
+
+def test_mixed_png_and_jpeg_load_as_one_column_each(image_folder, tmp_path):
+    import datasets
+
+    root = tmp_path / "root"
+    ingest_folder(image_folder, root, concept="church", progress=False)
+    ds = datasets.load_dataset(str(root), "church", split="train")
+    assert {"png", "jpg"} <= set(ds.column_names)
+    assert sum(row["jpg"] is not None for row in ds) == 1 and sum(row["png"] is not None for row in ds) == 4
+
+
+def test_killed_ingest_resumes_to_the_uninterrupted_result(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "many" / "church"
+    folder.mkdir(parents=True)
+    for i in range(60):
+        (folder / f"{i:03d}.png").write_bytes(image_bytes((i * 4, 10, 10)))
+    args = ["ingest", str(folder), "--concept", "church", "--label", "church", "--samples-per-shard", "1"]
+    full = tmp_path / "full"
+    assert main([*args, "--out", str(full), "--progress", "false"]) == 0
+
+    root = tmp_path / "root"
+    code = f"import sys; from dataigm.cli import main; sys.exit(main({[*args, '--out', str(root)]!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sidecars = root / "meta" / "church" / "train"
+    while proc.poll() is None and len(list(sidecars.glob("*.json"))) < 3:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_at_kill = len(list(sidecars.glob("*.json")))
+    if done_at_kill == 60:
+        pytest.skip("the job finished before it could be killed")
+    assert main([*args, "--out", str(root), "--progress", "false"]) == 0
+    assert validate_root(root) == []
+    tars = lambda r: {p.name: p.read_bytes() for p in (r / "data").rglob("*.tar")}  # noqa: E731
+    assert tars(root) == tars(full) and len(tars(full)) == 60

@@ -136,3 +136,13 @@ def test_concept_whose_labels_changed_is_refused(tmp_path):
     changed = Concept("church", "Church", "local/concrete/entity", "chapel", "other", ("church",))
     with pytest.raises(ValueError, match="target_class: dataset 'church' vs registry 'chapel'"):
         register_concepts(root, [changed])
+
+
+def test_shard_done_but_missing_from_manifest_is_entered_on_resume(small_root):
+    from dataigm.manifest import update_manifest
+    from dataigm.writer import done_shards
+
+    shard = ShardId("church", "train", "real", 1)
+    update_manifest(small_root, lambda m: m["shards"].pop(shard.relpath))  # killed before the manifest update
+    assert done_shards(small_root, [shard, ShardId("church", "train", "real", 2)]) == {shard}
+    assert shard.relpath in read_manifest(small_root)["shards"]

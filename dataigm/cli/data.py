@@ -33,7 +33,10 @@ def _configure_info(parser) -> None:
 def _run_info(cfg) -> int:
     counts = count_samples(cfg.root)
     if cfg.json:
-        rows = [dict(zip(("concept", "split", "source", "label"), k, strict=False), count=n) for k, n in sorted(counts.items())]
+        rows = [
+            dict(zip(("concept", "split", "source", "label"), k, strict=False), count=n)
+            for k, n in sorted(counts.items())
+        ]
         print(json.dumps(rows, indent=2))
     else:
         print(format_counts(counts))

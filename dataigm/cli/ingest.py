@@ -20,9 +20,7 @@ def configure(parser) -> None:
     parser.add_argument(
         "--concept", type=str | None, default=None, help="concept id (read from <Task> folders otherwise)"
     )
-    parser.add_argument(
-        "--split", type=str | None, default=None, help="split name (default: train, or from folders)"
-    )
+    parser.add_argument("--split", type=str | None, default=None, help="split name (default: train, or from folders)")
     parser.add_argument(
         "--source", type=str | None, default=None, choices=[None, *SOURCES], help="image source (default: real)"
     )
@@ -40,9 +38,7 @@ def configure(parser) -> None:
     parser.add_argument("--image-column", default="image", help="its image column")
     parser.add_argument("--label-column", default="label", help="its label column")
     parser.add_argument("--samples-per-shard", type=int, default=1000, help="images per tar shard")
-    parser.add_argument(
-        "--resize", type=int | None, default=None, help="re-encode with the shorter side at this size"
-    )
+    parser.add_argument("--resize", type=int | None, default=None, help="re-encode with the shorter side at this size")
     parser.add_argument(
         "--image-format",
         type=str | None,
