@@ -99,7 +99,12 @@ class Concept:
         missing = [m for m in ("id", "name", "category", "target_class", "pair_class", "targets") if m not in data]
         if missing:
             raise ValueError(f"{source}: concept is missing required key(s) {missing}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        tuple_fields = {f.name for f in fields(cls) if f.type.startswith("tuple")}
+        kwargs = {}
+        for key, value in data.items():
+            if key in tuple_fields:
+                value = (value,) if isinstance(value, str) else tuple(value or ())  # `targets: ocean` is one target
+            kwargs[key] = value
         try:
             return cls(**kwargs)
         except ValueError as err:
@@ -180,8 +185,8 @@ def _load(dirs: tuple[str, ...]) -> ConceptRegistry:
 
 def load_registry(concepts_dirs: Sequence[str | os.PathLike] | None = None) -> ConceptRegistry:
     """Built-in concepts, then those in ``concepts_dirs`` and in ``$DATAIGM_CONCEPTS_DIR`` (cached)."""
-    dirs = [*(concepts_dirs or []), *concept_dirs_from_env()]
-    return _load(tuple(str(Path(d).resolve()) for d in dirs))
+    dirs = [str(Path(d).resolve()) for d in (*(concepts_dirs or []), *concept_dirs_from_env())]
+    return _load(tuple(dict.fromkeys(dirs)))  # a folder named twice (flag and environment) is read once
 
 
 def get_concept(concept_id: str, concepts_dirs: Sequence[str | os.PathLike] | None = None) -> Concept:

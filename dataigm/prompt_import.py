@@ -139,7 +139,7 @@ def import_csv(
     records: list[PromptRecord] = []
     for path in paths:
         stem = slug(Path(path).stem)
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: spreadsheets write a byte-order mark
             reader = csv.DictReader(f)
             if column not in (reader.fieldnames or []):
                 raise ValueError(f"{path}: no column {column!r}; columns: {', '.join(reader.fieldnames or [])}")

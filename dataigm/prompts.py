@@ -148,7 +148,7 @@ def build_prompts(
         concept = (registry or load_registry()).get(concept)
     kinds = parse_kinds(kinds, concept)
     data = _load_set(concept.id)
-    if data is None:
+    if data is None or data.get("concept") != concept.id:  # shared files (retain, templates) are no concept's set
         pairs = _template_items(concept)
     elif "subthemes" in data:
         pairs = _subtheme_items(concept, data["subthemes"])

@@ -25,6 +25,8 @@ from dataigm.prompts import (
 )
 from dataigm.schema import PROMPT_KINDS
 
+RETAIN_CATEGORIES = {"animals", "landscapes", "objects", "people", "architecture"}
+
 
 def mentions(text: str, words) -> list[str]:
     """The words of ``words`` that occur in ``text`` as whole words, case-insensitive."""
@@ -43,7 +45,13 @@ def by_kind(records) -> dict[str, list[PromptRecord]]:
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("Still life", "still_life"), ("a teacher", "a_teacher"), ("v1.2 -- X!", "v1_2_x"), ("...", "x"), ("girl", "girl")],
+    [
+        ("Still life", "still_life"),
+        ("a teacher", "a_teacher"),
+        ("v1.2 -- X!", "v1_2_x"),
+        ("...", "x"),
+        ("girl", "girl"),
+    ],
 )
 def test_slug(text, expected):
     assert slug(text) == expected
@@ -195,12 +203,6 @@ def test_template_concept_without_replacements_cannot_build_replace():
     assert forget and all("violence" in r.text for r in forget)
 
 
-@pytest.mark.xfail(
-    reason="the property template's P-hat-1 text 'a 3d render of an empty white room' keeps white_dog's remove "
-    "word 'white', so the target-free prompt still names the removed property",
-    strict=True,
-    raises=AssertionError,
-)
 def test_white_dog_remove_prompts_contain_no_remove_word():
     concept = load_registry().get("white_dog")
     remove = build_prompts("white_dog", ["remove"])
@@ -233,12 +235,6 @@ def test_user_concept_gets_template_prompts(tmp_path):
     assert kinds["replace"][0].prompt_id == "lighthouse-replace-a_windmill-000"
 
 
-@pytest.mark.xfail(
-    reason="build_prompts looks prompt sets up by concept id in prompt_sets/, so a user concept named 'retain' "
-    "(or 'templates') loads the shared retain.yaml as its own set and fails with KeyError: 'scenes'",
-    strict=True,
-    raises=KeyError,
-)
 def test_user_concept_named_like_a_shared_prompt_file(tmp_path):
     folder = tmp_path / "user_retain"
     folder.mkdir()
@@ -295,7 +291,9 @@ def test_replace_of_an_abstract_concept_names_the_valid_kinds(concept_id):
 @pytest.mark.parametrize("kinds", ["forget,banana", ["adversarial"], "multilingual", ""])
 def test_unknown_or_unbuildable_kind_raises(kinds):
     concept = load_registry().get("church")
-    with pytest.raises(ValueError, match="cannot be built for concept 'church'; valid: forget, remove, replace, retain"):
+    with pytest.raises(
+        ValueError, match="cannot be built for concept 'church'; valid: forget, remove, replace, retain"
+    ):
         build_prompts(concept, kinds)
     with pytest.raises(ValueError, match="valid: forget, remove, replace, retain"):
         parse_kinds(kinds, concept)

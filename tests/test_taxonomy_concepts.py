@@ -302,12 +302,6 @@ def test_user_concept_cannot_shadow_a_builtin(tmp_path):
     assert "builtin_concepts" in message and "church.yaml" in message
 
 
-@pytest.mark.xfail(
-    reason="load_registry does not de-duplicate folders: the same folder given as --concepts-dir and in "
-    "$DATAIGM_CONCEPTS_DIR is read twice and every concept in it is 'defined in both X and X'",
-    strict=True,
-    raises=ValueError,
-)
 def test_same_folder_from_flag_and_environment_is_read_once(tmp_path, monkeypatch):
     folder = tmp_path / "both"
     write_concept(folder, LIGHTHOUSE)
@@ -315,12 +309,6 @@ def test_same_folder_from_flag_and_environment_is_read_once(tmp_path, monkeypatc
     assert load_registry([folder]).get("lighthouse").name == "Lighthouse"
 
 
-@pytest.mark.xfail(
-    reason="Concept.from_dict turns only lists into tuples: a YAML scalar such as `targets: a lighthouse` is kept "
-    "as a str, so targets[0] is 'a' (templates then write 'a photo of a in ...') and no error is raised",
-    strict=True,
-    raises=AssertionError,
-)
 def test_scalar_targets_are_a_one_item_tuple_or_an_error():
     data = {**LIGHTHOUSE, "targets": "a lighthouse"}
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..concepts import load_registry
@@ -29,3 +31,20 @@ def add_concepts_dir(parser: ArgumentParser) -> None:
 def registry_of(cfg):
     dirs = [d for d in (cfg.get("concepts_dir") or "").split(os.pathsep) if d]
     return load_registry(dirs)
+
+
+def save_config(cfg, path: str | os.PathLike, append: bool = False) -> None:
+    """Write the resolved options next to a command's outputs (DESIGN §10).
+
+    With ``append`` the file keeps a list with one entry per distinct run (a dataset root is written
+    by several jobs).
+    """
+    path = Path(path)
+    entry = {k: v for k, v in dict(cfg).items() if k not in ("config", "__path__")}
+    if append:
+        runs = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else []
+        if entry in runs:
+            return
+        entry = [*runs, entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(entry, sort_keys=False), encoding="utf-8")

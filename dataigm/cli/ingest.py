@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder, plan_hf_dataset
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
-from .common import add_concepts_dir, registry_of
+from .common import add_concepts_dir, registry_of, save_config
 
 HELP = "add real, web or generated images (a folder or a Hugging Face dataset) to a dataset root"
 
@@ -87,21 +85,10 @@ def run(cfg) -> int:
         registry=registry,
         progress=cfg.progress,
     )
-    _save_config(cfg, Path(cfg.out))
+    save_config(cfg, Path(cfg.out) / "meta" / "ingest-config.yaml", append=True)
     print(report.summary())
     for skipped in report.skipped_files:
         print(f"  skipped {skipped['origin']}: {skipped['error']}")
     for name in ignored:
         print(f"  ignored {name} (not an image file)")
     return 0
-
-
-def _save_config(cfg, root: Path) -> None:
-    """Keep the resolved options of each ingest run next to the data (``meta/ingest-config.yaml``)."""
-    path = root / "meta" / "ingest-config.yaml"
-    runs = yaml.safe_load(path.read_text()) if path.exists() else []
-    entry = {k: v for k, v in dict(cfg).items() if k not in ("config", "__path__")}
-    if entry not in runs:
-        runs.append(entry)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(runs, sort_keys=False))

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..prompt_import import IMPORTERS, import_prompts
 from ..prompts import build_prompts, parse_kinds, write_prompts
 from ..schema import PROMPT_KINDS
-from .common import add_concepts_dir, command_parser, registry_of
+from .common import add_concepts_dir, command_parser, registry_of, save_config
 
 HELP = "build the prompt sets of a concept, or import prompt files of other formats"
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ def run(cfg) -> int:
         concept = registry.get(args.concept)
         kinds = parse_kinds(args.kinds, concept)
         n = write_prompts(build_prompts(concept, kinds, registry=registry), args.out)
+        save_config(args, Path(args.out).with_suffix(".config.yaml"))
         print(f"wrote {n} prompts ({', '.join(kinds)}) for {concept.id} to {args.out}")
         return 0
     options = {"registry": registry}
@@ -51,6 +52,7 @@ def run(cfg) -> int:
         options.update(concept=args.concept, column=args.column, kind=args.kind, attack=args.attack)
     grouped = import_prompts(args.format, args.files, **options)
     out = Path(args.out)
+    save_config(args, out / "import-config.yaml")
     for concept_id, records in grouped.items():
         name = concept_id if args.format == "igmu" else f"{concept_id}-{Path(args.files[0]).stem}"
         n = write_prompts(records, out / f"{name}.jsonl")
