@@ -14,6 +14,7 @@ SCHEMA_VERSION = "1"
 SOURCES = ("real", "laion", "generated")
 LABELS = ("pair", "target")  # index = the value of ``cls``
 PROMPT_KINDS = ("forget", "remove", "replace", "retain", "adversarial", "multilingual")
+IMAGE_FLAGS = ("nan", "all_black")
 IMAGE_EXTENSIONS = ("png", "jpg", "webp")
 
 
@@ -50,6 +51,7 @@ FIELDS: tuple[Field, ...] = (
     Field("origin", (str,), True, "where the image came from: relative file path, dataset row, URL"),
     Field("license", (str,), True, "license of the image"),
     Field("sha256", (str,), False, "sha256 of the image bytes"),
+    Field("image_flag", (str,), True, "a defect found when the image was made: 'nan' or 'all_black'"),
 )
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _GENERATED_REQUIRED = ("prompt_id", "prompt", "prompt_kind", "model_id", "method", "seed")
@@ -110,6 +112,8 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
     _check_choice(record, "source", SOURCES)
     if record["prompt_kind"] is not None:
         _check_choice(record, "prompt_kind", PROMPT_KINDS)
+    if record["image_flag"] is not None:
+        _check_choice(record, "image_flag", IMAGE_FLAGS)
     if record["schema_version"] != SCHEMA_VERSION:
         raise SchemaError(
             f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}"

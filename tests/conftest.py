@@ -110,3 +110,11 @@ def image_folder(tmp_path) -> Path:
     (folder / "other" / "broken.png").write_bytes(image_bytes()[:40])
     (folder / "other" / "notes.txt").write_text("not an image")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory) -> Path:
+    """A saved tiny ``StableDiffusionPipeline`` folder (real diffusers classes, random weights)."""
+    from generation.tiny import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("pipelines") / "tiny")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from . import concepts, data, env, ingest, prompts
+from . import concepts, data, env, generate, ingest, prompts
 from .common import command_parser
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -19,6 +19,7 @@ COMMANDS = {
     "concepts": concepts,
     "prompts": prompts,
     "ingest": ingest,
+    "generate": generate,
     "validate": data.validate,
     "info": data.info,
     "env": env,

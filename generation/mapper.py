@@ -1,0 +1,134 @@
+"""Render the work items of one shard into samples: batched pipeline calls, encoding off the main thread."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from dataigm.concepts import ConceptRegistry
+from dataigm.sample import Sample
+from dataigm.schema import LABELS, make_key
+
+from .job import JobConfig, ShardTask, WorkItem
+from .pipeline import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+
+def image_flag(image: np.ndarray) -> str | None:
+    """``"nan"`` if any value is not finite, ``"all_black"`` if no pixel reaches 1/255, else None."""
+    if not np.isfinite(image).all():
+        return "nan"
+    if image.max() < 1.0 / 255:
+        return "all_black"
+    return None
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    pixels = (np.nan_to_num(image, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def sampling_of(item: WorkItem, model: LoadedModel, cfg: JobConfig) -> tuple:
+    """The call settings of one item: the prompt's own, else the model spec's, else the job's."""
+    spec = model.spec
+    guidance = item.prompt.guidance if item.prompt.guidance is not None else spec.guidance
+    return (
+        spec.steps or cfg.steps,
+        guidance if guidance is not None else cfg.guidance,
+        spec.height or cfg.height,
+        spec.width or cfg.width,
+        spec.negative_prompt if spec.negative_prompt is not None else cfg.negative_prompt,
+    )
+
+
+def batches(items: tuple[WorkItem, ...], batch_size: int, settings: Callable) -> Iterator[list[WorkItem]]:
+    """Consecutive items with the same call settings, at most ``batch_size`` at a time."""
+    batch: list[WorkItem] = []
+    for item in items:
+        if batch and (len(batch) == batch_size or settings(item) != settings(batch[0])):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def generate_batch(model: LoadedModel, batch: list[WorkItem], settings: tuple) -> np.ndarray:
+    """One pipeline call; one CPU generator per item makes each image independent of its batch."""
+    import torch
+
+    steps, guidance, height, width, negative = settings
+    generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]
+    out = model.pipe(
+        prompt=[item.prompt.text for item in batch],
+        negative_prompt=[negative] * len(batch) if negative else None,
+        generator=generators,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        height=height,
+        width=width,
+        output_type="np",
+    )
+    return np.asarray(out.images, dtype=np.float32)
+
+
+def render_shard(
+    task: ShardTask,
+    model: LoadedModel,
+    cfg: JobConfig,
+    registry: ConceptRegistry,
+    batch_size: int,
+    on_batch: Callable[[int], None] = lambda n: None,
+) -> list[Sample]:
+    """The samples of ``task`` in plan order; PNG encoding runs in threads while the next batch renders."""
+    settings = lambda item: sampling_of(item, model, cfg)  # noqa: E731
+    pending: list[tuple[WorkItem, tuple, Future, str | None, tuple[int, int]]] = []
+    with ThreadPoolExecutor(max_workers=2) as encoder:
+        for batch in batches(task.items, batch_size, settings):
+            batch_settings = settings(batch[0])
+            images = generate_batch(model, batch, batch_settings)
+            for item, image in zip(batch, images, strict=True):
+                flag = image_flag(image)
+                pending.append((item, batch_settings, encoder.submit(encode_png, image), flag, image.shape[:2]))
+            on_batch(len(batch))
+        return [
+            _sample(item, s, future.result(), flag, shape, model, registry) for item, s, future, flag, shape in pending
+        ]
+
+
+def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, model: LoadedModel, registry) -> Sample:
+    steps, guidance, _, _, _ = settings
+    concept = registry.get(item.prompt.concept)
+    record = {
+        "concept": concept.id,
+        "label": item.label,
+        "category": concept.category,
+        "source": "generated",
+        "split": item.split,
+        "prompt_id": item.prompt.prompt_id,
+        "prompt": item.prompt.text,
+        "prompt_kind": item.prompt.kind,
+        "subtheme": item.prompt.subtheme,
+        "model_id": model.spec.weights_base,
+        "model_revision": model.model_revision,
+        "method": model.spec.method,
+        "checkpoint": model.checkpoint,
+        "seed": item.seed,
+        "steps": steps,
+        "guidance": float(guidance),
+        "scheduler": model.scheduler,
+        "height": int(shape[0]),
+        "width": int(shape[1]),
+        "image_flag": flag,
+    }
+    key = make_key(model.spec.label, item.prompt.prompt_id, f"{item.sample_index:04d}")
+    return Sample(key, png, "png", LABELS.index(item.label), record)

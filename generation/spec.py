@@ -1,0 +1,120 @@
+"""Model specs: which pipeline makes the images, and which unlearned weights replace parts of it.
+
+A spec is a YAML mapping (or the same keys as flags). Only ``base`` is required::
+
+    name: esd-nudity
+    method: ESD
+    base: CompVis/stable-diffusion-v1-4     # Hub id or local folder
+    unet: checkpoints/esd-nudity.safetensors # diffusers or CompVis/LDM keys
+    dtype: fp16
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+DTYPES = ("fp32", "fp16", "bf16")
+SCHEDULERS = ("ddim", "pndm", "lms", "euler", "euler_a", "dpm++")
+# Names in the literature (the paper's Table 5 and the methods it audits); any other string is accepted.
+KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One text-to-image model: a base pipeline plus optional unlearned parts.
+
+    Attributes:
+        base: Hub id or local folder of a diffusers pipeline.
+        name: short id used in sample keys (letters, digits, ``-``, ``_``); default: from method/base.
+        method: unlearning method recorded in every sample (``ORG`` for the original model).
+        revision: Hub revision (branch, tag or commit) of ``base``.
+        pipeline: a whole pipeline folder or Hub id that replaces ``base`` (methods that publish one).
+        unet: UNet weights file (``.safetensors``, ``.bin``, ``.pt``, ``.ckpt``) or diffusers folder.
+        text_encoder: text-encoder weights file or folder.
+        lora: LoRA/adapter weights (file, folder or Hub id) loaded through diffusers' loaders.
+        lora_scale: strength of the LoRA.
+        dtype: ``fp32``, ``fp16`` or ``bf16`` (half precision applies on GPU; CPU runs use fp32).
+        scheduler, steps, guidance, height, width, negative_prompt: sampling settings; None keeps the
+            job's defaults (and, for the scheduler, the pipeline's own).
+    """
+
+    base: str
+    name: str | None = None
+    method: str = "ORG"
+    revision: str | None = None
+    pipeline: str | None = None
+    unet: str | None = None
+    text_encoder: str | None = None
+    lora: str | None = None
+    lora_scale: float = 1.0
+    dtype: str = "fp16"
+    scheduler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    height: int | None = None
+    width: int | None = None
+    negative_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"Model {self.label!r}: unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"Model {self.label!r}: unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
+            )
+        if not _NAME_RE.match(self.label):
+            raise ValueError(f"Model name {self.label!r} must use letters, digits, '-' and '_' (it goes into keys)")
+        for size in (self.height, self.width):
+            if size is not None and size % 8:
+                raise ValueError(f"Model {self.label!r}: image size {size} must be a multiple of 8")
+
+    @property
+    def label(self) -> str:
+        """The model's name in keys and reports."""
+        if self.name:
+            return self.name
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.method}-{Path(self.base).name}").strip("-")
+
+    @property
+    def weights_base(self) -> str:
+        """The pipeline the weights come from (``pipeline`` replaces ``base``)."""
+        return self.pipeline or self.base
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<model spec>") -> ModelSpec:
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"{source}: unknown model-spec key(s) {unknown}; valid keys: {', '.join(valid)}")
+        if "base" not in data:
+            raise ValueError(f"{source}: a model spec needs 'base' (a Hub id or a pipeline folder)")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: {err}") from None
+
+
+def load_model_spec(entry: str | dict | ModelSpec) -> ModelSpec:
+    """A spec from a mapping, a YAML file path, or a bare Hub id / folder (the original model, ORG)."""
+    if isinstance(entry, ModelSpec):
+        return entry
+    if isinstance(entry, dict):
+        return ModelSpec.from_dict(entry)
+    if isinstance(entry, str | os.PathLike) and str(entry).endswith((".yaml", ".yml")):
+        path = Path(entry)
+        if not path.is_file():
+            raise ValueError(f"Model spec file {str(path)!r} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a model spec file holds one mapping")
+        return ModelSpec.from_dict(data, source=str(path))
+    return ModelSpec(base=str(entry))

@@ -1,0 +1,123 @@
+"""Loading unlearned weights into a pipeline: UNet and text-encoder state dicts in any published layout.
+
+Safetensors first; pickled files only through ``torch.load(weights_only=True)``. A UNet file may use
+diffusers keys or the original CompVis/LDM keys (converted with diffusers' own converter); a file whose
+keys fit no known layout is refused with examples of the keys that were expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+LDM_UNET_PREFIX = "model.diffusion_model."
+LDM_TEXT_PREFIXES = ("cond_stage_model.transformer.", "cond_stage_model.model.transformer.")
+_LDM_UNET_ROOTS = ("input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "out.")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Tensors of a weights file; a Lightning-style ``{"state_dict": ...}`` wrapper is unwrapped."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Weights file {str(path)!r} does not exist")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ValueError(f"Weights file {path.name!r}: unknown format; valid: {', '.join(WEIGHT_SUFFIXES)}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"Weights file {path.name!r} is not a readable safetensors file: {err}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+            raise ValueError(f"Weights file {path.name!r} cannot be read safely (weights_only=True): {err}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"Weights file {path.name!r} does not hold a state dict")
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def unet_layout(state: dict, model_keys: set[str]) -> str:
+    """``"diffusers"`` or ``"ldm"`` (CompVis); raises with expected keys when neither fits."""
+    keys = list(state)
+    if any(k.startswith(LDM_UNET_PREFIX) for k in keys) or all(k.startswith(_LDM_UNET_ROOTS) for k in keys):
+        return "ldm"
+    stripped = {k.removeprefix("unet.") for k in keys}
+    if stripped and stripped <= model_keys:
+        return "diffusers"
+    unknown = sorted(stripped - model_keys)[:3]
+    examples = sorted(model_keys)[:2]
+    raise ValueError(
+        f"UNet weights fit no known layout: keys such as {unknown} are neither diffusers UNet keys "
+        f"(e.g. {examples}) nor CompVis/LDM keys (e.g. '{LDM_UNET_PREFIX}input_blocks.0.0.weight')"
+    )
+
+
+def unet_state_for(unet, state: dict) -> dict:
+    """``state`` in the diffusers key layout of ``unet`` (converting CompVis/LDM keys)."""
+    model_keys = set(unet.state_dict())
+    layout = unet_layout(state, model_keys)
+    if layout == "diffusers":
+        return {k.removeprefix("unet."): v for k, v in state.items()}
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
+
+    if not any(k.startswith(LDM_UNET_PREFIX) for k in state):
+        state = {LDM_UNET_PREFIX + k: v for k, v in state.items()}
+    try:
+        converted = convert_ldm_unet_checkpoint(state, dict(unet.config))
+    except KeyError as err:
+        raise ValueError(
+            f"CompVis/LDM UNet weights are incomplete (missing {err}); save the whole 'model.diffusion_model' "
+            "state dict, or convert the file to diffusers keys"
+        ) from None
+    unknown = sorted(set(converted) - model_keys)[:3]
+    if unknown:
+        raise ValueError(f"Converted CompVis UNet weights do not fit this UNet (e.g. {unknown})")
+    return converted
+
+
+def text_encoder_state_for(text_encoder, state: dict) -> dict:
+    """``state`` in the transformers ``CLIPTextModel`` layout (converting LDM ``cond_stage_model`` keys)."""
+    model_keys = set(text_encoder.state_dict())
+    if any(k.startswith(LDM_TEXT_PREFIXES) for k in state):
+        from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
+
+        state = convert_ldm_clip_checkpoint(state)
+    state = {k.removeprefix("text_encoder."): v for k, v in state.items()}
+    unknown = sorted(set(state) - model_keys)
+    if unknown:
+        raise ValueError(
+            f"Text-encoder weights fit no known layout: keys such as {unknown[:3]} are neither CLIPTextModel keys "
+            f"(e.g. {sorted(model_keys)[:2]}) nor LDM keys ('cond_stage_model.transformer.text_model...')"
+        )
+    return state
+
+
+def load_into(module, state: dict, what: str) -> int:
+    """Copy ``state`` into ``module``; a partial state dict replaces only what it holds. Returns the count."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"{what} weights have keys the model lacks: {unexpected[:3]}")
+    if missing:
+        logger.info("%s weights replace %d of %d tensors", what, len(state), len(state) + len(missing))
+    return len(state)
