@@ -12,6 +12,8 @@ import logging
 import pickle
 from pathlib import Path
 
+from .ldm_layout import ldm_name
+
 logger = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -83,13 +85,26 @@ def unet_state_for(unet, state: dict) -> dict:
 
     if not any(k.startswith(LDM_UNET_PREFIX) for k in state):
         state = {LDM_UNET_PREFIX + k: v for k, v in state.items()}
+    given = [k for k in state if k.startswith(LDM_UNET_PREFIX)]
+    base = unet.state_dict()
+    try:
+        names = {LDM_UNET_PREFIX + ldm_name(k, dict(unet.config)): k for k in base}
+    except (KeyError, IndexError, ValueError):  # a UNet our map does not cover: convert the file alone
+        names = {}
+    if names and set(given) <= set(names):
+        # Fill what the file lacks from the base UNet, convert the whole, keep the tensors the file gave.
+        full = {ldm: base[key] for ldm, key in names.items()} | {k: state[k] for k in given}
+        converted = convert_ldm_unet_checkpoint(full, dict(unet.config))
+        return {names[k]: converted[names[k]] for k in given}
     try:
         converted = convert_ldm_unet_checkpoint(state, dict(unet.config))
     except KeyError as err:
+        raise ValueError(f"CompVis/LDM UNet weights do not fit this UNet (no {err}); convert them to diffusers keys") from None
+    if len(converted) < len(given):  # the converter skips keys it has no name for: refuse to drop weights silently
         raise ValueError(
-            f"CompVis/LDM UNet weights are incomplete (missing {err}); save the whole 'model.diffusion_model' "
-            "state dict, or convert the file to diffusers keys"
-        ) from None
+            f"Only {len(converted)} of {len(given)} CompVis/LDM UNet tensors have a diffusers name for this UNet "
+            "(is it a checkpoint of another architecture?)"
+        )
     unknown = sorted(set(converted) - model_keys)[:3]
     if unknown:
         raise ValueError(f"Converted CompVis UNet weights do not fit this UNet (e.g. {unknown})")
@@ -104,6 +119,12 @@ def text_encoder_state_for(text_encoder, state: dict) -> dict:
 
         state = convert_ldm_clip_checkpoint(state)
     state = {k.removeprefix("text_encoder."): v for k, v in state.items()}
+    # transformers 5 dropped the "text_model." level that published checkpoints (and older versions) use
+    model_prefixed = any(k.startswith("text_model.") for k in model_keys)
+    if not model_prefixed:
+        state = {k.removeprefix("text_model."): v for k, v in state.items()}
+    else:
+        state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}
     unknown = sorted(set(state) - model_keys)
     if unknown:
         raise ValueError(
@@ -115,6 +136,8 @@ def text_encoder_state_for(text_encoder, state: dict) -> dict:
 
 def load_into(module, state: dict, what: str) -> int:
     """Copy ``state`` into ``module``; a partial state dict replaces only what it holds. Returns the count."""
+    if not state:
+        raise ValueError(f"{what} weights file holds no tensors")
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected:
         raise ValueError(f"{what} weights have keys the model lacks: {unexpected[:3]}")
