@@ -67,6 +67,19 @@ def _checkpoint_of(spec: ModelSpec) -> str | None:
     return ";".join(parts) or None
 
 
+def _folder_or_hub(ref: str) -> tuple[str, dict]:
+    """``from_pretrained`` arguments for a local folder, or ``org/repo[/subfolder]`` on the Hub.
+
+    E.g. ``OPTML-Group/AdvUnlearn/nudity_unlearned`` (a text encoder published in a subfolder).
+    """
+    if Path(ref).is_dir():
+        return ref, {}
+    parts = ref.split("/")
+    if len(parts) < 2:
+        raise ValueError(f"{ref!r} is neither a weights file, a folder, nor a Hub reference org/repo[/subfolder]")
+    return "/".join(parts[:2]), ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
+
+
 def set_scheduler(pipe, name: str) -> None:
     import diffusers
 
@@ -95,20 +108,22 @@ def load_pipeline(
         base, revision=spec.revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
     )
     if spec.unet is not None:
-        if Path(spec.unet).is_dir():
+        if Path(spec.unet).is_file():
+            load_into(pipe.unet, unet_state_for(pipe.unet, load_state_dict(spec.unet)), "UNet")
+        else:
             from diffusers import UNet2DConditionModel
 
-            pipe.unet = UNet2DConditionModel.from_pretrained(spec.unet, dtype=dtype)
-        else:
-            load_into(pipe.unet, unet_state_for(pipe.unet, load_state_dict(spec.unet)), "UNet")
+            where, options = _folder_or_hub(spec.unet)
+            pipe.unet = UNet2DConditionModel.from_pretrained(where, dtype=dtype, **options)
     if spec.text_encoder is not None:
-        if Path(spec.text_encoder).is_dir():
-            from transformers import CLIPTextModel
-
-            pipe.text_encoder = CLIPTextModel.from_pretrained(spec.text_encoder, dtype=dtype)
-        else:
+        if Path(spec.text_encoder).is_file():
             state = text_encoder_state_for(pipe.text_encoder, load_state_dict(spec.text_encoder))
             load_into(pipe.text_encoder, state, "Text-encoder")
+        else:
+            from transformers import CLIPTextModel
+
+            where, options = _folder_or_hub(spec.text_encoder)
+            pipe.text_encoder = CLIPTextModel.from_pretrained(where, dtype=dtype, **options)
     if spec.lora is not None:
         pipe.load_lora_weights(spec.lora, adapter_name="unlearned")
         pipe.set_adapters(["unlearned"], adapter_weights=[spec.lora_scale])

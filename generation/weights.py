@@ -99,7 +99,9 @@ def unet_state_for(unet, state: dict) -> dict:
     try:
         converted = convert_ldm_unet_checkpoint(state, dict(unet.config))
     except KeyError as err:
-        raise ValueError(f"CompVis/LDM UNet weights do not fit this UNet (no {err}); convert them to diffusers keys") from None
+        raise ValueError(
+            f"CompVis/LDM UNet weights do not fit this UNet (no {err}); convert them to diffusers keys"
+        ) from None
     if len(converted) < len(given):  # the converter skips keys it has no name for: refuse to drop weights silently
         raise ValueError(
             f"Only {len(converted)} of {len(given)} CompVis/LDM UNet tensors have a diffusers name for this UNet "

@@ -161,3 +161,15 @@ def test_ray_distributor_gives_the_local_result(tiny_pipeline_dir, tmp_path):
         # Ray workers run torch with one thread: float sums in another order can move a pixel by one level
         assert {**sample.record, "sha256": None} == {**remote[key].record, "sha256": None}
         assert np.abs(_pixels(sample) - _pixels(remote[key])).max() <= 1
+
+
+def test_component_folders_replace_the_base_parts(tiny_pipeline_dir, tmp_path, original):
+    from generation.tiny import save_tiny_pipeline
+
+    other = save_tiny_pipeline(tmp_path / "other", seed=5)
+    changed = render(tmp_path / "d", {"base": str(tiny_pipeline_dir), "unet": str(other / "unet")})
+    assert all(changed[k] != original[k] for k in original)
+    whole = render(tmp_path / "w", {"base": str(tiny_pipeline_dir), "pipeline": str(other), "name": "whole"})
+    assert all(whole[k] != changed[k] for k in original)
+    with pytest.raises(ValueError, match="neither a weights file, a folder, nor a Hub reference"):
+        load_pipeline(ModelSpec(base=str(tiny_pipeline_dir), text_encoder="missing"))
