@@ -42,6 +42,8 @@ def test_same_job_same_bytes_and_valid_dataset(tiny_pipeline_dir, tmp_path):
     run_job(job(b, [str(tiny_pipeline_dir)]))
     assert summary.complete and summary.images == 10
     assert tars(a) == tars(b) and len(tars(a)) >= 3
+    again = run_job(job(a, [str(tiny_pipeline_dir)]))  # nothing left to do
+    assert (again.written, again.skipped, again.images) == (0, summary.written, 0) and tars(a) == tars(b)
     assert validate_root(a) == []
     import datasets
 
