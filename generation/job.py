@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from dataigm.concepts import ConceptRegistry
+from dataigm.concepts import ConceptRegistry, load_registry
 from dataigm.layout import ShardId
 from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts
 
@@ -70,6 +70,10 @@ class JobConfig:
             raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+
+    def registry(self) -> ConceptRegistry:
+        """Built-in concepts plus those in ``concepts_dir`` (several folders joined with ``os.pathsep``)."""
+        return load_registry([d for d in (self.concepts_dir or "").split(os.pathsep) if d])
 
     def model_specs(self) -> list[ModelSpec]:
         specs = [load_model_spec(m) for m in self.models]

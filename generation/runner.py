@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataigm.concepts import load_registry
 from dataigm.dataset_readme import write_dataset_readme
 from dataigm.files import atomic_write_text
 from dataigm.manifest import open_root, register_concepts, reserve_shards, update_manifest
@@ -107,7 +106,7 @@ def run_shard(cfg: JobConfig, task: ShardTask, job: str, on_batch=lambda n: None
     """Render and write one shard, retrying ``cfg.retries`` times; a last failure is returned, not raised."""
     import torch
 
-    registry = load_registry([cfg.concepts_dir] if cfg.concepts_dir else None)
+    registry = cfg.registry()
     result = ShardResult(task.shard.relpath)
     batch_size = None
     for attempt in range(1, cfg.retries + 2):
@@ -143,7 +142,7 @@ def run_shard(cfg: JobConfig, task: ShardTask, job: str, on_batch=lambda n: None
 
 def prepare(cfg: JobConfig) -> tuple[str, list[ShardTask]]:
     """Plan the job, reserve its shard numbers in the root and record its configuration there."""
-    registry = load_registry([cfg.concepts_dir] if cfg.concepts_dir else None)
+    registry = cfg.registry()
     specs = cfg.model_specs()
     prompts = collect_prompts(cfg, registry)
     draft = plan_shards(cfg, prompts)
