@@ -40,6 +40,7 @@ class Concept:
         replacements: the P̂-2 replacement concepts, as phrases.
         expected_output: what an unlearned model should draw (CatIGMU Table 4).
         human: whether the concept is carried by people (evaluation reports a person rate).
+        content_warning: whether its images need a warning and gated access (cards say so).
         description: one line for cards and ``dataigm concepts show``.
     """
 
@@ -55,6 +56,7 @@ class Concept:
     replacements: tuple[str, ...] = ()
     expected_output: str = "remove"
     human: bool = False
+    content_warning: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:

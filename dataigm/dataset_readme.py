@@ -65,22 +65,55 @@ def dataset_card_data(root: str | Path):
     return card_data
 
 
-def write_dataset_readme(root: str | Path, body: str | None = None) -> Path:
-    """Write ``<root>/README.md`` with the generated YAML; returns its path."""
+GENERATED_BEGIN = "<!-- dataigm: generated section, rewritten by `dataigm card` -->"
+GENERATED_END = "<!-- dataigm: end of generated section -->"
+
+
+def _minimal_body(manifest: dict) -> str:
+    concepts = ", ".join(f"`{c}`" for c in manifest["concepts"]) or "none yet"
+    return (
+        f"# {manifest['name']}\n\n"
+        "A DataIGM dataset written by dataigm: images with and without concepts targeted by machine unlearning, "
+        "each labelled with its concept, CatIGMU category and provenance.\n\n"
+        f"Concepts: {concepts}. Run `dataigm card <root>` for the full dataset card.\n"
+    )
+
+
+def merge_body(old_body: str | None, generated: str | None, fallback: str) -> str:
+    """The README body to write.
+
+    The generated text lives between two markers. A body with markers gets its marked section
+    replaced (``generated``, or kept when None); a body without markers was written by a person and is
+    left alone; no body at all gets the markers around ``generated`` (or ``fallback``).
+    """
+    if old_body and GENERATED_BEGIN in old_body and GENERATED_END in old_body:
+        if generated is None:
+            return old_body
+        head, rest = old_body.split(GENERATED_BEGIN, 1)
+        _, tail = rest.split(GENERATED_END, 1)
+        return f"{head}{GENERATED_BEGIN}\n{generated.strip()}\n{GENERATED_END}{tail}"
+    if old_body and old_body.strip():
+        return old_body
+    return f"{GENERATED_BEGIN}\n{(generated or fallback).strip()}\n{GENERATED_END}\n"
+
+
+def write_dataset_readme(root: str | Path, body: str | None = None, **card_fields) -> Path:
+    """Write ``<root>/README.md``: the YAML is always regenerated, the body merged by :func:`merge_body`.
+
+    Args:
+        root: dataset root.
+        body: generated body text (the cards package renders the full card); None keeps what is there.
+        card_fields: extra ``DatasetCardData`` fields (license, size_categories...).
+    """
     from huggingface_hub import DatasetCard
 
     root = Path(root)
     manifest = read_manifest(root)
-    if body is None:
-        concepts = ", ".join(f"`{c}`" for c in manifest["concepts"]) or "none yet"
-        body = (
-            f"# {manifest['name']}\n\n"
-            "A DataIGM dataset written by [dataigm](https://github.com/dataigm/dataigm): images with and without "
-            "concepts targeted by machine unlearning, each labelled with its concept, CatIGMU category and provenance.\n\n"
-            f"Concepts: {concepts}.\n\n"
-            '```python\nfrom datasets import load_dataset\nds = load_dataset("path/to/this/folder")  # or a concept config\n```\n'
-        )
-    card = DatasetCard(f"---\n{dataset_card_data(root).to_yaml()}\n---\n\n{body}")
     path = root / README_NAME
-    atomic_write_text(path, str(card))
+    old_body = DatasetCard.load(path).text if path.exists() else None
+    card_data = dataset_card_data(root)
+    for key, value in card_fields.items():
+        setattr(card_data, key, value)
+    text = merge_body(old_body, body, _minimal_body(manifest))
+    atomic_write_text(path, str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{text.lstrip()}")))
     return path

@@ -56,7 +56,8 @@ def _revision_of(base: str, revision: str | None) -> str | None:
         return revision
 
 
-def _checkpoint_of(spec: ModelSpec) -> str | None:
+def checkpoint_of(spec: ModelSpec) -> str | None:
+    """The unlearned parts of ``spec`` with the sha256 of each file (16 hex digits), for provenance."""
     parts = []
     for kind in ("unet", "text_encoder", "lora"):
         path = getattr(spec, kind)
@@ -140,6 +141,6 @@ def load_pipeline(
         spec=spec,
         device=device,
         model_revision=_revision_of(base, spec.revision),
-        checkpoint=_checkpoint_of(spec),
+        checkpoint=checkpoint_of(spec),
         scheduler=spec.scheduler or type(pipe.scheduler).__name__,
     )

@@ -18,7 +18,7 @@ from dataigm.writer import done_shards, write_shard
 
 from .job import JobConfig, ShardTask, collect_prompts, job_id, plan_shards, shards_per_group, worker_partition
 from .mapper import render_shard
-from .pipeline import LoadedModel, load_pipeline
+from .pipeline import LoadedModel, checkpoint_of, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def prepare(cfg: JobConfig) -> tuple[str, list[ShardTask]]:
     open_root(cfg.out, name=cfg.name)
     register_concepts(cfg.out, [registry.get(c) for c in sorted({p.concept for p in prompts})])
     starts = {g: reserve_shards(cfg.out, job, g, n, "generate") for g, n in shards_per_group(draft).items()}
-    config = cfg.to_dict() | {"models": [s.to_dict() for s in specs], "safety_checker": False, "versions": _versions()}
+    models = [s.to_dict() | {"label": s.label, "checkpoint": checkpoint_of(s)} for s in specs]
+    config = cfg.to_dict() | {"models": models, "safety_checker": False, "versions": _versions()}
 
     def record(manifest: dict) -> None:
         manifest["jobs"][job]["config"] = config

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from . import concepts, data, env, generate, ingest, prompts
+from . import card, concepts, data, env, generate, ingest, prompts, push
 from .common import command_parser
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -21,6 +21,8 @@ COMMANDS = {
     "ingest": ingest,
     "generate": generate,
     "validate": data.validate,
+    "card": card,
+    "push": push,
     "info": data.info,
     "env": env,
 }

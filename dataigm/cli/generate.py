@@ -6,6 +6,8 @@ import dataclasses
 import sys
 import typing
 
+from .card import refresh_card
+
 HELP = "generate DataIGM images with diffusers pipelines (original and unlearned models)"
 
 _HELP = {
@@ -60,5 +62,6 @@ def run(cfg) -> int:
         raise ValueError("--out is required: the dataset root to write to")
     job = JobConfig(**options)
     summary = run_job(job)
+    refresh_card(job.out)
     print(summary.text(), file=sys.stdout if summary.complete else sys.stderr)
     return 0 if summary.complete else EXIT_INCOMPLETE

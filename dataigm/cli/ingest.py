@@ -7,6 +7,7 @@ from pathlib import Path
 from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder, plan_hf_dataset
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
+from .card import refresh_card
 from .common import add_concepts_dir, registry_of, save_config
 
 HELP = "add real, web or generated images (a folder or a Hugging Face dataset) to a dataset root"
@@ -86,6 +87,7 @@ def run(cfg) -> int:
         progress=cfg.progress,
     )
     save_config(cfg, Path(cfg.out) / "meta" / "ingest-config.yaml", append=True)
+    refresh_card(cfg.out)
     print(report.summary())
     for skipped in report.skipped_files:
         print(f"  skipped {skipped['origin']}: {skipped['error']}")

@@ -1,0 +1,186 @@
+"""Dataset card and pushing a dataset root to the Hub (against a fake HfApi that records calls)."""
+
+import logging
+import re
+
+import pytest
+from huggingface_hub import DatasetCard
+
+from cards import push_dataset, size_category, write_dataset_card
+from dataigm.cli import main
+from dataigm.info import count_samples
+
+
+class FakeHfApi:
+    """Records every call; ``fail_uploads`` makes that many uploads raise first (an interrupted upload)."""
+
+    def __init__(self, fail_uploads: int = 0):
+        self.calls: list[tuple[str, dict]] = []
+        self.fail_uploads = fail_uploads
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        if self.fail_uploads:
+            self.fail_uploads -= 1
+            raise ConnectionError("connection reset during upload")
+
+
+def _card_counts(root) -> dict:
+    text = (root / "README.md").read_text()
+    section = text.split("## Counts", 1)[1].split("##", 1)[0]
+    rows = re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \| (\w+) \| (\d+) \|$", section, flags=re.M)
+    return {tuple(r[:4]): int(r[4]) for r in rows}
+
+
+def test_card_yaml_parses_and_load_dataset_uses_it(small_root):
+    import datasets
+
+    write_dataset_card(small_root, repo_id="org/dataigm-test")
+    card = DatasetCard.load(small_root / "README.md")
+    assert card.data.license == "other" and card.data.size_categories == ["n<1K"]
+    assert {c["config_name"] for c in card.data.configs} == {"default", "church", "nudity"}
+    assert 'load_dataset("org/dataigm-test", "church")' in card.text
+    ds = datasets.load_dataset(str(small_root), "church", split="train")
+    assert ds.features["cls"].names == ["other", "church"]
+
+
+def test_card_counts_equal_dataigm_info(small_root):
+    write_dataset_card(small_root)
+    assert _card_counts(small_root) == dict(count_samples(small_root))
+
+
+def test_content_warning_only_for_flagged_concepts(tmp_path, small_root):
+    from conftest import write_test_root
+
+    write_dataset_card(small_root)
+    assert "Content warning" in (small_root / "README.md").read_text()  # nudity
+    church_only = write_test_root(tmp_path / "c", {("church", "train", "real"): [2]})
+    write_dataset_card(church_only)
+    assert "Content warning" not in (church_only / "README.md").read_text()
+
+
+def test_generated_section_is_replaced_and_curated_text_kept(small_root):
+    write_dataset_card(small_root)
+    path = small_root / "README.md"
+    card = DatasetCard.load(path)
+    card.text = "Intro written by a person.\n\n" + card.text + "\nOutro written by a person.\n"
+    card.save(path)
+    from conftest import write_test_root
+
+    write_test_root(small_root, {("church", "validation", "real"): [2]})
+    write_dataset_card(small_root)
+    text = path.read_text()
+    assert text.count("Intro written by a person.") == 1 and text.count("Outro written by a person.") == 1
+    assert ("church", "validation", "real", "target") in _card_counts(small_root)
+
+    curated = DatasetCard.load(path)
+    curated.text = "# My own card\n\nNo markers: written by hand.\n"
+    curated.save(path)
+    write_dataset_card(small_root)
+    after = DatasetCard.load(path)
+    assert after.text.strip() == "# My own card\n\nNo markers: written by hand."
+    assert {c["config_name"] for c in after.data.configs} >= {"church", "nudity"}  # YAML still refreshed
+
+
+def test_card_lists_generation_models_with_checksums(tiny_pipeline_dir, tmp_path):
+    import hashlib
+
+    import torch
+    from safetensors.torch import save_file
+
+    from generation.job import JobConfig
+    from generation.runner import run_job
+
+    save_file({"conv_out.bias": torch.zeros(4)}, tmp_path / "esd.safetensors")
+    digest = hashlib.sha256((tmp_path / "esd.safetensors").read_bytes()).hexdigest()[:16]
+    models = [
+        str(tiny_pipeline_dir),
+        {"base": str(tiny_pipeline_dir), "method": "ESD", "name": "esd", "unet": str(tmp_path / "esd.safetensors")},
+    ]
+    root = tmp_path / "r"
+    run_job(
+        JobConfig(
+            out=str(root),
+            models=models,
+            concepts=["church"],
+            kinds=["forget"],
+            max_prompts=2,
+            steps=2,
+            height=64,
+            width=64,
+            progress=False,
+        )
+    )
+    write_dataset_card(root)
+    text = (root / "README.md").read_text()
+    assert f"unet=esd.safetensors@{digest}" in text and "| ESD |" in text and "| ORG |" in text
+    assert _card_counts(root) == dict(count_samples(root))
+
+
+@pytest.mark.parametrize(
+    ("n", "category"), [(0, "n<1K"), (999, "n<1K"), (1000, "1K<n<10K"), (250_000, "100K<n<1M"), (10**8, "n>10M")]
+)
+def test_size_category(n, category):
+    assert size_category(n) == category
+
+
+def test_push_dataset_calls(small_root):
+    api = FakeHfApi()
+    url = push_dataset(small_root, "org/dataigm", private=True, revision="v1", commit_message="first", api=api)
+    assert url == "https://huggingface.co/datasets/org/dataigm"
+    names = [name for name, _ in api.calls]
+    assert names == ["create_repo", "create_branch", "upload_folder"]
+    assert api.calls[0][1] == {"repo_id": "org/dataigm", "repo_type": "dataset", "private": True, "exist_ok": True}
+    upload = api.calls[2][1]
+    assert (upload["repo_id"], upload["repo_type"], upload["revision"], upload["commit_message"]) == (
+        "org/dataigm",
+        "dataset",
+        "v1",
+        "first",
+    )
+    assert upload["folder_path"] == str(small_root) and "**/.*.tmp" in upload["ignore_patterns"]
+
+
+def test_interrupted_push_resumes_with_the_same_upload(small_root):
+    api = FakeHfApi(fail_uploads=1)
+    with pytest.raises(ConnectionError):
+        push_dataset(small_root, "org/dataigm", api=api)
+    readme = (small_root / "README.md").read_bytes()
+    push_dataset(small_root, "org/dataigm", api=api)
+    uploads = [kwargs for name, kwargs in api.calls if name == "upload_folder"]
+    assert len(uploads) == 2 and uploads[0] == uploads[1]  # the same call again: the Hub side skips what it has
+    assert (small_root / "README.md").read_bytes() == readme
+
+
+def test_invalid_root_is_not_pushed(small_root):
+    (small_root / "meta/church/test/real-00000.json").unlink()
+    api = FakeHfApi()
+    with pytest.raises(ValueError, match="does not validate"):
+        push_dataset(small_root, "org/dataigm", api=api)
+    assert api.calls == []
+
+
+def test_cli_push_never_shows_the_token(small_root, monkeypatch, capsys, caplog):
+    import huggingface_hub
+
+    secret = "hf_SECRET_token_value_123"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    fake = FakeHfApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: fake)
+    with caplog.at_level(logging.DEBUG):
+        assert main(["push", "dataset", str(small_root), "--repo", "org/dataigm"]) == 0
+    out = capsys.readouterr()
+    assert "pushed" in out.out
+    assert secret not in out.out + out.err + caplog.text
+    assert secret not in "".join(
+        p.read_text(errors="ignore")
+        for p in small_root.rglob("*")
+        if p.is_file() and p.suffix in (".md", ".json", ".yaml")
+    )
