@@ -94,7 +94,8 @@ def test_concepts_show_unknown(capsys):
 def test_concepts_dir_flag_adds_a_user_concept(tmp_path, capsys):
     folder = user_concepts(tmp_path / "flag_concepts")
     assert main(["concepts", "--concepts-dir", str(folder), "show", "lighthouse"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == {**LIGHTHOUSE, "binding": None, "subthemes": [], "human": False}
+    defaults = {"binding": None, "subthemes": [], "human": False, "content_warning": False}
+    assert yaml.safe_load(capsys.readouterr().out) == {**LIGHTHOUSE, **defaults}
 
     assert main(["concepts", "--concepts-dir", str(folder)]) == 0
     assert "lighthouse" in parse_tree(capsys.readouterr().out)["global/concrete/entity"]
