@@ -73,7 +73,7 @@ def prompts_and_seeds(n: int):
     from generation.seeds import item_seed
 
     records = build_prompts("church", ["forget", "replace"])[:n]
-    return records, [item_seed(0, r.prompt_id, 0) for r in records]
+    return records, [item_seed(0, r.parent_id or r.prompt_id, 0) for r in records]
 
 
 def run_loop(folder: Path, records, seeds, out: Path, args) -> float:

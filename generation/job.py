@@ -136,11 +136,11 @@ def plan_shards(cfg: JobConfig, prompts: list[PromptRecord], starts: dict[str, i
     """
     items_by_group: dict[str, list[WorkItem]] = {}
     for prompt in prompts:
-        split = split_of(prompt.parent_id or prompt.prompt_id, cfg.test_fraction)
+        # A variant shares its forget prompt's split and seeds, so M(P̂, s) pairs with M_u(P, s).
+        family = prompt.parent_id or prompt.prompt_id
+        split = split_of(family, cfg.test_fraction)
         for sample in range(cfg.images_per_prompt):
-            seed = (
-                prompt.seed + sample if prompt.seed is not None else item_seed(cfg.base_seed, prompt.prompt_id, sample)
-            )
+            seed = prompt.seed + sample if prompt.seed is not None else item_seed(cfg.base_seed, family, sample)
             group = f"{prompt.concept}/{split}/generated"
             items_by_group.setdefault(group, []).append(WorkItem(prompt, sample, seed, split))
     tasks: list[ShardTask] = []

@@ -9,9 +9,13 @@ def _hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
-def item_seed(base_seed: int, prompt_id: str, sample_index: int) -> int:
-    """The seed of one image: the same for every model, whatever the batch, shard or worker."""
-    return _hash(base_seed, prompt_id, sample_index) & (2**63 - 1)
+def item_seed(base_seed: int, prompt_family: str, sample_index: int) -> int:
+    """The seed of one image: the same for every model, whatever the batch, shard or worker.
+
+    ``prompt_family`` is the forget prompt's id, shared by its remove/replace variants, so that the
+    images of a prompt and of its target-free variant start from the same noise (paired metrics).
+    """
+    return _hash(base_seed, prompt_family, sample_index) & (2**63 - 1)
 
 
 def split_of(prompt_key: str, test_fraction: float, salt: str = "split") -> str:

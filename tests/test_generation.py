@@ -185,3 +185,22 @@ def test_bad_job_input_is_named(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         run_job(job(tmp_path / "r", **({"models": ["x"]} | changes)))
     assert not (tmp_path / "r").exists()
+
+
+def test_variants_share_the_seed_of_their_forget_prompt(tiny_pipeline_dir, tmp_path):
+    run_job(
+        job(
+            tmp_path / "r",
+            [str(tiny_pipeline_dir)],
+            kinds=["forget", "remove", "replace"],
+            max_prompts=3,
+            images_per_prompt=2,
+        )
+    )
+    samples = list(iter_samples(tmp_path / "r"))
+    seeds = {(s.record["prompt_id"], s.key[-4:]): s.record["seed"] for s in samples}
+    for s in samples:
+        if s.record["prompt_kind"] == "remove":
+            forget_id = s.record["prompt_id"].replace("-remove-", "-forget-")
+            assert s.record["seed"] == seeds[(forget_id, s.key[-4:])]
+    assert len({s.record["seed"] for s in samples if s.record["prompt_kind"] == "forget"}) == 6
