@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from . import card, concepts, data, env, generate, ingest, prompts, push
+from . import card, concepts, data, env, generate, ingest, judge, prompts, push
 from .common import command_parser
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -25,6 +25,7 @@ COMMANDS = {
     "push": push,
     "info": data.info,
     "env": env,
+    "judge": judge,
 }
 
 

@@ -1,0 +1,284 @@
+"""Judge data: an index of labelled images in a dataset root's shards, and a map-style dataset over it.
+
+The index is built from one pass over the tar headers and the small ``.cls``/``.json`` members; an
+image is later read straight from its shard at the recorded byte offset, so training shuffles freely
+(and works with ``DistributedSampler``) without extracting or loading the shards into memory.
+
+Each image is labelled for one concept; with several concepts a sample yields a target vector and a
+mask that is 1 only for the concept it is labelled for (the loss ignores the others).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from dataigm.layout import MANIFEST_NAME, ShardId, shard_files
+from dataigm.manifest import read_manifest
+from dataigm.reader import ShardError, check_shard
+from dataigm.schema import IMAGE_EXTENSIONS
+
+logger = logging.getLogger(__name__)
+
+VAL_RULE = "sha256(salt:concept:group) < fraction; group = prompt_id (or prompt) for generated images, origin (or key) otherwise"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One labelled image: where its bytes are and what the judge needs to know about it."""
+
+    root: str
+    shard: str  # shard path relative to the root
+    key: str
+    ext: str
+    offset: int  # byte offset of the image member's data inside the tar
+    size: int
+    concept: str
+    cls: int
+    source: str
+    split: str
+    method: str | None
+    prompt_kind: str | None
+    group: str  # unit of the validation carve-out
+
+    @property
+    def uid(self) -> str:
+        """Unique id inside the root: ``<shard>#<key>``."""
+        return f"{self.shard}#{self.key}"
+
+    def read_bytes(self) -> bytes:
+        with open(Path(self.root) / self.shard, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.size)
+
+
+def split_group(record: dict, key: str) -> str:
+    """The unit kept on one side of the validation split: the prompt for generated images, the file otherwise.
+
+    All images of one prompt (every seed, every model) land on the same side, so validation measures
+    prompts the judge has not seen; other images are grouped by their origin (file path or dataset row).
+    """
+    if record.get("source") == "generated":
+        for name in ("prompt_id", "prompt", "origin"):
+            if record.get(name):
+                return f"prompt:{record[name]}" if name != "origin" else f"file:{record[name]}"
+    return f"file:{record['origin']}" if record.get("origin") else f"key:{key}"
+
+
+def _shard_entries(root: Path, shard: ShardId) -> list[Entry]:
+    path = root / shard.relpath
+    members: dict[str, dict] = {}
+    order: list[str] = []
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = Path(member.name).name.partition(".")
+                if key not in members:
+                    members[key] = {}
+                    order.append(key)
+                if ext in IMAGE_EXTENSIONS:
+                    members[key]["image"] = (ext, member.offset_data, member.size)
+                elif ext in ("cls", "json"):
+                    members[key][ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ShardError(f"{path}: truncated or corrupted tar ({err})") from None
+    entries = []
+    for key in order:
+        parts = members[key]
+        if "image" not in parts or "cls" not in parts or "json" not in parts:
+            raise ShardError(f"{path}: sample {key!r} has members {sorted(parts)}; expected one image, cls and json")
+        try:
+            record = json.loads(parts["json"])
+            cls = int(parts["cls"])
+        except ValueError as err:
+            raise ShardError(f"{path}: sample {key!r} has an unreadable cls or json ({err})") from None
+        ext, offset, size = parts["image"]
+        entries.append(
+            Entry(
+                root=str(root),
+                shard=shard.relpath,
+                key=key,
+                ext=ext,
+                offset=offset,
+                size=size,
+                concept=record["concept"],
+                cls=cls,
+                source=record["source"],
+                split=record["split"],
+                method=record.get("method"),
+                prompt_kind=record.get("prompt_kind"),
+                group=split_group(record, key),
+            )
+        )
+    return entries
+
+
+def build_index(
+    root: str | Path,
+    split: str | None = None,
+    concepts: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
+    checksum: bool = False,
+) -> list[Entry]:
+    """Every labelled image of ``root`` (optionally one split, some concepts, some sources), in shard order.
+
+    Raises:
+        ValueError: ``root`` is not a dataset root, or a requested concept is not in it.
+        dataigm.ShardError: a shard is unfinished, truncated or does not match its sidecar.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    known = list(manifest["concepts"])
+    for concept in concepts or ():
+        if concept not in known:
+            raise ValueError(f"Concept {concept!r} is not in the dataset {root}; its concepts: {', '.join(known)}")
+    entries: list[Entry] = []
+    for path in shard_files(root):
+        shard = ShardId.parse(path.relative_to(root).as_posix())
+        if split is not None and shard.split != split:
+            continue
+        if concepts is not None and shard.concept not in concepts:
+            continue
+        if sources is not None and shard.source not in sources:
+            continue
+        check_shard(root, shard, checksum=checksum)
+        entries.extend(_shard_entries(root, shard))
+    return entries
+
+
+def available_splits(root: str | Path) -> list[str]:
+    """The splits with at least one finished shard."""
+    return sorted({ShardId.parse(relpath).split for relpath in read_manifest(root)["shards"]})
+
+
+def dataset_revision(root: str | Path) -> dict:
+    """What identifies the data a judge saw: the dataset name and the sha256 of its manifest."""
+    path = Path(root) / MANIFEST_NAME
+    manifest = read_manifest(root)
+    return {
+        "name": manifest["name"],
+        "manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "schema_version": manifest["schema_version"],
+    }
+
+
+def carve_validation(
+    entries: Iterable[Entry], fraction: float, salt: str = "dataigm-val"
+) -> tuple[list[Entry], list[Entry]]:
+    """Split ``entries`` into (train, validation) by a hash of each entry's group (see :data:`VAL_RULE`).
+
+    The choice depends only on the group and ``salt``, never on order, batch or the other samples:
+    adding data later never moves an image from one side to the other.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction={fraction!r} must be strictly between 0 and 1")
+    train, val = [], []
+    for entry in entries:
+        digest = hashlib.sha256(f"{salt}:{entry.concept}:{entry.group}".encode()).digest()
+        (val if int.from_bytes(digest[:8], "big") / 2**64 < fraction else train).append(entry)
+    return train, val
+
+
+def label_counts(entries: Iterable[Entry]) -> dict[str, dict[str, int]]:
+    """``{concept: {"target": n, "pair": n}}``."""
+    counts: dict[str, Counter] = {}
+    for entry in entries:
+        counts.setdefault(entry.concept, Counter())["target" if entry.cls else "pair"] += 1
+    return {c: {"pair": n["pair"], "target": n["target"]} for c, n in sorted(counts.items())}
+
+
+def targets_and_mask(entries: Sequence[Entry], concepts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(targets, mask)`` of shape (N, C): the label of each entry's own concept, and where it is set."""
+    index = {c: i for i, c in enumerate(concepts)}
+    targets = torch.zeros(len(entries), len(concepts))
+    mask = torch.zeros(len(entries), len(concepts))
+    for row, entry in enumerate(entries):
+        col = index[entry.concept]
+        targets[row, col] = float(entry.cls)
+        mask[row, col] = 1.0
+    return targets, mask
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Image bytes to an RGB ``PIL.Image``."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+class ShardImageDataset(torch.utils.data.Dataset):
+    """Map-style dataset over index entries: ``(transform(image), targets, mask)`` or ``None`` for a bad image.
+
+    An image that cannot be decoded is logged and yields ``None``; :func:`collate_skip_none` drops it from
+    the batch (a bad sample is skipped, a bug is raised).
+    """
+
+    def __init__(self, entries: Sequence[Entry], concepts: Sequence[str], transform: Callable | None = None):
+        self.entries = list(entries)
+        self.concepts = list(concepts)
+        self.transform = transform
+        self.targets, self.mask = targets_and_mask(self.entries, self.concepts)
+        self._files: dict[str, tuple[int, int]] = {}  # shard path -> (pid, file descriptor)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self) -> dict:  # open file handles stay in the process that opened them
+        state = dict(self.__dict__)
+        state["_files"] = {}
+        return state
+
+    def read(self, index: int) -> bytes:
+        """The image bytes of entry ``index``: one positional read from its shard.
+
+        Shards stay open per process (a forked worker opens its own), and ``os.pread`` never moves a
+        shared file offset.
+        """
+        entry = self.entries[index]
+        path = str(Path(entry.root) / entry.shard)
+        handle = self._files.get(path)
+        if handle is None or handle[0] != os.getpid():
+            handle = self._files[path] = (os.getpid(), os.open(path, os.O_RDONLY))
+        data = os.pread(handle[1], entry.size, entry.offset)
+        if len(data) != entry.size:
+            raise OSError(f"{path}: image {entry.key} is truncated ({len(data)} of {entry.size} bytes)")
+        return data
+
+    def __getitem__(self, index: int):
+        try:
+            image = decode_image(self.read(index))
+        except (UnidentifiedImageError, OSError) as err:
+            logger.warning("skipping unreadable image %s (%s)", self.entries[index].uid, err)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index], self.mask[index], index
+
+    def close(self) -> None:
+        for pid, fd in getattr(self, "_files", {}).values():
+            if pid == os.getpid():
+                os.close(fd)
+        self._files = {}
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def collate_skip_none(batch: list):
+    """Default collation without the ``None`` items of unreadable images; an all-bad batch gives ``None``."""
+    batch = [item for item in batch if item is not None]
+    if not batch:
+        return None
+    return torch.utils.data.default_collate(batch)

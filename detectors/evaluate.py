@@ -1,0 +1,227 @@
+"""Measure a judge on a split of a DataIGM root, per concept x source x unlearning method, with bootstrap CIs.
+
+Outputs (``write_report``)::
+
+    metrics.json                every group's metrics with confidence intervals, the judge, the data
+    predictions.csv             one row per image: key, concept, source, method, label, probability, decision
+    roc_<concept>.png           ROC curves: all images and one per source
+    reliability_<concept>.png   reliability diagram of the concept probability
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import Entry, available_splits, build_index, dataset_revision
+from .judge import Judge, Prediction
+from .metrics import ECE_BINS, metric_report
+from .plots import reliability_plot, roc_plot
+
+logger = logging.getLogger(__name__)
+
+ALL = "all"
+NO_METHOD = "none"  # real and web images have no unlearning method
+
+
+@dataclass
+class Evaluation:
+    """A judge's predictions on a split and the metrics computed from them."""
+
+    report: dict
+    entries: list[Entry]
+    prediction: Prediction
+    pairs: list[tuple[str, str]]  # (data concept, judge concept)
+
+
+def concept_pairs(
+    judge_concepts: Sequence[str], data_concepts: Sequence[str], concept: str | None = None
+) -> list[tuple[str, str]]:
+    """Which dataset concept each judge concept is measured on: ``[(data concept, judge concept)]``.
+
+    Shared ids pair up. A one-concept judge whose concept the data does not name (a baseline such as
+    ``imagenet:classes=497``) is measured on ``concept``, or on the data's only concept.
+    """
+    judge_concepts, data_concepts = list(judge_concepts), list(data_concepts)
+    if concept is not None:
+        if concept not in data_concepts:
+            raise ValueError(f"Concept {concept!r} is not in the data; its concepts: {', '.join(data_concepts)}")
+        if concept in judge_concepts:
+            return [(concept, concept)]
+        if len(judge_concepts) == 1:
+            return [(concept, judge_concepts[0])]
+        raise ValueError(f"The judge has no concept {concept!r}; its concepts: {', '.join(judge_concepts)}")
+    pairs = [(c, c) for c in judge_concepts if c in data_concepts]
+    if pairs:
+        return pairs
+    if len(judge_concepts) == 1 and len(data_concepts) == 1:
+        return [(data_concepts[0], judge_concepts[0])]
+    raise ValueError(
+        f"The judge's concepts ({', '.join(judge_concepts)}) are not in the data ({', '.join(data_concepts)}); "
+        "name the dataset concept to measure it on with --concept"
+    )
+
+
+def _groups(entries: Sequence[Entry]) -> list[tuple[str, str, np.ndarray]]:
+    """``(source, method, row indices)``: all images, each source, each method, each source x method.
+
+    A source x method cell that holds the same images as its source's row (a source with one method,
+    e.g. real images and method ``none``) is left out.
+    """
+    sources = np.array([e.source for e in entries])
+    methods = np.array([e.method or NO_METHOD for e in entries])
+    groups = [(ALL, ALL, np.ones(len(entries), dtype=bool))]
+    groups += [(s, ALL, sources == s) for s in sorted(set(sources))]
+    groups += [(ALL, m, methods == m) for m in sorted(set(methods))]
+    for source in sorted(set(sources)):
+        for method in sorted(set(methods)):
+            rows = (sources == source) & (methods == method)
+            if rows.any() and not np.array_equal(rows, sources == source):
+                groups.append((source, method, rows))
+    return [(source, method, np.flatnonzero(rows)) for source, method, rows in groups if rows.any()]
+
+
+def evaluate_judge(
+    judge: Judge,
+    root: str | Path,
+    split: str = "test",
+    concept: str | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Evaluation:
+    """Judge every image of ``split`` labelled for one of the judge's concepts and measure the judge.
+
+    Args:
+        judge: any :class:`Judge` (trained or baseline).
+        root: a DataIGM root.
+        split: the split to measure on.
+        concept: the dataset concept for a one-concept judge whose concept the data does not name.
+        n_boot, ci, seed: bootstrap resamples, confidence level and seed.
+    """
+    everything = build_index(root, split=split)
+    if not everything:
+        raise ValueError(f"Split {split!r} of {root} has no images; its splits: {', '.join(available_splits(root))}")
+    pairs = concept_pairs(judge.concepts, sorted({e.concept for e in everything}), concept)
+    wanted = {data_concept for data_concept, _ in pairs}
+    entries = [e for e in everything if e.concept in wanted]
+    logger.info("judging %d images of %s/%s", len(entries), root, split)
+    prediction = judge.predict_entries(entries, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    rows = []
+    skipped = 0
+    for data_concept, judge_concept in pairs:
+        col = judge.concepts.index(judge_concept)
+        mine = np.array([e.concept == data_concept for e in entries])
+        readable = mine & np.isfinite(prediction.probabilities[:, col])
+        skipped += int((mine & ~readable).sum())
+        subset = [e for e, keep in zip(entries, readable, strict=True) if keep]
+        idx = np.flatnonzero(readable)
+        targets = np.array([e.cls for e in subset])
+        probs = prediction.probabilities[idx, col]
+        present = prediction.present[idx, col]
+        for source, method, group in _groups(subset):
+            report = metric_report(targets[group], probs[group], present[group], n_boot, ci, seed)
+            rows.append(
+                {"concept": data_concept, "judge_concept": judge_concept, "source": source, "method": method, **report}
+            )
+    report = {
+        "judge": judge.describe(),
+        "data": {"root": str(root), "split": split, **dataset_revision(root)},
+        "bootstrap": {"resamples": n_boot, "ci": ci, "seed": seed, "ece_bins": ECE_BINS},
+        "images": len(entries),
+        "unreadable_images": skipped,
+        "rows": rows,
+    }
+    return Evaluation(report, entries, prediction, pairs)
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    return value
+
+
+def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
+    """Write metrics.json, predictions.csv and the plots into ``out``; returns the paths by name."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}
+    paths["metrics"].write_text(json.dumps(_jsonable(evaluation.report), indent=2) + "\n", encoding="utf-8")
+    prediction, entries = evaluation.prediction, evaluation.entries
+    with open(paths["predictions"], "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["id", "concept", "source", "method", "prompt_kind", "label", "judge_concept", "probability", "present"]
+        )
+        for data_concept, judge_concept in evaluation.pairs:
+            col = prediction.concepts.index(judge_concept)
+            for row, entry in enumerate(entries):
+                if entry.concept != data_concept:
+                    continue
+                prob = prediction.probabilities[row, col]
+                writer.writerow(
+                    [
+                        entry.uid,
+                        entry.concept,
+                        entry.source,
+                        entry.method or NO_METHOD,
+                        entry.prompt_kind or "",
+                        entry.cls,
+                        judge_concept,
+                        "" if not np.isfinite(prob) else f"{prob:.6g}",
+                        int(prediction.present[row, col]),
+                    ]
+                )
+    for data_concept, judge_concept in evaluation.pairs:
+        col = prediction.concepts.index(judge_concept)
+        rows = [
+            i
+            for i, e in enumerate(entries)
+            if e.concept == data_concept and np.isfinite(prediction.probabilities[i, col])
+        ]
+        targets = np.array([entries[i].cls for i in rows])
+        probs = prediction.probabilities[rows, col]
+        curves = {ALL: (targets, probs)}
+        sources = np.array([entries[i].source for i in rows])
+        for source in sorted(set(sources)):
+            curves[source] = (targets[sources == source], probs[sources == source])
+        paths[f"roc_{data_concept}"] = roc_plot(curves, out / f"roc_{data_concept}.png", f"{data_concept}: ROC")
+        paths[f"reliability_{data_concept}"] = reliability_plot(
+            targets, probs, out / f"reliability_{data_concept}.png", f"{data_concept}: reliability"
+        )
+    return paths
+
+
+def format_rows(report: dict) -> str:
+    """A plain-text table of every group: n, accuracy, F1, AUROC and ECE with their intervals."""
+
+    def cell(metric: dict) -> str:
+        if metric["value"] is None:
+            return "-"
+        if metric["low"] is None:
+            return f"{metric['value']:.3f}"
+        return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
+
+    header = ("concept", "source", "method", "n", "accuracy", "f1", "auroc", "ece")
+    lines = [header]
+    for row in report["rows"]:
+        m = row["metrics"]
+        lines.append((row["concept"], row["source"], row["method"], str(row["n"]), *(cell(m[k]) for k in header[4:])))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)

@@ -1,0 +1,139 @@
+"""Frozen-backbone features, computed once and cached on disk (probe mode).
+
+A cache file is keyed by what decides the features: the backbone's weights (a sha256 over every
+non-classifier tensor), the eval transform, the numeric precision (float32 or CUDA autocast), and the
+images (each shard's sha256 plus the sample keys).
+Any change to one of them is a new key, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from dataigm.layout import ShardId
+from dataigm.reader import read_sidecar
+
+from .data import Entry, ShardImageDataset, collate_skip_none
+from .model import backbone_fingerprint, pooled_features
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = "1"
+
+
+def feature_cache_key(model: torch.nn.Module, transform, entries: Sequence[Entry], precision: str = "float32") -> str:
+    """sha256 of (backbone weights, transform, numeric precision, shard checksums and keys of ``entries``)."""
+    shard_sha = {}
+    for entry in entries:
+        if entry.shard not in shard_sha:
+            shard_sha[entry.shard] = read_sidecar(entry.root, ShardId.parse(entry.shard))["sha256"]
+    payload = {
+        "version": CACHE_VERSION,
+        "backbone": backbone_fingerprint(model),
+        "transform": repr(transform),
+        "precision": precision,
+        "shards": shard_sha,
+        "keys": [entry.uid for entry in entries],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 (or fp16) autocast on CUDA when ``enabled``; a no-op elsewhere."""
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def extract_features(
+    model: torch.nn.Module,
+    entries: Sequence[Entry],
+    transform,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, valid)``: the classifier inputs of every entry (float32, CPU) and which images were readable."""
+    device = torch.device(device)
+    dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_none
+    )
+    was_training = model.training
+    model.eval()
+    features: torch.Tensor | None = None
+    valid = torch.zeros(len(entries), dtype=torch.bool)
+    batches = loader
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(loader, desc="features", unit="batch")
+    for batch in batches:
+        if batch is None:
+            continue
+        images, _, _, index = batch
+        with autocast(device, amp):
+            out = pooled_features(model, images.to(device, non_blocking=True)).float().cpu()
+        if features is None:
+            features = torch.zeros(len(entries), out.shape[1])
+        features[index] = out
+        valid[index] = True
+    dataset.close()
+    model.train(was_training)
+    if features is None:
+        raise ValueError("No readable image to extract features from")
+    return features, valid
+
+
+def cached_features(
+    model: torch.nn.Module,
+    entries: Sequence[Entry],
+    transform,
+    cache_dir: str | Path,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str = "cpu",
+    amp: bool = True,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`extract_features`, read from ``cache_dir`` when this backbone/transform/data was seen before."""
+    from safetensors.torch import load_file, save_file
+
+    device = torch.device(device)
+    precision = "autocast" if amp and device.type == "cuda" else "float32"
+    key = feature_cache_key(model, transform, entries, precision)
+    path = Path(cache_dir) / f"{key}.safetensors"
+    if path.exists():
+        tensors = load_file(str(path))
+        if tensors["features"].shape[0] == len(entries):
+            logger.info("features read from cache %s", path)
+            return tensors["features"], tensors["valid"].bool()
+        logger.warning(
+            "ignoring feature cache %s: it holds %d rows, expected %d",
+            path,
+            tensors["features"].shape[0],
+            len(entries),
+        )
+    features, valid = extract_features(model, entries, transform, batch_size, num_workers, device, amp, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(
+        {"features": features.contiguous(), "valid": valid.to(torch.uint8)},
+        str(tmp),
+        metadata={"rows": str(len(entries))},
+    )
+    os.replace(tmp, path)
+    logger.info("features cached in %s", path)
+    return features, valid

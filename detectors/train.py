@@ -1,0 +1,638 @@
+"""Train a judge on a DataIGM root: probe (frozen backbone, cached features) or finetune, then calibrate and save.
+
+Output folder (``out``)::
+
+    config.yaml        the resolved training options
+    split.json         how validation was carved, its counts and the validation image ids
+    checkpoint.pt      the last epoch (trainable weights, optimizer, schedule, history): --resume continues it
+    best.pt            the trainable weights of the epoch with the lowest validation loss
+    summary.csv        one row per epoch
+    features/          cached frozen features (probe mode, unless --cache-dir points elsewhere)
+    judge/             the calibrated judge in timm's Hub format (model.safetensors + config.json)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from dataigm.manifest import read_manifest
+
+from . import distributed
+from .calibrate import Calibration, fit_calibration, parse_threshold_rule, sigmoid
+from .data import (
+    VAL_RULE,
+    Entry,
+    ShardImageDataset,
+    available_splits,
+    build_index,
+    carve_validation,
+    collate_skip_none,
+    dataset_revision,
+    label_counts,
+    targets_and_mask,
+)
+from .features import autocast, cached_features
+from .judge import TimmJudge, save_judge
+from .losses import masked_bce
+from .metrics import binary_metrics, expected_calibration_error
+from .model import (
+    DEFAULT_MODEL,
+    MODES,
+    classifier_name,
+    create_judge_model,
+    create_transforms,
+    freeze_backbone,
+    judge_data_config,
+    pooled_features,
+)
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+SUMMARY = "summary.csv"
+DEFAULT_LR = {"probe": 1e-3, "finetune": 3e-5}
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``dataigm judge train`` (the CLI flags have the same names with dashes).
+
+    Attributes:
+        data: the dataset root.
+        out: the output folder (see the module docstring).
+        concepts: concepts to judge, one logit each (default: every concept of the training split).
+        model: any ``timm.create_model`` name.
+        pretrained: start from pretrained weights (timm's source, or ``pretrained_path``).
+        pretrained_path: a local weights file for ``model`` (offline runs).
+        model_kwargs: extra ``create_model`` arguments, e.g. ``{"img_size": 32}``.
+        img_size: input side for models that accept any size (default: the model's pretrained_cfg).
+        mode: ``probe`` (frozen backbone, trained classifier) or ``finetune`` (everything trained).
+        train_split: the split to train on.
+        val_split: a split to validate on; without it ``val_fraction`` of ``train_split`` is carved out
+            (by prompt for generated images, by file for the others).
+        val_fraction: share of groups carved out for validation.
+        epochs, batch_size, lr, weight_decay: AdamW with a cosine schedule (lr default: 1e-3 probe, 3e-5 finetune).
+        warmup_epochs: linear warm-up length, in epochs (fractions allowed).
+        min_lr_ratio: the cosine schedule ends at ``lr * min_lr_ratio``.
+        accum_steps: micro-batches per optimizer step.
+        max_grad_norm: gradient clipping (None: off).
+        augment: timm's training augmentation in finetune mode (probe always uses the eval transform).
+        cache_features: probe mode: compute frozen features once and cache them on disk.
+        cache_dir: where the feature cache lives (default ``<out>/features``).
+        early_stopping: stop after this many epochs without a lower validation loss (0: off).
+        threshold_rule: ``max_f1``, ``fpr@X`` or ``fixed@T``.
+        calibrate: fit a temperature per concept (False: T = 1).
+        amp: mixed precision on CUDA (ignored on CPU).
+        device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available; ``LOCAL_RANK`` under torchrun).
+        num_workers: DataLoader worker processes.
+        seed: seeds the model's initialisation and every epoch's sample order.
+        resume: continue the run in ``out`` from its last checkpoint.
+        progress: show a progress bar.
+    """
+
+    data: str
+    out: str
+    concepts: list[str] | None = None
+    model: str = DEFAULT_MODEL
+    pretrained: bool = True
+    pretrained_path: str | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    img_size: int | None = None
+    mode: str = "probe"
+    train_split: str = "train"
+    val_split: str | None = None
+    val_fraction: float = 0.1
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float | None = None
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.0
+    min_lr_ratio: float = 0.0
+    accum_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    augment: bool = True
+    cache_features: bool = True
+    cache_dir: str | None = None
+    early_stopping: int = 0
+    threshold_rule: str = "max_f1"
+    calibrate: bool = True
+    amp: bool = True
+    device: str | None = None
+    num_workers: int = 0
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.concepts, str):
+            self.concepts = [c.strip() for c in self.concepts.split(",") if c.strip()]
+        elif self.concepts is not None:
+            self.concepts = [c.strip() for item in self.concepts for c in str(item).split(",") if c.strip()]
+        if self.mode not in MODES:
+            raise ValueError(f"Unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
+        for name in ("epochs", "batch_size", "accum_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1")
+        if self.early_stopping < 0:
+            raise ValueError(f"early_stopping={self.early_stopping!r} must be 0 (off) or a number of epochs")
+        if self.val_split is None and not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction={self.val_fraction!r} must be strictly between 0 and 1")
+        parse_threshold_rule(self.threshold_rule)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.mode]
+
+    @classmethod
+    def from_mapping(cls, options: dict) -> TrainConfig:
+        """Build from a mapping that may hold other keys (e.g. a CLI namespace as a dict)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    judge_dir: Path | None
+    judge: TimmJudge | None
+    history: list[dict]
+    calibration: Calibration | None
+    metrics: dict
+
+
+@dataclass
+class _Data:
+    concepts: list[str]
+    train: list[Entry]
+    val: list[Entry]
+    class_names: dict[str, list[str]]
+    revision: dict
+    split_info: dict
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare_data(cfg: TrainConfig) -> _Data:
+    """Index the training split, carve (or read) validation, and check every concept has both classes."""
+    splits = available_splits(cfg.data)
+    for name in (cfg.train_split, cfg.val_split):
+        if name is not None and name not in splits:
+            raise ValueError(f"Split {name!r} is not in {cfg.data}; its splits: {', '.join(splits) or 'none'}")
+    entries = build_index(cfg.data, split=cfg.train_split, concepts=cfg.concepts)
+    concepts = cfg.concepts or sorted(
+        {e.concept for e in entries}, key=list(read_manifest(cfg.data)["concepts"]).index
+    )
+    if cfg.val_split is not None:
+        train, val = entries, build_index(cfg.data, split=cfg.val_split, concepts=concepts)
+        rule = f"split {cfg.val_split!r}"
+    else:
+        train, val = carve_validation(entries, cfg.val_fraction)
+        rule = f"{cfg.val_fraction:g} of split {cfg.train_split!r}: {VAL_RULE}"
+    train_counts, val_counts = label_counts(train), label_counts(val)
+    for concept in concepts:
+        counts = train_counts.get(concept, {"pair": 0, "target": 0})
+        if not counts["pair"] or not counts["target"]:
+            raise ValueError(
+                f"Concept {concept!r} needs training images of both classes; the training data has {counts}"
+            )
+        if concept not in val_counts:
+            logger.warning("concept %s has no validation image: its temperature is 1 and its threshold 0.5", concept)
+    manifest_concepts = read_manifest(cfg.data)["concepts"]
+    class_names = {c: [manifest_concepts[c]["pair_class"], manifest_concepts[c]["target_class"]] for c in concepts}
+    split_info = {
+        "rule": rule,
+        "train_split": cfg.train_split,
+        "counts": {"train": train_counts, "validation": val_counts},
+        "validation_ids": [e.uid for e in val],
+    }
+    logger.info("data: %d training and %d validation images, concepts %s", len(train), len(val), ", ".join(concepts))
+    return _Data(list(concepts), train, val, class_names, dataset_revision(cfg.data), split_info)
+
+
+# ---------------------------------------------------------------- schedule and checkpoints
+
+
+def cosine_schedule(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """LR factor per optimizer step: linear warm-up, then a cosine from 1 to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _atomic_torch_save(obj: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_summary(path: Path, history: list[dict]) -> None:
+    """The whole history, rewritten each epoch (a resumed run never duplicates rows)."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _identity(cfg: TrainConfig, data: _Data) -> dict:
+    """What a resumed run must share with the run it continues."""
+    return {
+        "model": cfg.model,
+        "mode": cfg.mode,
+        "concepts": data.concepts,
+        "dataset": data.revision["manifest_sha256"],
+    }
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class _Trainer:
+    """One training run; built by :func:`train_judge`."""
+
+    def __init__(self, cfg: TrainConfig, dist: distributed.DistInfo):
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        self.out = Path(cfg.out)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.data = prepare_data(cfg)
+        torch.manual_seed(cfg.seed)
+        self.model = create_judge_model(
+            cfg.model, len(self.data.concepts), cfg.pretrained, cfg.pretrained_path, cfg.model_kwargs
+        ).to(self.device)
+        self.data_config = judge_data_config(self.model, cfg.img_size)
+        self.train_transform, self.eval_transform = create_transforms(
+            self.data_config, augment=cfg.mode == "finetune" and cfg.augment
+        )
+        self.probe = cfg.mode == "probe"
+        self.trainable = freeze_backbone(self.model) if self.probe else self.model
+        self.head_prefix = classifier_name(self.model)
+        self._build_sources()
+        self.wrapped = self.trainable
+        if dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(self.trainable, device_ids=ids)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _build_sources(self) -> None:
+        cfg, data = self.cfg, self.data
+        self.cached = self.probe and cfg.cache_features
+        if self.cached:
+            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "features"
+            datasets = []
+            for entries in (data.train, data.val):
+                if not entries:
+                    datasets.append(None)
+                    continue
+                features = self._features(entries, cache_dir)
+                targets, mask = targets_and_mask(entries, data.concepts)
+                mask = mask * features[1][:, None].float()  # unreadable images count for nothing
+                datasets.append(torch.utils.data.TensorDataset(features[0], targets, mask, torch.arange(len(entries))))
+            self.train_set, self.val_set = datasets
+        else:
+            train_tf = self.eval_transform if self.probe else self.train_transform
+            self.train_set = ShardImageDataset(data.train, data.concepts, train_tf)
+            self.val_set = ShardImageDataset(data.val, data.concepts, self.eval_transform) if data.val else None
+
+    def _features(self, entries: list[Entry], cache_dir: Path):
+        cfg = self.cfg
+        kwargs = dict(
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            device=self.device,
+            amp=self.amp,
+            progress=cfg.progress and self.dist.is_main,
+        )
+        if self.dist.is_main:  # one process writes the cache, the others read it
+            result = cached_features(self.model, entries, self.eval_transform, cache_dir, **kwargs)
+        distributed.barrier(self.dist)
+        if not self.dist.is_main:
+            result = cached_features(self.model, entries, self.eval_transform, cache_dir, **kwargs)
+        return result
+
+    def _logits(self, inputs: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+        inputs = inputs.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp):
+            if self.cached:
+                return module(inputs).float()
+            if self.probe:
+                with torch.no_grad():
+                    features = pooled_features(self.model, inputs)
+                return module(features).float()
+            return module(inputs).float()
+
+    def _loader(self, dataset, epoch: int | None) -> torch.utils.data.DataLoader:
+        sampler = None
+        if epoch is not None:
+            if self.dist.enabled:
+                sampler = torch.utils.data.DistributedSampler(
+                    dataset, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.cfg.seed
+                )
+                sampler.set_epoch(epoch)
+            else:
+                generator = torch.Generator().manual_seed(self.cfg.seed + epoch)
+                sampler = torch.randperm(len(dataset), generator=generator).tolist()
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            num_workers=0 if self.cached else self.cfg.num_workers,
+            collate_fn=collate_skip_none,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    # -- state -----------------------------------------------------------------------------------
+    def trainable_state(self) -> dict:
+        if self.probe:
+            return {f"{self.head_prefix}.{k}": v for k, v in self.trainable.state_dict().items()}
+        return self.model.state_dict()
+
+    def load_trainable_state(self, state: dict) -> None:
+        if self.probe:
+            prefix = self.head_prefix + "."
+            self.trainable.load_state_dict({k[len(prefix) :]: v for k, v in state.items()})
+        else:
+            self.model.load_state_dict(state)
+
+    def checkpoint(self, epoch: int, history: list[dict], best: dict, bad_epochs: int, stopped: bool) -> None:
+        state = {
+            "epoch": epoch,
+            "identity": _identity(self.cfg, self.data),
+            "trainable": self.trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": history,
+            "best": best,
+            "bad_epochs": bad_epochs,
+            "stopped": stopped,
+            "torch_rng": torch.get_rng_state(),
+        }
+        _atomic_torch_save(state, self.out / CHECKPOINT)
+
+    # -- loop ------------------------------------------------------------------------------------
+    def setup_optimization(self, steps_per_epoch: int) -> None:
+        from timm.optim import create_optimizer_v2
+
+        cfg = self.cfg
+        self.optimizer = create_optimizer_v2(
+            self.trainable, opt="adamw", lr=self.cfg.learning_rate, weight_decay=cfg.weight_decay
+        )
+        total = cfg.epochs * steps_per_epoch
+        warmup = round(cfg.warmup_epochs * steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, cosine_schedule(total, warmup, cfg.min_lr_ratio)
+        )
+        fp16 = self.amp and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+
+    def train_epoch(self, epoch: int, bar) -> dict:
+        cfg = self.cfg
+        loader = self._loader(self.train_set, epoch)
+        self.model.train(not self.probe)  # a probe keeps the frozen backbone in eval mode (BN, dropout)
+        self.trainable.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, cells, images, started = 0.0, 0.0, 0, time.perf_counter()
+        n_batches = len(loader)
+        for i, batch in enumerate(loader):
+            if batch is None:
+                continue
+            inputs, targets, mask, _ = batch
+            step_now = (i + 1) % cfg.accum_steps == 0 or i + 1 == n_batches
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and not step_now:
+                sync = self.wrapped.no_sync()
+            with sync:
+                logits = self._logits(inputs, self.wrapped)
+                targets, mask = targets.to(self.device), mask.to(self.device)
+                loss = masked_bce(logits, targets, mask)
+                self.scaler.scale(loss / cfg.accum_steps).backward()
+            if step_now:
+                if cfg.max_grad_norm:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.trainable.parameters(), cfg.max_grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            labelled = float(mask.sum())
+            loss_sum += float(loss.detach()) * labelled
+            cells += labelled
+            images += inputs.shape[0]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(cells, 1):.4f}")
+        seconds = time.perf_counter() - started
+        return {"train_loss": loss_sum / max(cells, 1.0), "seconds": seconds, "train_images_per_s": images / seconds}
+
+    @torch.no_grad()
+    def val_logits(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw logits, targets and mask over the whole validation set (every process computes all of it)."""
+        if self.val_set is None:
+            n = len(self.data.concepts)
+            return np.zeros((0, n)), np.zeros((0, n)), np.zeros((0, n))
+        self.model.eval()
+        logits, targets, masks = [], [], []
+        for batch in self._loader(self.val_set, None):
+            if batch is None:
+                continue
+            inputs, target, mask, _ = batch
+            logits.append(self._logits(inputs, self.trainable).cpu())
+            targets.append(target)
+            masks.append(mask)
+        return torch.cat(logits).numpy(), torch.cat(targets).numpy(), torch.cat(masks).numpy()
+
+    def val_row(self) -> dict:
+        logits, targets, mask = self.val_logits()
+        row: dict = {}
+        if not mask.sum():
+            row["val_loss"] = float("nan")
+            return row
+        row["val_loss"] = float(masked_bce(*(torch.from_numpy(a) for a in (logits, targets, mask))))
+        for col, concept in enumerate(self.data.concepts):
+            rows = mask[:, col] > 0
+            if rows.any():
+                y, z = targets[rows, col], logits[rows, col]
+                row[f"val_acc/{concept}"] = float(np.mean((z >= 0) == (y > 0.5)))
+                row[f"val_auroc/{concept}"] = float(roc_auc_score(y, z)) if 0 < y.sum() < y.size else None
+        return row
+
+
+def _resume_state(path: Path, identity: dict) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state["identity"] != identity:
+        diffs = {k: (state["identity"].get(k), v) for k, v in identity.items() if state["identity"].get(k) != v}
+        raise ValueError(f"Cannot resume {path}: the run differs (checkpoint vs now: {diffs})")
+    return state
+
+
+def train_judge(cfg: TrainConfig) -> TrainResult:
+    """Train, calibrate on validation and save a judge in ``cfg.out/judge``; see the module docstring.
+
+    Raises:
+        ValueError: bad options, a dataset without both classes for a concept, an output folder holding
+            another run (without ``resume``), or ``resume`` without a checkpoint.
+    """
+    out = Path(cfg.out)
+    if cfg.resume and not (out / CHECKPOINT).exists():
+        raise ValueError(f"Nothing to resume: {out / CHECKPOINT} does not exist (run without --resume)")
+    if not cfg.resume and (out / CHECKPOINT).exists():
+        raise ValueError(
+            f"{out} already holds a training run; pass --resume true to continue it or choose another --out"
+        )
+    dist = distributed.setup(cfg.device)
+    try:
+        return _train(cfg, dist)
+    finally:
+        distributed.cleanup(dist)
+
+
+def _train(cfg: TrainConfig, dist: distributed.DistInfo) -> TrainResult:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(cfg, dist)
+    data = trainer.data
+    if dist.is_main:
+        (out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False), encoding="utf-8")
+        (out / "split.json").write_text(json.dumps(data.split_info, indent=2) + "\n", encoding="utf-8")
+    steps_per_epoch = math.ceil(len(trainer._loader(trainer.train_set, 0)) / cfg.accum_steps)
+    trainer.setup_optimization(steps_per_epoch)
+
+    history: list[dict] = []
+    best = {"epoch": None, "val_loss": math.inf}
+    bad_epochs, stopped, start = 0, False, 0
+    if cfg.resume:
+        state = _resume_state(out / CHECKPOINT, _identity(cfg, data))
+        trainer.load_trainable_state(state["trainable"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        trainer.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, bad_epochs, stopped = state["history"], state["best"], state["bad_epochs"], state["stopped"]
+        start = state["epoch"] + 1
+        logger.info("resuming %s after epoch %d", out, start)
+
+    bar = None
+    if cfg.progress and dist.is_main and start < cfg.epochs and not stopped:
+        from tqdm.auto import tqdm
+
+        per_epoch = len(trainer._loader(trainer.train_set, 0))
+        bar = tqdm(total=(cfg.epochs - start) * per_epoch, desc="train", unit="batch")
+    for epoch in range(start, cfg.epochs):
+        if stopped:
+            break
+        row = {"epoch": epoch + 1, "lr": trainer.optimizer.param_groups[0]["lr"]}
+        row.update(trainer.train_epoch(epoch, bar))
+        row.update(trainer.val_row())
+        history.append(row)
+        # without validation data every epoch counts as the best (the last one is kept)
+        improved = math.isnan(row["val_loss"]) or row["val_loss"] < best["val_loss"] or best["epoch"] is None
+        if improved:
+            best, bad_epochs = {"epoch": epoch + 1, "val_loss": row["val_loss"]}, 0
+        else:
+            bad_epochs += 1
+        stopped = bool(cfg.early_stopping) and bad_epochs >= cfg.early_stopping
+        if dist.is_main:
+            if improved:
+                _atomic_torch_save(trainer.trainable_state(), out / BEST)
+            trainer.checkpoint(epoch, history, best, bad_epochs, stopped)
+            _write_summary(out / SUMMARY, history)
+        logger.info(
+            "epoch %d: train loss %.4f, val loss %.4f%s",
+            epoch + 1,
+            row["train_loss"],
+            row["val_loss"],
+            " (best)" if improved else "",
+        )
+        if stopped:
+            logger.info("early stopping: no better validation loss for %d epoch(s)", bad_epochs)
+    if bar is not None:
+        bar.close()
+    distributed.barrier(dist)
+    if (out / BEST).exists():
+        trainer.load_trainable_state(torch.load(out / BEST, map_location="cpu", weights_only=True))
+    return _finish(trainer, history, best)
+
+
+def _finish(trainer: _Trainer, history: list[dict], best: dict) -> TrainResult:
+    """Calibrate the best weights on validation, measure them and save the judge."""
+    cfg, data = trainer.cfg, trainer.data
+    logits, targets, mask = trainer.val_logits()
+    calibration = fit_calibration(logits, targets, mask, data.concepts, cfg.threshold_rule, cfg.calibrate)
+    metrics: dict = {"validation": {}, "best_epoch": best["epoch"]}
+    for col, concept in enumerate(data.concepts):
+        rows = mask[:, col] > 0
+        if not rows.any():
+            continue
+        z, y = logits[rows, col], targets[rows, col]
+        probs = sigmoid(z / calibration.temperatures[concept])
+        values = binary_metrics(y, probs, probs >= calibration.thresholds[concept])
+        values["ece_uncalibrated"] = expected_calibration_error(y, sigmoid(z))
+        values["n"] = int(rows.sum())
+        metrics["validation"][concept] = values
+    training = {
+        "model": cfg.model,
+        "mode": cfg.mode,
+        "pretrained": cfg.pretrained if cfg.pretrained_path is None else f"file:{Path(cfg.pretrained_path).name}",
+        "epochs": len(history),
+        "best_epoch": best["epoch"],
+        "lr": cfg.learning_rate,
+        "batch_size": cfg.batch_size * cfg.accum_steps * trainer.dist.world_size,
+        "seed": cfg.seed,
+    }
+    dataset = {
+        **data.revision,
+        "train_split": cfg.train_split,
+        "validation": data.split_info["rule"],
+        "counts": data.split_info["counts"],
+    }
+    judge_dir = None
+    if trainer.dist.is_main:
+        judge_dir = save_judge(
+            trainer.model,
+            Path(cfg.out) / "judge",
+            data.concepts,
+            calibration.temperatures,
+            calibration.thresholds,
+            calibration.rule,
+            trainer.data_config,
+            dataset=dataset,
+            metrics=metrics,
+            training=training,
+            class_names=data.class_names,
+        )
+    config = {"threshold_rule": calibration.rule, "dataset": dataset, "metrics": metrics, "training": training}
+    config["class_names"] = data.class_names
+    judge = TimmJudge(
+        trainer.model,
+        data.concepts,
+        calibration.temperatures,
+        calibration.thresholds,
+        trainer.data_config,
+        config=config,
+        spec=f"local-dir:{judge_dir}" if judge_dir else "",
+        device=trainer.device,
+    )
+    return TrainResult(Path(cfg.out), judge_dir, judge, history, calibration, metrics)

@@ -1,0 +1,1 @@
+"""Evaluation of unlearned models (EvalIGMU): oracles, metrics, reports."""
