@@ -38,6 +38,8 @@ FIELDS: tuple[Field, ...] = (
     Field("prompt", (str,), True, "prompt text"),
     Field("prompt_kind", (str,), True, "forget / remove / replace / retain / adversarial / multilingual"),
     Field("subtheme", (str,), True, "prompt sub-theme"),
+    Field("attack", (str,), True, "attack that made an adversarial prompt"),
+    Field("lang", (str,), True, "language of a multilingual prompt"),
     Field("model_id", (str,), True, "base pipeline: Hub id or folder"),
     Field("model_revision", (str,), True, "Hub revision or checksum of the base pipeline"),
     Field("method", (str,), True, "unlearning method (ORG for the original model)"),

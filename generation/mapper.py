@@ -118,6 +118,8 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, model: Loa
         "prompt": item.prompt.text,
         "prompt_kind": item.prompt.kind,
         "subtheme": item.prompt.subtheme,
+        "attack": item.prompt.attack,
+        "lang": item.prompt.lang,
         "model_id": model.spec.weights_base,
         "model_revision": model.model_revision,
         "method": model.spec.method,

@@ -22,7 +22,7 @@ DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "pndm", "lms", "euler", "euler_a", "dpm++")
 # Names in the literature (the paper's Table 5 and the methods it audits); any other string is accepted.
 KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # no "_": it separates the parts of sample keys
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ class ModelSpec:
                 f"Model {self.label!r}: unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
             )
         if not _NAME_RE.match(self.label):
-            raise ValueError(f"Model name {self.label!r} must use letters, digits, '-' and '_' (it goes into keys)")
+            raise ValueError(
+                f"Model name {self.label!r} must use letters, digits and '-' (it starts every sample key)"
+            )
         for size in (self.height, self.width):
             if size is not None and size % 8:
                 raise ValueError(f"Model {self.label!r}: image size {size} must be a multiple of 8")
@@ -79,7 +81,7 @@ class ModelSpec:
         """The model's name in keys and reports."""
         if self.name:
             return self.name
-        return re.sub(r"[^A-Za-z0-9_-]+", "-", f"{self.method}-{Path(self.base).name}").strip("-")
+        return re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.method}-{Path(self.base).name}").strip("-")
 
     @property
     def weights_base(self) -> str:

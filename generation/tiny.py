@@ -1,4 +1,5 @@
-"""A tiny Stable Diffusion pipeline with random weights, built offline (tests, benchmarks, smoke runs).
+"""Tiny real models with random weights, built offline (tests, benchmarks, smoke runs): a Stable
+Diffusion pipeline and a CLIP model.
 
 It has the real classes (``UNet2DConditionModel``, ``AutoencoderKL``, ``CLIPTextModel``, a byte-level
 ``CLIPTokenizer`` whose vocabulary is written here) at a few channels: 64 px images in well under a
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 
 
-def _byte_vocabulary(folder: Path) -> tuple[Path, Path]:
+def write_byte_vocabulary(folder: Path) -> tuple[Path, Path]:
     """CLIP's byte-level symbols (and their end-of-word forms) plus start/end tokens; no merges."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes, extra = list(printable), 0
@@ -36,7 +37,7 @@ def build_tiny_pipeline(work_dir: str | Path, seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    vocab, merges = _byte_vocabulary(Path(work_dir) / "tokenizer-files")
+    vocab, merges = write_byte_vocabulary(Path(work_dir) / "tokenizer-files")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         block_out_channels=(4, 8),
@@ -99,4 +100,24 @@ def save_tiny_pipeline(folder: str | Path, seed: int = 0) -> Path:
     """Build the tiny pipeline and save it as a diffusers folder; returns the folder."""
     folder = Path(folder)
     build_tiny_pipeline(folder.parent / f".{folder.name}-work", seed).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clip(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny ``CLIPModel`` with its processor (byte-level tokenizer, 32 px images), saved as a folder."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = Path(folder)
+    vocab, merges = write_byte_vocabulary(folder.parent / f".{folder.name}-tokenizer")
+    tokenizer = CLIPTokenizer(str(vocab), str(merges), model_max_length=77)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    text = dict(vocab_size=1000, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2)
+    text.update(max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(seed)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(folder)
     return folder

@@ -118,3 +118,11 @@ def tiny_pipeline_dir(tmp_path_factory) -> Path:
     from generation.tiny import save_tiny_pipeline
 
     return save_tiny_pipeline(tmp_path_factory.mktemp("pipelines") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A saved tiny ``CLIPModel`` + processor folder (byte-level tokenizer written offline, 32 px images)."""
+    from generation.tiny import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")

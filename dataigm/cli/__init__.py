@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from . import card, concepts, data, env, generate, ingest, judge, prompts, push
+from . import card, concepts, data, env, evaluate, generate, ingest, judge, prompts, push
 from .common import command_parser
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -26,6 +26,7 @@ COMMANDS = {
     "info": data.info,
     "env": env,
     "judge": judge,
+    "evaluate": evaluate,
 }
 
 

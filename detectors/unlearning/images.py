@@ -1,0 +1,181 @@
+"""The images an evaluation looks at, from our shards or from the paper's benchmark folders.
+
+Every image carries a pairing key: (concept, group, family, sample). The family is the forget prompt
+a variant derives from, so M_u(P, s) pairs with M(P̂, s) of the same prompt and seed; pairs are never
+made by file order (a defect of the paper's code, where ``glob`` order decided the pairs).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataigm.reader import iter_samples
+
+# Folder names of the paper's benchmark layout and the prompt kind each holds.
+PAPER_KINDS = {"forgot": "forget", "remove_word": "remove", "unrelated": "retain"}
+_PAPER_FILE = re.compile(r"^(\d+)_(\d+)_(\d+)\.(png|jpg|jpeg|webp)$", re.IGNORECASE)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass(frozen=True)
+class EvalImage:
+    """One image of one model, with what is needed to judge, score and pair it.
+
+    Attributes:
+        model: the model's name (model-spec name, or the method folder of the paper's layout).
+        concept, kind: concept id and prompt kind (forget, remove, replace, retain, adversarial, multilingual).
+        family: the forget prompt this image's prompt derives from (its own id for retain prompts).
+        sample: which sample of the family (the seed for our shards, the file's index for the paper's).
+        group: what tells prompts of one family and kind apart: replacement object, retain category, attack.
+        key: a stable id (sample key or file path), used to fingerprint cached results.
+    """
+
+    model: str
+    concept: str
+    kind: str
+    family: str
+    sample: int
+    key: str
+    prompt: str | None = None
+    subtheme: str | None = None
+    group: str | None = None
+    seed: int | None = None
+    load: Callable = field(default=None, compare=False, repr=False)
+
+    @property
+    def pair_key(self) -> tuple:
+        return (self.concept, self.group, self.family, self.sample)
+
+    def image(self):
+        """The image as an RGB ``PIL.Image``."""
+        return self.load()
+
+
+def _open(path: Path) -> Callable:
+    def load():
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.convert("RGB")
+
+    return load
+
+
+def from_shards(root: str | Path, concept: str | None = None, split: str | None = None) -> list[EvalImage]:
+    """Generated images of a dataset root; the model is the name in the sample key (one per model spec).
+
+    A prompt's remove/replace variants share its seeds (``generation.seeds``), so an image's family is
+    the forget prompt that has its seed.
+    """
+    samples = list(iter_samples(root, concept=concept, split=split, source="generated"))
+    family_of_seed = {
+        (s.record["concept"], s.record["seed"]): s.record["prompt_id"]
+        for s in samples
+        if s.record["prompt_kind"] == "forget"
+    }
+    out = []
+    for sample in samples:
+        r = sample.record
+        family = (
+            family_of_seed.get((r["concept"], r["seed"]), r["prompt_id"])
+            if r["prompt_kind"] != "retain"
+            else r["prompt_id"]
+        )
+        if r["prompt_kind"] in ("adversarial", "multilingual"):
+            group = r["attack"] or r["lang"] or r["prompt_id"]
+        elif r["prompt_kind"] in ("replace", "retain"):
+            group = r["prompt"]
+        else:
+            group = None
+        out.append(
+            EvalImage(
+                model=sample.key.split("_", 1)[0], concept=r["concept"], kind=r["prompt_kind"], family=family,
+                sample=r["seed"], key=sample.key, prompt=r["prompt"], subtheme=r["subtheme"], group=group,
+                seed=r["seed"], load=_bytes_loader(sample.image),
+            )
+        )  # fmt: skip
+    return out
+
+
+def _bytes_loader(data: bytes) -> Callable:
+    def load():
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as img:
+            return img.convert("RGB")
+
+    return load
+
+
+def from_paper_layout(folder: str | Path, task: str, concept: str, prompts: dict | None = None) -> list[EvalImage]:
+    """Images of ``<folder>/<task>/{forgot,remove_word}/<method>/`` and ``unrelated/<method>/<Category>/``.
+
+    Files are ``<class>_<prompt>_<sample>.png``; the family is ``<class>_<prompt>`` so a forgot image
+    pairs with the remove_word image of the same class, prompt and sample.
+
+    Args:
+        folder: the benchmark folder holding task folders (e.g. ``Benchmarking_images_demo``).
+        task: task folder name, e.g. ``Church``.
+        concept: our concept id for the task.
+        prompts: optional ``{kind: {class_index: [prompt, ...]}}`` to attach prompt texts.
+    """
+    base = Path(folder) / task
+    if not base.is_dir():
+        raise ValueError(
+            f"No task folder {str(base)!r}; tasks there: {', '.join(sorted(p.name for p in Path(folder).iterdir() if p.is_dir()))}"
+        )
+    out = []
+    for layout_name, kind in PAPER_KINDS.items():
+        kind_dir = base / layout_name
+        if not kind_dir.is_dir():
+            continue
+        for method_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
+            folders = (
+                [(None, method_dir)]
+                if kind != "retain"
+                else [(c.name, c) for c in sorted(method_dir.iterdir()) if c.is_dir()]
+            )
+            for group, images_dir in folders:
+                out += _paper_images(images_dir, method_dir.name, concept, kind, group, prompts)
+    if not out:
+        raise ValueError(
+            f"No images named <class>_<prompt>_<sample>.png under {base}/{{forgot,remove_word,unrelated}}/<method>/"
+        )
+    return out
+
+
+def _paper_images(
+    folder: Path, method: str, concept: str, kind: str, group: str | None, prompts: dict | None
+) -> list[EvalImage]:
+    out = []
+    for path in sorted(folder.iterdir()):
+        match = _PAPER_FILE.match(path.name)
+        if not match:
+            continue
+        cls, prompt, sample = (int(x) for x in match.groups()[:3])
+        text = None
+        if prompts and kind in prompts:
+            texts = list(prompts[kind].values())[cls] if cls < len(prompts[kind]) else []
+            text = texts[prompt] if prompt < len(texts) else None
+        family = f"{cls}_{prompt}"
+        out.append(EvalImage(method, concept, kind, family, sample, str(path), text, None, group, None, _open(path)))
+    return out
+
+
+def select(images: Iterable[EvalImage], **where) -> list[EvalImage]:
+    """The images whose attributes equal every ``where`` value (None values are ignored)."""
+    return [im for im in images if all(v is None or getattr(im, k) == v for k, v in where.items())]
+
+
+def pair(
+    left: Iterable[EvalImage], right: Iterable[EvalImage], match_group: bool = True
+) -> list[tuple[EvalImage, EvalImage]]:
+    """Pairs with the same concept, family and sample (and group); unmatched images are left out."""
+    key = (lambda im: im.pair_key) if match_group else (lambda im: (im.concept, im.family, im.sample))
+    index = {key(im): im for im in right}
+    return [(im, index[key(im)]) for im in left if key(im) in index]

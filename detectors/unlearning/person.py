@@ -1,0 +1,55 @@
+"""Person rate: the share of images in which a detector finds a person (for human-carried concepts:
+an unlearned nudity model should still draw the person, clothed).
+
+The detector is configurable; the default is torchvision's COCO Faster R-CNN (label 1 = person),
+with weights from torchvision's cache or a local file. The paper used a YOLO model, whose license
+(AGPL) we do not want to pull into the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+COCO_PERSON = 1
+DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
+
+
+class PersonDetector:
+    """``detect(images) -> [bool]``: whether each image holds a person with score >= ``threshold``."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_DETECTOR,
+        weights_path: str | None = None,
+        pretrained: bool = True,
+        threshold: float = 0.5,
+        device: str = "cpu",
+    ):
+        import torchvision
+
+        if model not in torchvision.models.list_models(torchvision.models.detection):
+            known = ", ".join(torchvision.models.list_models(torchvision.models.detection))
+            raise ValueError(f"Unknown person detector {model!r}; torchvision detection models: {known}")
+        use_default = pretrained and weights_path is None
+        self.model = torchvision.models.get_model(
+            model, weights="DEFAULT" if use_default else None, weights_backbone=None, num_classes=91
+        )
+        if weights_path is not None:
+            self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        self.model.to(device).eval()
+        self.threshold = threshold
+        self.device = device
+
+    @torch.no_grad()
+    def detect(self, images: Sequence, batch_size: int = 8) -> list[bool]:
+        from torchvision.transforms.functional import pil_to_tensor
+
+        found = []
+        for start in range(0, len(images), batch_size):
+            batch = [pil_to_tensor(img).float().div(255).to(self.device) for img in images[start : start + batch_size]]
+            for out in self.model(batch):
+                hits = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.threshold)
+                found.append(bool(hits.any()))
+        return found
