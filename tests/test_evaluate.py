@@ -274,3 +274,48 @@ def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
     assert esd["lpips"]["paired"]["n"] == 8 and esd["lpips"]["all_pairs"]["n"] == 16
     assert "skipped" in esd["csdr"]  # no prompt texts given for the paper's images
     assert esd["fid"]["fid"]["n"] == 8
+
+
+def test_evaluate_images_already_in_a_root(tiny_pipeline_dir, tiny_clip, tiny_judge, tmp_path):
+    from detectors.unlearning.config import EvalConfig
+    from detectors.unlearning.flow import run_evaluation
+    from generation.job import JobConfig
+    from generation.runner import run_job
+
+    root = tmp_path / "root"
+    models = [
+        str(tiny_pipeline_dir),
+        {"base": str(tiny_pipeline_dir), "name": "uce", "method": "UCE", "guidance": 2.0},
+    ]
+    run_job(
+        JobConfig(
+            out=str(root),
+            models=models,
+            concepts=["church"],
+            kinds=["forget", "replace"],
+            max_prompts=4,
+            steps=2,
+            height=64,
+            width=64,
+            progress=False,
+        )
+    )
+    common = dict(
+        concepts=["church"],
+        judge=f"local-dir:{tiny_judge}",
+        clip_model=str(tiny_clip),
+        fid_feature="resnet10t",
+        fid_pretrained=False,
+        lpips_random_backbone=True,
+        progress=False,
+    )
+    report = json.loads(
+        run_evaluation(EvalConfig(out=str(tmp_path / "e"), images=str(root), **common))["json"].read_text()
+    )
+    assert report["models"] == ["ORG-tiny", "uce"] and report["original"] == "ORG-tiny"
+    assert report["concepts"]["church"]["uce"]["forgetting"]["overall"]["n"] == 4
+    assert (
+        report["concepts"]["church"]["uce"]["lpips"]["paired"]["n"] == 4
+    )  # M_u(replace) vs M(replace), same prompt and seed
+    with pytest.raises(ValueError, match="No images of the original model 'nope'"):
+        run_evaluation(EvalConfig(out=str(tmp_path / "f"), images=str(root), original="nope", **common))

@@ -99,13 +99,21 @@ def collect_images(cfg: EvalConfig, registry) -> tuple[list[EvalImage], list[str
         images = [im for im in from_shards(root) if im.concept in cfg.concepts]
         if not cfg.models:
             models = sorted({im.model for im in images})
-        original = cfg.original or models[0]
+        original = cfg.original or (models[0] if cfg.models else _original_of(models))
     if original not in {im.model for im in images}:
         raise ValueError(
             f"No images of the original model {original!r}; models found: {', '.join(sorted({im.model for im in images}))}"
         )
     ordered = [original, *[m for m in models if m != original]]
     return images, ordered, original
+
+
+def _original_of(models: list[str]) -> str:
+    """The original model among generated images: the one named after method ORG."""
+    candidates = [m for m in models if m.startswith("ORG")]
+    if len(candidates) != 1:
+        raise ValueError(f"Say which model is the original with 'original'; models found: {', '.join(models)}")
+    return candidates[0]
 
 
 def _paper_prompts(cfg: EvalConfig, concept_id: str) -> dict | None:
