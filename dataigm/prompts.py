@@ -65,6 +65,14 @@ def prompt_id(concept: str, kind: str, group: str | None, index: int) -> str:
     return "-".join(parts)
 
 
+def subsample(records: Sequence[PromptRecord], n: int | None) -> list[PromptRecord]:
+    """At most ``n`` records spread evenly over the list (every sub-theme keeps its share), in order."""
+    if n is None or n >= len(records):
+        return list(records)
+    step = len(records) / n
+    return [records[int(i * step)] for i in range(n)]
+
+
 # ---------------------------------------------------------------- JSONL files
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from dataigm.concepts import ConceptRegistry, load_registry
 from dataigm.layout import ShardId
-from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts
+from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
 
 from .seeds import item_seed, split_of
 from .spec import ModelSpec, load_model_spec
@@ -117,7 +117,7 @@ def collect_prompts(cfg: JobConfig, registry: ConceptRegistry) -> list[PromptRec
         concept = registry.get(concept_id)
         for kind in parse_kinds(cfg.kinds, concept):
             records = build_prompts(concept, [kind], registry=registry)
-            prompts += records[: cfg.max_prompts] if cfg.max_prompts else records
+            prompts += subsample(records, cfg.max_prompts)
     for path in cfg.prompt_files:
         for record in read_prompts(path):
             registry.get(record.concept)

@@ -62,8 +62,11 @@ def batches(items: tuple[WorkItem, ...], batch_size: int, settings: Callable) ->
         yield batch
 
 
-def generate_batch(model: LoadedModel, batch: list[WorkItem], settings: tuple) -> np.ndarray:
-    """One pipeline call; one CPU generator per item makes each image independent of its batch."""
+def generate_batch(model: LoadedModel, batch: list[WorkItem], settings: tuple) -> tuple[np.ndarray, list | None]:
+    """One pipeline call; one CPU generator per item makes each image independent of its batch.
+
+    Returns the images and, from a pipeline that knows it (the toy world), which concepts each shows.
+    """
     import torch
 
     steps, guidance, height, width, negative = settings
@@ -78,7 +81,7 @@ def generate_batch(model: LoadedModel, batch: list[WorkItem], settings: tuple) -
         width=width,
         output_type="np",
     )
-    return np.asarray(out.images, dtype=np.float32)
+    return np.asarray(out.images, dtype=np.float32), getattr(out, "concepts_present", None)
 
 
 def render_shard(
@@ -95,22 +98,26 @@ def render_shard(
     with ThreadPoolExecutor(max_workers=2) as encoder:
         for batch in batches(task.items, batch_size, settings):
             batch_settings = settings(batch[0])
-            images = generate_batch(model, batch, batch_settings)
-            for item, image in zip(batch, images, strict=True):
-                flag = image_flag(image)
-                pending.append((item, batch_settings, encoder.submit(encode_png, image), flag, image.shape[:2]))
+            images, truths = generate_batch(model, batch, batch_settings)
+            for i, (item, image) in enumerate(zip(batch, images, strict=True)):
+                present = truths[i].get(item.prompt.concept) if truths is not None else None
+                encoded = encoder.submit(encode_png, image)
+                pending.append((item, batch_settings, encoded, image_flag(image), image.shape[:2], present))
             on_batch(len(batch))
         return [
-            _sample(item, s, future.result(), flag, shape, model, registry) for item, s, future, flag, shape in pending
+            _sample(item, s, f.result(), flag, shape, present, model, registry)
+            for item, s, f, flag, shape, present in pending
         ]
 
 
-def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, model: LoadedModel, registry) -> Sample:
+def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, model: LoadedModel, registry) -> Sample:
+    """The sample of one image; its label is the ground truth when the pipeline knows it, else the prompt's."""
     steps, guidance, _, _, _ = settings
     concept = registry.get(item.prompt.concept)
+    label = item.label if present is None else ("target" if present else "pair")
     record = {
         "concept": concept.id,
-        "label": item.label,
+        "label": label,
         "category": concept.category,
         "source": "generated",
         "split": item.split,
@@ -133,4 +140,4 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, model: Loa
         "image_flag": flag,
     }
     key = make_key(model.spec.label, item.prompt.prompt_id, f"{item.sample_index:04d}")
-    return Sample(key, png, "png", LABELS.index(item.label), record)
+    return Sample(key, png, "png", LABELS.index(label), record)

@@ -56,8 +56,23 @@ def _revision_of(base: str, revision: str | None) -> str | None:
         return revision
 
 
+def _load_toy(spec: ModelSpec, device: str) -> LoadedModel:
+    from .toy import ToyPipeline
+
+    style = spec.base.partition(":")[2] or "render"
+    return LoadedModel(ToyPipeline(style, _toy_unlearning(spec)), spec, device, None, checkpoint_of(spec), "toy")
+
+
+def _toy_unlearning(spec: ModelSpec):
+    from .toy import ToyUnlearning
+
+    return ToyUnlearning(spec.toy_concept, spec.leak_rate, spec.collateral, spec.degradation)
+
+
 def checkpoint_of(spec: ModelSpec) -> str | None:
     """The unlearned parts of ``spec`` with the sha256 of each file (16 hex digits), for provenance."""
+    if spec.is_toy:
+        return _toy_unlearning(spec).describe() if spec.toy_concept or spec.degradation else None
     parts = []
     for kind in ("unet", "text_encoder", "lora"):
         path = getattr(spec, kind)
@@ -98,6 +113,9 @@ def load_pipeline(
     """
     import torch
     from diffusers import DiffusionPipeline
+
+    if spec.is_toy:
+        return _load_toy(spec, device)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 

@@ -42,6 +42,8 @@ class ModelSpec:
         dtype: ``fp32``, ``fp16`` or ``bf16`` (half precision applies on GPU; CPU runs use fp32).
         scheduler, steps, guidance, height, width, negative_prompt: sampling settings; None keeps the
             job's defaults (and, for the scheduler, the pipeline's own).
+        toy_concept, leak_rate, collateral, degradation: for the toy world (``base: toy`` or
+            ``toy:photo``, see :mod:`generation.toy`), the unlearned concept and its ground truth.
     """
 
     base: str
@@ -60,6 +62,10 @@ class ModelSpec:
     height: int | None = None
     width: int | None = None
     negative_prompt: str | None = None
+    toy_concept: str | None = None
+    leak_rate: float = 0.0
+    collateral: float = 0.0
+    degradation: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -72,6 +78,13 @@ class ModelSpec:
             raise ValueError(
                 f"Model name {self.label!r} must use letters, digits and '-' (it starts every sample key)"
             )
+        for name in ("leak_rate", "collateral", "degradation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"Model {self.label!r}: {name} must be in [0, 1], got {getattr(self, name)}")
+        if self.toy_concept is not None and not self.is_toy:
+            raise ValueError(
+                f"Model {self.label!r}: toy_concept needs a toy base ('toy' or 'toy:photo'), not {self.base!r}"
+            )
         for size in (self.height, self.width):
             if size is not None and size % 8:
                 raise ValueError(f"Model {self.label!r}: image size {size} must be a multiple of 8")
@@ -82,6 +95,10 @@ class ModelSpec:
         if self.name:
             return self.name
         return re.sub(r"[^A-Za-z0-9-]+", "-", f"{self.method}-{Path(self.base).name}").strip("-")
+
+    @property
+    def is_toy(self) -> bool:
+        return self.base == "toy" or self.base.startswith("toy:")
 
     @property
     def weights_base(self) -> str:

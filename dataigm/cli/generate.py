@@ -16,7 +16,7 @@ _HELP = {
     "concepts": "concepts whose built-in prompt sets to render",
     "kinds": "prompt kinds to render: forget, remove, replace, retain",
     "prompt_files": "JSONL prompt files to render as well (from `dataigm prompts build|import`)",
-    "max_prompts": "at most this many prompts per concept and kind (quick runs)",
+    "max_prompts": "at most this many prompts per concept and kind, spread over the set (quick runs)",
     "images_per_prompt": "images per prompt and model",
     "base_seed": "seed of the job; each image's seed derives from it, the prompt id and the sample index",
     "test_fraction": "share of prompts (with their variants) in the test split",

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from dataigm.files import atomic_write_json
-from dataigm.prompts import build_prompts, parse_kinds, write_prompts
+from dataigm.prompts import build_prompts, parse_kinds, subsample, write_prompts
 
 from . import aspects
 from .config import EvalConfig
@@ -57,7 +57,7 @@ def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
         records = []
         for kind in parse_kinds([k for k in cfg.kinds if k != "replace" or concept.replacements], concept):
             made = build_prompts(concept, [kind], registry=registry)
-            records += made[: cfg.max_prompts] if cfg.max_prompts else made
+            records += subsample(made, cfg.max_prompts)
         if cfg.attacks:
             records += perturb_prompts(select_forget(records), concept, cfg.attacks, seed=cfg.attack_seed)
         path = Path(cfg.out) / "prompts" / f"{concept_id}.jsonl"
