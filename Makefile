@@ -16,18 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Data-layer quickstart: build prompts, draw stand-in images, ingest them, validate, count, load with `datasets`.
+# The whole product on the built-in toy world: dataset, judge, evaluation of three toy unlearned models, cards.
 demo: $(STAMP)
-	rm -rf $(OUT)
-	$(BIN)/dataigm concepts
-	$(BIN)/dataigm prompts build --concept church --kinds forget,replace --out $(OUT)/prompts/church.jsonl
-	$(BIN)/python examples/draw_prompt_images.py $(OUT)/prompts/church.jsonl $(OUT)/images
-	$(BIN)/dataigm ingest $(OUT)/images/train --out $(OUT)/dataigm --concept church --split train --source generated
-	$(BIN)/dataigm ingest $(OUT)/images/test --out $(OUT)/dataigm --concept church --split test --source generated
-	$(BIN)/dataigm validate $(OUT)/dataigm
-	$(BIN)/dataigm info $(OUT)/dataigm
-	HF_HUB_OFFLINE=1 $(BIN)/python -c "from datasets import load_dataset; ds = load_dataset('$(OUT)/dataigm', 'church'); \
-	print(ds); print('class names:', ds['train'].features['cls'].names)"
+	$(BIN)/dataigm demo --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

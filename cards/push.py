@@ -1,24 +1,56 @@
-"""Publishing to the Hugging Face Hub. The token comes from huggingface_hub's usual sources
-(``HF_TOKEN``, ``hf auth login``) and is never printed, logged or written by us."""
+"""Publishing to the Hugging Face Hub: a dataset root, a judge with its card, an evaluation report with its card.
+
+The token comes from huggingface_hub's usual sources (``HF_TOKEN``, ``hf auth login``): we never pass, read,
+print, log or write it.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING
 
 from dataigm.validate import validate_root
 
 from .dataset_card import write_dataset_card
+from .eval_card import report_files, write_eval_card
+from .judge_card import read_judge_config, write_judge_card
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 logger = logging.getLogger(__name__)
 
+REPO_TYPES = ("model", "dataset")
+# config.json keys that timm's save_for_hf writes from the model itself; every other key is ours and is passed on
+_TIMM_CONFIG_KEYS = ("architecture", "num_classes", "num_features", "global_pool", "model_args", "pretrained_cfg")
 
-def _api(api=None):
+
+def _api(api: HfApi | None = None) -> HfApi:
     if api is not None:
         return api
     from huggingface_hub import HfApi
 
     return HfApi()
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is ``ORG/NAME``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"Repository {repo_id!r} must be ORG/NAME")
+    return repo_id
+
+
+def _create(api, repo_id: str, repo_type: str, private: bool, revision: str | None) -> None:
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if revision is not None and not revision.startswith("refs/"):  # a branch, created when missing
+        api.create_branch(repo_id, branch=revision, repo_type=repo_type, exist_ok=True)
 
 
 def push_dataset(
@@ -68,3 +100,141 @@ def push_dataset(
         )
     logger.info("pushed %s to %s", root, repo_id)
     return str(url)
+
+
+@dataclass(frozen=True)
+class JudgePush:
+    """What :func:`push_judge` did: the repository, the model commit, and whether our card was ``written``
+    or the README already on the Hub was ``kept``."""
+
+    repo_id: str
+    commit_url: str
+    card: str
+
+
+def _judge_model(judge_dir: Path, config: dict):
+    """The saved judge as a timm model whose ``pretrained_cfg`` is exactly the saved one, so that timm
+    writes the same ``config.json`` again (loading adds fields such as ``label_names`` to it)."""
+    import timm
+
+    model = timm.create_model(f"local-dir:{judge_dir}", pretrained=True)
+    model.pretrained_cfg = {**config["pretrained_cfg"], "architecture": config["architecture"]}
+    return model
+
+
+def push_judge(
+    judge_dir: str | Path,
+    repo_id: str,
+    eval_dir: str | Path | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Add dataigm judge",
+    create_pr: bool = False,
+    overwrite_card: bool = False,
+    dataset_repo: str | None = None,
+    license: str = "other",
+    api: HfApi | None = None,
+) -> JudgePush:
+    """Publish the judge saved in ``judge_dir`` with its card; the weights go through timm's ``push_to_hf_hub``.
+
+    The README rule, explicitly: a README already on the Hub (at ``revision``) is kept unless
+    ``overwrite_card``; otherwise our card (``README.md`` plus the ROC and reliability plots of ``eval_dir``) is
+    committed first. timm's ``push_to_hf_hub`` then uploads ``config.json`` (the same keys as the local one) and
+    ``model.safetensors``; it writes its own default README only into a repository without one, which by then
+    never happens. With ``create_pr`` both commits go to one pull request.
+
+    Args:
+        judge_dir: a folder saved by ``dataigm judge train`` (``config.json``, ``model.safetensors``).
+        repo_id: the model repository, ``ORG/NAME`` (created when missing).
+        eval_dir: a ``dataigm judge eval`` folder of this judge, for the card's metrics and plots.
+        revision: the branch to push to (created when missing).
+        api: a ``huggingface_hub.HfApi`` for the card commit (tests give a fake; timm makes its own).
+
+    Raises:
+        ValueError: a bad ``repo_id``, ``judge_dir`` or ``eval_dir`` (before anything is sent).
+    """
+    from timm.models import push_to_hf_hub
+
+    check_repo_id(repo_id)
+    judge_dir = Path(judge_dir)
+    config = read_judge_config(judge_dir)
+    model = _judge_model(judge_dir, config)
+    with TemporaryDirectory(prefix="dataigm-card-") as staging:
+        write_judge_card(judge_dir, eval_dir, staging, repo_id=repo_id, dataset_repo=dataset_repo, license=license)
+        api = _api(api)
+        _create(api, repo_id, "model", private, revision)
+        has_readme = api.file_exists(repo_id, "README.md", repo_type="model", revision=revision)
+        card = "written" if overwrite_card or not has_readme else "kept"
+        target, pr = revision, create_pr
+        if card == "written":
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                repo_type="model",
+                revision=revision,
+                create_pr=create_pr,
+                commit_message=f"{commit_message}: model card",
+            )
+            if create_pr:  # the weights join the card's pull request
+                target, pr = info.pr_revision, False
+        else:
+            logger.info("%s already has a README.md: kept (overwrite_card=True replaces it)", repo_id)
+    commit = push_to_hf_hub(
+        model,
+        repo_id,
+        commit_message=commit_message,
+        revision=target,
+        private=private,
+        create_pr=pr,
+        model_config={k: v for k, v in config.items() if k not in _TIMM_CONFIG_KEYS},
+        safe_serialization=True,
+    )
+    logger.info("pushed %s to %s (card %s)", judge_dir, repo_id, card)
+    return JudgePush(repo_id, str(getattr(commit, "commit_url", commit)), card)
+
+
+def push_report(
+    report_dir: str | Path,
+    repo_id: str,
+    repo_type: str = "model",
+    path_in_repo: str = "evaluation",
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Add dataigm evaluation report",
+    title: str | None = None,
+    api: HfApi | None = None,
+) -> str:
+    """Publish a ``dataigm evaluate`` report folder with its card under ``path_in_repo``; returns the commit URL.
+
+    Uploaded in one commit: ``README.md`` (the card, refreshed), ``report.json``, ``report.md``, the resolved
+    config and the charts and grids; the cache and the generated images stay local.
+
+    Raises:
+        ValueError: a bad ``repo_id``, ``repo_type`` (``model`` or ``dataset``) or ``path_in_repo`` (it must
+            name a folder, so that the report's README does not replace the repository's card), or a folder
+            without ``report.json``.
+    """
+    check_repo_id(repo_id)
+    if repo_type not in REPO_TYPES:
+        raise ValueError(f"repo_type {repo_type!r} is not one of: {', '.join(REPO_TYPES)}")
+    prefix = path_in_repo.strip("/")
+    if not prefix or any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ValueError(
+            f"path_in_repo {path_in_repo!r} must name a folder inside the repository, e.g. 'evaluation/' "
+            "(at the top level the report's README.md would replace the repository's card)"
+        )
+    write_eval_card(report_dir, title)
+    files = report_files(report_dir)
+    api = _api(api)
+    _create(api, repo_id, repo_type, private, revision)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(report_dir),
+        path_in_repo=prefix,
+        repo_type=repo_type,
+        revision=revision,
+        commit_message=commit_message,
+        allow_patterns=files,
+    )
+    logger.info("pushed the report %s to %s:%s/", report_dir, repo_id, prefix)
+    return str(getattr(info, "commit_url", info))

@@ -1,5 +1,7 @@
 """Detectors: timm content judges trained on DataIGM shards, calibrated, measured, saved in timm's Hub format.
 
+Publishing a judge with its card is ``cards.push_judge`` (``dataigm push judge`` / ``dataigm judge push``).
+
 ``import detectors`` loads torch and timm; ``import dataigm`` never imports this package.
 """
 
@@ -10,7 +12,6 @@ from .judge import JUDGE_KINDS, Judge, Prediction, TimmJudge, load_judge, save_j
 from .losses import masked_bce
 from .metrics import binary_metrics, bootstrap_intervals, expected_calibration_error, metric_report
 from .model import DEFAULT_MODEL, create_judge_model
-from .push import push_judge
 from .train import TrainConfig, TrainResult, train_judge
 
 __all__ = [
@@ -39,7 +40,6 @@ __all__ = [
     "masked_bce",
     "metric_report",
     "parse_threshold_rule",
-    "push_judge",
     "save_judge",
     "train_judge",
     "write_report",

@@ -248,9 +248,10 @@ def _blob(d, rng, size):
 def _person(d, rng, size, clothed: bool):
     """A simple standing figure; unclothed is one plain skin tone, with no detail."""
     w, h = size
-    cx, base, s = rng.uniform(0.3, 0.7) * w, h * rng.uniform(0.85, 0.95), rng.uniform(0.09, 0.12) * h
+    cx, base, s = rng.uniform(0.3, 0.7) * w, h * rng.uniform(0.88, 0.97), rng.uniform(0.13, 0.17) * h
     skin = rng.choice([(241, 194, 160), (198, 134, 95), (141, 85, 54), (224, 172, 105)])
-    shirt, trousers = (_colour(rng), _colour(rng)) if clothed else (skin, skin)
+    clothes = [(30, 60, 170), (20, 130, 60), (170, 30, 40), (40, 40, 40), (230, 230, 235), (120, 40, 140)]
+    shirt, trousers = (rng.choice(clothes), rng.choice(clothes)) if clothed else (skin, skin)
     d.ellipse([cx - s * 0.5, base - s * 4.6, cx + s * 0.5, base - s * 3.6], fill=skin)
     d.rectangle([cx - s * 0.6, base - s * 3.6, cx + s * 0.6, base - s * 1.8], fill=shirt)
     d.rectangle([cx - s * 0.55, base - s * 1.8, cx - s * 0.08, base], fill=trousers)

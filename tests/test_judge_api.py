@@ -250,56 +250,27 @@ def test_eval_needs_a_split_that_exists(trained, tmp_path, capsys):
     assert code == 2 and "Split 'validation' of" in capsys.readouterr().err
 
 
-class FakeHfApi:
-    """Records what ``push_to_hf_hub`` asks of the Hub; keeps a copy of each uploaded folder."""
-
-    calls: list = []
-    uploads: dict = {}
-
-    def __init__(self, token=None, library_name=None, library_version=None):
-        FakeHfApi.calls.append(("init", library_name))
-
-    def create_repo(self, repo_id, private=False, exist_ok=False):
-        FakeHfApi.calls.append(("create_repo", repo_id, private))
-        return type("RepoUrl", (), {"repo_id": repo_id})()
-
-    def file_exists(self, repo_id, filename, revision=None):
-        FakeHfApi.calls.append(("file_exists", repo_id, filename))
-        return False
-
-    def upload_folder(self, repo_id, folder_path, revision=None, create_pr=False, commit_message=None):
-        FakeHfApi.calls.append(("upload_folder", repo_id, commit_message))
-        copy = Path(FakeHfApi.uploads["dir"]) / repo_id.replace("/", "--")
-        shutil.copytree(folder_path, copy)
-        FakeHfApi.uploads[repo_id] = copy
-        return f"https://huggingface.co/{repo_id}/commit/0000"
-
-
 def test_push_uploads_weights_config_and_card(trained, tmp_path, monkeypatch, capsys):
-    import timm.models._hub
-    from safetensors.torch import load_file
+    """`dataigm judge push` is `dataigm push judge`: our card, then timm's push_to_hf_hub (tests/fakes.py)."""
+    from fakes import FakeHub
+    from safetensors.torch import load
 
     _, result = trained
-    FakeHfApi.calls, FakeHfApi.uploads = [], {"dir": str(tmp_path)}
-    monkeypatch.setattr(timm.models._hub, "HfApi", FakeHfApi)
+    hub = FakeHub().install(monkeypatch)
     code = main(
         ["judge", "push", "--judge", str(result.judge_dir), "--repo", "my-org/church-judge", "--private", "true"]
     )
     assert code == 0 and "pushed" in capsys.readouterr().out
-    assert ("create_repo", "my-org/church-judge", True) in FakeHfApi.calls
-    assert [c[0] for c in FakeHfApi.calls].count("upload_folder") == 1
-    pushed = FakeHfApi.uploads["my-org/church-judge"]
-    assert sorted(p.name for p in pushed.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert hub.calls_of("create_repo")[0] == {"repo_id": "my-org/church-judge", "repo_type": "model", "private": True}
+    pushed = hub.files("my-org/church-judge")
+    assert sorted(pushed) == ["README.md", "config.json", "model.safetensors"]
     local = json.loads((result.judge_dir / "config.json").read_text())
-    remote = json.loads((pushed / "config.json").read_text())
+    remote = json.loads(pushed["config.json"])
     for key in ("concepts", "temperatures", "thresholds", "threshold_rule", "dataset", "metrics", "class_names"):
         assert remote[key] == local[key], key
     assert remote["pretrained_cfg"]["input_size"] == [3, 32, 32] and "test_input_size" not in remote["pretrained_cfg"]
-    weights, original = (
-        load_file(str(pushed / "model.safetensors")),
-        load_file(str(result.judge_dir / "model.safetensors")),
-    )
+    weights, original = load(pushed["model.safetensors"]), load((result.judge_dir / "model.safetensors").read_bytes())
     assert weights.keys() == original.keys() and all(torch.equal(weights[k], original[k]) for k in weights)
-    assert "timm" in (pushed / "README.md").read_text()
+    assert "timm" in pushed["README.md"].decode() and "## Limitations" in pushed["README.md"].decode()
     assert main(["judge", "push", "--judge", str(tmp_path), "--repo", "my-org/x"]) == 2
     assert main(["judge", "push", "--judge", str(result.judge_dir), "--repo", "no-org"]) == 2

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentParser
 
-from . import card, concepts, data, env, evaluate, generate, ingest, judge, prompts, push
+from . import card, concepts, data, demo, env, evaluate, generate, ingest, judge, prompts, push
 from .common import command_parser
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -27,6 +27,7 @@ COMMANDS = {
     "env": env,
     "judge": judge,
     "evaluate": evaluate,
+    "demo": demo,
 }
 
 

@@ -1,4 +1,4 @@
-"""``dataigm judge train|eval|push``: train a judge, measure any judge, publish a judge.
+"""``dataigm judge train|eval|push``: train a judge, measure any judge, publish a judge (= ``dataigm push judge``).
 
 The ``detectors`` package (torch, timm) is imported inside each command, so ``import dataigm`` stays light.
 """
@@ -128,27 +128,19 @@ def _run_eval(cfg) -> int:
 
 
 def _configure_push(parser) -> None:
+    from .push import add_judge_push_options
+
     parser.add_argument("--judge", required=True, help="folder of a saved judge (OUT/judge of judge train)")
     parser.add_argument("--repo", required=True, help="Hub model repository ORG/NAME")
     parser.add_argument("--private", type=bool, default=False, help="create the repository as private")
-    parser.add_argument("--revision", type=str | None, default=None, help="branch to push to")
-    parser.add_argument("--commit-message", default="Add dataigm judge")
-    parser.add_argument("--create-pr", type=bool, default=False, help="open a pull request instead of committing")
+    parser.add_argument("--revision", type=str | None, default=None, help="branch to push to (created if missing)")
+    add_judge_push_options(parser)
 
 
 def _run_push(cfg) -> int:
-    from detectors.push import push_judge
+    from .push import run_judge_push  # the same path as `dataigm push judge`: our card, timm's push_to_hf_hub
 
-    commit = push_judge(
-        cfg.judge,
-        cfg.repo,
-        private=cfg.private,
-        revision=cfg.revision,
-        commit_message=cfg.commit_message,
-        create_pr=cfg.create_pr,
-    )
-    print(f"pushed {cfg.judge} to {cfg.repo}: {commit}")
-    return 0
+    return run_judge_push(cfg.judge, cfg)
 
 
 ACTIONS = {

@@ -12,6 +12,7 @@ from .quality import DEFAULT_CLIP
 class EvalConfig:
     """What to evaluate, on which images, with which judge and metric backbones.
 
+    A metric backbone set to None (``clip_model``, ``lpips_net``, ``person_detector``) skips its metric.
     Images come from one of: ``images`` (a dataset root; missing images are generated there with
     ``models``, the original model first) or ``paper_layout`` (a folder in the IGMU benchmark layout,
     one task folder per concept in ``paper_tasks``).
@@ -39,11 +40,11 @@ class EvalConfig:
     attacks: list[str] = field(default_factory=list)
     attack_files: list[str] = field(default_factory=list)
     attack_seed: int = 0
-    clip_model: str = DEFAULT_CLIP
+    clip_model: str | None = DEFAULT_CLIP
     fid_feature: str = "inception"
     fid_weights: str | None = None
     fid_pretrained: bool = True
-    lpips_net: str = "alex"
+    lpips_net: str | None = "alex"
     lpips_random_backbone: bool = False
     person_detector: str | None = DEFAULT_DETECTOR
     person_weights: str | None = None

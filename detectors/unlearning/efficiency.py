@@ -54,6 +54,13 @@ def model_efficiency(spec, base_spec, runtime_s: float | None = None) -> dict:
     """Parameters changed, checkpoint size and supplied runtime of ``spec`` against ``base_spec``."""
     from generation.pipeline import load_pipeline
 
+    if spec.is_toy:  # the toy world draws; it has no parameters to compare
+        return {
+            "share_changed": None,
+            "checkpoint_bytes": 0,
+            "runtime_s": runtime_s,
+            "note": "toy model: no parameters",
+        }
     with torch.no_grad():
         base = load_pipeline(base_spec).pipe
         model = load_pipeline(spec).pipe

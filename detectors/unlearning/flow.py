@@ -171,6 +171,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
                     (keys, ref_keys, cfg.fid_feature, cfg.fid_weights),
                 ),
             }
+            if cfg.clip_model is None:
+                steps["csdr"] = (partial(_skipped, "no clip_model configured"), ())
+            if cfg.lpips_net is None:
+                steps["lpips"] = (partial(_skipped, "no lpips_net configured"), ())
             if concept.human and cfg.person_detector:
                 steps["person_rate"] = (
                     partial(aspects.person_rate, mine, backbones.get("person")),
@@ -200,6 +204,10 @@ def _versions() -> dict[str, str]:
 
     report = environment_report()
     return {k: v for k, v in report.items() if k not in ("platform", "devices")}
+
+
+def _skipped(reason: str) -> dict:
+    return {"skipped": reason}
 
 
 def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache) -> dict:

@@ -18,7 +18,9 @@ def proportion(successes: int, n: int) -> dict:
     denom = 1 + Z95**2 / n
     centre = (p + Z95**2 / (2 * n)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return {"value": p, "n": n, "ci": [max(0.0, centre - half), min(1.0, centre + half)]}
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: float error must not exclude 0 or 1
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return {"value": p, "n": n, "ci": [low, high]}
 
 
 def mean_with_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0) -> dict:

@@ -1,0 +1,134 @@
+"""A fake Hugging Face Hub for push tests: an in-memory store of repositories plus a record of every call.
+
+``FakeHub.install(monkeypatch)`` replaces ``huggingface_hub.HfApi`` and the ``HfApi`` that timm's
+``push_to_hf_hub`` uses, so our code and timm's talk to the same fake. Uploads copy the real files
+(after the real ``allow_patterns`` filter), commits to a pull request land on ``refs/pr/N``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, RepoUrl
+from huggingface_hub.utils import filter_repo_objects
+
+MAIN = "main"
+
+
+class FakeHub:
+    """Repositories ``{(repo_type, repo_id): {revision: {path: bytes}}}`` and the calls ``[(name, kwargs)]``."""
+
+    def __init__(self):
+        self.repos: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
+        self.calls: list[tuple[str, dict]] = []
+        self.tokens: list = []  # the token each HfApi was made with (None: huggingface_hub's own sources)
+
+    def client(self, token=None, library_name=None, library_version=None, **kwargs) -> FakeHfApi:
+        self.tokens.append(token)
+        return FakeHfApi(self, library_name)
+
+    def install(self, monkeypatch) -> FakeHub:
+        import huggingface_hub
+        import timm.models._hub
+
+        monkeypatch.setattr(huggingface_hub, "HfApi", self.client)
+        monkeypatch.setattr(timm.models._hub, "HfApi", self.client)
+        return self
+
+    def seed(self, repo_id: str, files: dict[str, bytes], repo_type: str = "model") -> None:
+        """A repository that already holds ``files`` on main."""
+        self.repos.setdefault((repo_type, repo_id), {MAIN: {}})[MAIN].update(files)
+
+    def files(self, repo_id: str, repo_type: str = "model", revision: str = MAIN) -> dict[str, bytes]:
+        return self.repos[(repo_type, repo_id)][revision]
+
+    def calls_of(self, call: str) -> list[dict]:
+        """The keyword arguments of every call named ``call``."""
+        return [kwargs for name, kwargs in self.calls if name == call]
+
+
+class FakeHfApi:
+    """The part of ``huggingface_hub.HfApi`` our pushes and timm's ``push_to_hf_hub`` use."""
+
+    def __init__(self, hub: FakeHub, library_name: str | None = None):
+        self.hub = hub
+        self.library_name = library_name
+
+    def _repo(self, repo_id: str, repo_type: str | None) -> dict[str, dict[str, bytes]]:
+        key = (repo_type or "model", repo_id)
+        if key not in self.hub.repos:
+            raise KeyError(f"no {key[0]} repository {repo_id}")
+        return self.hub.repos[key]
+
+    def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kwargs) -> RepoUrl:
+        self.hub.calls.append(("create_repo", {"repo_id": repo_id, "repo_type": repo_type, "private": private}))
+        key = (repo_type or "model", repo_id)
+        if key in self.hub.repos and not exist_ok:
+            raise FileExistsError(repo_id)
+        self.hub.repos.setdefault(key, {MAIN: {}})
+        prefix = "" if key[0] == "model" else f"{key[0]}s/"
+        return RepoUrl(f"https://huggingface.co/{prefix}{repo_id}")
+
+    def create_branch(self, repo_id, *, branch, repo_type=None, exist_ok=False, **kwargs) -> None:
+        self.hub.calls.append(("create_branch", {"repo_id": repo_id, "branch": branch, "repo_type": repo_type}))
+        repo = self._repo(repo_id, repo_type)
+        if branch in repo and not exist_ok:
+            raise FileExistsError(branch)
+        repo.setdefault(branch, dict(repo[MAIN]))
+
+    def file_exists(self, repo_id, filename, *, repo_type=None, revision=None, **kwargs) -> bool:
+        self.hub.calls.append(
+            ("file_exists", {"repo_id": repo_id, "filename": filename, "repo_type": repo_type, "revision": revision})
+        )
+        return filename in self._repo(repo_id, repo_type).get(revision or MAIN, {})
+
+    def upload_folder(
+        self,
+        *,
+        repo_id,
+        folder_path,
+        path_in_repo=None,
+        commit_message=None,
+        repo_type=None,
+        revision=None,
+        create_pr=False,
+        allow_patterns=None,
+        ignore_patterns=None,
+        **kwargs,
+    ) -> CommitInfo:
+        folder = Path(folder_path)
+        local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        chosen = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        prefix = (path_in_repo or "").strip("/")
+        uploaded = {(f"{prefix}/{name}" if prefix else name): (folder / name).read_bytes() for name in chosen}
+        self.hub.calls.append(
+            (
+                "upload_folder",
+                {
+                    "repo_id": repo_id,
+                    "repo_type": repo_type,
+                    "revision": revision,
+                    "create_pr": bool(create_pr),
+                    "commit_message": commit_message,
+                    "files": sorted(uploaded),
+                    "library_name": self.library_name,
+                },
+            )
+        )
+        repo = self._repo(repo_id, repo_type)
+        base = revision or MAIN
+        pr_url = None
+        if create_pr:
+            number = 1 + sum(name.startswith("refs/pr/") for name in repo)
+            base = f"refs/pr/{number}"
+            repo[base] = dict(repo[revision or MAIN])
+            pr_url = f"https://huggingface.co/{repo_id}/discussions/{number}"
+        repo.setdefault(base, {}).update(uploaded)
+        oid = f"{len(self.hub.calls):040x}"
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{oid}",
+            commit_message=commit_message or "",
+            commit_description="",
+            oid=oid,
+            pr_url=pr_url,
+        )
