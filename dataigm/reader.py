@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .files import sha256_file
@@ -67,17 +68,57 @@ def iter_shard(path: str | Path) -> Iterator[Sample]:
         yield _to_sample(path, key, current)
 
 
-def _to_sample(path: Path, key: str, members: dict[str, bytes]) -> Sample:
+def _labels(path: Path, key: str, members: dict) -> tuple[str, int, dict]:
+    """The image extension, ``cls`` and record of one sample's members; a malformed sample names the file."""
     images = [ext for ext in IMAGE_EXTENSIONS if ext in members]
     missing = [m for m in ("cls", "json") if m not in members]
     if len(images) != 1 or missing:
         raise ShardError(f"{path}: sample {key!r} has members {sorted(members)}; expected one image, cls and json")
     try:
-        record = json.loads(members["json"])
-        cls = int(members["cls"])
+        return images[0], int(members["cls"]), json.loads(members["json"])
     except ValueError as err:
         raise ShardError(f"{path}: sample {key!r} has an unreadable cls or json ({err})") from None
-    return Sample(key, members[images[0]], images[0], cls, record)
+
+
+def _to_sample(path: Path, key: str, members: dict[str, bytes]) -> Sample:
+    ext, cls, record = _labels(path, key, members)
+    return Sample(key, members[ext], ext, cls, record)
+
+
+@dataclass(frozen=True)
+class IndexedSample:
+    """Where one sample's image lies in its tar (read it later with a seek), and its labels."""
+
+    key: str
+    ext: str
+    offset: int
+    size: int
+    cls: int
+    record: dict
+
+
+def index_shard(path: str | Path) -> list[IndexedSample]:
+    """The samples of one tar with their image offsets, reading only the small members (random access)."""
+    path = Path(path)
+    members: dict[str, dict] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = Path(member.name).name.partition(".")
+                parts = members.setdefault(key, {})
+                if ext in IMAGE_EXTENSIONS:
+                    parts[ext] = (member.offset_data, member.size)
+                else:
+                    parts[ext] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ShardError(f"{path}: truncated or corrupted tar ({err})") from None
+    out = []
+    for key, parts in members.items():
+        ext, cls, record = _labels(path, key, parts)
+        out.append(IndexedSample(key, ext, *parts[ext], cls, record))
+    return out
 
 
 def iter_samples(

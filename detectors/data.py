@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
-import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,8 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from dataigm.layout import MANIFEST_NAME, ShardId, shard_files
 from dataigm.manifest import read_manifest
-from dataigm.reader import ShardError, check_shard
-from dataigm.schema import IMAGE_EXTENSIONS
+from dataigm.reader import check_shard, index_shard
 
 logger = logging.getLogger(__name__)
 
@@ -77,53 +74,24 @@ def split_group(record: dict, key: str) -> str:
 
 
 def _shard_entries(root: Path, shard: ShardId) -> list[Entry]:
-    path = root / shard.relpath
-    members: dict[str, dict] = {}
-    order: list[str] = []
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, ext = Path(member.name).name.partition(".")
-                if key not in members:
-                    members[key] = {}
-                    order.append(key)
-                if ext in IMAGE_EXTENSIONS:
-                    members[key]["image"] = (ext, member.offset_data, member.size)
-                elif ext in ("cls", "json"):
-                    members[key][ext] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ShardError(f"{path}: truncated or corrupted tar ({err})") from None
-    entries = []
-    for key in order:
-        parts = members[key]
-        if "image" not in parts or "cls" not in parts or "json" not in parts:
-            raise ShardError(f"{path}: sample {key!r} has members {sorted(parts)}; expected one image, cls and json")
-        try:
-            record = json.loads(parts["json"])
-            cls = int(parts["cls"])
-        except ValueError as err:
-            raise ShardError(f"{path}: sample {key!r} has an unreadable cls or json ({err})") from None
-        ext, offset, size = parts["image"]
-        entries.append(
-            Entry(
-                root=str(root),
-                shard=shard.relpath,
-                key=key,
-                ext=ext,
-                offset=offset,
-                size=size,
-                concept=record["concept"],
-                cls=cls,
-                source=record["source"],
-                split=record["split"],
-                method=record.get("method"),
-                prompt_kind=record.get("prompt_kind"),
-                group=split_group(record, key),
-            )
+    return [
+        Entry(
+            root=str(root),
+            shard=shard.relpath,
+            key=s.key,
+            ext=s.ext,
+            offset=s.offset,
+            size=s.size,
+            concept=s.record["concept"],
+            cls=s.cls,
+            source=s.record["source"],
+            split=s.record["split"],
+            method=s.record.get("method"),
+            prompt_kind=s.record.get("prompt_kind"),
+            group=split_group(s.record, s.key),
         )
-    return entries
+        for s in index_shard(root / shard.relpath)
+    ]
 
 
 def build_index(

@@ -146,3 +146,17 @@ def test_shard_done_but_missing_from_manifest_is_entered_on_resume(small_root):
     update_manifest(small_root, lambda m: m["shards"].pop(shard.relpath))  # killed before the manifest update
     assert done_shards(small_root, [shard, ShardId("church", "train", "real", 2)]) == {shard}
     assert shard.relpath in read_manifest(small_root)["shards"]
+
+
+def test_index_gives_offsets_of_the_same_image_bytes(small_root):
+    from dataigm.reader import index_shard
+
+    path = small_root / "data/church/train/real-00000.tar"
+    indexed = index_shard(path)
+    streamed = list(iter_shard(path))
+    assert [s.key for s in indexed] == [s.key for s in streamed]
+    with open(path, "rb") as f:
+        for entry, sample in zip(indexed, streamed, strict=True):
+            f.seek(entry.offset)
+            assert f.read(entry.size) == sample.image
+            assert (entry.ext, entry.cls, entry.record) == (sample.ext, sample.cls, sample.record)
