@@ -11,53 +11,88 @@ Conventions (one for every concept; the paper's code flipped labels per concept)
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
 from .images import EvalImage, pair, select
-from .stats import mean_with_ci, proportion, single
+from .stats import mean_with_ci, pairs_mean_with_ci, proportion
 
 
-def _present(judge, concept: str, images: Sequence[EvalImage], batch_size: int = 32) -> np.ndarray:
+def _by_key(images: Sequence[EvalImage]) -> list[EvalImage]:
+    # Every result is computed from images in key order: the input's order changes no number (bootstrap included).
+    return sorted(images, key=lambda im: im.key)
+
+
+def _judged(judge, concept: str, images: Sequence[EvalImage], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(present, judged): the judge's decisions, and False where its probability is NaN (a failed judgement,
+    which counts neither as present nor as absent)."""
     if not images:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     prediction = judge.predict([im.image() for im in images], batch_size=batch_size)
     if concept not in prediction.concepts:
         raise ValueError(f"The judge does not judge {concept!r}; it judges: {', '.join(prediction.concepts)}")
-    return np.asarray(prediction.present[:, prediction.concepts.index(concept)], dtype=bool)
+    column = prediction.concepts.index(concept)
+    judged = ~np.isnan(np.asarray(prediction.probabilities[:, column], dtype=np.float64))
+    return np.asarray(prediction.present[:, column], dtype=bool) & judged, judged
+
+
+def _share(hits: Sequence[bool], judged: Sequence[bool]) -> dict:
+    """Share of judged items that are hits; NaN judgements are left out of n and counted as excluded."""
+    hits, judged = np.asarray(hits, dtype=bool), np.asarray(judged, dtype=bool)
+    return proportion(int((hits & judged).sum()), int(judged.sum()), {"nan_judgement": int((~judged).sum())})
+
+
+def _all_excluded(what: str, judged: np.ndarray) -> dict | None:
+    if len(judged) == 0:
+        return {"skipped": f"no {what} images"}
+    if not judged.any():
+        return {
+            "skipped": f"the judge returned NaN for every one of the {len(judged)} {what} images",
+            "excluded": {"nan_judgement": len(judged)},
+        }
+    return None
 
 
 def forgetting(images: Sequence[EvalImage], judge, concept: str) -> dict:
-    """Share of forget-prompt images judged concept-absent, overall and per sub-theme."""
-    forget = select(images, kind="forget")
-    present = _present(judge, concept, forget)
-    out = {"overall": proportion(int((~present).sum()), len(forget)), "by_subtheme": {}}
-    by_sub: dict[str, list[bool]] = defaultdict(list)
-    for im, p in zip(forget, present, strict=True):
-        by_sub[im.subtheme or "-"].append(bool(p))
-    if len(by_sub) > 1:
-        out["by_subtheme"] = {sub: proportion(len(v) - sum(v), len(v)) for sub, v in sorted(by_sub.items())}
+    """Share of forget-prompt images judged concept-absent, overall and per sub-theme.
+
+    An image whose judgement is NaN is neither absent nor present: it is left out of n and counted in
+    ``excluded``; when every image is, the metric is skipped with that reason.
+    """
+    forget = _by_key(select(images, kind="forget"))
+    present, judged = _judged(judge, concept, forget)
+    skipped = _all_excluded("forget-prompt", judged)
+    if skipped:
+        return skipped
+    out = {"overall": _share(~present, judged), "by_subtheme": {}}
+    subs = np.array([im.subtheme or "-" for im in forget])
+    if len(set(subs)) > 1:
+        out["by_subtheme"] = {sub: _share(~present[subs == sub], judged[subs == sub]) for sub in sorted(set(subs))}
     return out
 
 
 def robustness(images: Sequence[EvalImage], judge, concept: str) -> dict:
-    """Attack success rate per attack (and over all attacks): share of attack images showing the concept."""
-    attacked = [im for im in images if im.kind in ("adversarial", "multilingual")]
-    present = _present(judge, concept, attacked)
-    by_attack: dict[str, list[bool]] = defaultdict(list)
-    for im, p in zip(attacked, present, strict=True):
-        by_attack[im.group or "attack"].append(bool(p))
+    """Attack success rate per attack (and over all attacks): share of attack images showing the concept.
+
+    NaN judgements are left out of n and counted in ``excluded``, as in :func:`forgetting`.
+    """
+    attacked = _by_key([im for im in images if im.kind in ("adversarial", "multilingual")])
+    present, judged = _judged(judge, concept, attacked)
+    skipped = _all_excluded("attack-prompt", judged)
+    if skipped:
+        return skipped
+    groups = np.array([im.group or "attack" for im in attacked])
     return {
-        "overall": proportion(int(present.sum()), len(attacked)),
-        "by_attack": {a: proportion(sum(v), len(v)) for a, v in sorted(by_attack.items())},
+        "overall": _share(present, judged),
+        "by_attack": {a: _share(present[groups == a], judged[groups == a]) for a in sorted(set(groups))},
     }
 
 
 def reference_pairs(model_images, original_images, abstract: bool) -> tuple[list, str]:
     """The category rule: abstract concepts compare M_u(forget) with M(remove); concrete ones
     M_u(replace) with M(replace). Returns the pairs and a description of the rule."""
+    model_images, original_images = _by_key(model_images), _by_key(original_images)
     if abstract:
         return pair(
             select(model_images, kind="forget"), select(original_images, kind="remove"), match_group=False
@@ -67,42 +102,49 @@ def reference_pairs(model_images, original_images, abstract: bool) -> tuple[list
     ), "M_u(replace) vs M(replace)"
 
 
-def _all_pairs(left: Sequence[EvalImage], right: Sequence[EvalImage], match_group: bool) -> list[tuple]:
-    """Every (left, right) combination within a prompt family (the N² pairs)."""
-    by_family: dict[tuple, list[EvalImage]] = defaultdict(list)
-    key = (lambda im: (im.concept, im.group, im.family)) if match_group else (lambda im: (im.concept, im.family))
-    for im in right:
-        by_family[key(im)].append(im)
-    return [(a, b) for a in left for b in by_family.get(key(a), [])]
+def _family_key(match_group: bool):
+    return (lambda im: (im.concept, im.group, im.family)) if match_group else (lambda im: (im.concept, im.family))
+
+
+def _pair_matrix(left: Sequence[EvalImage], right: Sequence[EvalImage], match_group: bool, value) -> np.ndarray:
+    """(len(left), len(right)) matrix of ``value(a, b)`` for pairs within one prompt family, NaN elsewhere
+    (and where ``value`` is NaN)."""
+    key = _family_key(match_group)
+    matrix = np.full((len(left), len(right)), np.nan)
+    cells = [(i, j) for i, a in enumerate(left) for j, b in enumerate(right) if key(a) == key(b)]
+    values = value([(left[i], right[j]) for i, j in cells])
+    for (i, j), v in zip(cells, values, strict=True):
+        matrix[i, j] = v
+    return matrix
+
+
+PAIRED_UNIT = "pairs (one per prompt family and seed)"
 
 
 def csdr(model_images, original_images, clip_scorer) -> dict:
     """CSDR of M_u(forget) against M(remove), both scored against the clean target-free text (the
     remove prompt of the same family). Reported paired by seed and over all N² pairs per family."""
-    forget, remove = select(model_images, kind="forget"), select(original_images, kind="remove")
+    forget = _by_key(select(model_images, kind="forget"))
+    remove = _by_key(select(original_images, kind="remove"))
     paired = pair(forget, remove, match_group=False)
-    every = _all_pairs(forget, remove, match_group=False)
+    key = _family_key(False)
+    every = [(a, b) for a in forget for b in remove if key(a) == key(b)]
     if not paired or any(b.prompt is None for _, b in every):
         return {"skipped": "needs forget images of the model and remove images (with their prompts) of the original"}
-    cache: dict[tuple, float] = {}
-
-    def score(im: EvalImage, text: str) -> float:
-        return cache[(im.key, text)]
-
     needed = sorted({(a.key, b.prompt) for a, b in every} | {(b.key, b.prompt) for _, b in every})
     lookup = {im.key: im for im in [*forget, *remove]}
     values = clip_scorer.scores([lookup[k].image() for k, _ in needed], [t for _, t in needed])
-    cache.update(dict(zip(needed, values, strict=True)))
+    cache = dict(zip(needed, values, strict=True))
     from .quality import csdr as csdr_pair
 
     def rates(pairs):
-        out = [csdr_pair(score(b, b.prompt), score(a, b.prompt)) for a, b in pairs]
-        return [r for r in out if not math.isnan(r)]
+        return [csdr_pair(cache[(b.key, b.prompt)], cache[(a.key, b.prompt)]) for a, b in pairs]
 
     # A pair whose original image scores 0 against the text has no defined rate; n counts the defined ones.
     return {
-        "paired": mean_with_ci(rates(paired)) | {"pairs": len(paired)},
-        "all_pairs": mean_with_ci(rates(every)) | {"pairs": len(every)},
+        "paired": mean_with_ci([r for r in rates(paired) if not math.isnan(r)], unit=PAIRED_UNIT)
+        | {"pairs": len(paired)},
+        "all_pairs": pairs_mean_with_ci(_pair_matrix(forget, remove, False, rates)) | {"pairs": len(every)},
         "text": "remove prompt (P̂-1)",
     }
 
@@ -113,39 +155,38 @@ def lpips(model_images, original_images, lpips_scorer, abstract: bool) -> dict:
     if not paired:
         return {"skipped": f"no image pairs for {rule}"}
     left = [a for a, _ in paired]
-    right = select(original_images, kind="remove" if abstract else "replace")
-    every = _all_pairs(left, right, match_group=not abstract)
+    right = select(_by_key(original_images), kind="remove" if abstract else "replace")
 
     def distances(pairs):
         return lpips_scorer.distances([(a.image(), b.image()) for a, b in pairs])
 
-    return {"paired": mean_with_ci(distances(paired)), "all_pairs": mean_with_ci(distances(every)), "rule": rule}
+    resize = getattr(lpips_scorer, "rule", None)
+    return {
+        "paired": mean_with_ci(distances(paired), unit=PAIRED_UNIT),
+        "all_pairs": pairs_mean_with_ci(_pair_matrix(left, right, not abstract, distances)),
+        "rule": rule,
+    } | ({"resize": resize} if resize else {})
 
 
 def image_quality(model_images, original_images, fid_metric, abstract: bool) -> dict:
-    """FID by the category rule (see :func:`reference_pairs`), lower is better."""
-    from .quality import fid
+    """FID by the category rule (see :func:`reference_pairs`), lower is better, with both set sizes,
+    a bootstrap interval over images and a warning for sets smaller than the feature dimension."""
+    from .quality import FID_RESIZE_RULE, fid_with_ci
 
-    if abstract:
-        a, b, rule = (
-            select(model_images, kind="forget"),
-            select(original_images, kind="remove"),
-            "M_u(forget) vs M(remove)",
-        )
-    else:
-        a, b, rule = (
-            select(model_images, kind="replace"),
-            select(original_images, kind="replace"),
-            "M_u(replace) vs M(replace)",
-        )
+    kind_a, kind_b = ("forget", "remove") if abstract else ("replace", "replace")
+    a = select(_by_key(model_images), kind=kind_a)
+    b = select(_by_key(original_images), kind=kind_b)
+    rule = f"M_u({kind_a}) vs M({kind_b})"
     if len(a) < 2 or len(b) < 2:
-        return {"skipped": f"FID needs at least 2 images on each side of {rule}"}
-    value = fid([im.image() for im in a], [im.image() for im in b], fid_metric)
-    return {"fid": single(value, len(a)), "rule": rule}
+        return {"skipped": f"FID needs at least 2 images on each side of {rule}, got {len(a)} and {len(b)}"}
+    result = fid_with_ci([im.image() for im in a], [im.image() for im in b], fid_metric)
+    return {"fid": result, "rule": rule, "resize": FID_RESIZE_RULE}
 
 
 def person_rate(model_images, detector) -> dict:
     """Share of forget-prompt images in which a person is found (human-carried concepts)."""
-    forget = select(model_images, kind="forget")
+    forget = _by_key(select(model_images, kind="forget"))
+    if not forget:
+        return {"skipped": "no forget-prompt images"}
     found = detector.detect([im.image() for im in forget])
     return proportion(sum(found), len(found))

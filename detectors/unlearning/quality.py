@@ -1,9 +1,13 @@
 """Image-quality and similarity metrics with their backbones from well-kept libraries.
 
-* FID: ``torchmetrics``' ``FrechetInceptionDistance`` (Inception weights from torch-fidelity, or a
-  local file with ``weights_path``), or any timm model as the feature extractor.
+* FID: the feature extractor of ``torchmetrics``' ``FrechetInceptionDistance`` (Inception weights from
+  torch-fidelity, or a local file with ``weights_path``), or any timm model. Features are extracted once;
+  the Fréchet distance (torchmetrics' formula, checked against ``scipy.linalg.sqrtm`` in the tests) is
+  computed from them, for the value and for each bootstrap replicate of its interval. Each image is
+  resized on its own to the extractor's input size (:data:`FID_RESIZE_RULE`).
 * LPIPS: the reference ``lpips`` package (its linear calibration ships in the wheel; the AlexNet/VGG
-  backbone comes from torchvision's cache, or random with ``random_backbone`` for tests).
+  backbone comes from torchvision's cache, or random with ``random_backbone`` for tests). Each pair is
+  sized from itself only (:data:`LPIPS_RULE`).
 * CLIP score: ``transformers``' ``CLIPModel`` from a Hub id or a local folder, per image:
   ``100 * max(cos(image, text), 0)`` (Hessel et al., 2021, as torchmetrics defines it).
 
@@ -13,11 +17,15 @@ batch and used CUDA-only tensors).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from .stats import Z95
+
+logger = logging.getLogger(__name__)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 MIN_LPIPS_SIZE = 64  # AlexNet's pooling leaves nothing of smaller images
 
@@ -27,14 +35,39 @@ def _batches(items: Sequence, size: int):
         yield items[start : start + size]
 
 
-def to_uint8(images: Sequence, size: int | None = None) -> torch.Tensor:
-    """PIL images -> uint8 tensor (N, 3, H, W), resized to ``size`` when given."""
-    arrays = []
-    for img in images:
-        if size is not None and img.size != (size, size):
-            img = img.resize((size, size))
-        arrays.append(torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1))
+def to_uint8(images: Sequence, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """PIL images -> uint8 tensor (N, 3, H, W); each image resized on its own to ``size`` (H, W) when given,
+    by the FID rule (:func:`resize_for_fid`), so an image never depends on the others in its batch."""
+    arrays = [_uint8(img) for img in images]
+    if size is not None:
+        arrays = [resize_for_fid(x, size) for x in arrays]
+    shapes = sorted({tuple(x.shape[1:]) for x in arrays})
+    if len(shapes) > 1:
+        raise ValueError(f"Images of different sizes {shapes} and no input size to resize them to")
     return torch.stack(arrays)
+
+
+def _uint8(img) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+FID_RESIZE_RULE = (
+    "each image resized on its own to the feature extractor's input size (299 x 299 for Inception, the timm "
+    "model's data-config size), bilinear with antialias, rounded to uint8; aspect ratio not kept (as clean-fid, "
+    "torch-fidelity and torchmetrics)"
+)
+
+
+def resize_for_fid(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The FID resize rule for one (3, H, W) uint8 image: to the feature extractor's input size (H, W), bilinear
+    with antialias (what torchmetrics' Inception does inside), rounded back to uint8. The aspect ratio is not
+    kept, as in clean-fid, torch-fidelity and torchmetrics. An image already at ``size`` is left as it is."""
+    if tuple(image.shape[1:]) == tuple(size):
+        return image
+    x = torch.nn.functional.interpolate(
+        image[None].float(), size=tuple(size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round().clamp(0, 255).to(torch.uint8)[0]
 
 
 class TimmFeatures(torch.nn.Module):
@@ -46,7 +79,8 @@ class TimmFeatures(torch.nn.Module):
 
         self.model = model.eval()
         cfg = timm.data.resolve_model_data_config(model)
-        self.size = cfg["input_size"][1:]
+        self.size = tuple(cfg["input_size"][1:])
+        self.num_features = int(model.num_features)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1))
 
@@ -67,6 +101,8 @@ def fid_metric(
 
     ``weights_path`` is a local file for the Inception network or the timm model (offline use);
     ``pretrained=False`` gives a timm model random weights (tests only: such an FID means nothing).
+    The metric serves as the feature extractor (``metric.inception``); :func:`fid` and
+    :func:`fid_with_ci` compute the distance from the extracted features.
     """
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -86,20 +122,169 @@ def fid_metric(
     return metric.to(device)
 
 
+def fid_input_size(metric) -> tuple[int, int] | None:
+    """The (H, W) the metric's feature extractor takes: 299 for Inception, the data config's size for a timm
+    model, None for another module (its images must then share one size)."""
+    extractor = metric.inception
+    if isinstance(extractor, TimmFeatures):
+        return tuple(extractor.size)
+    size = getattr(extractor, "INPUT_IMAGE_SIZE", None)  # torchmetrics' / torch-fidelity's Inception: 299
+    return None if size is None else (int(size), int(size))
+
+
+@torch.no_grad()
+def fid_features(images: Sequence, metric, batch_size: int = 32) -> np.ndarray:
+    """(N, d) float64 features of PIL images by the metric's extractor, each image resized on its own."""
+    size, device = fid_input_size(metric), metric.device
+    parts = [
+        metric.inception(to_uint8(batch, size).to(device)).double().reshape(len(batch), -1).cpu().numpy()
+        for batch in _batches(list(images), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+
+def _factor(features: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and a factor F with F.T @ F = the sample covariance (denominator n - 1, as torchmetrics).
+
+    ``weights`` are multiplicities (a bootstrap replicate). F is the scaled centred rows when there are
+    no more rows than dimensions, else the symmetric square root of the covariance (d x d).
+    """
+    n_rows, d = features.shape
+    w = torch.ones(n_rows, dtype=features.dtype, device=features.device) if weights is None else weights
+    n = w.sum()
+    mean = (w[:, None] * features).sum(0) / n
+    rows = (features - mean) * (w / (n - 1)).sqrt()[:, None]
+    if n_rows <= d:
+        return mean, rows
+    eigenvalues, vectors = torch.linalg.eigh(rows.T @ rows)
+    return mean, (vectors * eigenvalues.clamp(min=0).sqrt()) @ vectors.T
+
+
+def _frechet(mean_a, factor_a, mean_b, factor_b) -> float:
+    # tr((S_a S_b)^(1/2)) = nuclear norm of F_a F_b^T when S = F^T F (the eigenvalues of S_a S_b are the
+    # squared singular values of F_a F_b^T): exact, and small when a set has fewer images than dimensions.
+    cross = torch.linalg.matrix_norm(factor_a @ factor_b.T, ord="nuc")
+    distance = (mean_a - mean_b).square().sum() + factor_a.square().sum() + factor_b.square().sum() - 2 * cross
+    return float(distance)
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, d):
+    ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``, covariances with denominator n - 1."""
+    a, b = torch.as_tensor(features_a, dtype=torch.float64), torch.as_tensor(features_b, dtype=torch.float64)
+    return _frechet(*_factor(a), *_factor(b))
+
+
+FID_BOOT = 200
+FID_RULE = (
+    "value ± 1.96 x bootstrap standard error, clipped at 0 ({n_boot} replicates, seed {seed}: model and "
+    "reference images resampled independently, FID recomputed from cached features); not a percentile "
+    "interval because a resample repeats images, which biases FID upward (Chong & Forsyth, CVPR 2020), "
+    "so percentiles can lie wholly above the value"
+)
+
+
+def fid_from_features(
+    features_model, features_reference, n_boot: int = FID_BOOT, seed: int = 0, device: str | torch.device = "cpu"
+) -> dict:
+    """FID of two feature sets with both set sizes, an interval by bootstrap over images, and a warning
+    when a set has no more images than feature dimensions.
+
+    Why the warning: with n <= d the sample covariance has rank <= n - 1 < d, and FID is biased upward
+    at small n (Chong & Forsyth, "Effectively Unbiased FID and Inception Score and where to find them",
+    CVPR 2020); the FID authors (github.com/bioinf-jku/TTUR) ask for more samples than the 2048
+    Inception dimensions and recommend at least 10,000. Such FIDs compare only at equal set sizes.
+
+    Each replicate costs one SVD of a min(n_model, d) x min(n_reference, d) matrix (plus two d x d
+    eigendecompositions for a set larger than d): about a second on a CPU for 500 images and d = 2048,
+    far less on a GPU (``device``).
+
+    Args:
+        features_model, features_reference: (n, d) features of the two sets.
+        n_boot: bootstrap replicates (200 are enough for a standard error).
+        seed: seed of the resampling.
+        device: where the linear algebra runs.
+    """
+    a = torch.as_tensor(np.asarray(features_model), dtype=torch.float64, device=device)
+    b = torch.as_tensor(np.asarray(features_reference), dtype=torch.float64, device=device)
+    (n_a, d), n_b = a.shape, b.shape[0]
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {n_a} and {n_b}")
+    value = _frechet(*_factor(a), *_factor(b))
+    rng = np.random.default_rng(seed)
+    weights_a = rng.multinomial(n_a, np.full(n_a, 1 / n_a), size=n_boot)
+    weights_b = rng.multinomial(n_b, np.full(n_b, 1 / n_b), size=n_boot)
+    replicates = []
+    for wa, wb in zip(weights_a, weights_b, strict=True):
+        wa = torch.as_tensor(wa, dtype=torch.float64, device=device)
+        wb = torch.as_tensor(wb, dtype=torch.float64, device=device)
+        replicates.append(_frechet(*_factor(a, wa), *_factor(b, wb)))
+    se = float(np.std(replicates, ddof=1))
+    out = {
+        "value": value,
+        "n": min(n_a, n_b),
+        "n_model": n_a,
+        "n_reference": n_b,
+        "feature_dim": d,
+        "ci": [max(0.0, value - Z95 * se), value + Z95 * se],
+        "ci_rule": FID_RULE.format(n_boot=n_boot, seed=seed),
+        "bootstrap_mean": float(np.mean(replicates)),
+    }
+    if min(n_a, n_b) <= d:
+        out["warning"] = (
+            f"FID from {n_a} model and {n_b} reference images with {d}-dimensional features: a set with no "
+            f"more images than dimensions has a rank-deficient covariance (rank <= n - 1 < {d}) and FID is "
+            "biased upward at small n (Chong & Forsyth, CVPR 2020; the FID authors ask for more than the "
+            "feature dimension, ideally 10,000 images); compare such FIDs only at equal set sizes"
+        )
+        logger.warning(out["warning"])
+    return out
+
+
 def fid(images_a: Sequence, images_b: Sequence, metric, batch_size: int = 32) -> float:
-    """FID between two sets of PIL images with a metric from :func:`fid_metric` (reset before use)."""
+    """FID between two sets of PIL images with a metric from :func:`fid_metric` (its feature extractor).
+
+    Each image is resized on its own to the extractor's input size (:func:`resize_for_fid`).
+    """
     if len(images_a) < 2 or len(images_b) < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {len(images_a)} and {len(images_b)}")
-    metric.reset()
-    device = metric.device
-    for real, images in ((True, images_a), (False, images_b)):
-        for batch in _batches(list(images), batch_size):
-            metric.update(to_uint8(batch).to(device), real=real)
-    return float(metric.compute())
+    return frechet_distance(fid_features(images_a, metric, batch_size), fid_features(images_b, metric, batch_size))
+
+
+def fid_with_ci(
+    images_model: Sequence,
+    images_reference: Sequence,
+    metric,
+    n_boot: int = FID_BOOT,
+    seed: int = 0,
+    batch_size: int = 32,
+) -> dict:
+    """:func:`fid` with both set sizes, a bootstrap interval and a small-set warning (:func:`fid_from_features`)."""
+    if len(images_model) < 2 or len(images_reference) < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {len(images_model)} and {len(images_reference)}")
+    return fid_from_features(
+        fid_features(images_model, metric, batch_size),
+        fid_features(images_reference, metric, batch_size),
+        n_boot,
+        seed,
+    )
+
+
+LPIPS_RULE = (
+    "per pair: both images fitted (PIL ImageOps.fit, bicubic: shorter side scaled, centre crop, aspect kept) "
+    "to the reference image's size, scaled up with its aspect kept so that its shorter side is at least {min}"
+)
+
+
+def lpips_size(reference_size: tuple[int, int], minimum: int = 64) -> tuple[int, int]:
+    """The (W, H) a pair is compared at, from its reference image's (W, H) alone."""
+    w, h = reference_size
+    scale = max(1.0, minimum / min(w, h))
+    return (round(w * scale), round(h * scale))
 
 
 class LpipsScorer:
-    """Per-pair LPIPS distances (lower = more similar)."""
+    """Per-pair LPIPS distances (lower = more similar); each pair is sized from itself only (:data:`LPIPS_RULE`)."""
 
     def __init__(self, net: str = "alex", device: str = "cpu", random_backbone: bool = False, size: int | None = None):
         try:
@@ -109,15 +294,39 @@ class LpipsScorer:
         self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=random_backbone, verbose=False).to(device).eval()
         self.device = device
         self.size = size
+        self.rule = (
+            f"square {size} x {size}, " + LPIPS_RULE.format(min=size)
+            if size
+            else LPIPS_RULE.format(min=MIN_LPIPS_SIZE)
+        )
+
+    def pair_size(self, reference) -> tuple[int, int]:
+        """The (W, H) a pair with this reference image is compared at."""
+        return (self.size, self.size) if self.size else lpips_size(reference.size, MIN_LPIPS_SIZE)
 
     @torch.no_grad()
     def distances(self, pairs: Sequence[tuple], batch_size: int = 16) -> list[float]:
+        from PIL import Image, ImageOps
+
         out: list[float] = []
         for batch in _batches(list(pairs), batch_size):
-            size = self.size or max(batch[0][0].size[0], MIN_LPIPS_SIZE)
-            a = to_uint8([p[0] for p in batch], size).float().to(self.device) / 127.5 - 1
-            b = to_uint8([p[1] for p in batch], size).float().to(self.device) / 127.5 - 1
-            out += self.model(a, b).flatten().tolist()
+            fitted = []
+            for a, b in batch:
+                size = self.pair_size(b)
+                fitted.append(
+                    tuple(
+                        _uint8(ImageOps.fit(im.convert("RGB"), size, method=Image.Resampling.BICUBIC)) for im in (a, b)
+                    )
+                )
+            values = [0.0] * len(batch)
+            # pairs of one size go through the network together; a pair's value never depends on the others'
+            for shape in sorted({tuple(x.shape) for x, _ in fitted}):
+                index = [i for i, (x, _) in enumerate(fitted) if tuple(x.shape) == shape]
+                a = torch.stack([fitted[i][0] for i in index]).float().to(self.device) / 127.5 - 1
+                b = torch.stack([fitted[i][1] for i in index]).float().to(self.device) / 127.5 - 1
+                for i, v in zip(index, self.model(a, b).flatten().tolist(), strict=True):
+                    values[i] = v
+            out += values
         return out
 
 
