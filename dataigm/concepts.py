@@ -149,9 +149,22 @@ class ConceptRegistry:
         return out
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error, on one line."""
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+    if context is not None and getattr(err, "context", None):
+        text += f" ({err.context} started at line {context.line + 1}, column {context.column + 1})"
+    return text
+
+
 def _read_concept_file(path: Path) -> list[Concept]:
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     items = data.get("concepts", data) if isinstance(data, dict) else data
     if isinstance(items, dict):
         items = [items]

@@ -14,14 +14,24 @@ import json
 import logging
 import math
 import os
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .concepts import Concept, ConceptRegistry, load_registry
 from .dataset_readme import write_dataset_readme
-from .layout import ShardId
-from .manifest import DEFAULT_NAME, open_root, register_concepts, reserve_shards
+from .layout import MANIFEST_NAME, ShardId, check_split
+from .manifest import (
+    DEFAULT_NAME,
+    check_reservations,
+    check_root,
+    open_root,
+    read_manifest,
+    register_concepts,
+    reserve_shards,
+)
 from .prompt_import import IGMU_TASKS
 from .prompts import slug
 from .sample import PIL_FORMATS, Sample
@@ -111,16 +121,25 @@ def _label_of(value: str, concept: Concept, mapping: dict[str, str], where: str)
         ) from None
 
 
+# Prefixes of the IGMU task folders (Object_Church, Style_VanGogh, Nudity): the task kind, then the concept.
+TASK_PREFIXES = ("object_", "style_", "nudity_")
+
+
 def resolve_task(name: str, registry: ConceptRegistry) -> Concept:
-    """The concept a task folder stands for: its id, an IGMU task name, or its name without separators."""
-    squash = slug(name).replace("_", "")
-    for concept in registry:
-        if squash in (concept.id.replace("_", ""), slug(concept.name).replace("_", "")):
-            return concept
-    if name in IGMU_TASKS:
-        return registry.get(IGMU_TASKS[name])
+    """The concept a task folder stands for, ignoring case, separators and an ``Object_``/``Style_``/``Nudity_``
+    prefix: ``Object_Church`` -> church, ``Style_VanGogh`` -> van_gogh, ``Nudity`` -> nudity."""
+    base = slug(name)
+    candidates = [base] + [base[len(p) :] for p in TASK_PREFIXES if base.startswith(p) and len(base) > len(p)]
+    if base in IGMU_TASKS:
+        return registry.get(IGMU_TASKS[base])
+    for candidate in candidates:
+        squash = candidate.replace("_", "")
+        for concept in registry:
+            if squash in (concept.id.replace("_", ""), slug(concept.name).replace("_", "")):
+                return concept
     raise ValueError(
-        f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (or pass --concept)"
+        f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (folder names are "
+        f"matched ignoring case and a {'/'.join(p.capitalize() for p in TASK_PREFIXES)} prefix; or pass --concept)"
     )
 
 
@@ -155,13 +174,21 @@ def plan_folder(
     registry = registry or load_registry()
     if source is not None and source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
+    if split is not None:
+        check_split(split, "--split")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     ignored = [p.relative_to(folder).as_posix() for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if not images:
+        raise ValueError(
+            f"Input folder {str(folder)!r} holds no image files (looked for {', '.join(IMAGE_SUFFIXES)}; "
+            f"{len(ignored)} other file(s))"
+        )
     fixed_concept = registry.get(concept) if concept else None
     if any(p.name.startswith(tuple(SOURCE_PREFIXES)) for p in images):
         items = _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry)
         return items, ignored
+    _refuse_benchmarking_layout(folder, images)
     if fixed_concept is None:
         raise ValueError("--concept is required unless the folder uses the IGMU layout <Task>/<split>/<class>/")
     mapping = class_map(fixed_concept, class_names)
@@ -183,6 +210,21 @@ def plan_folder(
     return items, ignored
 
 
+# Folders of the IGMU benchmarking layout <Task>/{forgot,remove_word,unrelated}/<Method>/...: images to evaluate.
+_BENCHMARK_FOLDERS = {"forgot", "remove_word", "unrelated"}
+
+
+def _refuse_benchmarking_layout(folder: Path, images: list[Path]) -> None:
+    for path in images:
+        dirs = path.relative_to(folder).parts[:-1]
+        if len(dirs) >= 3 and dirs[1].lower() in _BENCHMARK_FOLDERS:
+            raise ValueError(
+                f"{str(folder)!r} is in the IGMU benchmarking layout <Task>/forgot|remove_word|unrelated/<Method>/ "
+                f"(e.g. {path.relative_to(folder).as_posix()}): images of models to evaluate, not labelled images "
+                f"to ingest. Evaluate them with `dataigm evaluate --paper-layout {folder}`"
+            )
+
+
 def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry) -> list[IngestItem]:
     items = []
     for path in images:
@@ -201,7 +243,8 @@ def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, regist
         if item_source is None:
             raise ValueError(f"{rel}: no source prefix ({', '.join(SOURCE_PREFIXES)}); pass --source for such files")
         label = _label_of(dirs[-1], concept, class_map(concept, class_names), f"{rel}")
-        items.append(IngestItem(concept.id, slug(dirs[-2]), item_source, label, rel.as_posix(), _reader(path)))
+        split = check_split(slug(dirs[-2]), f"{rel}: split folder {dirs[-2]!r} gives split")
+        items.append(IngestItem(concept.id, split, item_source, label, rel.as_posix(), _reader(path)))
     return items
 
 
@@ -223,12 +266,21 @@ def plan_hf_dataset(
 ) -> list[IngestItem]:
     """Label every row of a Hugging Face dataset (Hub name or local folder); image bytes are kept as stored."""
     from datasets import ClassLabel, Image, load_dataset
+    from datasets.exceptions import DatasetNotFoundError
 
     registry = registry or load_registry()
     target = registry.get(concept)
     if source not in SOURCES:
         raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    ds = load_dataset(name, hf_config, split=hf_split)
+    check_split(split or slug(hf_split), "--split" if split else f"--hf-split {hf_split!r} gives split")
+    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise ValueError(f"--hf-dataset {name!r}: no such local folder (a Hub dataset is named ORG/NAME)")
+    try:
+        ds = load_dataset(name, hf_config, split=hf_split)
+    except DatasetNotFoundError as err:
+        raise ValueError(f"--hf-dataset {name!r}: no such dataset, or no access to it ({err})") from None
+    except ConnectionError as err:  # datasets says "Couldn't reach ... on the Hub"; the CLI adds the offline hint
+        raise ConnectionError(f"--hf-dataset {name!r} is not a local folder and the Hub is needed for it") from err
     columns = list(ds.column_names)
     if image_column not in columns:
         raise ValueError(f"Dataset {name!r} has no column {image_column!r}; columns: {', '.join(columns)}")
@@ -298,6 +350,61 @@ def _job_id(items: Sequence[IngestItem], options: dict) -> str:
     return "ingest-" + digest.hexdigest()[:16]
 
 
+def _choose_job_id(root: str | Path, items: Sequence[IngestItem], options: dict, samples_per_shard: int) -> str:
+    """The job's id names the work (inputs, labels, encoding), not its cut into shards.
+
+    Earlier versions hashed ``samples_per_shard`` into the id; a job found in the root under such an id keeps
+    it, so running its command again finishes it instead of writing every sample a second time.
+    """
+    job_id = _job_id(items, options)
+    legacy = _job_id(items, {"spp": samples_per_shard, **options})
+    path = Path(root) / MANIFEST_NAME
+    if path.exists() and legacy in read_manifest(root)["jobs"] and job_id not in read_manifest(root)["jobs"]:
+        return legacy
+    return job_id
+
+
+def unreadable_reason(err: BaseException) -> str:
+    """A short, stable reason for an image that cannot be read (no object reprs, no memory addresses)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "not a recognised image format"
+    if isinstance(err, Image.DecompressionBombError):
+        return "too many pixels (PIL's decompression bomb limit)"
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    text = str(err)
+    if "truncated" in text.lower():
+        return "truncated image data"
+    text = re.sub(r"<[^<>]*? at 0x[0-9a-fA-F]+>", "<object>", text)  # reprs of readers carry memory addresses
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+# PIL raises these for unreadable images (OSError also covers files that cannot be read)
+_UNREADABLE = (OSError, ValueError, SyntaxError)
+
+
+def _check_something_readable(items: Sequence[IngestItem], where: str | None) -> None:
+    """Refuse, before anything is written, inputs of which not one image can be read."""
+    from PIL import Image
+
+    reasons: Counter = Counter()
+    for item in items:
+        try:
+            with Image.open(io.BytesIO(item.read())) as img:
+                img.load()
+            return
+        except _UNREADABLE as err:
+            reasons[unreadable_reason(err)] += 1
+    counted = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    raise ValueError(
+        f"none of the {len(items)} images{f' in {where}' if where else ''} can be read ({counted}); nothing was written"
+    )
+
+
 def ingest(
     items: Sequence[IngestItem],
     root: str | Path,
@@ -308,8 +415,30 @@ def ingest(
     name: str = DEFAULT_NAME,
     registry: ConceptRegistry | None = None,
     progress: bool = True,
+    where: str | None = None,
 ) -> IngestReport:
-    """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished."""
+    """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished.
+
+    Every input and the root are checked before anything is written, so a refused run leaves no root, no
+    reservation and no card behind.
+
+    Args:
+        items: the planned images (:func:`plan_folder`, :func:`plan_hf_dataset`).
+        root: the dataset root, created when missing.
+        samples_per_shard: images per shard. The job's id does not depend on it, and a second run of the same
+            job with another value is refused (it would write every sample twice).
+        resize: re-encode with the shorter side at this size.
+        image_format: re-encode every image to this format.
+        license: license recorded in every sample.
+        name: dataset name recorded in the manifest.
+        registry: the concept registry.
+        progress: show a progress bar.
+        where: what the items come from (a folder, a dataset), named in messages.
+
+    Raises:
+        ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
+            the same job, or inputs of which no image can be read.
+    """
     from tqdm.auto import tqdm
 
     if samples_per_shard < 1:
@@ -318,23 +447,34 @@ def ingest(
         raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
     if resize is not None and resize < 1:
         raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
-    registry = registry or load_registry()
-    report = IngestReport()
     if not items:
-        logger.warning("No images found to ingest")
-        return report
+        raise ValueError(f"No images to ingest{f' in {where}' if where else ''}")
+    registry = registry or load_registry()
+    concepts = [registry.get(cid) for cid in sorted({i.concept for i in items})]
     groups: dict[str, list[IngestItem]] = {}
     for item in sorted(items, key=lambda i: (i.group, i.origin)):
         groups.setdefault(item.group, []).append(item)
+    counts = {}
+    for group, group_items in groups.items():
+        ShardId(*group.split("/"), 0)  # split and source names, checked before anything is written
+        counts[group] = math.ceil(len(group_items) / samples_per_shard)
+    options = {"resize": resize, "format": image_format, "license": license}
+    plan_options = {"samples_per_shard": samples_per_shard}
+    check_root(root, name, concepts)
+    job_id = _choose_job_id(root, items, options, samples_per_shard)
+    check_reservations(root, job_id, counts, plan_options)
+    _check_something_readable([i for g in groups.values() for i in g], where)
+
     open_root(root, name=name)
-    register_concepts(root, [registry.get(cid) for cid in sorted({i.concept for i in items})])
-    job_id = _job_id(items, {"spp": samples_per_shard, "resize": resize, "format": image_format, "license": license})
+    register_concepts(root, concepts)
+    report = IngestReport()
     plan: list[tuple[ShardId, list[IngestItem]]] = []
     for group, group_items in groups.items():
         concept, split, source = group.split("/")
-        n_shards = math.ceil(len(group_items) / samples_per_shard)
-        start = reserve_shards(root, job_id, group, n_shards, description=f"ingest of {len(items)} images")
-        for k in range(n_shards):
+        start = reserve_shards(
+            root, job_id, group, counts[group], description=f"ingest of {len(items)} images", plan=plan_options
+        )
+        for k in range(counts[group]):
             chunk = group_items[k * samples_per_shard : (k + 1) * samples_per_shard]
             plan.append((ShardId(concept, split, source, start + k), chunk))
     done = done_shards(root, [shard for shard, _ in plan])
@@ -342,9 +482,9 @@ def ingest(
         if shard in done:
             report.shards_skipped += 1
             continue
-        samples, errors = _build_samples(chunk, registry, resize, image_format, license)
-        report.skipped_files += errors
-        write_shard(root, shard, samples, job_id=job_id, errors=errors)
+        samples, skipped = _build_samples(chunk, registry, resize, image_format, license)
+        report.skipped_files += skipped
+        write_shard(root, shard, samples, job_id=job_id, errors=skipped)
         report.samples += len(samples)
         report.shards_written += 1
     write_dataset_readme(root)
@@ -352,14 +492,16 @@ def ingest(
 
 
 def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list[Sample], list[dict]]:
-    samples, errors = [], []
+    """The samples of one shard, and the inputs skipped as ``{"file": origin, "reason": ...}``."""
+    samples, skipped = [], []
     for item in chunk:
         try:
             original = item.read()
             data, ext, height, width = _encode(original, resize, image_format)
-        except (OSError, ValueError, SyntaxError) as err:  # PIL raises these for unreadable images
-            logger.warning("skipping unreadable image %s: %s", item.origin, err)
-            errors.append({"origin": item.origin, "error": f"{type(err).__name__}: {err}"})
+        except _UNREADABLE as err:
+            reason = unreadable_reason(err)
+            logger.warning("skipping unreadable image %s: %s", item.origin, reason)
+            skipped.append({"file": item.origin, "reason": reason})
             continue
         content = hashlib.sha256(original).hexdigest()
         key = make_key(
@@ -379,13 +521,14 @@ def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list
             "license": license,
         }
         samples.append(Sample(key, data, ext, LABELS.index(item.label), record))
-    return samples, errors
+    return samples, skipped
 
 
 def ingest_folder(folder: str | os.PathLike, root: str | os.PathLike, **options) -> IngestReport:
     """Plan ``folder`` with :func:`plan_folder` and write it with :func:`ingest`."""
     plan_keys = ("concept", "split", "source", "label", "class_names", "registry")
     items, ignored = plan_folder(folder, **{k: v for k, v in options.items() if k in plan_keys})
-    report = ingest(items, root, **{k: v for k, v in options.items() if k not in plan_keys or k == "registry"})
+    write_options = {k: v for k, v in options.items() if k not in plan_keys or k == "registry"}
+    report = ingest(items, root, **{"where": str(folder), **write_options})
     report.ignored_files = ignored
     return report

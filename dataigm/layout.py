@@ -25,6 +25,20 @@ _SPLIT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _SHARD_RE = re.compile(r"^data/([a-z][a-z0-9_]*)/([a-z][a-z0-9_]*)/([a-z]+)-(\d{5})\.tar$")
 
 
+def check_split(split: str, what: str = "Split name") -> str:
+    """Return ``split`` if it can name a split: it becomes a folder and a ``datasets`` split name.
+
+    Raises:
+        ValueError: naming the value and the rule.
+    """
+    if not isinstance(split, str) or not _SPLIT_RE.match(split):
+        raise ValueError(
+            f"{what} {split!r} is invalid: a split name is lower-case letters, digits and '_', starting with a "
+            f"letter ({_SPLIT_RE.pattern}), e.g. train, test"
+        )
+    return split
+
+
 @dataclass(frozen=True, order=True)
 class ShardId:
     """Where a shard lives: ``data/<concept>/<split>/<source>-<index>.tar``."""
@@ -37,8 +51,7 @@ class ShardId:
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
             raise ValueError(f"Unknown source {self.source!r}; valid sources: {', '.join(SOURCES)}")
-        if not _SPLIT_RE.match(self.split):
-            raise ValueError(f"Split name {self.split!r} must be lower-case snake_case, e.g. train, test")
+        check_split(self.split)
         if not 0 <= self.index <= 99999:
             raise ValueError(f"Shard index {self.index} is outside 0..99999")
 

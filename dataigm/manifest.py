@@ -9,7 +9,8 @@ and a re-run of a job finds its own shards again).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,14 +63,33 @@ def locked(root: str | Path):
         yield
 
 
-def open_root(root: str | Path, name: str = DEFAULT_NAME) -> dict:
-    """Create or open a dataset root for writing and return its manifest.
+def _nearest_existing(path: Path) -> Path:
+    for parent in (path, *path.parents):
+        if parent.exists():
+            return parent
+    return Path(path.anchor or ".")
+
+
+def check_root(root: str | Path, name: str = DEFAULT_NAME, concepts: Iterable[Concept] = ()) -> None:
+    """Everything :func:`open_root` and :func:`register_concepts` would refuse, checked without writing.
+
+    Call it before a job creates anything, so that a refused job leaves no root, reservation or card behind.
 
     Raises:
-        ValueError: the folder holds another dataset's manifest (other name, schema or taxonomy
-            version) or other files; nothing is written in that case.
+        ValueError: ``root`` is a file or lies below one, cannot be written, holds another dataset (other name,
+            schema or taxonomy version, or a concept whose labels mean something else) or other files.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"Output folder {str(root)!r} is a file, not a folder; choose another output folder")
+    existing = _nearest_existing(root)
+    if not existing.is_dir():
+        raise ValueError(f"Output folder {str(root)!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Output folder {str(root)!r} cannot be written: {str(existing)!r} is not writable "
+            "(read-only file system or no permission)"
+        )
     path = root / MANIFEST_NAME
     if path.exists():
         manifest = read_manifest(root)
@@ -84,14 +104,28 @@ def open_root(root: str | Path, name: str = DEFAULT_NAME) -> dict:
                     f"this job writes {key}={expected!r}. Choose another output folder"
                     + (" or pass --name " + repr(manifest.get(key)) if key == "name" else "")
                 )
-        return manifest
-    if root.exists():
+        for concept in concepts:
+            check_concept(manifest, concept, root)
+    elif root.exists():
         foreign = sorted(p.name for p in root.iterdir() if p.name not in _ALLOWED_FOREIGN)
         if foreign:
             raise ValueError(
                 f"Output folder {root} is not empty and has no {MANIFEST_NAME} (it holds {', '.join(foreign[:5])}); "
                 "choose an empty folder or an existing dataigm dataset"
             )
+
+
+def open_root(root: str | Path, name: str = DEFAULT_NAME) -> dict:
+    """Create or open a dataset root for writing and return its manifest.
+
+    Raises:
+        ValueError: what :func:`check_root` refuses; nothing is written in that case.
+    """
+    root = Path(root)
+    path = root / MANIFEST_NAME
+    check_root(root, name)
+    if path.exists():
+        return read_manifest(root)
     root.mkdir(parents=True, exist_ok=True)
     with locked(root):
         if not path.exists():
@@ -130,19 +164,66 @@ def register_concepts(root: str | Path, concepts: list[Concept]) -> None:
     update_manifest(root, change)
 
 
-def reserve_shards(root: str | Path, job_id: str, group: str, count: int, description: str = "") -> int:
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_reservation(root, job_id: str, job: dict, group: str, count: int, plan: dict | None) -> None:
+    start, reserved = job["ranges"][group]
+    before = job.get("plan")
+    changed = {k: (v, plan.get(k)) for k, v in before.items() if v != plan.get(k)} if before and plan else {}
+    if reserved == count and not changed:
+        return
+    if changed:
+        what = "; ".join(f"{_option(k)} was {old}, now {new}" for k, (old, new) in changed.items())
+        again = " ".join(f"{_option(k)} {old}" for k, (old, _) in changed.items())
+    else:
+        what, again = f"it reserved {reserved} shards in {group} but now plans {count}", ""
+    raise ValueError(
+        f"Job {job_id} ({job.get('description') or 'no description'}) was started in {root} with another shard "
+        f"plan ({what}); the same samples cut otherwise would be written twice. To finish that job, run it again "
+        f"with {again or 'the options of its first run'}; to write a new copy, choose another --out"
+    )
+
+
+def check_reservations(root: str | Path, job_id: str, counts: dict[str, int], plan: dict | None = None) -> None:
+    """What :func:`reserve_shards` would refuse for ``{group: count}``, checked without writing."""
+    if not (Path(root) / MANIFEST_NAME).exists():
+        return
+    job = read_manifest(root)["jobs"].get(job_id)
+    for group, count in counts.items():
+        if job is not None and group in job["ranges"]:
+            _check_reservation(root, job_id, job, group, count, plan)
+
+
+def reserve_shards(
+    root: str | Path, job_id: str, group: str, count: int, description: str = "", plan: dict | None = None
+) -> int:
     """The first shard index of ``job_id`` in ``group`` (``concept/split/source``).
 
     A job that runs again gets its earlier reservation back; a new job gets the next free range.
+
+    Args:
+        root: the dataset root.
+        job_id: id of the job; it names the work (which samples), not how the work is cut into shards.
+        group: ``concept/split/source``.
+        count: number of shards the job writes in ``group``.
+        description: one line saying what the job is, kept in the manifest.
+        plan: the options that decide how the work is cut into shards (e.g. ``{"samples_per_shard": 1000}``).
+            They are kept with the reservation, and a run of the same job that cuts it otherwise is refused.
+
+    Raises:
+        ValueError: the job already reserved shards in ``group`` with another plan or another count (its samples
+            would be written twice); the message says what changed and how to finish the job.
     """
 
     def change(manifest: dict) -> int:
         job = manifest["jobs"].setdefault(job_id, {"description": description, "ranges": {}})
+        if plan is not None:
+            job.setdefault("plan", plan)
         if group in job["ranges"]:
-            start, reserved = job["ranges"][group]
-            if reserved != count:
-                raise ValueError(f"Job {job_id} reserved {reserved} shards in {group} but now plans {count}")
-            return start
+            _check_reservation(root, job_id, job, group, count, plan)
+            return job["ranges"][group][0]
         taken = [s + n for j in manifest["jobs"].values() for g, (s, n) in j["ranges"].items() if g == group]
         start = max(taken, default=0)
         job["ranges"][group] = [start, count]

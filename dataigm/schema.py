@@ -6,6 +6,8 @@ record (null where it does not apply) because ``datasets`` streaming fails on ra
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ FIELDS: tuple[Field, ...] = (
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _GENERATED_REQUIRED = ("prompt_id", "prompt", "prompt_kind", "model_id", "method", "seed")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -156,7 +159,33 @@ def check_key(key: str) -> str:
     return key
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def _key_part(text: str) -> str:
+    clean = _UNSAFE_KEY_CHARS.sub("-", text)
+    if clean == text:
+        return text
+    # Sanitising lost information: the hash of the original keeps ``x/1``, ``x 1`` and ``x:1`` apart.
+    stripped = clean.strip("-_")
+    return f"{stripped}-{_digest(text)}" if stripped else _digest(text)
+
+
 def make_key(*parts: object) -> str:
-    """Join parts into a dot-free sample key, replacing any other character by '-'."""
-    text = "_".join(str(p) for p in parts)
-    return check_key(re.sub(r"[^A-Za-z0-9_-]", "-", text).strip("-_") or "x")
+    """Join parts with '_' into a dot-free sample key.
+
+    A part made only of letters, digits, '_' and '-' is kept as it is. A part holding any other
+    character has those replaced by '-' and gets ``-<8 hex digits of the sha256 of the original part>``
+    appended, so parts that differ only in replaced characters (``x/1``, ``x 1``, ``x:1``, ``x-1``)
+    still give different keys. A key that would start or end with '-'/'_' (or be empty) is stripped and
+    gets the hash of all its parts. Callers give a fixed number of parts; parts are not escaped, so
+    ``("a_b", "c")`` and ``("a", "b_c")`` share a key (keep free text in one part).
+    """
+    texts = [str(p) for p in parts]
+    joined = "_".join(_key_part(t) for t in texts)
+    stripped = joined.strip("-_")
+    if stripped != joined or not stripped:
+        tail = _digest(json.dumps(texts))
+        stripped = f"{stripped}-{tail}" if stripped else f"x-{tail}"
+    return check_key(stripped)

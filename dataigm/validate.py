@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -10,10 +11,12 @@ from .layout import ShardId, shard_files, temporary_files
 from .manifest import read_manifest
 from .reader import ShardError, check_shard, iter_shard
 from .schema import LABELS, SchemaError, validate_record
+from .writer import is_empty_sidecar
 
 
 def validate_root(root: str | Path) -> list[str]:
-    """Every problem in ``root``: manifest, sidecars, checksums, schema, counts, duplicate keys.
+    """Every problem in ``root``: manifest, sidecars, checksums, schema, counts, duplicate keys, splits
+    without data, and unfinished jobs (shard numbers a job reserved but did not write).
 
     Returns:
         Human-readable problems, each naming the file (and sample) concerned; empty when valid.
@@ -27,6 +30,7 @@ def validate_root(root: str | Path) -> list[str]:
     problems: list[str] = []
     first_seen: dict[str, str] = {}
     on_disk: set[str] = set()
+    per_split: dict[tuple[str, str], int] = {}
     for path in shard_files(root):
         relpath = path.relative_to(root).as_posix()
         on_disk.add(relpath)
@@ -37,6 +41,8 @@ def validate_root(root: str | Path) -> list[str]:
             problems.append(str(err))
             continue
         problems += _check_samples(root, shard, sidecar, concepts, first_seen)
+        key = (shard.concept, shard.split)
+        per_split[key] = per_split.get(key, 0) + (sidecar.get("count") or 0)
         indexed = manifest["shards"].get(relpath)
         if indexed is None or indexed.get("sha256") != sidecar.get("sha256"):
             problems.append(f"{relpath}: not in the manifest's shard index, or listed with another checksum")
@@ -44,10 +50,50 @@ def validate_root(root: str | Path) -> list[str]:
         problems.append(f"{relpath}: listed in the manifest but missing on disk")
     for sidecar_path in sorted((root / "meta").glob("*/*/*.json")):
         tar = "data/" + sidecar_path.relative_to(root / "meta").with_suffix(".tar").as_posix()
-        if tar not in on_disk:
+        if tar not in on_disk and not _empty_shard(sidecar_path):
             problems.append(f"{sidecar_path.relative_to(root).as_posix()}: sidecar without its shard {tar}")
     for tmp in temporary_files(root):
         problems.append(f"{tmp.relative_to(root).as_posix()}: temporary file of an interrupted job (re-run the job)")
+    for (concept, split), n in sorted(per_split.items()):
+        if n == 0:
+            problems.append(
+                f"{concept}/{split}: its shards hold no samples (load_dataset fails on a split without data)"
+            )
+    problems += _unfinished_jobs(root, manifest)
+    return problems
+
+
+def _empty_shard(sidecar_path: Path) -> bool:
+    try:
+        return is_empty_sidecar(json.loads(sidecar_path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError:
+        return False
+
+
+def _unfinished_jobs(root: Path, manifest: dict) -> list[str]:
+    """One problem per job whose reserved shard numbers are not all written (a killed or failed run)."""
+    problems = []
+    for job_id, job in manifest["jobs"].items():
+        missing, reserved = [], 0
+        for group, (start, count) in sorted(job.get("ranges", {}).items()):
+            reserved += count
+            try:
+                shards = [ShardId(*group.split("/"), index) for index in range(start, start + count)]
+            except (TypeError, ValueError):
+                problems.append(f"job {job_id}: reserved shards in an invalid group {group!r}")
+                continue
+            missing += [
+                s.relpath
+                for s in shards
+                if not (root / s.relpath).exists() and not (root / s.sidecar_relpath).exists()
+            ]
+        if missing:
+            listed = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+            description = job.get("description") or "no description"
+            problems.append(
+                f"job {job_id} ({description}) is unfinished: {len(missing)} of its {reserved} reserved shard(s) "
+                f"are missing ({listed}); re-run the same command to finish it"
+            )
     return problems
 
 

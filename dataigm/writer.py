@@ -54,13 +54,22 @@ def shard_is_done(root: str | Path, shard: ShardId) -> bool:
     """True when the shard's tar and sidecar both exist and the sidecar's size matches the tar."""
     root = Path(root)
     tar, sidecar = root / shard.relpath, root / shard.sidecar_relpath
-    if not (tar.exists() and sidecar.exists()):
+    if not sidecar.exists():
         return False
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return False
-    return meta.get("size") == tar.stat().st_size and meta.get("shard") == shard.relpath
+    if meta.get("shard") != shard.relpath:
+        return False
+    if not tar.exists():
+        return is_empty_sidecar(meta)
+    return meta.get("size") == tar.stat().st_size
+
+
+def is_empty_sidecar(meta: dict) -> bool:
+    """True for the sidecar of a shard whose inputs were all skipped: it has no tar (see :func:`write_shard`)."""
+    return meta.get("count") == 0 and meta.get("size") == 0 and meta.get("sha256") is None
 
 
 def done_shards(root: str | Path, shards: Iterable[ShardId]) -> set[ShardId]:
@@ -75,7 +84,7 @@ def done_shards(root: str | Path, shards: Iterable[ShardId]) -> set[ShardId]:
     for shard in shards:
         if shard_is_done(root, shard):
             done.add(shard)
-            if shard.relpath not in indexed:
+            if shard.relpath not in indexed and (root / shard.relpath).exists():
                 record_shard(
                     root, shard.relpath, json.loads((root / shard.sidecar_relpath).read_text(encoding="utf-8"))
                 )
@@ -90,6 +99,10 @@ def write_shard(
     errors: list[dict] | None = None,
 ) -> dict:
     """Validate ``samples`` and write them as ``shard``; returns the sidecar.
+
+    A shard without samples (every input of its chunk skipped) is written as its sidecar alone, with
+    ``count`` 0 and the skipped inputs: no tar, because ``datasets`` cannot load a split whose tars are
+    empty. The sidecar marks the shard done, so a resumed job does not redo it.
 
     Args:
         root: dataset root, opened with :func:`dataigm.manifest.open_root`.
@@ -112,6 +125,13 @@ def write_shard(
             raise SchemaError(f"Duplicate sample key {sample.key!r} in {shard.relpath}")
         seen.add(sample.key)
         prepared.append(prepare_sample(sample, shard, concepts))
+
+    if not prepared:
+        sidecar = {"shard": shard.relpath, "count": 0, "size": 0, "sha256": None, "labels": {}}
+        sidecar |= {"image_extensions": [], "first_key": None, "last_key": None, "job": job_id, "errors": errors or []}
+        atomic_write_json(root / shard.sidecar_relpath, sidecar)
+        logger.debug("%s: no samples, sidecar only", shard.relpath)
+        return sidecar
 
     buffer = io.BytesIO()
     with wds.TarWriter(buffer, encoder=False, mtime=SHARD_MTIME, user="dataigm", group="dataigm", mode=0o444) as sink:

@@ -45,7 +45,7 @@ def test_class_folders_bytes_kept_corrupt_skipped(image_folder, tmp_path, capsys
     sidecar_errors = [
         e for p in (root / "meta").rglob("*.json") for e in __import__("json").loads(p.read_text())["errors"]
     ]
-    assert [e["origin"] for e in sidecar_errors] == ["other/broken.png"]
+    assert [e["file"] for e in sidecar_errors] == ["other/broken.png"]
     assert validate_root(root) == []
     assert read_manifest(root)["image_extensions"] == ["jpg", "png"]
 

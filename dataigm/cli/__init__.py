@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from jsonargparse import ArgumentParser
 
 from . import card, concepts, data, demo, env, evaluate, generate, ingest, judge, prompts, push
-from .common import command_parser
+from .common import command_parser, user_error
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
 COMMANDS = {
@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = cfg.command
     try:
         return COMMANDS[command].run(cfg[command]) or 0
-    except ValueError as err:  # bad input: say what and how to fix it, without a traceback
-        print(f"dataigm {command}: error: {err}", file=sys.stderr)
+    except Exception as err:  # bad input or environment: one line that says what and how to fix it
+        message = user_error(err)
+        if message is None:  # a bug: keep the traceback
+            raise
+        print(f"dataigm {command}: error: {message}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -9,6 +10,51 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..concepts import load_registry
+
+# errno values of an output path that cannot take what a command writes
+_WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+# OSError subclasses that are about the user's paths, not our code
+_PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+
+
+def _hub_unreachable(err: BaseException) -> bool:
+    if isinstance(err, ConnectionError):  # huggingface_hub's OfflineModeIsEnabled, datasets' "Couldn't reach"
+        return True
+    # the HTTP client's transport errors (connect, timeout, network), whichever client huggingface_hub uses
+    return any(
+        k.__module__.split(".")[0] in ("httpx", "httpx2", "requests", "urllib3")
+        and any(w in k.__name__ for w in ("Connect", "Timeout", "Network", "Transport"))
+        for k in type(err).__mro__
+    )
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message for an error caused by the user's input or environment, or None for a bug.
+
+    Expected errors: ``ValueError`` (bad options and inputs, named by our code), missing or unwritable paths,
+    a Hub that cannot be reached or refuses the request. Anything else is a bug and keeps its traceback.
+    """
+    if isinstance(err, ValueError):
+        return str(err)
+    if _hub_unreachable(err):
+        offline = os.environ.get("HF_HUB_OFFLINE")
+        hint = f" HF_HUB_OFFLINE={offline} is set" if offline not in (None, "", "0", "false", "False") else ""
+        cause = err.__cause__ if isinstance(err.__cause__, Exception) and not str(err) else err
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"could not reach the Hub (offline?{hint}): {first}"
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+
+    if isinstance(err, LocalTokenNotFoundError):
+        return "no Hugging Face token: run `hf auth login` or set HF_TOKEN"
+    if isinstance(err, HfHubHTTPError):
+        return f"the Hub refused the request: {str(err).strip().splitlines()[0]}"
+    if isinstance(err, OSError) and (isinstance(err, _PATH_ERRORS) or err.errno in _WRITE_ERRNOS):
+        where = err.filename if err.filename is not None else ""
+        text = err.strerror or str(err)
+        if err.errno in _WRITE_ERRNOS:
+            return f"cannot write {where}: {text}" if where else f"cannot write: {text}"
+        return f"{where}: {text}" if where else text
+    return None
 
 
 def command_parser(description: str) -> ArgumentParser:

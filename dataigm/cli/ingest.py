@@ -85,12 +85,13 @@ def run(cfg) -> int:
         name=cfg.name,
         registry=registry,
         progress=cfg.progress,
+        where=repr(cfg.folder) if cfg.folder is not None else f"--hf-dataset {cfg.hf_dataset!r}",
     )
     save_config(cfg, Path(cfg.out) / "meta" / "ingest-config.yaml", append=True)
     refresh_card(cfg.out)
     print(report.summary())
     for skipped in report.skipped_files:
-        print(f"  skipped {skipped['origin']}: {skipped['error']}")
+        print(f"  skipped {skipped['file']}: {skipped['reason']}")
     for name in ignored:
         print(f"  ignored {name} (not an image file)")
     return 0
