@@ -67,6 +67,7 @@ def push_dataset(
     which resumes an interrupted upload itself in huggingface_hub 1.x and later (with hf_xet). Running
     the same command again finishes an interrupted upload.
     """
+    check_repo_id(repo_id)
     problems = validate_root(root)
     if problems:
         listed = "\n  ".join(problems[:10])

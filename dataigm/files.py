@@ -1,4 +1,4 @@
-"""Small file helpers: atomic writes and checksums."""
+"""Small file helpers: output checks, atomic writes and checksums."""
 
 from __future__ import annotations
 
@@ -7,6 +7,32 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def check_output(path: str | os.PathLike, kind: str = "folder", option: str = "--out") -> None:
+    """Refuse, before anything is written, an output path that cannot be created or written.
+
+    Args:
+        path: the output.
+        kind: ``"folder"`` or ``"file"``, what ``path`` must be (or become).
+        option: the option that named it, for the message.
+
+    Raises:
+        ValueError: ``path`` is the other kind, lies below a file, or its nearest existing folder is not
+            writable (read-only file system, no permission).
+    """
+    path = Path(path)
+    if path.exists() and path.is_dir() != (kind == "folder"):
+        what = "a file" if kind == "folder" else "a folder"
+        raise ValueError(f"{option} {str(path)!r} is {what}; give a {kind} path")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise ValueError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"{option} {str(path)!r} cannot be written: {str(existing)!r} is not writable "
+            "(read-only file system or no permission)"
+        )
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

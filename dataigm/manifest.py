@@ -9,7 +9,6 @@ and a re-run of a job finds its own shards again).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .concepts import Concept
-from .files import atomic_write_json
+from .files import atomic_write_json, check_output
 from .layout import MANIFEST_NAME, README_NAME
 from .schema import SCHEMA_VERSION
 from .taxonomy import TAXONOMY_VERSION
@@ -63,13 +62,6 @@ def locked(root: str | Path):
         yield
 
 
-def _nearest_existing(path: Path) -> Path:
-    for parent in (path, *path.parents):
-        if parent.exists():
-            return parent
-    return Path(path.anchor or ".")
-
-
 def check_root(root: str | Path, name: str = DEFAULT_NAME, concepts: Iterable[Concept] = ()) -> None:
     """Everything :func:`open_root` and :func:`register_concepts` would refuse, checked without writing.
 
@@ -80,16 +72,7 @@ def check_root(root: str | Path, name: str = DEFAULT_NAME, concepts: Iterable[Co
             schema or taxonomy version, or a concept whose labels mean something else) or other files.
     """
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"Output folder {str(root)!r} is a file, not a folder; choose another output folder")
-    existing = _nearest_existing(root)
-    if not existing.is_dir():
-        raise ValueError(f"Output folder {str(root)!r} cannot be created: {str(existing)!r} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"Output folder {str(root)!r} cannot be written: {str(existing)!r} is not writable "
-            "(read-only file system or no permission)"
-        )
+    check_output(root, "folder", "Output folder")
     path = root / MANIFEST_NAME
     if path.exists():
         manifest = read_manifest(root)

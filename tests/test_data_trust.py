@@ -226,7 +226,9 @@ def test_a_shard_of_only_unreadable_images_writes_no_empty_tar(tmp_path):
     assert (report.samples, report.shards_written) == (2, 3)
     assert sorted(p.name for p in (root / "data/church/train").iterdir()) == ["real-00000.tar", "real-00002.tar"]
     empty = json.loads((root / "meta/church/train/real-00001.json").read_text())
-    assert empty["count"] == 0 and empty["errors"] == [{"file": "church/b.png", "reason": "not a recognised image format"}]
+    assert empty["count"] == 0 and empty["errors"] == [
+        {"file": "church/b.png", "reason": "not a recognised image format"}
+    ]
     assert validate_root(root) == []
     ds = datasets.load_dataset(str(root), "church", split="train")
     assert sorted(row["json"]["origin"] for row in ds) == ["church/a.png", "church/c.png"]
@@ -355,6 +357,30 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys, image_folder, where):
     line = _one_error_line(capsys.readouterr().err, "ingest")
     assert str(out) in line and "is a file" in line
     assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["prompts", "build", "--concept", "church", "--out", "{tmp}"], "is a folder; give a file path"),
+        (["prompts", "build", "--concept", "church", "--out", "{tmp}/afile/p.jsonl"], "afile' is a file"),
+        (["prompts", "import", "{tmp}/forgot.json", "--format", "igmu", "--out", "{tmp}/afile"], "is a file"),
+    ],
+)
+def test_prompt_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, argv, words):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "forgot.json").write_text('{"nudity": {"women": ["a photo"]}}')
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    assert words in _one_error_line(capsys.readouterr().err, "prompts")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "forgot.json"]
+
+
+def test_push_with_a_bad_repo_id_says_so_before_anything_else(small_root, capsys):
+    before = _tree(small_root)
+    assert main(["push", "dataset", str(small_root), "--repo", "dataigm"]) == 2
+    assert "Repository 'dataigm' must be ORG/NAME" in _one_error_line(capsys.readouterr().err, "push")
+    assert _tree(small_root) == before
 
 
 def test_read_only_output_path_is_one_line():

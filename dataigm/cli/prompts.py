@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..files import check_output
 from ..prompt_import import IMPORTERS, import_prompts
 from ..prompts import build_prompts, parse_kinds, write_prompts
 from ..schema import PROMPT_KINDS
@@ -43,6 +44,7 @@ def run(cfg) -> int:
     if action == "build":
         concept = registry.get(args.concept)
         kinds = parse_kinds(args.kinds, concept)
+        check_output(args.out, "file")
         n = write_prompts(build_prompts(concept, kinds, registry=registry), args.out)
         save_config(args, Path(args.out).with_suffix(".config.yaml"))
         print(f"wrote {n} prompts ({', '.join(kinds)}) for {concept.id} to {args.out}")
@@ -50,6 +52,7 @@ def run(cfg) -> int:
     options = {"registry": registry}
     if args.format == "csv":
         options.update(concept=args.concept, column=args.column, kind=args.kind, attack=args.attack)
+    check_output(args.out, "folder")
     grouped = import_prompts(args.format, args.files, **options)
     out = Path(args.out)
     save_config(args, out / "import-config.yaml")
