@@ -9,18 +9,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from dataigm.concepts import ConceptRegistry, load_registry
 from dataigm.layout import ShardId
 from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
+from dataigm.schema import make_key
 
 from .seeds import item_seed, split_of
-from .spec import ModelSpec, load_model_spec
+from .spec import SCHEDULERS, ModelSpec, check_sampling, load_model_spec
 
 # Prompt kinds whose images are meant to show the concept (cls = 1); the others are its pair.
 TARGET_KINDS = ("forget", "adversarial", "multilingual")
 DISTRIBUTORS = ("local", "ray")
+# The plan is held in memory (about 0.1 KB per image and prompt) and must be whole before anything renders: shard
+# ranges are reserved and every key is checked up front. Bigger sets are several jobs into one root.
+MAX_PLANNED_IMAGES = 2_000_000
+# Options that decide how the work is cut up and run, never what an image looks like: not part of a job's identity.
+_NOT_WORK = (
+    "out", "batch_size", "samples_per_shard", "retries", "device", "compile", "channels_last", "num_workers",
+    "worker_index", "distributor", "ray_address", "num_gpus", "progress", "name",
+)  # fmt: skip
 
 
 @dataclass
@@ -70,13 +80,21 @@ class JobConfig:
             raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ValueError(f"max_prompts must be >= 1 (or unset for all prompts), got {self.max_prompts}")
+        check_sampling("The job", self.steps, self.guidance, self.height, self.width)
+        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
+            raise ValueError(f"Unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
 
     def registry(self) -> ConceptRegistry:
         """Built-in concepts plus those in ``concepts_dir`` (several folders joined with ``os.pathsep``)."""
         return load_registry([d for d in (self.concepts_dir or "").split(os.pathsep) if d])
 
     def model_specs(self) -> list[ModelSpec]:
+        """The models as rendered: a spec's own scheduler wins, else the job's ``scheduler`` applies."""
         specs = [load_model_spec(m) for m in self.models]
+        if self.scheduler is not None:
+            specs = [s if s.scheduler or s.is_toy else replace(s, scheduler=self.scheduler) for s in specs]
         labels = [s.label for s in specs]
         duplicates = sorted({x for x in labels if labels.count(x) > 1})
         if duplicates:
@@ -119,6 +137,8 @@ def collect_prompts(cfg: JobConfig, registry: ConceptRegistry) -> list[PromptRec
             records = build_prompts(concept, [kind], registry=registry)
             prompts += subsample(records, cfg.max_prompts)
     for path in cfg.prompt_files:
+        if not Path(path).is_file():
+            raise ValueError(f"Prompt file {str(path)!r} does not exist")
         for record in read_prompts(path):
             registry.get(record.concept)
             prompts.append(record)
@@ -129,11 +149,25 @@ def collect_prompts(cfg: JobConfig, registry: ConceptRegistry) -> list[PromptRec
     return prompts
 
 
-def plan_shards(cfg: JobConfig, prompts: list[PromptRecord], starts: dict[str, int] | None = None) -> list[ShardTask]:
-    """Group work items into shards: model-major (a worker keeps one pipeline loaded), then concept/split.
+def sample_key(model_label: str, item: WorkItem) -> str:
+    """The sample key of ``item`` rendered by the model named ``model_label``."""
+    return make_key(model_label, item.prompt.prompt_id, f"{item.sample_index:04d}")
 
-    ``starts`` maps each ``concept/split/generated`` group to the first shard number the job reserved.
-    """
+
+def check_plan_size(cfg: JobConfig, n_prompts: int) -> None:
+    """Refuse a job whose plan would exceed :data:`MAX_PLANNED_IMAGES` (before anything is built)."""
+    count = len(cfg.models) * n_prompts * cfg.images_per_prompt
+    if count > MAX_PLANNED_IMAGES:
+        raise ValueError(
+            f"The job plans {count:,} images ({len(cfg.models)} model(s) x {n_prompts} prompt(s) x "
+            f"{cfg.images_per_prompt} image(s) per prompt), more than the {MAX_PLANNED_IMAGES:,} one job may hold; "
+            "split it into several jobs (fewer models, concepts or images per prompt) writing to the same --out"
+        )
+
+
+def plan_items(cfg: JobConfig, prompts: list[PromptRecord]) -> dict[str, list[WorkItem]]:
+    """The work items of one model, by ``concept/split/generated`` group, in key order."""
+    check_plan_size(cfg, len(prompts))
     items_by_group: dict[str, list[WorkItem]] = {}
     for prompt in prompts:
         # A variant shares its forget prompt's split and seeds, so M(P̂, s) pairs with M_u(P, s).
@@ -143,12 +177,47 @@ def plan_shards(cfg: JobConfig, prompts: list[PromptRecord], starts: dict[str, i
             seed = prompt.seed + sample if prompt.seed is not None else item_seed(cfg.base_seed, family, sample)
             group = f"{prompt.concept}/{split}/generated"
             items_by_group.setdefault(group, []).append(WorkItem(prompt, sample, seed, split))
+    return {g: sorted(items_by_group[g], key=lambda i: (i.prompt.prompt_id, i.sample_index)) for g in items_by_group}
+
+
+def check_unique_keys(specs: list[ModelSpec], items_by_group: dict[str, list[WorkItem]]) -> None:
+    """Refuse a plan in which two images would get one sample key (e.g. prompt ids ``x/1`` and ``x:1``)."""
+    for spec in specs:
+        label = spec.label
+        owner: dict[str, str] = {}
+        clashes: dict[str, set[str]] = {}
+        for items in items_by_group.values():
+            for item in items:
+                key = sample_key(label, item)
+                if key in owner:  # every (prompt, sample index) of a plan is one image: a key seen twice is a clash
+                    clashes.setdefault(key, {owner[key]}).add(item.prompt.prompt_id)
+                else:
+                    owner[key] = item.prompt.prompt_id
+        if clashes:
+            groups = "; ".join(" / ".join(repr(p) for p in sorted(ids)) for ids in list(clashes.values())[:5])
+            raise ValueError(
+                f"{len(clashes)} sample key(s) of model {label!r} would be shared by several images, "
+                f"of the prompt ids {groups}: give these prompts ids that differ in letters, digits, '-' or '_'"
+            )
+
+
+def plan_shards(
+    cfg: JobConfig,
+    prompts: list[PromptRecord],
+    starts: dict[str, int] | None = None,
+    items_by_group: dict[str, list[WorkItem]] | None = None,
+) -> list[ShardTask]:
+    """Group work items into shards: model-major (a worker keeps one pipeline loaded), then concept/split.
+
+    ``starts`` maps each ``concept/split/generated`` group to the first shard number the job reserved.
+    """
+    items_by_group = items_by_group if items_by_group is not None else plan_items(cfg, prompts)
     tasks: list[ShardTask] = []
     next_index = dict(starts or {})
     for model_index in range(len(cfg.models)):
         for group in sorted(items_by_group):
             concept, split, source = group.split("/")
-            items = sorted(items_by_group[group], key=lambda i: (i.prompt.prompt_id, i.sample_index))
+            items = items_by_group[group]
             for k in range(0, len(items), cfg.samples_per_shard):
                 index = next_index.get(group, 0)
                 next_index[group] = index + 1
@@ -164,19 +233,19 @@ def shards_per_group(tasks: list[ShardTask]) -> dict[str, int]:
     return counts
 
 
-def job_id(cfg: JobConfig, tasks: list[ShardTask]) -> str:
-    """A digest of everything that decides the job's bytes (not of how it is distributed)."""
-    decisive = {
-        k: v
-        for k, v in cfg.to_dict().items()
-        if k not in ("out", "batch_size", "retries", "device", "compile", "num_workers", "worker_index")
-        and k not in ("distributor", "ray_address", "num_gpus", "progress", "channels_last")
-    }
-    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode())
-    for task in tasks:
-        digest.update(f"{task.model_index}|{task.shard.group}|".encode())
-        digest.update("|".join(f"{i.prompt.prompt_id}:{i.sample_index}:{i.seed}" for i in task.items).encode())
-    return "generate-" + digest.hexdigest()[:16]
+def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
+    """The job's identity: a digest of the work (models in order, prompts, seeds, sampling settings).
+
+    How the work is cut up and run (shard size, batch size, device, workers) is left out, so the same
+    work planned again with another shard size is recognised as the same job (and refused, see
+    :func:`generation.runner.prepare`) instead of rendering every image a second time.
+    """
+    work = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WORK}
+    # the prompts themselves stand for concepts, kinds, max_prompts, prompt_files and concepts_dir
+    for k in ("concepts", "kinds", "max_prompts", "prompt_files", "concepts_dir"):
+        work.pop(k)
+    work["prompts"] = sorted((p.to_dict() for p in prompts), key=lambda d: d["prompt_id"])
+    return "generate-" + hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def worker_partition(num_workers: int | None, worker_index: int | None) -> tuple[int, int]:

@@ -160,5 +160,5 @@ def load_pipeline(
         device=device,
         model_revision=_revision_of(base, spec.revision),
         checkpoint=checkpoint_of(spec),
-        scheduler=spec.scheduler or type(pipe.scheduler).__name__,
+        scheduler=type(pipe.scheduler).__name__,  # the class that really ran, whichever name chose it
     )

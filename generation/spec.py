@@ -11,6 +11,8 @@ A spec is a YAML mapping (or the same keys as flags). Only ``base`` is required:
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
@@ -18,11 +20,48 @@ from pathlib import Path
 
 import yaml
 
+logger = logging.getLogger(__name__)
+
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "pndm", "lms", "euler", "euler_a", "dpm++")
-# Names in the literature (the paper's Table 5 and the methods it audits); any other string is accepted.
+# Names in the literature (the paper's Table 5 and the methods it audits, see docs/methods.md). Any other
+# string is accepted and recorded as given, with a warning, so that a typo ("esd") is seen.
 KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
+MAX_SIDE = 8192  # pixels: far above what any supported pipeline renders, low enough to catch a typo
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # no "_": it separates the parts of sample keys
+
+
+def check_sampling(who: str, steps, guidance, height, width) -> None:
+    """Refuse sampling settings no pipeline can use; ``None`` means "not set here"."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"{who}: steps must be an integer >= 1, got {steps!r}")
+    if guidance is not None and (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, int | float)
+        or not math.isfinite(guidance)
+        or guidance < 0
+    ):
+        raise ValueError(f"{who}: guidance must be a number >= 0, got {guidance!r}")
+    for name, size in (("height", height), ("width", width)):
+        if size is None:
+            continue
+        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_SIDE or size % 8:
+            raise ValueError(f"{who}: {name} must be a multiple of 8 from 8 to {MAX_SIDE}, got {size!r}")
+
+
+def warn_unknown_method(spec: ModelSpec) -> None:
+    """Log a warning for a ``method`` outside :data:`KNOWN_METHODS` (it is still recorded as given)."""
+    if spec.method in KNOWN_METHODS:
+        return
+    close = [m for m in KNOWN_METHODS if m.lower() == spec.method.lower()]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    logger.warning(
+        "Model %r: method %r is not a known method%s; it is recorded as given. Known: %s",
+        spec.label,
+        spec.method,
+        hint,
+        ", ".join(KNOWN_METHODS),
+    )
 
 
 @dataclass(frozen=True)
@@ -85,9 +124,9 @@ class ModelSpec:
             raise ValueError(
                 f"Model {self.label!r}: toy_concept needs a toy base ('toy' or 'toy:photo'), not {self.base!r}"
             )
-        for size in (self.height, self.width):
-            if size is not None and size % 8:
-                raise ValueError(f"Model {self.label!r}: image size {size} must be a multiple of 8")
+        check_sampling(f"Model {self.label!r}", self.steps, self.guidance, self.height, self.width)
+        if not isinstance(self.method, str) or not self.method.strip():
+            raise ValueError(f"Model {self.label!r}: method must be a non-empty name, got {self.method!r}")
 
     @property
     def label(self) -> str:
@@ -132,7 +171,14 @@ def load_model_spec(entry: str | dict | ModelSpec) -> ModelSpec:
         path = Path(entry)
         if not path.is_file():
             raise ValueError(f"Model spec file {str(path)!r} does not exist")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"Model spec file {str(path)!r} cannot be read: {err}") from None
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            raise ValueError(f"Model spec file {str(path)!r} is not valid YAML{at}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a model spec file holds one mapping")
         return ModelSpec.from_dict(data, source=str(path))

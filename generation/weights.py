@@ -59,6 +59,52 @@ def load_state_dict(path: str | Path) -> dict:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
+def check_weights_file(path: str | Path) -> None:
+    """Refuse a weights file that cannot be loaded, without reading its tensors.
+
+    Safetensors: the header is parsed. Pickles: ``torch.load(weights_only=True, mmap=True)`` maps the
+    file (the tensors are not read); an old non-zip pickle is loaded whole.
+
+    Raises:
+        ValueError: the file is missing, of an unknown format, unreadable or holds no tensors.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Weights file {str(path)!r} does not exist")
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ValueError(f"Weights file {str(path)!r}: unknown format; valid: {', '.join(WEIGHT_SUFFIXES)}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                count = len(list(f.keys()))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"Weights file {str(path)!r} is not a readable safetensors file ({err})") from None
+    else:
+        try:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                state = torch.load(path, map_location="cpu", weights_only=True)  # a pre-zip pickle
+        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"Weights file {str(path)!r} cannot be read safely (weights_only=True): {first}"
+            ) from None
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ValueError(f"Weights file {str(path)!r} does not hold a state dict")
+        count = sum(isinstance(v, torch.Tensor) for v in state.values())
+    if not count:
+        raise ValueError(f"Weights file {str(path)!r} holds no tensors")
+
+
 def unet_layout(state: dict, model_keys: set[str]) -> str:
     """``"diffusers"`` or ``"ldm"`` (CompVis); raises with expected keys when neither fits."""
     keys = list(state)
