@@ -395,6 +395,19 @@ def test_read_only_output_path_is_one_line():
     assert user_error(KeyError("a bug")) is None
 
 
+def test_network_errors_of_the_hub_client_are_one_line(monkeypatch):
+    from dataigm.cli.common import user_error
+
+    httpx2 = pytest.importorskip("httpx2")  # the HTTP client of huggingface_hub 2.x
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    err = httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+    assert user_error(err) == "could not reach the Hub (offline?): [Errno -3] Temporary failure in name resolution"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert user_error(ConnectionError("Cannot reach https://huggingface.co")).startswith(
+        "could not reach the Hub (offline? HF_HUB_OFFLINE=1 is set): Cannot reach"
+    )
+
+
 @pytest.mark.parametrize("name", ["./no_such_dataset", "no-such-org/no-such-dataset"])
 def test_missing_hf_dataset_is_one_line(tmp_path, capsys, name, monkeypatch):
     monkeypatch.chdir(tmp_path)

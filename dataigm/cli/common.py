@@ -39,8 +39,7 @@ def user_error(err: BaseException) -> str | None:
     if _hub_unreachable(err):
         offline = os.environ.get("HF_HUB_OFFLINE")
         hint = f" HF_HUB_OFFLINE={offline} is set" if offline not in (None, "", "0", "false", "False") else ""
-        cause = err.__cause__ if isinstance(err.__cause__, Exception) and not str(err) else err
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return f"could not reach the Hub (offline?{hint}): {first}"
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
