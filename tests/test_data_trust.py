@@ -156,6 +156,28 @@ def test_rerun_with_another_shard_size_is_refused(tmp_path, capsys, second):
     assert len(list(iter_samples(root))) == 5
 
 
+def test_a_job_of_an_earlier_version_is_finished_not_duplicated(tmp_path):
+    # Earlier versions hashed samples_per_shard into the job id: a root they left unfinished keeps its id.
+    from dataigm.ingest import _job_id, plan_folder
+
+    folder = _five_images(tmp_path)
+    root = tmp_path / "root"
+    ingest_folder(folder, root, concept="church", samples_per_shard=2, progress=False)
+    items, _ = plan_folder(folder, concept="church")
+    legacy = _job_id(items, {"spp": 2, "resize": None, "format": None, "license": None})
+    manifest = read_manifest(root)
+    (job,) = manifest["jobs"]
+    manifest["jobs"] = {legacy: {k: v for k, v in manifest["jobs"][job].items() if k != "plan"}}
+    del manifest["shards"]["data/church/train/real-00002.tar"]
+    (root / "dataigm.json").write_text(json.dumps(manifest))
+    (root / "data/church/train/real-00002.tar").unlink()
+    (root / "meta/church/train/real-00002.json").unlink()
+    report = ingest_folder(folder, root, concept="church", samples_per_shard=2, progress=False)
+    assert (report.shards_written, report.shards_skipped) == (1, 2)
+    assert list(read_manifest(root)["jobs"]) == [legacy]
+    assert len(list(iter_samples(root))) == 5 and validate_root(root) == []
+
+
 def test_reserve_shards_names_what_changed(tmp_path):
     root = tmp_path / "r"
     open_root(root)
