@@ -41,6 +41,8 @@ class DemoConfig:
     epochs: int = 6
     judge_model: str = "resnet10t"
     img_size: int = 64
+    # CPU threads of the judge's training: fixed, so the judge does not depend on the machine's core count
+    threads: int = 1
     models: list[dict] = field(default_factory=lambda: [dict(m) for m in TOY_MODELS])
     progress: bool = True
 
@@ -96,7 +98,7 @@ def train_and_measure_judge(cfg: DemoConfig, root: Path, out: Path) -> tuple[Pat
         train = TrainConfig(
             data=str(root), out=str(run), model=cfg.judge_model, pretrained=False, img_size=cfg.img_size, mode="finetune",
             epochs=cfg.epochs, batch_size=32, lr=2e-3, augment=False, threshold_rule="fixed@0.5", progress=cfg.progress,
-            resume=(run / "checkpoint.pt").exists(),
+            threads=cfg.threads, resume=True,  # continues a killed run, or starts one
         )  # fmt: skip
         train_judge(train)
     evaluation = evaluate_judge(load_judge(f"local-dir:{judge_dir}"), root, split="test", n_boot=200)

@@ -10,15 +10,18 @@ mask that is 1 only for the concept it is labelled for (the loss ignores the oth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
+import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -186,22 +189,61 @@ def decode_image(data: bytes) -> Image.Image:
         return img.convert("RGB")
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random augmentation: a pure function of (run seed, epoch, sample index)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Seed python's ``random``, numpy's global RNG and torch's CPU generator, restoring all three after.
+
+    timm's training transforms draw from all three, inside whichever process runs them.
+    """
+    py_state, np_state = random.getstate(), np.random.get_state()
+    torch_state = torch.random.default_generator.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.random.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.random.default_generator.set_state(torch_state)
+
+
 class ShardImageDataset(torch.utils.data.Dataset):
     """Map-style dataset over index entries: ``(transform(image), targets, mask)`` or ``None`` for a bad image.
 
     An image that cannot be decoded is logged and yields ``None``; :func:`collate_skip_none` drops it from
     the batch (a bad sample is skipped, a bug is raised).
+
+    With ``seed`` the transform runs under RNGs seeded by (seed, epoch, index) (:func:`sample_seed`), so a
+    random augmentation depends only on them: not on the worker count, the batch or the process.
     """
 
-    def __init__(self, entries: Sequence[Entry], concepts: Sequence[str], transform: Callable | None = None):
+    def __init__(
+        self,
+        entries: Sequence[Entry],
+        concepts: Sequence[str],
+        transform: Callable | None = None,
+        seed: int | None = None,
+    ):
         self.entries = list(entries)
         self.concepts = list(concepts)
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
         self.targets, self.mask = targets_and_mask(self.entries, self.concepts)
         self._files: dict[str, tuple[int, int]] = {}  # shard path -> (pid, file descriptor)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentation the next ``DataLoader`` over this dataset draws."""
+        self.epoch = int(epoch)
 
     def __getstate__(self) -> dict:  # open file handles stay in the process that opened them
         state = dict(self.__dict__)
@@ -231,7 +273,11 @@ class ShardImageDataset(torch.utils.data.Dataset):
             logger.warning("skipping unreadable image %s (%s)", self.entries[index].uid, err)
             return None
         if self.transform is not None:
-            image = self.transform(image)
+            if self.seed is None:
+                image = self.transform(image)
+            else:
+                with seeded_rngs(sample_seed(self.seed, self.epoch, index)):
+                    image = self.transform(image)
         return image, self.targets[index], self.mask[index], index
 
     def close(self) -> None:

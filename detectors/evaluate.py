@@ -88,6 +88,43 @@ def _groups(entries: Sequence[Entry]) -> list[tuple[str, str, np.ndarray]]:
     return [(source, method, np.flatnonzero(rows)) for source, method, rows in groups if rows.any()]
 
 
+def check_eval_options(
+    root: str | Path | None = None,
+    split: str = "test",
+    concept: str | None = None,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    batch_size: int = 32,
+    num_workers: int = 0,
+) -> None:
+    """Check every option of a judge evaluation before any judge or image is loaded; raise on the first bad one.
+
+    Reads only the root's manifest (its splits and concepts).
+
+    Raises:
+        ValueError: naming the bad value and the valid ones.
+    """
+    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0.0 < ci < 1.0:
+        raise ValueError(f"ci={ci!r} must be strictly between 0 and 1 (e.g. 0.95)")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 0:
+        raise ValueError(f"bootstrap={n_boot!r} must be a number of resamples >= 0 (0: no intervals)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be at least 1")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers={num_workers!r} must be 0 (no worker processes) or more")
+    if root is None:
+        return
+    from dataigm.manifest import read_manifest
+
+    splits = available_splits(root)
+    if split not in splits:
+        raise ValueError(f"Split {split!r} of {root} has no images; its splits: {', '.join(splits) or 'none'}")
+    if concept is not None:
+        known = list(read_manifest(root)["concepts"])
+        if concept not in known:
+            raise ValueError(f"Concept {concept!r} is not in the data; its concepts: {', '.join(known)}")
+
+
 def evaluate_judge(
     judge: Judge,
     root: str | Path,
@@ -108,7 +145,11 @@ def evaluate_judge(
         split: the split to measure on.
         concept: the dataset concept for a one-concept judge whose concept the data does not name.
         n_boot, ci, seed: bootstrap resamples, confidence level and seed.
+
+    Judgements that are not valid (an unreadable image, or a NaN or out-of-range probability from the
+    judge) are left out of every metric and counted: ``unreadable_images`` and ``excluded_nan``.
     """
+    check_eval_options(root, split, concept, n_boot, ci, batch_size, num_workers)
     everything = build_index(root, split=split)
     if not everything:
         raise ValueError(f"Split {split!r} of {root} has no images; its splits: {', '.join(available_splits(root))}")
@@ -118,14 +159,15 @@ def evaluate_judge(
     logger.info("judging %d images of %s/%s", len(entries), root, split)
     prediction = judge.predict_entries(entries, batch_size=batch_size, num_workers=num_workers, progress=progress)
     rows = []
-    skipped = 0
+    skipped, excluded_nan = 0, {}
     for data_concept, judge_concept in pairs:
         col = judge.concepts.index(judge_concept)
-        mine = np.array([e.concept == data_concept for e in entries])
-        readable = mine & np.isfinite(prediction.probabilities[:, col])
-        skipped += int((mine & ~readable).sum())
-        subset = [e for e, keep in zip(entries, readable, strict=True) if keep]
-        idx = np.flatnonzero(readable)
+        mine = np.array([e.concept == data_concept for e in entries], dtype=bool)
+        usable = mine & prediction.valid[:, col]
+        skipped += int((mine & prediction.unreadable).sum())
+        excluded_nan[data_concept] = int((mine & ~prediction.unreadable & ~prediction.valid[:, col]).sum())
+        subset = [e for e, keep in zip(entries, usable, strict=True) if keep]
+        idx = np.flatnonzero(usable)
         targets = np.array([e.cls for e in subset])
         probs = prediction.probabilities[idx, col]
         present = prediction.present[idx, col]
@@ -140,6 +182,9 @@ def evaluate_judge(
         "bootstrap": {"resamples": n_boot, "ci": ci, "seed": seed, "ece_bins": ECE_BINS},
         "images": len(entries),
         "unreadable_images": skipped,
+        # readable images whose judgement was NaN or outside [0, 1]: left out of the metrics, never "absent"
+        "excluded_nan": sum(excluded_nan.values()),
+        "excluded_nan_by_concept": excluded_nan,
         "rows": rows,
     }
     return Evaluation(report, entries, prediction, pairs)
@@ -175,6 +220,7 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
                 if entry.concept != data_concept:
                     continue
                 prob = prediction.probabilities[row, col]
+                valid = prediction.valid[row, col]
                 writer.writerow(
                     [
                         entry.uid,
@@ -185,16 +231,12 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
                         entry.cls,
                         judge_concept,
                         "" if not np.isfinite(prob) else f"{prob:.6g}",
-                        int(prediction.present[row, col]),
+                        int(prediction.present[row, col]) if valid else "",  # no judgement is not "absent"
                     ]
                 )
     for data_concept, judge_concept in evaluation.pairs:
         col = prediction.concepts.index(judge_concept)
-        rows = [
-            i
-            for i, e in enumerate(entries)
-            if e.concept == data_concept and np.isfinite(prediction.probabilities[i, col])
-        ]
+        rows = [i for i, e in enumerate(entries) if e.concept == data_concept and prediction.valid[i, col]]
         targets = np.array([entries[i].cls for i in rows])
         probs = prediction.probabilities[rows, col]
         curves = {ALL: (targets, probs)}

@@ -11,6 +11,7 @@ Trained judges are saved with ``timm.models.save_for_hf`` plus our keys in ``con
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,20 +53,48 @@ _IMAGE_COLUMNS = ("png", "jpg", "jpeg", "webp", "image", "img")
 class Prediction:
     """Judge output for N images and C concepts.
 
+    A judgement is *valid* when its probability is a number in [0, 1]. An unreadable image, or a judge
+    that returned NaN (or a value outside [0, 1]), gives an invalid cell: its probability is kept as the
+    judge gave it (NaN for an unreadable image, never clamped) and its decision is False, which then
+    means "no judgement", not "absent". Consumers must check ``valid`` before counting a False as absent.
+
     Attributes:
         concepts: the C concept ids, in column order.
-        probabilities: (N, C) calibrated probabilities that each concept is present (NaN for an unreadable image).
-        present: (N, C) booleans, the judge's decisions.
+        probabilities: (N, C) calibrated probabilities that each concept is present (NaN where no judgement).
+        present: (N, C) booleans, the judge's decisions (False wherever ``valid`` is False).
         keys: an id per image when the input had them (dataset keys, ``<shard>#<key>`` for a DataIGM root).
+        valid: (N, C) booleans, True where the judgement is usable (derived from ``probabilities`` when not given).
+        unreadable: (N,) booleans, True for images that could not be read (their whole row is invalid).
     """
 
     concepts: list[str]
     probabilities: np.ndarray
     present: np.ndarray
     keys: list[str] | None = None
+    valid: np.ndarray | None = None
+    unreadable: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            usable = np.isfinite(self.probabilities) & (self.probabilities >= 0) & (self.probabilities <= 1)
+        self.valid = usable if self.valid is None else np.asarray(self.valid, dtype=bool) & usable
+        self.present = np.asarray(self.present, dtype=bool) & self.valid
+        n = self.probabilities.shape[0]
+        self.unreadable = np.zeros(n, dtype=bool) if self.unreadable is None else np.asarray(self.unreadable, bool)
 
     def __len__(self) -> int:
         return self.probabilities.shape[0]
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Alias of ``probabilities``."""
+        return self.probabilities
+
+    @property
+    def n_invalid(self) -> int:
+        """Number of invalid (image, concept) cells."""
+        return int((~self.valid).sum())
 
     def column(self, concept: str) -> int:
         try:
@@ -79,18 +108,57 @@ class Prediction:
         return self.probabilities[:, self.column(concept)]
 
     def is_present(self, concept: str) -> np.ndarray:
+        """Decisions for one concept; False also where :meth:`is_valid` is False (no judgement)."""
         return self.present[:, self.column(concept)]
 
+    def is_valid(self, concept: str) -> np.ndarray:
+        return self.valid[:, self.column(concept)]
+
     def to_records(self) -> list[dict]:
-        """One dict per image: ``{"key"?, concept: {"probability", "present"}}``."""
+        """One dict per image: ``{"key"?, concept: {"probability", "present"}}``; both None without a judgement."""
         records = []
         for row in range(len(self)):
             record: dict[str, Any] = {} if self.keys is None else {"key": self.keys[row]}
             for col, concept in enumerate(self.concepts):
-                prob = float(self.probabilities[row, col])
-                record[concept] = {"probability": prob, "present": bool(self.present[row, col])}
+                if self.valid[row, col]:
+                    cell = {
+                        "probability": float(self.probabilities[row, col]),
+                        "present": bool(self.present[row, col]),
+                    }
+                else:
+                    cell = {"probability": None, "present": None}
+                record[concept] = cell
             records.append(record)
         return records
+
+
+def _warn_invalid(prediction: Prediction) -> None:
+    bad = ~prediction.valid & ~prediction.unreadable[:, None]
+    if bad.any():
+        logger.warning(
+            "the judge gave %d of %d judgement(s) that are NaN or outside [0, 1]: they are invalid "
+            "(Prediction.valid is False), not 'absent'",
+            int(bad.sum()),
+            bad.size,
+        )
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _to_pil(item: Any) -> Image.Image:
@@ -195,6 +263,38 @@ class Judge:
         """What a report needs to name this judge."""
         return {"kind": self.kind, "spec": self.spec, "concepts": self.concepts, "thresholds": self.thresholds}
 
+    def fingerprint(self) -> str:
+        """A sha256 (hex) of everything that decides this judge's outputs, for caches keyed by content.
+
+        It covers the kind, concepts and thresholds plus :meth:`_fingerprint_parts` (for trained judges the
+        weights, temperatures, architecture and input transform; for baselines their spec and weights).
+        Two judges with the same fingerprint give the same outputs on the same device and precision.
+        Computed on the first call and kept: changing the weights of a loaded judge in place afterwards is
+        not seen.
+        """
+        if getattr(self, "_fingerprint", None) is None:
+            payload = {
+                "fingerprint_format": 1,
+                "kind": self.kind,
+                "concepts": self.concepts,
+                "thresholds": self.thresholds,
+                **self._fingerprint_parts(),
+            }
+            blob = json.dumps(payload, sort_keys=True, default=repr).encode()
+            self._fingerprint = hashlib.sha256(blob).hexdigest()
+        return self._fingerprint
+
+    def _fingerprint_parts(self) -> dict:
+        """What else decides the outputs. Default: the spec, and the weights of ``self.model`` when it has one.
+
+        A judge without weights in ``self.model`` that reads other files must add their hashes here.
+        """
+        parts: dict[str, Any] = {"spec": self.spec}
+        model = getattr(self, "model", None)
+        if isinstance(model, torch.nn.Module):
+            parts["weights_sha256"] = state_dict_sha256(model.state_dict())
+        return parts
+
     # -- shared ------------------------------------------------------------------------------------
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         thresholds = np.array([self.thresholds[c] for c in self.concepts])
@@ -203,7 +303,9 @@ class Judge:
     def _score(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
         probs, present = self.forward(batch)
         probs = np.asarray(probs, dtype=np.float64)
-        return probs, (self.decide(probs) if present is None else np.asarray(present, dtype=bool))
+        with np.errstate(invalid="ignore"):
+            decisions = self.decide(probs) if present is None else np.asarray(present, dtype=bool)
+        return probs, decisions  # Prediction turns decisions on invalid probabilities into False + valid=False
 
     def predict(
         self,
@@ -266,14 +368,17 @@ class Judge:
         )
         probs = np.full((len(entries), len(self.concepts)), np.nan)
         present = np.zeros((len(entries), len(self.concepts)), dtype=bool)
+        read = np.zeros(len(entries), dtype=bool)
         for batch in self._progress(loader, progress):
             if batch is None:
                 continue
             items, index = batch
             p, d = self._score(items)
-            probs[index], present[index] = p, d
+            probs[index], present[index], read[index] = p, d, True
         dataset.close()
-        return Prediction(self.concepts, probs, present, [e.uid for e in entries])
+        prediction = Prediction(self.concepts, probs, present, [e.uid for e in entries], unreadable=~read)
+        _warn_invalid(prediction)
+        return prediction
 
     def _collate_indexed(self, batch: list):
         batch = [item for item in batch if item is not None]
@@ -285,7 +390,9 @@ class Judge:
         n = len(self.concepts)
         probabilities = np.concatenate(probs) if probs else np.zeros((0, n))
         decisions = np.concatenate(present) if present else np.zeros((0, n), dtype=bool)
-        return Prediction(self.concepts, probabilities, decisions, keys)
+        prediction = Prediction(self.concepts, probabilities, decisions, keys)
+        _warn_invalid(prediction)
+        return prediction
 
     @staticmethod
     def _progress(iterable, enabled: bool):
@@ -333,6 +440,7 @@ class TimmJudge(Judge):
         self.temperatures = {c: float(temperatures.get(c, 1.0)) for c in self.concepts}
         self.data_config = {k: _as_tuple(data_config[k]) for k in DATA_CONFIG_KEYS if k in data_config}
         self.config = dict(config or {})
+        self.revision: str | None = None  # the resolved Hub commit of an hf-hub: judge
         self.image_transform = timm.data.create_transform(**self.data_config, is_training=False)
 
     def to(self, device: str | torch.device) -> TimmJudge:
@@ -359,7 +467,22 @@ class TimmJudge(Judge):
             architecture=self.config.get("architecture"),
             dataset=self.config.get("dataset"),
         )
+        if self.revision is not None:
+            out["revision"] = self.revision
         return out
+
+    def _fingerprint_parts(self) -> dict:
+        """The weights as loaded (so a judge fresh from training and the same judge loaded from its folder
+        agree), the architecture, temperatures and input transform; for ``hf-hub:`` judges also the commit."""
+        parts: dict[str, Any] = {
+            "weights_sha256": state_dict_sha256(self.model.state_dict()),
+            "architecture": self.config.get("architecture") or self.model.pretrained_cfg.get("architecture"),
+            "temperatures": self.temperatures,
+            "data_config": self.data_config,
+        }
+        if self.revision is not None:
+            parts["revision"] = self.revision
+        return parts
 
     def save(self, directory: str | Path) -> Path:
         """Save in timm's Hub format with this judge's keys (see :func:`save_judge`)."""
@@ -432,32 +555,117 @@ def save_judge(
     return directory
 
 
-def _read_judge_config(kind: str, location: str) -> dict:
-    if kind == "local-dir":
-        path = Path(location) / "config.json"
-        if not path.is_file():
-            raise ValueError(f"{location!r} is not a judge folder: {path} is missing")
-    else:
-        from huggingface_hub import hf_hub_download
+# Weight files a timm Hub folder may hold, in the order timm's loader prefers them.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
+
+def _hub_file(repo: str, revision: str | None, filename: str, spec: str) -> Path | None:
+    """A file of a Hub repository (through huggingface_hub's cache); None when the repository has no such file."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision))
+    except LocalEntryNotFoundError as err:  # offline and not cached (a subclass of EntryNotFoundError)
+        raise ValueError(f"Cannot get {filename} of judge {spec!r}: {_first_line(err)}") from None
+    except EntryNotFoundError:
+        return None
+    except OSError as err:  # unknown repository or revision, network errors
+        raise ValueError(f"Cannot get {filename} of judge {spec!r}: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _judge_config_file(kind: str, location: str, spec: str) -> tuple[Path, str | None]:
+    """``(config.json, Hub commit or None)`` of a ``local-dir:``/``hf-hub:`` judge."""
+    if kind == "local-dir":
+        config = Path(location) / "config.json"
+        if not config.is_file():
+            raise ValueError(f"{location!r} is not a judge folder: {config} is missing")
+        return config, None
+    repo, _, revision = location.partition("@")
+    config = _hub_file(repo, revision or None, "config.json", spec)
+    if config is None:
+        raise ValueError(f"Judge {spec!r}: the repository has no config.json (is it a timm model?)")
+    return config, config.parent.name  # huggingface_hub's cache layout: .../snapshots/<commit>/<file>
+
+
+def _judge_weights_file(kind: str, location: str, spec: str, config: Path) -> Path:
+    """The weights file next to ``config`` (timm's preference order)."""
+    if kind == "local-dir":
+        found = (config.parent / name for name in WEIGHT_FILES if (config.parent / name).is_file())
+    else:
         repo, _, revision = location.partition("@")
-        path = Path(hf_hub_download(repo, "config.json", revision=revision or None))
-    config = json.loads(path.read_text(encoding="utf-8"))
+        found = (w for name in WEIGHT_FILES if (w := _hub_file(repo, revision or None, name, spec)))
+    weights = next(found, None)
+    if weights is None:
+        where = config.parent if kind == "local-dir" else f"Judge {spec!r}:"
+        raise ValueError(f"{where} has no weights file ({' or '.join(WEIGHT_FILES)})")
+    return weights
+
+
+def _read_judge_config(path: Path, spec: str) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the judge folder is damaged") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a {type(config).__name__}, not a JSON object; the judge folder is damaged")
     for key in ("concepts", "temperatures", "thresholds"):
         if key not in config:
-            raise ValueError(f"{kind}:{location} is a timm model but not a dataigm judge (config.json has no {key!r})")
+            raise ValueError(f"{spec} is a timm model but not a dataigm judge ({path} has no {key!r})")
+    if not config.get("architecture"):
+        raise ValueError(f"{path} names no 'architecture'; the judge folder is damaged")
     return config
 
 
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``path`` (safetensors, or a torch file read with ``weights_only``)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load
+
+            return load(path.read_bytes())
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # each format raises its own error types on damaged bytes
+        raise ValueError(f"{path} cannot be read as judge weights ({_first_line(err)})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state
+
+
 def load_timm_judge(spec: str, device: str | None = None) -> TimmJudge:
-    """Load a judge saved by :func:`save_judge`: ``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REVISION]``."""
+    """Load a judge saved by :func:`save_judge`: ``local-dir:PATH`` or ``hf-hub:ORG/NAME[@REVISION]``.
+
+    Raises:
+        ValueError: a missing or damaged ``config.json`` or weights file (named in the message), weights that
+            do not fit the architecture, or a Hub judge that cannot be fetched.
+    """
     import timm
 
     kind, location = split_spec(spec)
-    config = _read_judge_config(kind, location)
-    model = timm.create_model(f"{kind}:{location}", pretrained=True)
+    config_path, revision = _judge_config_file(kind, location, spec)
+    config = _read_judge_config(config_path, spec)
+    weights_path = _judge_weights_file(kind, location, spec, config_path)
+    state = _read_weights(weights_path)
+    source = location if kind == "hf-hub" else str(config_path.parent)
+    try:
+        # the architecture and pretrained_cfg from config.json; the weights are the ones read above
+        model = timm.create_model(f"{kind}:{source}", pretrained=False)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{config_path}: cannot build the model it describes ({_first_line(err)})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{weights_path} does not fit the architecture {config['architecture']!r} of {config_path} "
+            f"({_first_line(err)})"
+        ) from None
     data_config = {k: model.pretrained_cfg[k] for k in DATA_CONFIG_KEYS if k in model.pretrained_cfg}
-    return TimmJudge(
+    judge = TimmJudge(
         model,
         config["concepts"],
         config["temperatures"],
@@ -467,6 +675,8 @@ def load_timm_judge(spec: str, device: str | None = None) -> TimmJudge:
         spec=spec,
         device=device or default_device(),
     )
+    judge.revision = revision
+    return judge
 
 
 def _as_tuple(value: Any) -> Any:

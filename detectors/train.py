@@ -19,9 +19,10 @@ import json
 import logging
 import math
 import os
+import random
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,16 @@ class TrainConfig:
         calibrate: fit a temperature per concept (False: T = 1).
         amp: mixed precision on CUDA (ignored on CPU).
         device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available; ``LOCAL_RANK`` under torchrun).
-        num_workers: DataLoader worker processes.
-        seed: seeds the model's initialisation and every epoch's sample order.
-        resume: continue the run in ``out`` from its last checkpoint.
+        num_workers: DataLoader worker processes (they change nothing in the result: each sample's
+            augmentation is seeded by (seed, epoch, index)).
+        seed: seeds the model's initialisation, every epoch's sample order and every augmentation, so the
+            same seed, data, options and ``threads`` give the same weights.
+        threads: CPU threads of torch's kernels during training (None: torch's default, the machine's cores).
+            CPU kernels split their sums by thread count, so a fixed number gives the same weights on
+            machines with different core counts; the rest of the process keeps its own setting.
+        deterministic: ``torch.use_deterministic_algorithms(True, warn_only=True)`` during training (and no
+            cuDNN benchmarking): deterministic kernels where torch has them.
+        resume: continue the run in ``out`` from its last checkpoint; with none there, start a fresh run (logged).
         progress: show a progress bar.
     """
 
@@ -135,6 +143,8 @@ class TrainConfig:
     device: str | None = None
     num_workers: int = 0
     seed: int = 0
+    threads: int | None = None
+    deterministic: bool = True
     resume: bool = False
     progress: bool = True
 
@@ -148,8 +158,20 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1")
+        for name in ("img_size", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be at least 1 (or null for the default)")
         if self.early_stopping < 0:
             raise ValueError(f"early_stopping={self.early_stopping!r} must be 0 (off) or a number of epochs")
+        for name in ("num_workers", "seed", "weight_decay", "warmup_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be 0 or more")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"lr={self.lr!r} must be a learning rate >= 0 (or null for the mode's default)")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio!r} must be in [0, 1]")
+        if self.max_grad_norm is not None and self.max_grad_norm < 0:
+            raise ValueError(f"max_grad_norm={self.max_grad_norm!r} must be > 0 (or null/0: no clipping)")
         if self.val_split is None and not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction={self.val_fraction!r} must be strictly between 0 and 1")
         parse_threshold_rule(self.threshold_rule)
@@ -283,9 +305,9 @@ class _Trainer:
             cfg.model, len(self.data.concepts), cfg.pretrained, cfg.pretrained_path, cfg.model_kwargs
         ).to(self.device)
         self.data_config = judge_data_config(self.model, cfg.img_size)
-        self.train_transform, self.eval_transform = create_transforms(
-            self.data_config, augment=cfg.mode == "finetune" and cfg.augment
-        )
+        self.augment = cfg.mode == "finetune" and cfg.augment
+        self.train_transform, self.eval_transform = create_transforms(self.data_config, augment=self.augment)
+        self.out.mkdir(parents=True, exist_ok=True)  # only once the data and the model are known to be good
         self.probe = cfg.mode == "probe"
         self.trainable = freeze_backbone(self.model) if self.probe else self.model
         self.head_prefix = classifier_name(self.model)
@@ -313,7 +335,9 @@ class _Trainer:
             self.train_set, self.val_set = datasets
         else:
             train_tf = self.eval_transform if self.probe else self.train_transform
-            self.train_set = ShardImageDataset(data.train, data.concepts, train_tf)
+            # each sample's augmentation is drawn from RNGs seeded by (seed, epoch, index)
+            seed = cfg.seed if self.augment else None
+            self.train_set = ShardImageDataset(data.train, data.concepts, train_tf, seed=seed)
             self.val_set = ShardImageDataset(data.val, data.concepts, self.eval_transform) if data.val else None
 
     def _features(self, entries: list[Entry], cache_dir: Path):
@@ -354,6 +378,12 @@ class _Trainer:
             else:
                 generator = torch.Generator().manual_seed(self.cfg.seed + epoch)
                 sampler = torch.randperm(len(dataset), generator=generator).tolist()
+            if isinstance(dataset, ShardImageDataset):
+                dataset.set_epoch(epoch)
+        # the workers' base seed comes from this generator, not from the global RNG
+        loader_seed = int(
+            np.random.SeedSequence([self.cfg.seed, 0 if epoch is None else epoch + 1]).generate_state(1)[0]
+        )
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.cfg.batch_size,
@@ -361,6 +391,8 @@ class _Trainer:
             num_workers=0 if self.cached else self.cfg.num_workers,
             collate_fn=collate_skip_none,
             pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(loader_seed),
+            worker_init_fn=_seed_worker,
         )
 
     # -- state -----------------------------------------------------------------------------------
@@ -480,6 +512,38 @@ class _Trainer:
         return row
 
 
+def _seed_worker(worker_id: int) -> None:
+    """Seed python's and numpy's RNGs in a DataLoader worker from the seed torch gave it."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+@contextlib.contextmanager
+def _reproducible(cfg: TrainConfig) -> Iterator[None]:
+    """Threads, deterministic kernels and seeded RNGs for the run; the process's settings come back after."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def _resume_state(path: Path, identity: dict) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state["identity"] != identity:
@@ -491,27 +555,32 @@ def _resume_state(path: Path, identity: dict) -> dict:
 def train_judge(cfg: TrainConfig) -> TrainResult:
     """Train, calibrate on validation and save a judge in ``cfg.out/judge``; see the module docstring.
 
+    With ``resume`` and no checkpoint in ``cfg.out`` a fresh run starts (and says so in the log).
+
     Raises:
-        ValueError: bad options, a dataset without both classes for a concept, an output folder holding
-            another run (without ``resume``), or ``resume`` without a checkpoint.
+        ValueError: bad options, a dataset without both classes for a concept, or an output folder holding
+            another run (without ``resume``). Nothing is written before these checks.
     """
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file; give a folder for the run")
     if cfg.resume and not (out / CHECKPOINT).exists():
-        raise ValueError(f"Nothing to resume: {out / CHECKPOINT} does not exist (run without --resume)")
+        logger.info("resume: nothing to resume in %s (no %s): starting a fresh run", out, CHECKPOINT)
+        cfg = replace(cfg, resume=False)
     if not cfg.resume and (out / CHECKPOINT).exists():
         raise ValueError(
             f"{out} already holds a training run; pass --resume true to continue it or choose another --out"
         )
     dist = distributed.setup(cfg.device)
     try:
-        return _train(cfg, dist)
+        with _reproducible(cfg):
+            return _train(cfg, dist)
     finally:
         distributed.cleanup(dist)
 
 
 def _train(cfg: TrainConfig, dist: distributed.DistInfo) -> TrainResult:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     trainer = _Trainer(cfg, dist)
     data = trainer.data
     if dist.is_main:
@@ -601,6 +670,9 @@ def _finish(trainer: _Trainer, history: list[dict], best: dict) -> TrainResult:
         "lr": cfg.learning_rate,
         "batch_size": cfg.batch_size * cfg.accum_steps * trainer.dist.world_size,
         "seed": cfg.seed,
+        "threads": cfg.threads,
+        "deterministic": cfg.deterministic,
+        "augment": trainer.augment,
     }
     dataset = {
         **data.revision,

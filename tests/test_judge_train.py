@@ -144,8 +144,11 @@ def test_resume_continues_from_the_last_epoch(root, tmp_path, monkeypatch):
         torch.testing.assert_close(_head(resumed)[name], tensor, rtol=0, atol=1e-6)
     assert [int(r["epoch"]) for r in _summary(tmp_path / "part" / "summary.csv")] == [1, 2, 3, 4]
 
-    with pytest.raises(ValueError, match="Nothing to resume"):
-        train_judge(TrainConfig(data=str(root), out=str(tmp_path / "none"), resume=True, **options))
+    # nothing to resume: a fresh run (tests/test_judge_trust.py checks the log line and the weights)
+    fresh = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "none"), resume=True, **options))
+    assert [row["epoch"] for row in fresh.history] == [1, 2, 3, 4]
+    for name, tensor in _head(full).items():
+        torch.testing.assert_close(_head(fresh)[name], tensor, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="Cannot resume .* the run differs"):
         train_judge(
             TrainConfig(data=str(root), out=str(tmp_path / "part"), resume=True, **{**options, "model": "resnet18"})

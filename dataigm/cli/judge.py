@@ -53,8 +53,19 @@ def _configure_train(parser) -> None:
     parser.add_argument("--amp", type=bool, default=True, help="mixed precision on CUDA")
     parser.add_argument("--device", type=str | None, default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", type=bool, default=False, help="continue the run in --out")
+    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, sample order and augmentation")
+    parser.add_argument(
+        "--threads",
+        type=int | None,
+        default=None,
+        help="CPU threads during training; a fixed number gives the same weights on any core count (default: all)",
+    )
+    parser.add_argument(
+        "--deterministic", type=bool, default=True, help="torch.use_deterministic_algorithms during training"
+    )
+    parser.add_argument(
+        "--resume", type=bool, default=False, help="continue the run in --out (a fresh run when there is none)"
+    )
     parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
 
 
@@ -99,9 +110,13 @@ def _configure_eval(parser) -> None:
 
 
 def _run_eval(cfg) -> int:
-    from detectors.evaluate import evaluate_judge, format_rows, write_report
+    from detectors.evaluate import check_eval_options, evaluate_judge, format_rows, write_report
     from detectors.judge import load_judge
 
+    # every option first: a bad one is refused before the judge or any image is loaded
+    check_eval_options(cfg.data, cfg.split, cfg.concept, cfg.bootstrap, cfg.ci, cfg.batch_size, cfg.num_workers)
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        raise ValueError(f"--out {cfg.out} is a file; give a folder for metrics.json and the plots")
     try:
         judge = load_judge(cfg.judge, device=cfg.device)
     except ImportError as err:  # an optional dependency of a baseline judge
@@ -123,6 +138,12 @@ def _run_eval(cfg) -> int:
     print(format_rows(evaluation.report))
     if evaluation.report["unreadable_images"]:
         print(f"{evaluation.report['unreadable_images']} unreadable image(s) skipped", file=sys.stderr)
+    if evaluation.report["excluded_nan"]:
+        print(
+            f"{evaluation.report['excluded_nan']} judgement(s) were NaN or outside [0, 1] and are left out of "
+            "the metrics (excluded_nan in metrics.json)",
+            file=sys.stderr,
+        )
     print(f"report: {paths['metrics']}")
     return 0
 

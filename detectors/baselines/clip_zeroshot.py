@@ -95,3 +95,11 @@ class ClipZeroShotJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "model": self.model_id, "texts": self.texts}
+
+    def _fingerprint_parts(self) -> dict:
+        """The spec, the CLIP weights as loaded, the token ids of the two texts and the image preprocessing."""
+        return {
+            **super()._fingerprint_parts(),
+            "token_ids": self.tokens["input_ids"].tolist(),
+            "image_processor": self.image_transform.processor.to_dict(),
+        }

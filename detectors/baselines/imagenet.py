@@ -87,3 +87,7 @@ class ImageNetJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "model": self.model_name, "classes": self.classes, "decision": self.decision}
+
+    def _fingerprint_parts(self) -> dict:
+        """The spec, the classifier's weights as loaded, and its input transform."""
+        return {**super()._fingerprint_parts(), "transform": repr(self.image_transform)}

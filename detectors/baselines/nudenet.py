@@ -8,6 +8,8 @@ belly and armpits).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -84,7 +86,12 @@ class NudeNetJudge(Judge):
             raise ImportError(
                 "The NudeNet judge needs the nudenet package: pip install 'dataigm[baselines]'"
             ) from None
+        import nudenet
+
         self.classes = tuple(classes)
+        self.resolution = resolution
+        # the ONNX file NudeDetector loads: the given one or the one inside the package
+        self.model_path = model_path or str(Path(nudenet.__file__).with_name("320n.onnx"))
         self.detector = NudeDetector(model_path=model_path, inference_resolution=resolution)
         self.image_transform = to_bgr
 
@@ -113,3 +120,16 @@ class NudeNetJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "classes": list(self.classes)}
+
+    def _fingerprint_parts(self) -> dict:
+        from importlib.metadata import version
+
+        from ..judge import file_sha256
+
+        return {
+            "spec": self.spec,
+            "classes": list(self.classes),
+            "resolution": self.resolution,
+            "onnx_sha256": file_sha256(self.model_path),
+            "nudenet": version("nudenet"),
+        }
