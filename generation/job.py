@@ -248,6 +248,26 @@ def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
     return "generate-" + hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def legacy_job(cfg: JobConfig, manifest: dict | None) -> str | None:
+    """The id of a job recorded before job ids left the shard size out, if it is this same work.
+
+    Such a job's id cannot be recomputed; its recorded configuration can be compared. Jobs recorded
+    since carry ``job_identity`` and are found by :func:`job_id` alone.
+    """
+    mine = json.loads(json.dumps({k: v for k, v in cfg.to_dict().items() if k not in _NOT_WORK}, default=str))
+    for other, entry in (manifest or {}).get("jobs", {}).items():
+        recorded = entry.get("config") or {}
+        if not other.startswith("generate-") or not recorded or "job_identity" in recorded:
+            continue
+        theirs = {k: recorded.get(k) for k in mine}
+        theirs["models"] = [
+            {k: v for k, v in m.items() if k not in ("label", "checkpoint")} for m in recorded.get("models", [])
+        ]
+        if theirs == mine:
+            return other
+    return None
+
+
 def worker_partition(num_workers: int | None, worker_index: int | None) -> tuple[int, int]:
     """``(num_workers, worker_index)`` from the arguments, else torchrun or a SLURM array, else ``(1, 0)``."""
     env = os.environ

@@ -11,9 +11,9 @@ import numpy as np
 
 from dataigm.concepts import ConceptRegistry
 from dataigm.sample import Sample
-from dataigm.schema import LABELS, make_key
+from dataigm.schema import LABELS
 
-from .job import JobConfig, ShardTask, WorkItem
+from .job import JobConfig, ShardTask, WorkItem, sample_key
 from .pipeline import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -139,5 +139,5 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, m
         "width": int(shape[1]),
         "image_flag": flag,
     }
-    key = make_key(model.spec.label, item.prompt.prompt_id, f"{item.sample_index:04d}")
+    key = sample_key(model.spec.label, item)  # the key the plan checked to be unique
     return Sample(key, png, "png", LABELS.index(label), record)

@@ -26,6 +26,7 @@ from .job import (
     check_unique_keys,
     collect_prompts,
     job_id,
+    legacy_job,
     plan_items,
     plan_shards,
     shards_per_group,
@@ -95,7 +96,8 @@ class JobSummary:
 # ---------------------------------------------------------------- one shard, in any process
 
 _loaded: dict[tuple, LoadedModel] = {}
-_load_errors: dict[tuple, str] = {}  # (job, model) whose loading failed for good: its other shards fail at once
+# (job, model, its files' state) whose loading failed for good: the model's other shards fail at once
+_load_errors: dict[tuple, str] = {}
 # OS errors worth another attempt (I/O hiccups, network file systems); a missing file is not one of them.
 _TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE}
 
@@ -280,9 +282,10 @@ def prepare(cfg: JobConfig) -> tuple[str, list[ShardTask], _Before]:
     items = plan_items(cfg, prompts)
     check_unique_keys(specs, items)
     check_inputs(cfg, specs)
-    job = job_id(cfg, prompts)
     root = Path(cfg.out)
     manifest = read_manifest(root) if (root / MANIFEST_NAME).exists() else None
+    legacy = legacy_job(cfg, manifest)
+    job = legacy or job_id(cfg, prompts)
     models = [s.to_dict() | {"label": s.label, "checkpoint": checkpoint_of(s)} for s in specs]
     _refuse_changed_job(cfg, job, manifest, models, lambda starts: plan_shards(cfg, prompts, starts, items))
     draft = plan_shards(cfg, prompts, items_by_group=items)
@@ -300,6 +303,8 @@ def prepare(cfg: JobConfig) -> tuple[str, list[ShardTask], _Before]:
     register_concepts(cfg.out, [registry.get(c) for c in sorted({p.concept for p in prompts})])
     starts = {g: reserve_shards(cfg.out, job, g, n, "generate") for g, n in shards_per_group(draft).items()}
     config = cfg.to_dict() | {"models": models, "safety_checker": False, "versions": _versions()}
+    if not legacy:  # an earlier job keeps being found by its configuration
+        config["job_identity"] = 2
 
     def record(manifest: dict) -> None:
         manifest["jobs"][job]["config"] = config

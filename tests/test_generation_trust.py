@@ -112,6 +112,27 @@ def test_same_work_with_another_shard_size_is_refused_before_rendering(tiny_pipe
     assert main(first) == 0 and snapshot(root) == before  # the original command still resumes (nothing to do)
 
 
+def test_a_job_recorded_by_the_old_identity_is_found_again(tiny_pipeline_dir, tmp_path, capsys):
+    root = tmp_path / "r"
+    command = argv(root, [str(tiny_pipeline_dir)], "--samples-per-shard", "1")
+    assert main(command) == 0
+    manifest = json.loads((root / "dataigm.json").read_text())
+    (job,) = manifest["jobs"]  # as the earlier code recorded it: another id, no job_identity
+    entry = manifest["jobs"].pop(job)
+    del entry["config"]["job_identity"]
+    manifest["jobs"]["generate-0123456789abcdef"] = entry
+    (root / "dataigm.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    shards = {k: v for k, v in snapshot(root).items() if k.startswith("data/")}
+    assert main(command) == 0  # resumed: nothing to do, nothing duplicated, no new job
+    assert {k: v for k, v in snapshot(root).items() if k.startswith("data/")} == shards
+    assert list(json.loads((root / "dataigm.json").read_text())["jobs"]) == ["generate-0123456789abcdef"]
+    assert len(list(iter_samples(root))) == 2 and validate_root(root) == []
+    before = snapshot(root)
+    capsys.readouterr()
+    assert main(argv(root, [str(tiny_pipeline_dir)], "--samples-per-shard", "2")) == 2
+    assert "--samples-per-shard 1 as before" in the_error(capsys) and snapshot(root) == before
+
+
 def test_prompt_ids_that_sanitise_alike_never_share_a_key(tiny_pipeline_dir, tmp_path, capsys):
     ids = ["x/1", "x 1", "x:1"]
     prompts = tmp_path / "p.jsonl"
