@@ -68,22 +68,39 @@ def _get(entry, path: tuple[str, ...]):
     return entry
 
 
-def cell(entry: dict | None) -> str:
-    """``value [low, high] (n=N)`` of a report entry, ``skipped`` or ``-``."""
+def _excluded(excluded) -> list[str]:
+    """``["excluded: nan_judgement=2"]`` for the items left out of n (nothing when none was)."""
+    counts = excluded if isinstance(excluded, dict) else {"items": excluded or 0}
+    shown = ", ".join(f"{reason}={count}" for reason, count in sorted(counts.items()) if count)
+    return [f"excluded: {shown}"] if shown else []
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def cell(entry: dict | None, metric: dict | None = None) -> str:
+    """``value [low, high] (n=N)`` of a report entry; ``skipped: <reason>`` when it or its whole ``metric`` was
+    skipped; ``no images (n=0)``; ``-`` when the metric does not apply. Extra set sizes (``n_*``) and
+    ``excluded`` follow n."""
+    for holder in (metric, entry):
+        if isinstance(holder, dict) and holder.get("skipped"):
+            return _escape(f"skipped: {holder['skipped']}")
     if not isinstance(entry, dict):
         return "-"
     if entry.get("value") is None:
-        return "skipped" if entry.get("skipped") else "-"
+        return "no images (n=0)" if entry.get("n") == 0 else "-"
     low, high = (entry.get("ci") or [None, None])[:2]
-    return with_ci(entry["value"], low, high, entry.get("n"))
+    text = with_ci(entry["value"], low, high)
+    sizes = [f"n={entry['n']}"] if entry.get("n") is not None else []
+    sizes += [f"{k}={v}" for k, v in sorted(entry.items()) if k.startswith("n_") and v is not None]
+    sizes += _excluded(entry.get("excluded"))
+    return text + (f" ({', '.join(sizes)})" if sizes else "")
 
 
 def _cell_at(row: dict, path: tuple[str, ...]) -> str:
-    """The cell of a model's metric; ``skipped`` when the whole metric was (its reason is listed below)."""
-    top = row.get(path[0])
-    if isinstance(top, dict) and top.get("skipped"):
-        return "skipped"
-    return cell(_get(row, path))
+    """The cell of a model's metric; ``skipped: <reason>`` when the whole metric was."""
+    return cell(_get(row, path), row.get(path[0]))
 
 
 def _models(report: dict) -> str:
@@ -143,7 +160,7 @@ def _efficiency(report: dict) -> str:
         rows.append(
             (
                 model,
-                "-" if share is None else f"{share:.4%}",
+                _escape(eff.get("note") or "-") if share is None else f"{share:.4%}",
                 changed,
                 eff.get("checkpoint_bytes", "-"),
                 "-" if eff.get("runtime_s") is None else eff["runtime_s"],
@@ -197,7 +214,7 @@ def eval_card(report_dir: str | Path, title: str | None = None) -> RepoCard:
         f"{', '.join(f'`{m}`' for m in evaluated) or 'no unlearned model'} against the original model "
         f"`{report.get('original')}`, measured by `dataigm evaluate` {versions.get('dataigm', '')}. "
         f"Judge: `{judge.get('spec')}` ({judge.get('kind', '?')}; threshold rule `{judge.get('threshold_rule')}`). "
-        "Each value is followed by its 95% interval and its number of images or pairs.",
+        "Each value is followed by its 95% interval and its number of images or pairs (see Intervals).",
         "## Models\n\n" + _models(report),
         "## Metrics\n\n"
         + table(("metric", "what it measures", "better"), ASPECTS)
@@ -206,6 +223,8 @@ def eval_card(report_dir: str | Path, title: str | None = None) -> RepoCard:
     for concept, by_model in report.get("concepts", {}).items():
         mine = [p for p in plots if p.removesuffix(".png").split("-")[1] == concept]  # kind-<concept>[-axis].png
         parts.append(_concept(concept, by_model, mine))
+    if report.get("intervals"):
+        parts.append("## Intervals\n\n" + "\n".join(report["intervals"]))
     parts.append(_efficiency(report))
     parts.append(_normalised(report))
     if versions:

@@ -272,8 +272,9 @@ def test_eval_card_numbers_equal_report_json(report_dir):
             numbers = [float(x) for x in NUMBER.findall(cells[col])]
             wanted = [entry["value"], *(c for c in entry["ci"] if c is not None)]
             assert numbers == pytest.approx(wanted, abs=5e-4), (cells[0], metric, part)
-            assert cells[col].endswith(f"(n={entry['n']})")
-        assert cells[2] == "skipped"  # CSDR needs prompt texts the paper layout does not have
+            sizes = [f"n={entry['n']}", *(f"{k}={v}" for k, v in sorted(entry.items()) if k.startswith("n_"))]
+            assert cells[col].endswith(f"({', '.join(sizes)})")  # FID: both set sizes too
+        assert cells[2].startswith("skipped: needs forget images")  # CSDR needs prompt texts the paper layout lacks
     assert "needs forget images" in _section(card.text, "nudity")
     for name in ("radar-nudity.png", "grid-nudity.png", "bars-nudity-forgetting.png"):
         assert (report_dir / name).exists() and f"]({name})" in card.text

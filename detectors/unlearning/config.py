@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from dataigm.prompts import BUILDABLE_KINDS
 
 from .person import DEFAULT_DETECTOR
 from .quality import DEFAULT_CLIP
+
+LPIPS_NETS = ("alex", "vgg", "squeeze")  # the backbones the lpips package ships calibrations for
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -16,6 +23,9 @@ class EvalConfig:
     Images come from one of: ``images`` (a dataset root; missing images are generated there with
     ``models``, the original model first) or ``paper_layout`` (a folder in the IGMU benchmark layout,
     one task folder per concept in ``paper_tasks``).
+
+    Every option is checked when the config is made, before anything is read, generated or written:
+    a bad value raises one ``ValueError`` naming it and the valid choices.
     """
 
     out: str
@@ -55,16 +65,130 @@ class EvalConfig:
     concepts_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.images is None) == (self.paper_layout is None) and not self.models:
+        self._check_sources()
+        self._check_concepts()
+        self._check_generation()
+        self._check_metrics()
+
+    def registry(self):
+        """The concept registry: the built-in concepts plus those of ``concepts_dir`` (``:``-separated)."""
+        from dataigm.concepts import load_registry
+
+        return load_registry([d for d in (self.concepts_dir or "").split(":") if d])
+
+    # -- checks ------------------------------------------------------------------------------------
+    def _check_sources(self) -> None:
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"out {self.out!r} is a file; give a folder for the report")
+        if self.images is not None and self.paper_layout is not None:
+            raise ValueError(
+                "Give one source of images: 'images' (a dataset root) or 'paper_layout' (the IGMU folders), not both"
+            )
+        if self.images is None and self.paper_layout is None and not self.models:
             raise ValueError("Give 'images' (a dataset root, generated with 'models' when missing) or 'paper_layout'")
+        if self.paper_layout is not None:
+            if self.models:
+                raise ValueError(
+                    "'models' generate images into a dataset root; 'paper_layout' reads given ones: give one of them"
+                )
+            if not Path(self.paper_layout).is_dir():
+                raise ValueError(f"paper_layout {self.paper_layout!r} does not exist (or is not a folder)")
+        if self.images is not None and not self.models and not Path(self.images).is_dir():
+            raise ValueError(
+                f"images {self.images!r} does not exist; give a dataset root with generated images, "
+                "or 'models' to generate them there"
+            )
+        if not self.models and (self.attacks or self.attack_files):
+            raise ValueError(
+                "attacks and attack_files make prompts to generate with 'models'; without models the attack "
+                "images already in the root are judged: drop attacks/attack_files or give models"
+            )
+        for name in ("attack_files", "fid_weights", "person_weights"):
+            value = getattr(self, name)
+            for path in value if isinstance(value, list) else [value]:
+                if path is not None and not Path(path).is_file():
+                    raise ValueError(f"{name}: {path!r} does not exist (or is not a file)")
+
+    def _check_concepts(self) -> None:
+        if not self.concepts:
+            raise ValueError("Name at least one concept to evaluate")
+        registry = self.registry()
+        for name in ("concepts", "paper_tasks", "paper_prompts"):
+            unknown = [c for c in getattr(self, name) if c not in registry]
+            if unknown:
+                raise ValueError(
+                    f"Unknown concept(s) {unknown} in {name}; known concepts: {', '.join(registry.ids())}"
+                )
+        if len(set(self.concepts)) != len(self.concepts):
+            raise ValueError(f"concepts {self.concepts} name a concept twice")
         if self.paper_layout is not None:
             missing = [c for c in self.concepts if c not in self.paper_tasks]
             if missing:
                 raise ValueError(
                     f"paper_tasks must name the task folder of concept(s) {missing}, e.g. {{church: Church}}"
                 )
-        if not self.concepts:
-            raise ValueError("Name at least one concept to evaluate")
+        for concept, files in self.paper_prompts.items():
+            for path in files:
+                if not Path(path).is_file():
+                    raise ValueError(f"paper_prompts of {concept!r}: {path!r} does not exist (or is not a file)")
+
+    def _check_generation(self) -> None:
+        bad = [k for k in self.kinds if k not in BUILDABLE_KINDS]
+        if bad:
+            raise ValueError(
+                f"Unknown prompt kind(s) {bad} in kinds; valid: {', '.join(BUILDABLE_KINDS)} "
+                "(attack prompts come from 'attacks')"
+            )
+        if "forget" not in self.kinds:
+            raise ValueError(f"kinds {self.kinds} must include 'forget': forgetting and every attack start from it")
+        for name, low in (("images_per_prompt", 1), ("steps", 1), ("grid_samples", 0), ("max_prompts", 1)):
+            value = getattr(self, name)
+            if value is None and name == "max_prompts":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8):
+                raise ValueError(f"{name} must be a positive multiple of 8, got {value!r}")
+        if not (self.batch_size == "auto" or (type(self.batch_size) is int and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
+        if not _DEVICE.match(str(self.device)):
+            raise ValueError(f"Unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+        from .perturb import ATTACKS
+
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"Unknown attack(s) {unknown}; valid attacks: {', '.join(ATTACKS)}")
+        bad_runtime = [
+            v for v in self.runtime_s.values() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+        ]
+        if bad_runtime:
+            raise ValueError(f"runtime_s must map model names to seconds >= 0, got {self.runtime_s}")
+
+    def _check_metrics(self) -> None:
+        if self.lpips_net is not None and self.lpips_net not in LPIPS_NETS:
+            raise ValueError(f"Unknown lpips_net {self.lpips_net!r}; valid: {', '.join(LPIPS_NETS)} (or null to skip)")
+        if self.person_detector is not None:
+            import torchvision
+
+            known = torchvision.models.list_models(torchvision.models.detection)
+            if self.person_detector not in known:
+                raise ValueError(
+                    f"Unknown person_detector {self.person_detector!r}; torchvision detection models: "
+                    f"{', '.join(known)} (or null to skip)"
+                )
+        kind, _, location = self.fid_feature.partition(":")
+        if kind == "local-dir" and not Path(location).is_dir():
+            raise ValueError(f"fid_feature {self.fid_feature!r}: the folder {location!r} does not exist")
+        if self.fid_feature != "inception" and kind not in ("local-dir", "hf-hub"):
+            import timm
+
+            if not timm.is_model(self.fid_feature):
+                raise ValueError(
+                    f"Unknown fid_feature {self.fid_feature!r}; valid: inception, a timm model name "
+                    "(e.g. resnet50), local-dir:PATH or hf-hub:ORG/NAME"
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)

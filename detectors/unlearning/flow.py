@@ -1,7 +1,20 @@
 """``dataigm evaluate``: images (generated or given) -> the five aspects per concept and model -> report.
 
-Each result is cached under ``<out>/cache`` with a fingerprint of its inputs, so a half-finished run
-resumes where it stopped and a re-run with the same inputs rebuilds the same report.
+Each result is cached under ``<out>/cache`` with a fingerprint of everything it depends on, so a
+half-finished run resumes where it stopped, a re-run with the same inputs rebuilds the same report,
+and a re-run with changed inputs recomputes what changed. A fingerprint covers (see :func:`step_inputs`):
+
+* the images: the sha256 of every image's bytes, with its key, kind, family, sample, group, sub-theme
+  and prompt text;
+* the judge's content (:func:`judge_content`): for ``local-dir:`` judges the sha256 of ``config.json``
+  and the weight files, for ``hf-hub:`` judges the same files of the resolved revision, for baselines
+  the spec and the sha256 of any local file or folder it names;
+* every option that changes the metric (backbone names, their local weight files or folders by content,
+  ``*_pretrained``, ``lpips_random_backbone``, the concept's nature) and the resolved device;
+* the versions of the libraries that compute the numbers (:data:`NUMERIC_PACKAGES`) and the sha256 of
+  the evaluation's own code.
+
+The cache file keeps these inputs in readable form (images by the digest of their list) beside the result.
 """
 
 from __future__ import annotations
@@ -9,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from functools import partial
+from importlib import metadata
 from pathlib import Path
 
-from dataigm.files import atomic_write_json
+from dataigm.files import atomic_write_json, sha256_file
 from dataigm.prompts import build_prompts, parse_kinds, subsample, write_prompts
 
 from . import aspects
@@ -22,6 +37,14 @@ from .images import EvalImage, from_paper_layout, from_shards
 
 logger = logging.getLogger(__name__)
 
+# Libraries whose version can change a number of the report (and so keys every cached result).
+NUMERIC_PACKAGES = (
+    "torch", "torchvision", "torchmetrics", "torch-fidelity", "lpips", "transformers", "timm", "numpy", "scipy",
+    "pillow", "nudenet", "onnxruntime",
+)  # fmt: skip
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
+_THIS = Path(__file__).resolve().parent
+
 
 class Cache:
     """JSON results keyed by name, valid while their inputs' fingerprint is unchanged."""
@@ -29,30 +52,217 @@ class Cache:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def get_or_compute(self, name: str, fingerprint: str, compute: Callable[[], dict]) -> dict:
+    def get_or_compute(
+        self, name: str, fingerprint: str, compute: Callable[[], dict], inputs: dict | None = None
+    ) -> dict:
+        """The cached result of ``name`` when its fingerprint matches, else ``compute()`` (then cached)."""
         path = self.folder / f"{name}.json"
         if path.exists():
             cached = json.loads(path.read_text(encoding="utf-8"))
             if cached.get("fingerprint") == fingerprint:
                 return cached["result"]
+            logger.info("recomputing %s: its inputs changed", name)
         result = compute()
-        atomic_write_json(path, {"fingerprint": fingerprint, "result": result})
+        entry = {"fingerprint": fingerprint, "result": result}
+        if inputs is not None:
+            entry["inputs"] = inputs
+        atomic_write_json(path, entry)
         return result
 
 
 def fingerprint(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    """sha256 (hex) of the JSON of ``parts``; anything JSON cannot write raises (a repr may hold an address)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()
+
+
+def _json_default(value: object):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# ---------------------------------------------------------------- content digests
+
+
+class Digests:
+    """sha256 of files and folders by content, remembered per file by its (size, mtime, ctime, inode).
+
+    The memo lives in ``<out>/cache/digests.json`` (git's index does the same): a cached re-run does not
+    read gigabytes of weights again, and a file that is replaced, moved or rewritten changes its stat
+    entry and is read again.
+    """
+
+    def __init__(self, memo: Path | None = None):
+        self.memo_path = memo
+        self._memo: dict = {}
+        if memo is not None and memo.is_file():
+            try:
+                self._memo = json.loads(memo.read_text(encoding="utf-8"))
+            except ValueError:
+                self._memo = {}
+        self._dirty = False
+
+    def file(self, path: str | os.PathLike) -> str:
+        """sha256 of one file's bytes."""
+        path = Path(path).resolve()
+        st = path.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        known = self._memo.get(str(path))
+        if known and known[0] == stamp:
+            return known[1]
+        digest = sha256_file(path)
+        self._memo[str(path)] = [stamp, digest]
+        self._dirty = True
+        return digest
+
+    def path(self, path: str | os.PathLike) -> str:
+        """sha256 of a file, or of a folder's files (relative names and contents; hidden entries skipped)."""
+        path = Path(path)
+        if path.is_file():
+            return self.file(path)
+        entries = sorted(
+            (p.relative_to(path).as_posix(), self.file(p))
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+        return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+    def maybe_path(self, value: str | None) -> str | None:
+        """The content digest of ``value`` when it names a local file or folder, else None."""
+        if value is None or not isinstance(value, str) or not value or not Path(value).exists():
+            return None
+        return self.path(value)
+
+    def save(self) -> None:
+        if self._dirty and self.memo_path is not None:
+            atomic_write_json(self.memo_path, dict(sorted(self._memo.items())))
+            self._dirty = False
+
+
+def _hub_files(repo: str, revision: str | None, names: tuple[str, ...], digests: Digests) -> dict:
+    """sha256 of the first of ``names`` of each group present in a Hub repo (from the local cache when offline)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = digests.file(hf_hub_download(repo, name, revision=revision or None))
+        except EntryNotFoundError:
+            continue
+    return out
+
+
+def _hub_revision(repo: str) -> str | None:
+    """The commit a Hub id resolves to in the local cache (what an offline load uses), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo, local_files_only=True)).name
+    except Exception:  # not in the cache, or not a repo id: the id and the library versions key it
+        return None
+
+
+def judge_content(spec: str, digests: Digests) -> dict:
+    """What a judge's decisions depend on, by content (see the module docstring).
+
+    ``local-dir:`` judges: sha256 of ``config.json`` and of the weight files in the folder (its location
+    does not count). ``hf-hub:`` judges: the repo, revision and the sha256 of ``config.json`` and the weights
+    as downloaded. Baselines: the spec, and the sha256 of every option value that names a local file or folder.
+    """
+    from detectors.judge import JUDGE_KINDS
+    from detectors.spec import parse_options, split_spec
+
+    spec = str(spec)
+    kind, location = split_spec(spec)
+    if kind not in JUDGE_KINDS and Path(spec).is_dir():
+        kind, location = "local-dir", spec
+    if kind == "local-dir":
+        folder = Path(location)
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+        )
+        return {"kind": kind, "files": {p.name: digests.file(p) for p in files}}
+    if kind == "hf-hub":
+        repo, _, revision = location.partition("@")
+        names = ("config.json", "model.safetensors", "pytorch_model.bin")
+        return {
+            "kind": kind,
+            "repo": repo,
+            "revision": revision or None,
+            "files": _hub_files(repo, revision, names, digests),
+        }
+    try:
+        options = parse_options(location)
+    except ValueError:
+        options = {}
+    files = {k: digests.maybe_path(v) for k, v in sorted(options.items()) if digests.maybe_path(v) is not None}
+    revisions = {k: _hub_revision(v) for k, v in sorted(options.items()) if k == "model" and k not in files}
+    return {"kind": kind, "spec": spec, "files": files, "hub_revisions": revisions}
+
+
+def backbone_content(name: str | None, digests: Digests) -> dict | None:
+    """A metric backbone by content: a local folder/file by sha256, ``local-dir:``/``hf-hub:`` as for judges,
+    a Hub id by its cached revision, any other name (timm, torchvision, ``inception``) by itself."""
+    if name is None:
+        return None
+    kind, _, location = name.partition(":")
+    if kind == "local-dir":
+        return {"name": name if not Path(location).is_dir() else "local-dir", "sha256": digests.maybe_path(location)}
+    if kind == "hf-hub":
+        return {"name": name, "revision": _hub_revision(location.partition("@")[0])}
+    local = digests.maybe_path(name)
+    if local is not None:
+        return {"name": "local", "sha256": local}
+    return {"name": name, "revision": _hub_revision(name) if "/" in name else None}
+
+
+def code_digest(extra_files: tuple = ()) -> str:
+    """sha256 of the evaluation's code that computes numbers (every module here but the report's and the CLI's)."""
+    files = sorted(p for p in _THIS.glob("*.py") if p.name not in ("report.py", "__init__.py"))
+    files += [Path(f) for f in extra_files]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def numeric_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`NUMERIC_PACKAGES` (None when not installed)."""
+    out = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def image_inputs(images: list[EvalImage]) -> dict:
+    """The images a result is computed from: their count and the sha256 of their sorted descriptions."""
+    rows = sorted(
+        [im.key, im.digest, im.kind, im.family, im.sample, im.group, im.subtheme, im.prompt] for im in images
+    )  # keys are unique, so the sort never compares the later (possibly None) fields
+    return {"n": len(rows), "sha256": fingerprint(rows)}
 
 
 # ---------------------------------------------------------------- images
+
+
+def prompt_paths(cfg: EvalConfig) -> list[str]:
+    """The JSONL files the evaluation renders: one per concept under ``<out>/prompts``, then the attack files."""
+    return [str(Path(cfg.out) / "prompts" / f"{c}.jsonl") for c in cfg.concepts] + list(cfg.attack_files)
 
 
 def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
     """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths."""
     from .perturb import perturb_prompts
 
-    paths = []
-    for concept_id in cfg.concepts:
+    for concept_id, path in zip(cfg.concepts, prompt_paths(cfg), strict=False):
         concept = registry.get(concept_id)
         records = []
         for kind in parse_kinds([k for k in cfg.kinds if k != "replace" or concept.replacements], concept):
@@ -60,46 +270,72 @@ def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
             records += subsample(made, cfg.max_prompts)
         if cfg.attacks:
             records += perturb_prompts(select_forget(records), concept, cfg.attacks, seed=cfg.attack_seed)
-        path = Path(cfg.out) / "prompts" / f"{concept_id}.jsonl"
-        write_prompts(records, path)
-        paths.append(str(path))
-    for attack_file in cfg.attack_files:
-        paths.append(attack_file)
-    return paths
+        write_prompts(records, Path(path))
+    return prompt_paths(cfg)
 
 
 def select_forget(records):
     return [r for r in records if r.kind == "forget"]
 
 
-def collect_images(cfg: EvalConfig, registry) -> tuple[list[EvalImage], list[str], str]:
-    """The evaluation's images, the model names (original first) and the original's name."""
+def generation_job(cfg: EvalConfig):
+    """The ``generation`` job that renders the evaluation's images (checked, nothing written yet), or None."""
+    if not cfg.models:
+        return None
+    from generation.job import JobConfig
+
+    job = JobConfig(
+        out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=prompt_paths(cfg),
+        images_per_prompt=cfg.images_per_prompt, steps=cfg.steps, guidance=cfg.guidance, height=cfg.height,
+        width=cfg.width, batch_size=cfg.batch_size, device=cfg.device, base_seed=cfg.base_seed, test_fraction=0.0,
+        progress=cfg.progress, concepts_dir=cfg.concepts_dir,
+    )  # fmt: skip
+    labels = [s.label for s in job.model_specs()]
+    if cfg.original is not None and cfg.original not in labels:
+        raise ValueError(f"original {cfg.original!r} is none of the models; models: {', '.join(labels)}")
+    unknown = sorted(set(cfg.runtime_s) - set(labels))
+    if unknown:
+        raise ValueError(f"runtime_s names unknown model(s) {unknown}; models: {', '.join(labels)}")
+    return job
+
+
+def collect_images(cfg: EvalConfig, registry, job=None) -> tuple[list[EvalImage], list[str], str]:
+    """The evaluation's images, the model names (original first) and the original's name.
+
+    Raises:
+        ValueError: a concept has no images, or the original model has none.
+    """
     if cfg.paper_layout is not None:
         images = []
         for concept_id in cfg.concepts:
             prompts = _paper_prompts(cfg, concept_id)
-            images += from_paper_layout(cfg.paper_layout, cfg.paper_tasks[concept_id], concept_id, prompts)
+            images += from_paper_layout(
+                cfg.paper_layout, cfg.paper_tasks[concept_id], concept_id, prompts, registry.get(concept_id).category
+            )
         models = sorted({im.model for im in images})
         original = cfg.original or "ORG"
     else:
-        from generation.job import JobConfig
         from generation.runner import run_job
 
         root = cfg.images or str(Path(cfg.out) / "images")
-        if cfg.models:
-            job = JobConfig(
-                out=root, models=cfg.models, prompt_files=eval_prompts(cfg, registry), images_per_prompt=cfg.images_per_prompt,
-                steps=cfg.steps, guidance=cfg.guidance, height=cfg.height, width=cfg.width, batch_size=cfg.batch_size,
-                device=cfg.device, base_seed=cfg.base_seed, test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
-            )  # fmt: skip
+        job = job or generation_job(cfg)
+        if job is not None:
+            eval_prompts(cfg, registry)
             summary = run_job(job)
             if not summary.complete:
                 raise ValueError("Generation is incomplete:\n" + summary.text())
             models = [s.label for s in job.model_specs()]
         images = [im for im in from_shards(root) if im.concept in cfg.concepts]
-        if not cfg.models:
+        missing = [c for c in cfg.concepts if not any(im.concept == c for im in images)]
+        if missing:
+            there = sorted({im.concept for im in from_shards(root)})
+            raise ValueError(
+                f"{root} holds no generated images of concept(s) {missing}; "
+                f"concepts with generated images there: {', '.join(there) or 'none'}"
+            )
+        if job is None:
             models = sorted({im.model for im in images})
-        original = cfg.original or (models[0] if cfg.models else _original_of(models))
+        original = cfg.original or (models[0] if job is not None else _original_of(models))
     if original not in {im.model for im in images}:
         raise ValueError(
             f"No images of the original model {original!r}; models found: {', '.join(sorted({im.model for im in images}))}"
@@ -133,15 +369,78 @@ def _paper_prompts(cfg: EvalConfig, concept_id: str) -> dict | None:
 # ---------------------------------------------------------------- aspects
 
 
+def step_inputs(
+    name: str, cfg: EvalConfig, concept, mine: list[EvalImage], reference: list[EvalImage], context: dict
+) -> dict:
+    """What the result of aspect ``name`` for one concept and model depends on (see the module docstring).
+
+    ``context`` holds the run-wide parts: ``judge`` (:func:`judge_content`), ``backbones`` (by
+    :func:`backbone_content`), ``weights`` (sha256 of ``fid_weights``/``person_weights``), ``device``,
+    ``versions`` and ``code``.
+    """
+    abstract = concept.category.split("/")[1] == "abstract"
+    common = {
+        "aspect": name, "concept": concept.id, "device": context["device"], "versions": context["versions"],
+        "code": context["code"], "images": image_inputs(mine),
+    }  # fmt: skip
+    if name in ("forgetting", "robustness"):
+        return common | {"judge": context["judge"]}
+    if name == "csdr":
+        return common | {"reference": image_inputs(reference), "clip_model": context["backbones"]["clip"]}
+    if name == "lpips":
+        return common | {
+            "reference": image_inputs(reference), "abstract": abstract, "lpips_net": cfg.lpips_net,
+            "lpips_random_backbone": cfg.lpips_random_backbone,
+        }  # fmt: skip
+    if name == "fid":
+        return common | {
+            "reference": image_inputs(reference), "abstract": abstract, "fid_feature": context["backbones"]["fid"],
+            "fid_weights": context["weights"]["fid"], "fid_pretrained": cfg.fid_pretrained,
+        }  # fmt: skip
+    if name == "person_rate":
+        return common | {
+            "person_detector": cfg.person_detector, "person_weights": context["weights"]["person"],
+            "person_pretrained": cfg.person_pretrained,
+        }  # fmt: skip
+    raise ValueError(f"Unknown aspect {name!r}")
+
+
 def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
-    """Run the evaluation; returns the report dict and the images it looked at."""
-    from dataigm.concepts import load_registry
+    """Run the evaluation; returns the report dict and the images it looked at.
+
+    Everything that can be checked is checked before anything is written: the models, the device, the
+    judge (loaded first) and that it judges every concept.
+    """
     from detectors.judge import load_judge
 
-    registry = load_registry([d for d in (cfg.concepts_dir or "").split(":") if d])
-    images, models, original = collect_images(cfg, registry)
-    judge = load_judge(cfg.judge, device=_device(cfg.device))
+    registry = cfg.registry()
+    job = generation_job(cfg)
+    device = _device(cfg.device)
+    judge = load_judge(cfg.judge, device=device)
+    unjudged = [c for c in cfg.concepts if c not in judge.concepts]
+    if unjudged:
+        raise ValueError(f"The judge {cfg.judge!r} does not judge {unjudged}; it judges: {', '.join(judge.concepts)}")
+    images, models, original = collect_images(cfg, registry, job)
+    if job is None:
+        unknown = sorted(set(cfg.runtime_s) - set(models))
+        if unknown:
+            raise ValueError(f"runtime_s names unknown model(s) {unknown}; models: {', '.join(models)}")
     cache = Cache(Path(cfg.out) / "cache")
+    digests = Digests(Path(cfg.out) / "cache" / "digests.json")
+    import inspect
+
+    judge_code = (inspect.getsourcefile(type(judge)), str(_THIS.parent / "judge.py"))
+    context = {
+        "judge": judge_content(cfg.judge, digests),
+        "backbones": {
+            "clip": backbone_content(cfg.clip_model, digests),
+            "fid": backbone_content(cfg.fid_feature, digests),
+        },
+        "weights": {"fid": digests.maybe_path(cfg.fid_weights), "person": digests.maybe_path(cfg.person_weights)},
+        "device": device,
+        "versions": numeric_versions(),
+        "code": code_digest(tuple(sorted(set(judge_code)))),
+    }
     backbones = _Backbones(cfg)
     results: dict = {}
     for concept_id in cfg.concepts:
@@ -152,43 +451,31 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         results[concept_id] = {}
         for model in models:
             mine = [im for im in of_concept if im.model == model]
-            keys = sorted(im.key for im in mine)
-            ref_keys = sorted(im.key for im in reference)
-            base = (concept_id, model, cfg.judge)
             steps = {
-                "forgetting": (partial(aspects.forgetting, mine, judge, concept_id), (keys,)),
-                "robustness": (partial(aspects.robustness, mine, judge, concept_id), (keys,)),
-                "csdr": (
-                    partial(aspects.csdr, mine, reference, backbones.get("clip")),
-                    (keys, ref_keys, cfg.clip_model),
-                ),
-                "lpips": (
-                    partial(aspects.lpips, mine, reference, backbones.get("lpips"), abstract),
-                    (keys, ref_keys, cfg.lpips_net, cfg.lpips_random_backbone),
-                ),
-                "fid": (
-                    partial(aspects.image_quality, mine, reference, backbones.get("fid"), abstract),
-                    (keys, ref_keys, cfg.fid_feature, cfg.fid_weights),
-                ),
+                "forgetting": partial(aspects.forgetting, mine, judge, concept_id),
+                "robustness": partial(aspects.robustness, mine, judge, concept_id),
+                "csdr": partial(aspects.csdr, mine, reference, backbones.get("clip")),
+                "lpips": partial(aspects.lpips, mine, reference, backbones.get("lpips"), abstract),
+                "fid": partial(aspects.image_quality, mine, reference, backbones.get("fid"), abstract),
             }
-            if cfg.clip_model is None:
-                steps["csdr"] = (partial(_skipped, "no clip_model configured"), ())
-            if cfg.lpips_net is None:
-                steps["lpips"] = (partial(_skipped, "no lpips_net configured"), ())
             if concept.human and cfg.person_detector:
-                steps["person_rate"] = (
-                    partial(aspects.person_rate, mine, backbones.get("person")),
-                    (keys, cfg.person_detector),
-                )
+                steps["person_rate"] = partial(aspects.person_rate, mine, backbones.get("person"))
             row = {}
-            for name, (compute, inputs) in steps.items():
-                row[name] = cache.get_or_compute(
-                    f"{concept_id}/{model}/{name}", fingerprint(name, base, inputs), compute
-                )
+            for name, compute in steps.items():
+                if name == "csdr" and cfg.clip_model is None:
+                    row[name] = _skipped("no clip_model configured")
+                    continue
+                if name == "lpips" and cfg.lpips_net is None:
+                    row[name] = _skipped("no lpips_net configured")
+                    continue
+                inputs = step_inputs(name, cfg, concept, mine, reference, context)
+                row[name] = cache.get_or_compute(f"{concept_id}/{model}/{name}", fingerprint(inputs), compute, inputs)
             results[concept_id][model] = row
-    efficiency = _efficiency(cfg, models, original, cache)
+    efficiency = _efficiency(cfg, models, original, cache, digests)
+    digests.save()
     report = {"models": models, "original": original, "concepts": results, "efficiency": efficiency}
-    return report | {"judge": judge.describe(), "config": cfg.to_dict(), "versions": _versions()}, images
+    judge_info = judge.describe() | {"content": context["judge"]}
+    return report | {"judge": judge_info, "config": cfg.to_dict(), "versions": _versions()}, images
 
 
 def run_evaluation(cfg: EvalConfig) -> dict[str, Path]:
@@ -203,14 +490,22 @@ def _versions() -> dict[str, str]:
     from dataigm.env import environment_report
 
     report = environment_report()
-    return {k: v for k, v in report.items() if k not in ("platform", "devices")}
+    out = {k: v for k, v in report.items() if k not in ("platform", "devices")}
+    return out | {k: v for k, v in numeric_versions().items() if v is not None}
 
 
 def _skipped(reason: str) -> dict:
     return {"skipped": reason}
 
 
-def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache) -> dict:
+def spec_content(spec, digests: Digests) -> dict:
+    """A model spec by content: its fields, and the sha256 of each local file or folder it names."""
+    fields = spec.to_dict()
+    files = {k: digests.maybe_path(fields.get(k)) for k in ("base", "pipeline", "unet", "text_encoder", "lora")}
+    return {"spec": fields, "files": {k: v for k, v in files.items() if v is not None}}
+
+
+def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache, digests: Digests) -> dict:
     if not cfg.models:
         return {name: {"runtime_s": cfg.runtime_s.get(name)} for name in models}
     from generation.spec import load_model_spec
@@ -221,21 +516,30 @@ def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache)
     out = {}
     for name in models:
         spec = specs[name]
-        inputs = (spec.to_dict(), specs[original].to_dict(), cfg.runtime_s.get(name))
+        inputs = {
+            "aspect": "efficiency", "model": spec_content(spec, digests), "original": spec_content(specs[original], digests),
+            "runtime_s": cfg.runtime_s.get(name), "versions": numeric_versions(), "code": code_digest(),
+        }  # fmt: skip
         out[name] = cache.get_or_compute(
             f"efficiency/{name}",
-            fingerprint("efficiency", inputs),
+            fingerprint(inputs),
             lambda s=spec: model_efficiency(s, specs[original], cfg.runtime_s.get(s.label)),
+            inputs,
         )
     return out
 
 
 def _device(device: str) -> str:
-    if device != "auto":
-        return device
+    """The device to run on (``auto``: CUDA when there is one); a CUDA device without CUDA raises."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA device here; use auto or cpu")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps': torch sees no MPS device here; use auto or cpu")
+    return device
 
 
 class _Lazy:

@@ -3,10 +3,23 @@
 Every image carries a pairing key: (concept, group, family, sample). The family is the forget prompt
 a variant derives from, so M_u(P, s) pairs with M(P̂, s) of the same prompt and seed; pairs are never
 made by file order (a defect of the paper's code, where ``glob`` order decided the pairs).
+
+Every image also carries the sha256 of its encoded bytes (``digest``), so a cached result is keyed by
+the pixels it was computed from, not by where they were read.
+
+The paper's layout (:func:`from_paper_layout`) holds ``forgot/`` (the forget prompts, P),
+``remove_word/`` (P̂-1) and ``unrelated/<method>/<Category>/``. What ``unrelated`` holds depends on the
+concept's nature, as in the paper's rule for FID and LPIPS:
+
+* concrete concepts (category ``*/concrete/*``, e.g. Church, Parachute): the target replaced by other
+  objects, P̂-2, so these images are read as kind ``replace``, grouped by their ``<Category>`` folder,
+  and M_u(P̂-2) is compared with M(P̂-2) of the same category, prompt and sample;
+* abstract concepts (Nudity, Van Gogh): prompts unrelated to the concept, read as kind ``retain``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,7 +27,8 @@ from pathlib import Path
 
 from dataigm.reader import iter_samples
 
-# Folder names of the paper's benchmark layout and the prompt kind each holds.
+# Folder names of the paper's benchmark layout and the prompt kind each holds (``unrelated`` holds
+# ``replace`` images for concrete concepts, see the module docstring).
 PAPER_KINDS = {"forgot": "forget", "remove_word": "remove", "unrelated": "retain"}
 _PAPER_FILE = re.compile(r"^(\d+)_(\d+)_(\d+)\.(png|jpg|jpeg|webp)$", re.IGNORECASE)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -30,7 +44,8 @@ class EvalImage:
         family: the forget prompt this image's prompt derives from (its own id for retain prompts).
         sample: which sample of the family (the seed for our shards, the file's index for the paper's).
         group: what tells prompts of one family and kind apart: replacement object, retain category, attack.
-        key: a stable id (sample key or file path), used to fingerprint cached results.
+        key: a stable id (sample key or file path).
+        digest: sha256 (hex) of the image's encoded bytes; with the attributes above it keys cached results.
     """
 
     model: str
@@ -44,6 +59,7 @@ class EvalImage:
     group: str | None = None
     seed: int | None = None
     load: Callable = field(default=None, compare=False, repr=False)
+    digest: str | None = None
 
     @property
     def pair_key(self) -> tuple:
@@ -94,7 +110,7 @@ def from_shards(root: str | Path, concept: str | None = None, split: str | None 
             EvalImage(
                 model=sample.key.split("_", 1)[0], concept=r["concept"], kind=r["prompt_kind"], family=family,
                 sample=r["seed"], key=sample.key, prompt=r["prompt"], subtheme=r["subtheme"], group=group,
-                seed=r["seed"], load=_bytes_loader(sample.image),
+                seed=r["seed"], load=_bytes_loader(sample.image), digest=hashlib.sha256(sample.image).hexdigest(),
             )
         )  # fmt: skip
     return out
@@ -112,18 +128,38 @@ def _bytes_loader(data: bytes) -> Callable:
     return load
 
 
-def from_paper_layout(folder: str | Path, task: str, concept: str, prompts: dict | None = None) -> list[EvalImage]:
+def from_paper_layout(
+    folder: str | Path, task: str, concept: str, prompts: dict | None = None, category: str | None = None
+) -> list[EvalImage]:
     """Images of ``<folder>/<task>/{forgot,remove_word}/<method>/`` and ``unrelated/<method>/<Category>/``.
 
     Files are ``<class>_<prompt>_<sample>.png``; the family is ``<class>_<prompt>`` so a forgot image
-    pairs with the remove_word image of the same class, prompt and sample.
+    pairs with the remove_word image of the same class, prompt and sample. ``unrelated`` images are
+    ``replace`` images of their ``<Category>`` for concrete concepts and ``retain`` images for abstract
+    ones (see the module docstring).
 
     Args:
         folder: the benchmark folder holding task folders (e.g. ``Benchmarking_images_demo``).
         task: task folder name, e.g. ``Church``.
         concept: our concept id for the task.
         prompts: optional ``{kind: {class_index: [prompt, ...]}}`` to attach prompt texts.
+        category: the concept's category path (e.g. ``local/concrete/entity``); default: the built-in
+            concept's.
+
+    Raises:
+        ValueError: no such task folder, no images in it, or no category for a concept that is not built in.
     """
+    if category is None:
+        from dataigm.concepts import load_registry
+
+        registry = load_registry()
+        if concept not in registry:
+            raise ValueError(
+                f"Concept {concept!r} is not built in: give its category (e.g. local/concrete/entity) "
+                "to read the paper's layout"
+            )
+        category = registry.get(concept).category
+    concrete = category.split("/")[1] == "concrete"
     base = Path(folder) / task
     if not base.is_dir():
         raise ValueError(
@@ -134,10 +170,12 @@ def from_paper_layout(folder: str | Path, task: str, concept: str, prompts: dict
         kind_dir = base / layout_name
         if not kind_dir.is_dir():
             continue
+        if kind == "retain" and concrete:
+            kind = "replace"
         for method_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
             folders = (
                 [(None, method_dir)]
-                if kind != "retain"
+                if layout_name != "unrelated"
                 else [(c.name, c) for c in sorted(method_dir.iterdir()) if c.is_dir()]
             )
             for group, images_dir in folders:
@@ -163,7 +201,10 @@ def _paper_images(
             texts = list(prompts[kind].values())[cls] if cls < len(prompts[kind]) else []
             text = texts[prompt] if prompt < len(texts) else None
         family = f"{cls}_{prompt}"
-        out.append(EvalImage(method, concept, kind, family, sample, str(path), text, None, group, None, _open(path)))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append(
+            EvalImage(method, concept, kind, family, sample, str(path), text, None, group, None, _open(path), digest)
+        )
     return out
 
 

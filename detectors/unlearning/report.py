@@ -53,12 +53,91 @@ def normalised_scores(report: dict) -> dict:
     return out
 
 
-def _fmt(entry) -> str:
-    if not isinstance(entry, dict) or entry.get("value") is None:
-        return "-" if not (isinstance(entry, dict) and entry.get("skipped")) else "skipped"
-    low, high = entry["ci"]
-    ci = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
-    return f"{entry['value']:.3f}{ci} (n={entry['n']})"
+def _walk(entry, path=()):
+    """Every dict inside ``entry`` with its path of keys."""
+    if isinstance(entry, dict):
+        yield path, entry
+        for key, value in entry.items():
+            yield from _walk(value, (*path, key))
+
+
+def _excluded(excluded) -> list[str]:
+    """``["excluded: nan_judgement=2"]`` for the items left out of n (nothing when none was)."""
+    counts = excluded if isinstance(excluded, dict) else {"items": excluded or 0}
+    shown = ", ".join(f"{reason}={count}" for reason, count in sorted(counts.items()) if count)
+    return [f"excluded: {shown}"] if shown else []
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def cell(entry, metric: dict | None = None) -> str:
+    """A report value as ``value [low, high] (n=N)``; ``skipped: <reason>`` when it (or its whole metric) was.
+
+    Extra set sizes (keys ``n_*``, e.g. the reference set of FID) and ``excluded`` follow ``n``; ``-`` means
+    the metric does not apply (e.g. person rate of a concept about no person).
+    """
+    for holder in (metric, entry):
+        if isinstance(holder, dict) and holder.get("skipped"):
+            return _escape(f"skipped: {holder['skipped']}")
+    if not isinstance(entry, dict):
+        return "-"
+    if entry.get("value") is None:
+        return "no images (n=0)" if entry.get("n") == 0 else "-"
+    low, high = (entry.get("ci") or [None, None])[:2]
+    ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    sizes = [f"n={entry['n']}"] if entry.get("n") is not None else []
+    sizes += [f"{k}={v}" for k, v in sorted(entry.items()) if k.startswith("n_") and v is not None]
+    sizes += _excluded(entry.get("excluded"))
+    return f"{entry['value']:.3f}{ci}" + (f" ({', '.join(sizes)})" if sizes else "")
+
+
+def interval_rules(report: dict) -> list[str]:
+    """Lines stating how each interval of the report was made.
+
+    Proportions and means follow the fixed rules of :mod:`detectors.unlearning.stats`; any metric that states
+    its own rule (a ``ci_rule`` field) is listed with it, and FID says when it has no interval.
+    """
+    stated: dict[str, set[str]] = {}
+    fid_has_ci = False
+    for by_model in report["concepts"].values():
+        for row in by_model.values():
+            for metric, entry in row.items():
+                for _, inner in _walk(entry):
+                    if inner.get("ci_rule"):
+                        stated.setdefault(metric, set()).add(str(inner["ci_rule"]))
+                    if metric == "fid" and (inner.get("ci") or [None])[0] is not None:
+                        fid_has_ci = True
+    lines = [
+        "Every value is followed by its 95% interval and its number of images (or pairs).",
+        "* proportions (forgetting, ASR, person rate): Wilson score intervals;",
+        "* means (CSDR, LPIPS): a percentile bootstrap over images; for the all-pairs values the images of "
+        "both sides are resampled, not the N² pairs;",
+    ]
+    for metric, rules in sorted(stated.items()):
+        lines.append(f"* {metric}: " + "; ".join(sorted(rules)) + ";")
+    if "fid" not in stated:
+        lines.append(
+            "* FID: "
+            + ("an interval as given in report.json" if fid_has_ci else "no interval (one value from two whole sets)")
+            + ";"
+        )
+    lines[-1] = lines[-1].rstrip(";") + "."
+    return lines
+
+
+def notes(report: dict) -> list[str]:
+    """Warnings the metrics attached to their values (``warning``/``warnings`` fields), one line each."""
+    out = []
+    for concept, by_model in report["concepts"].items():
+        for model, row in by_model.items():
+            for metric, entry in row.items():
+                for path, inner in _walk(entry, (metric,)):
+                    for text in [inner.get("warning"), *(inner.get("warnings") or [])]:
+                        if text:
+                            out.append(f"* {concept} / {model} / {'.'.join(path)}: {text}")
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -77,13 +156,13 @@ def markdown(report: dict) -> str:
         ]
         for model, row in by_model.items():
             cells = [
-                _fmt(_value(row, "forgetting", "overall")),
-                _fmt(_value(row, "csdr", "paired")),
-                _fmt(_value(row, "csdr", "all_pairs")),
-                _fmt(_value(row, "lpips", "paired")),
-                _fmt(_value(row, "fid", "fid")),
-                _fmt(_value(row, "robustness", "overall")),
-                _fmt(row.get("person_rate")),
+                cell(_value(row, "forgetting", "overall"), row.get("forgetting")),
+                cell(_value(row, "csdr", "paired"), row.get("csdr")),
+                cell(_value(row, "csdr", "all_pairs"), row.get("csdr")),
+                cell(_value(row, "lpips", "paired"), row.get("lpips")),
+                cell(_value(row, "fid", "fid"), row.get("fid")),
+                cell(_value(row, "robustness", "overall"), row.get("robustness")),
+                cell(row.get("person_rate")),
             ]
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -95,9 +174,12 @@ def markdown(report: dict) -> str:
     ]
     for model, eff in report["efficiency"].items():
         share = eff.get("share_changed")
-        lines.append(
-            f"| {model} | {'-' if share is None else f'{share:.4%}'} | {eff.get('checkpoint_bytes', '-')} | {eff.get('runtime_s') or '-'} |"
-        )
+        shown = f"{share:.4%}" if share is not None else _escape(eff.get("note") or "-")
+        lines.append(f"| {model} | {shown} | {eff.get('checkpoint_bytes', '-')} | {eff.get('runtime_s') or '-'} |")
+    lines += ["", "## Intervals", "", *(report.get("intervals") or interval_rules(report))]
+    warnings = notes(report)
+    if warnings:
+        lines += ["", "## Warnings", "", *warnings]
     lines += ["", "## Normalisation of the charts", ""] + [f"* {axis}: {rule}" for axis, rule in NORMALISATION.items()]
     return "\n".join(lines) + "\n"
 
@@ -139,6 +221,14 @@ def plots(report: dict, out: Path) -> list[Path]:
     return paths
 
 
+def _json_default(value: object):
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    raise TypeError(f"report.json cannot hold a {type(value).__name__}: {value!r}")
+
+
 def sample_grid(images, models: list[str], concept: str, out: Path, samples: int = 4) -> Path | None:
     """Forget-prompt images with the same prompt and seed, one column per model."""
     from PIL import Image
@@ -164,9 +254,15 @@ def write_report(report: dict, out: str | Path, images=None, grid_samples: int =
     """Write report.json, report.md, charts and grids into ``out``; returns their paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {**report, "normalised": normalised_scores(report), "normalisation": NORMALISATION}
+    report = {
+        **report,
+        "normalised": normalised_scores(report),
+        "normalisation": NORMALISATION,
+        "intervals": interval_rules(report),
+    }
     paths = {"json": out / "report.json", "markdown": out / "report.md"}
-    atomic_write_text(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    # No default=str: an object JSON cannot write is a bug to raise, not a repr (with its address) to keep.
+    atomic_write_text(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=_json_default) + "\n")
     atomic_write_text(paths["markdown"], markdown(report))
     for i, path in enumerate(plots(report, out)):
         paths[f"plot{i}"] = path
