@@ -305,6 +305,8 @@ MODELS = ("--models", "[PIPE]", "--concepts", "[nudity]")
 
 BAD = [
     (MODELS, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
+    (PAPER, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
+    ((), ("--images", "ROOT", "--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, nudity"]),
     (MODELS, ("--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, nudity"]),
     (PAPER, ("--concepts", "[nudity, nosuch]"), ["'nosuch'", "known concepts:"]),
     (MODELS, ("--kinds", "[forget, bogus]"), ["'bogus'", "valid: forget, remove, replace, retain"]),

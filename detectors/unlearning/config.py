@@ -98,6 +98,11 @@ class EvalConfig:
                 f"images {self.images!r} does not exist; give a dataset root with generated images, "
                 "or 'models' to generate them there"
             )
+        from .perturb import ATTACKS
+
+        unknown = [a for a in self.attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"Unknown attack(s) {unknown}; valid attacks: {', '.join(ATTACKS)}")
         if not self.models and (self.attacks or self.attack_files):
             raise ValueError(
                 "attacks and attack_files make prompts to generate with 'models'; without models the attack "
@@ -155,11 +160,6 @@ class EvalConfig:
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
         if not _DEVICE.match(str(self.device)):
             raise ValueError(f"Unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
-        from .perturb import ATTACKS
-
-        unknown = [a for a in self.attacks if a not in ATTACKS]
-        if unknown:
-            raise ValueError(f"Unknown attack(s) {unknown}; valid attacks: {', '.join(ATTACKS)}")
         bad_runtime = [
             v for v in self.runtime_s.values() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0
         ]
