@@ -20,6 +20,7 @@ The cache file keeps these inputs in readable form (images by the digest of thei
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -427,8 +428,6 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
             raise ValueError(f"runtime_s names unknown model(s) {unknown}; models: {', '.join(models)}")
     cache = Cache(Path(cfg.out) / "cache")
     digests = Digests(Path(cfg.out) / "cache" / "digests.json")
-    import inspect
-
     judge_code = (inspect.getsourcefile(type(judge)), str(_THIS.parent / "judge.py"))
     context = {
         "judge": judge_content(cfg.judge, digests),
