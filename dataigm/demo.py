@@ -163,7 +163,12 @@ def run_demo(cfg: DemoConfig) -> dict:
     _step("3/4 evaluate three toy unlearned models with known forgetting")
     report, truth = evaluate_models(cfg, judge_dir, out / "evaluation")
     _step("4/4 summary")
-    summary = {"config": asdict(cfg), "judge_accuracy": accuracy_by_source(judge_report), "models": {}}
+    summary = {
+        "config": asdict(cfg),
+        "judge_training": _judge_training(judge_dir),
+        "judge_accuracy": accuracy_by_source(judge_report),
+        "models": {},
+    }
     for spec in cfg.models:
         name, concept = spec["name"], spec["toy_concept"]
         measured = report["concepts"][concept][name]["forgetting"]["overall"]
@@ -178,6 +183,23 @@ def run_demo(cfg: DemoConfig) -> dict:
     return summary
 
 
+def _judge_training(judge_dir: Path) -> dict:
+    """Where the judge's numbers come from: its threads and the CPU kernels of this machine.
+
+    The same kernels and thread count give bit-identical weights; other CPU kernels (another instruction
+    set) round differently, and training carries that into the last digits of the printed numbers.
+    """
+    import torch
+
+    training = json.loads((judge_dir / "config.json").read_text(encoding="utf-8"))["training"]
+    return {
+        "threads": training.get("threads"),
+        "deterministic": training.get("deterministic"),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def _write_judge_card(judge_dir: Path, eval_dir: Path) -> None:
     from cards.judge_card import write_judge_card
 
@@ -185,7 +207,12 @@ def _write_judge_card(judge_dir: Path, eval_dir: Path) -> None:
 
 
 def format_summary(summary: dict) -> str:
-    lines = ["", "Judge accuracy on the test split, per source (95% bootstrap interval):"]
+    t = summary["judge_training"]
+    lines = [
+        "",
+        f"Judge trained with {t['threads']} CPU thread(s) on {t['cpu_capability']} kernels (torch {t['torch']}).",
+        "Judge accuracy on the test split, per source (95% bootstrap interval):",
+    ]
     for source, by_concept in sorted(summary["judge_accuracy"].items()):
         for concept, acc in sorted(by_concept.items()):
             lines.append(

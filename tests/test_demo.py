@@ -58,6 +58,9 @@ def test_outputs_validate_load_and_carry_cards(demo):
     assert report["models"] == ["org-toy", "esd-toy", "uce-toy", "mace-toy"]
     assert (out / "evaluation" / "radar-nudity.png").exists() and (out / "judge-eval" / "metrics.json").exists()
     assert json.loads((out / "summary.json").read_text()) == summary
+    # the judge's training does not depend on the machine's core count (tests/test_judge_trust.py)
+    training = json.loads((out / "judge-run" / "judge" / "config.json").read_text())["training"]
+    assert training["threads"] == summary["judge_training"]["threads"] == 1 and training["deterministic"] is True
     from huggingface_hub import ModelCard
 
     judge_card = ModelCard.load(out / "judge-run" / "judge" / "README.md")

@@ -276,7 +276,7 @@ def test_hub_fingerprint_adds_the_resolved_commit(trained):
         load_judge("hf-hub:trust-org/nothing", device="cpu")
 
 
-def test_baseline_fingerprints_cover_spec_and_weights(tmp_path):
+def test_baseline_fingerprints_cover_spec_and_weights(tmp_path, tiny_clip):
     import timm
     from safetensors.torch import save_file
 
@@ -290,6 +290,10 @@ def test_baseline_fingerprints_cover_spec_and_weights(tmp_path):
     torch.manual_seed(1)
     save_file(timm.create_model("resnet10t", pretrained=False).state_dict(), str(weights))  # new weights, same spec
     assert load_judge(spec, "cpu").fingerprint() != first
+
+    clip = f"clip-zeroshot:model={tiny_clip},target=nude,anchor=properly dressed"
+    assert load_judge(clip, "cpu").fingerprint() == load_judge(clip, "cpu").fingerprint()
+    assert load_judge(clip, "cpu").fingerprint() != load_judge(clip.replace("nude", "naked"), "cpu").fingerprint()
 
     pytest.importorskip("nudenet")
     nudenet = load_judge("nudenet", "cpu").fingerprint()
