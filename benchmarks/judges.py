@@ -130,7 +130,7 @@ def build_root(folder: Path, root: Path) -> None:
 def _model(args):
     import torch
 
-    from detectors.model import create_judge_model, judge_data_config
+    from detectors.judges.model import create_judge_model, judge_data_config
 
     torch.manual_seed(0)
     model = create_judge_model(args.model, 1, pretrained=False, model_kwargs=args.model_kwargs)
@@ -143,7 +143,7 @@ def inference_runs(args, root: Path, folder: Path) -> dict:
     from torchvision.datasets import ImageFolder
 
     from detectors.data import build_index
-    from detectors.judge import TimmJudge
+    from detectors.judges.api import TimmJudge
 
     model, data_config = _model(args)
     judge = TimmJudge(model, [CONCEPT], {CONCEPT: 1.0}, {CONCEPT: 0.5}, data_config, device=args.device)
@@ -177,7 +177,7 @@ def inference_runs(args, root: Path, folder: Path) -> dict:
 
 
 def _train(args, root: Path, out: Path, **options):
-    from detectors.train import TrainConfig, train_judge
+    from detectors.training.trainer import TrainConfig, train_judge
 
     shutil.rmtree(out, ignore_errors=True)
     config = TrainConfig(
@@ -200,8 +200,8 @@ def _train(args, root: Path, out: Path, **options):
 def extraction_seconds(args, root: Path, cache: Path) -> float:
     """Wall time of the one-off feature extraction of the training images into an empty cache."""
     from detectors.data import build_index, carve_validation
-    from detectors.features import cached_features
-    from detectors.model import create_transforms
+    from detectors.judges.model import create_transforms
+    from detectors.training.features import cached_features
 
     shutil.rmtree(cache, ignore_errors=True)
     model, data_config = _model(args)

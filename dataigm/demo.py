@@ -90,7 +90,7 @@ def _ensure(summary) -> None:
 def train_and_measure_judge(cfg: DemoConfig, root: Path, out: Path) -> tuple[Path, dict]:
     """Train (or resume) the judge, then measure it on the test split per source."""
     from detectors import TrainConfig, load_judge, train_judge
-    from detectors.evaluate import evaluate_judge, write_report
+    from detectors.audit.evaluate import evaluate_judge, write_report
 
     run = out / "judge-run"
     judge_dir = run / "judge"
@@ -118,8 +118,8 @@ def accuracy_by_source(report: dict) -> dict:
 def evaluate_models(cfg: DemoConfig, judge_dir: Path, out: Path) -> tuple[dict, dict]:
     """``dataigm evaluate`` of the toy models; returns the report and the ground-truth forgetting rates."""
     from dataigm.reader import iter_samples
-    from detectors.unlearning.config import EvalConfig
-    from detectors.unlearning.flow import run_evaluation
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
 
     models = [{"base": "toy", "name": "org-toy", "method": "ORG"}, *cfg.models]
     eval_cfg = EvalConfig(

@@ -1,46 +1,54 @@
-"""Detectors: timm content judges trained on DataIGM shards, calibrated, measured, saved in timm's Hub format.
+"""Detectors: judges (``detectors.judges``), their training (``detectors.training``), their measurement
+(``detectors.audit``) and the EvalIGMU evaluation that uses them as oracles (``detectors.evaluation``).
 
+Imports go one way: training, audit and evaluation use judges, data and stats; judges use none of them.
 Publishing a judge with its card is ``cards.push_judge`` (``dataigm push judge`` / ``dataigm judge push``).
-
-``import detectors`` loads torch and timm; ``import dataigm`` never imports this package.
+The names below are loaded on first use (PEP 562), so ``import detectors`` imports neither torch nor timm.
 """
 
-from .calibrate import Calibration, choose_threshold, fit_calibration, fit_temperature, parse_threshold_rule
-from .data import Entry, ShardImageDataset, build_index, carve_validation
-from .evaluate import Evaluation, evaluate_judge, write_report
-from .judge import JUDGE_KINDS, Judge, Prediction, TimmJudge, load_judge, save_judge
-from .losses import masked_bce
-from .metrics import binary_metrics, bootstrap_intervals, expected_calibration_error, metric_report
-from .model import DEFAULT_MODEL, create_judge_model
-from .train import TrainConfig, TrainResult, train_judge
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "JUDGE_KINDS",
-    "Calibration",
-    "Entry",
-    "Evaluation",
-    "Judge",
-    "Prediction",
-    "ShardImageDataset",
-    "TimmJudge",
-    "TrainConfig",
-    "TrainResult",
-    "binary_metrics",
-    "bootstrap_intervals",
-    "build_index",
-    "carve_validation",
-    "choose_threshold",
-    "create_judge_model",
-    "evaluate_judge",
-    "expected_calibration_error",
-    "fit_calibration",
-    "fit_temperature",
-    "load_judge",
-    "masked_bce",
-    "metric_report",
-    "parse_threshold_rule",
-    "save_judge",
-    "train_judge",
-    "write_report",
-]
+import importlib
+
+_EXPORTS = {
+    "Calibration": "detectors.judges.calibrate",
+    "choose_threshold": "detectors.judges.calibrate",
+    "fit_calibration": "detectors.judges.calibrate",
+    "fit_temperature": "detectors.judges.calibrate",
+    "parse_threshold_rule": "detectors.judges.calibrate",
+    "Entry": "detectors.data",
+    "ShardImageDataset": "detectors.data",
+    "build_index": "detectors.data",
+    "carve_validation": "detectors.data",
+    "Evaluation": "detectors.audit.evaluate",
+    "evaluate_judge": "detectors.audit.evaluate",
+    "write_report": "detectors.audit.evaluate",
+    "JUDGE_KINDS": "detectors.judges.api",
+    "Judge": "detectors.judges.api",
+    "Prediction": "detectors.judges.api",
+    "TimmJudge": "detectors.judges.api",
+    "load_judge": "detectors.judges.api",
+    "save_judge": "detectors.judges.api",
+    "masked_bce": "detectors.training.losses",
+    "binary_metrics": "detectors.audit.metrics",
+    "bootstrap_intervals": "detectors.audit.metrics",
+    "expected_calibration_error": "detectors.audit.metrics",
+    "metric_report": "detectors.audit.metrics",
+    "DEFAULT_MODEL": "detectors.judges.model",
+    "create_judge_model": "detectors.judges.model",
+    "TrainConfig": "detectors.training.trainer",
+    "TrainResult": "detectors.training.trainer",
+    "train_judge": "detectors.training.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'detectors' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -89,8 +89,8 @@ def report_dir(tmp_path_factory, tiny_clip, judge_run):
     """A real `dataigm evaluate` output folder (images in the paper's layout, tiny metric backbones)."""
     from test_evaluate import _write_paper_layout
 
-    from detectors.unlearning.config import EvalConfig
-    from detectors.unlearning.flow import run_evaluation
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
 
     base = tmp_path_factory.mktemp("report")
     _write_paper_layout(base / "bench")

@@ -13,10 +13,9 @@ import torch
 from PIL import Image, ImageOps
 from scipy import linalg, stats
 
-from detectors.judge import Judge
-from detectors.unlearning import aspects
-from detectors.unlearning.images import EvalImage
-from detectors.unlearning.quality import (
+from detectors.evaluation import aspects
+from detectors.evaluation.images import EvalImage
+from detectors.evaluation.quality import (
     LpipsScorer,
     fid,
     fid_from_features,
@@ -24,7 +23,8 @@ from detectors.unlearning.quality import (
     fid_with_ci,
     frechet_distance,
 )
-from detectors.unlearning.stats import mean_with_ci, pairs_mean_with_ci, proportion
+from detectors.judges.api import Judge
+from detectors.stats import mean_with_ci, pairs_mean_with_ci, proportion
 
 BLUE = (0, 0, 255)
 
@@ -320,7 +320,7 @@ def test_fid_reports_both_sizes_an_interval_and_warns_on_small_sets(caplog):
 
 
 def test_fid_value_is_scipy_on_the_extracted_features():
-    from detectors.unlearning.quality import fid_features
+    from detectors.evaluation.quality import fid_features
 
     metric = _timm_fid_metric()
     a = [_noise(i, (64, 64)) for i in range(6)]
@@ -334,7 +334,7 @@ def test_fid_value_is_scipy_on_the_extracted_features():
 
 
 def test_shuffled_input_gives_identical_results(tiny_clip):
-    from detectors.unlearning.quality import ClipScorer
+    from detectors.evaluation.quality import ClipScorer
 
     model, original = [], []
     for s in range(8):

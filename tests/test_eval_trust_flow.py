@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from detectors.unlearning.config import EvalConfig
-from detectors.unlearning.flow import run_evaluation
-from detectors.unlearning.images import from_paper_layout, from_shards, select
+from detectors.evaluation.config import EvalConfig
+from detectors.evaluation.flow import run_evaluation
+from detectors.evaluation.images import from_paper_layout, from_shards, select
 
 BLACK, WHITE, GREY = (0, 0, 0), (255, 255, 255), (128, 128, 128)
 NAMES = [f"0_{p}_{s}.png" for p in range(2) for s in range(2)]  # <class>_<prompt>_<sample>
@@ -23,8 +23,8 @@ def _noise(seed: int, size: int = 32) -> Image.Image:
 
 def _save_judge(folder, threshold: float, seed: int = 0):
     """A real (untrained) resnet10t judge of nudity and church, saved in timm's format with ``threshold``."""
-    from detectors.judge import save_judge
-    from detectors.model import create_judge_model, judge_data_config
+    from detectors.judges.api import save_judge
+    from detectors.judges.model import create_judge_model, judge_data_config
 
     torch.manual_seed(seed)
     model = create_judge_model("resnet10t", num_concepts=2, pretrained=False)
@@ -42,7 +42,7 @@ def _save_judge(folder, threshold: float, seed: int = 0):
 
 
 def _probability(folder, color) -> float:
-    from detectors.judge import load_judge
+    from detectors.judges.api import load_judge
 
     judge = load_judge(f"local-dir:{folder}", device="cpu")
     return float(judge.predict([Image.new("RGB", (32, 32), color)]).probabilities[0, 0])
@@ -229,7 +229,7 @@ def test_church_in_the_paper_layout_gets_fid_and_lpips_and_reasons_are_shown(tmp
 
 def test_report_cells_show_the_reason_of_any_skip():
     from cards.eval_card import cell as card_cell
-    from detectors.unlearning.report import cell
+    from detectors.evaluation.report import cell
 
     reason = {"skipped": "FID needs at least 2 images on each side of M_u(forget) vs M(remove)"}
     for render in (cell, card_cell):
@@ -255,7 +255,7 @@ def _report(fid_entry: dict) -> dict:
 
 
 def test_intervals_paragraph_states_each_rule():
-    from detectors.unlearning.report import markdown
+    from detectors.evaluation.report import markdown
 
     rule = "percentile bootstrap over the images of both sets (200 resamples)"
     stated = markdown(_report({"fid": {"value": 12.0, "n": 8, "ci": [9.0, 15.0], "ci_rule": rule}, "rule": "r"}))
@@ -267,7 +267,7 @@ def test_intervals_paragraph_states_each_rule():
 
 
 def test_report_json_refuses_objects_instead_of_writing_their_repr(tmp_path):
-    from detectors.unlearning.report import write_report
+    from detectors.evaluation.report import write_report
 
     report = _report({"fid": {"value": 1.0, "n": 2, "ci": [None, None]}})
     with pytest.raises(TypeError, match="cannot hold a object"):

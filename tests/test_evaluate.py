@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from scipy import linalg
 
-from detectors.unlearning import aspects
-from detectors.unlearning.images import EvalImage, from_paper_layout, pair, select
-from detectors.unlearning.quality import ClipScorer, LpipsScorer, csdr, fid, fid_metric
+from detectors.evaluation import aspects
+from detectors.evaluation.images import EvalImage, from_paper_layout, pair, select
+from detectors.evaluation.quality import ClipScorer, LpipsScorer, csdr, fid, fid_metric
 
 
 def _img(seed: int, size: int = 32) -> Image.Image:
@@ -39,8 +39,8 @@ def _eval_image(model, kind, family, sample, seed, prompt=None, group=None, subt
 @pytest.fixture(scope="module")
 def tiny_judge(tmp_path_factory):
     """An untrained judge for nudity and church with threshold 0.5 (real timm model, real format)."""
-    from detectors.judge import save_judge
-    from detectors.model import create_judge_model, judge_data_config
+    from detectors.judges.api import save_judge
+    from detectors.judges.model import create_judge_model, judge_data_config
 
     torch.manual_seed(0)
     model = create_judge_model("resnet10t", num_concepts=2, pretrained=False)
@@ -161,7 +161,7 @@ def test_paper_layout_reader_and_pairing_ignore_file_order(tmp_path):
 
 
 def test_forgetting_and_robustness_match_the_judge(tiny_judge):
-    from detectors.judge import load_judge
+    from detectors.judges.api import load_judge
 
     judge = load_judge(f"local-dir:{tiny_judge}")
     images = [_eval_image("ESD", "forget", f"f{i}", 0, i, subtheme="woman" if i % 2 else "man") for i in range(10)]
@@ -181,7 +181,7 @@ def test_forgetting_and_robustness_match_the_judge(tiny_judge):
 
 
 def test_changed_parameter_share_is_exact():
-    from detectors.unlearning.efficiency import changed_parameters
+    from detectors.evaluation.efficiency import changed_parameters
 
     torch.manual_seed(0)
     base = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
@@ -195,7 +195,7 @@ def test_changed_parameter_share_is_exact():
 
 
 def test_person_detector_code_path():
-    from detectors.unlearning.person import PersonDetector
+    from detectors.evaluation.person import PersonDetector
 
     detector = PersonDetector("fasterrcnn_mobilenet_v3_large_320_fpn", pretrained=False, threshold=0.0)
     found = detector.detect([_img(1, 64), _img(2, 64)])
@@ -258,8 +258,8 @@ def test_evaluate_flow_twice_gives_the_same_report(tiny_pipeline_dir, tiny_clip,
 
 
 def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
-    from detectors.unlearning.config import EvalConfig
-    from detectors.unlearning.flow import run_evaluation
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
 
     _write_paper_layout(tmp_path / "bench")
     cfg = EvalConfig(
@@ -277,8 +277,8 @@ def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
 
 
 def test_evaluate_images_already_in_a_root(tiny_pipeline_dir, tiny_clip, tiny_judge, tmp_path):
-    from detectors.unlearning.config import EvalConfig
-    from detectors.unlearning.flow import run_evaluation
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
     from generation.job import JobConfig
     from generation.runner import run_job
 

@@ -15,7 +15,7 @@ from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import TrainConfig, build_index, load_judge, train_judge
-from detectors.judge import JUDGE_KINDS, Prediction
+from detectors.judges.api import JUDGE_KINDS, Prediction
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_cli_eval_writes_metrics_predictions_and_plots(trained, tmp_path, capsys
 
 
 def test_eval_skips_and_counts_unreadable_images(trained, tmp_path):
-    from detectors.evaluate import evaluate_judge, write_report
+    from detectors.audit.evaluate import evaluate_judge, write_report
 
     _, result = trained
     root = write_color_root(tmp_path / "r", {("church", "test", "real"): [6]}, corrupt=(3,))

@@ -13,8 +13,8 @@ from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import load_judge
-from detectors.evaluate import concept_pairs, evaluate_judge
-from detectors.spec import parse_options
+from detectors.audit.evaluate import concept_pairs, evaluate_judge
+from detectors.judges.options import parse_options
 
 
 def _cartoon(background: tuple[int, int, int]) -> Image.Image:

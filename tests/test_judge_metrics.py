@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from detectors.metrics import (
+from detectors.audit.metrics import (
     _resampled_metrics,
     binary_metrics,
     bootstrap_intervals,

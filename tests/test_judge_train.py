@@ -1,4 +1,4 @@
-"""``dataigm judge train`` and ``detectors.train``: learning, the masked loss, resume, feature caching, weights."""
+"""``dataigm judge train`` and ``detectors.training.trainer``: learning, the masked loss, resume, feature caching, weights."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import torch
 import yaml
 from test_judge_data import write_color_root
 
-import detectors.features
-import detectors.train
+import detectors.training.features
+import detectors.training.trainer
 from dataigm.cli import main
 from detectors import TrainConfig, load_judge, masked_bce, train_judge
-from detectors.evaluate import evaluate_judge
+from detectors.audit.evaluate import evaluate_judge
 
 # the default judge's architecture family (CLIP ViT-B/32, QuickGELU) at a tiny size
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
@@ -112,7 +112,7 @@ def test_resume_continues_from_the_last_epoch(root, tmp_path, monkeypatch):
     full = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "full"), **options))
 
     calls: list[int] = []
-    original = detectors.train._Trainer.train_epoch
+    original = detectors.training.trainer._Trainer.train_epoch
 
     def killed_after_two(self, epoch, bar):
         if epoch == 2:
@@ -120,7 +120,7 @@ def test_resume_continues_from_the_last_epoch(root, tmp_path, monkeypatch):
         calls.append(epoch)
         return original(self, epoch, bar)
 
-    monkeypatch.setattr(detectors.train._Trainer, "train_epoch", killed_after_two)
+    monkeypatch.setattr(detectors.training.trainer._Trainer, "train_epoch", killed_after_two)
     config = TrainConfig(data=str(root), out=str(tmp_path / "part"), **options)
     with pytest.raises(KeyboardInterrupt):
         train_judge(config)
@@ -132,7 +132,7 @@ def test_resume_continues_from_the_last_epoch(root, tmp_path, monkeypatch):
         calls.append(epoch)
         return original(self, epoch, bar)
 
-    monkeypatch.setattr(detectors.train._Trainer, "train_epoch", recorded)
+    monkeypatch.setattr(detectors.training.trainer._Trainer, "train_epoch", recorded)
     calls.clear()
     resumed = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "part"), resume=True, **options))
     assert calls == [2, 3]
@@ -157,13 +157,13 @@ def test_resume_continues_from_the_last_epoch(root, tmp_path, monkeypatch):
 
 def test_feature_caching_gives_the_same_head_as_no_caching(root, tmp_path, monkeypatch):
     extractions: list[int] = []
-    original = detectors.features.extract_features
+    original = detectors.training.features.extract_features
 
     def counted(*args, **kwargs):
         extractions.append(len(args[1]))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(detectors.features, "extract_features", counted)
+    monkeypatch.setattr(detectors.training.features, "extract_features", counted)
     cache = tmp_path / "cache"
     cached = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "cached"), cache_dir=str(cache), **PROBE))
     assert len(extractions) == 2 and len(list(cache.glob("*.safetensors"))) == 2  # train and validation, once

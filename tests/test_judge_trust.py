@@ -17,8 +17,8 @@ from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import Judge, TrainConfig, load_judge, train_judge
-from detectors.evaluate import evaluate_judge, write_report
-from detectors.judge import JUDGE_KINDS
+from detectors.audit.evaluate import evaluate_judge, write_report
+from detectors.judges.api import JUDGE_KINDS
 
 # a small probe, as in test_judge_train
 PROBE = dict(
@@ -333,7 +333,7 @@ def test_finetune_augmentation_is_seeded(root, tmp_path):
 
 def test_resume_with_nothing_to_resume_starts_fresh_and_says_so(root, tmp_path, caplog):
     reference = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "plain"), **PROBE))
-    with caplog.at_level(logging.INFO, logger="detectors.train"):
+    with caplog.at_level(logging.INFO, logger="detectors.training.trainer"):
         resumed = train_judge(TrainConfig(data=str(root), out=str(tmp_path / "fresh"), resume=True, **PROBE))
     assert any(
         "nothing to resume" in r.getMessage() and "starting a fresh run" in r.getMessage() for r in caplog.records

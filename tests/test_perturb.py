@@ -1,4 +1,4 @@
-"""Black-box prompt perturbations (detectors/unlearning/perturb.py): attacks, determinism, translations, records."""
+"""Black-box prompt perturbations (detectors/evaluation/perturb.py): attacks, determinism, translations, records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from dataigm.concepts import Concept, get_concept
 from dataigm.prompts import build_prompts
-from detectors.unlearning.perturb import (
+from detectors.evaluation.perturb import (
     ATTACKS,
     HOMOGLYPHS,
     SYNONYMS,

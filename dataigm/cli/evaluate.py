@@ -9,7 +9,7 @@ HELP = "evaluate unlearned models: forgetting, preservation, image quality, robu
 
 
 def configure(parser) -> None:
-    from detectors.unlearning.config import EvalConfig
+    from detectors.evaluation.config import EvalConfig
 
     hints = typing.get_type_hints(EvalConfig)
     for f in dataclasses.fields(EvalConfig):
@@ -24,8 +24,8 @@ def configure(parser) -> None:
 
 
 def run(cfg) -> int:
-    from detectors.unlearning.config import EvalConfig
-    from detectors.unlearning.flow import run_evaluation
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
 
     options = {f.name: cfg[f.name] for f in dataclasses.fields(EvalConfig)}
     missing = [name for name in ("out", "concepts", "judge") if options[name] is None]

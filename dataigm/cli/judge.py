@@ -13,7 +13,9 @@ from .common import command_parser, save_config
 
 HELP = "train, measure and publish judges (timm content classifiers)"
 
-_DEFAULT_MODEL = "vit_base_patch32_clip_quickgelu_224.openai"  # = detectors.model.DEFAULT_MODEL (kept light here)
+_DEFAULT_MODEL = (
+    "vit_base_patch32_clip_quickgelu_224.openai"  # = detectors.judges.model.DEFAULT_MODEL (kept light here)
+)
 
 
 def _configure_train(parser) -> None:
@@ -70,7 +72,7 @@ def _configure_train(parser) -> None:
 
 
 def _run_train(cfg) -> int:
-    from detectors.train import TrainConfig, train_judge
+    from detectors.training.trainer import TrainConfig, train_judge
 
     result = train_judge(TrainConfig.from_mapping(cfg.as_dict()))
     if result.judge_dir is None:  # a non-zero rank under torchrun
@@ -110,8 +112,8 @@ def _configure_eval(parser) -> None:
 
 
 def _run_eval(cfg) -> int:
-    from detectors.evaluate import check_eval_options, evaluate_judge, format_rows, write_report
-    from detectors.judge import load_judge
+    from detectors.audit.evaluate import check_eval_options, evaluate_judge, format_rows, write_report
+    from detectors.judges.api import load_judge
 
     # every option first: a bad one is refused before the judge or any image is loaded
     check_eval_options(cfg.data, cfg.split, cfg.concept, cfg.bootstrap, cfg.ci, cfg.batch_size, cfg.num_workers)

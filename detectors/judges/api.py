@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .spec import split_spec
+from detectors.judges.options import split_spec
 
 logger = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class Judge:
         input goes through the judge's own preprocessing.
         """
         if isinstance(images, (str, Path)) and Path(images).is_dir():
-            from .data import build_index
+            from detectors.data import build_index
 
             return self.predict_entries(build_index(images), batch_size, num_workers, progress)
         keys: list[str] | None = None
@@ -360,7 +360,7 @@ class Judge:
         Images are read and preprocessed by a ``DataLoader`` (``num_workers`` processes); an unreadable
         image gets NaN probabilities and no decision.
         """
-        from .data import ShardImageDataset
+        from detectors.data import ShardImageDataset
 
         dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), self.image_transform)
         loader = torch.utils.data.DataLoader(
@@ -450,7 +450,7 @@ class TimmJudge(Judge):
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw (uncalibrated) logits of a preprocessed batch (bf16/fp16 autocast on CUDA when ``self.amp``)."""
-        from .features import autocast
+        from detectors.training.features import autocast
 
         with torch.inference_mode(), autocast(self.device, self.amp):
             return self.model(batch.to(self.device, non_blocking=True)).float()
@@ -688,19 +688,19 @@ def default_device() -> str:
 
 
 def _load_nudenet(spec: str, device: str | None = None) -> Judge:
-    from .baselines.nudenet import NudeNetJudge
+    from detectors.judges.nudenet import NudeNetJudge
 
     return NudeNetJudge.from_spec(spec)
 
 
 def _load_clip(spec: str, device: str | None = None) -> Judge:
-    from .baselines.clip_zeroshot import ClipZeroShotJudge
+    from detectors.judges.clip_zeroshot import ClipZeroShotJudge
 
     return ClipZeroShotJudge.from_spec(spec, device or default_device())
 
 
 def _load_imagenet(spec: str, device: str | None = None) -> Judge:
-    from .baselines.imagenet import ImageNetJudge
+    from detectors.judges.imagenet import ImageNetJudge
 
     return ImageNetJudge.from_spec(spec, device or default_device())
 
@@ -720,7 +720,7 @@ _SPEC_HELP = (
 
 
 def load_judge(spec: str, device: str | None = None) -> Judge:
-    """Load a judge from its spec (see :mod:`detectors.spec`); a bare folder path means ``local-dir:``.
+    """Load a judge from its spec (see :mod:`detectors.judges.options`); a bare folder path means ``local-dir:``.
 
     Raises:
         ValueError: an unknown kind (the message lists the known ones) or bad options.

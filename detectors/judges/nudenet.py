@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..judge import Judge
-from ..spec import Option, parse_options, resolve_options, split_spec, to_list
+from detectors.judges.api import Judge
+from detectors.judges.options import Option, parse_options, resolve_options, split_spec, to_list
 
 NUDENET_CLASSES = (
     "FEMALE_GENITALIA_COVERED",
@@ -124,7 +124,7 @@ class NudeNetJudge(Judge):
     def _fingerprint_parts(self) -> dict:
         from importlib.metadata import version
 
-        from ..judge import file_sha256
+        from detectors.judges.api import file_sha256
 
         return {
             "spec": self.spec,

@@ -96,7 +96,7 @@ def cell(entry, metric: dict | None = None) -> str:
 def interval_rules(report: dict) -> list[str]:
     """Lines stating how each interval of the report was made.
 
-    Proportions and means follow the fixed rules of :mod:`detectors.unlearning.stats`; any metric that states
+    Proportions and means follow the fixed rules of :mod:`detectors.stats`; any metric that states
     its own rule (a ``ci_rule`` field) is listed with it, and FID says when it has no interval.
     """
     stated: dict[str, set[str]] = {}

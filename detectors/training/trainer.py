@@ -31,10 +31,9 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from dataigm.manifest import read_manifest
-
-from . import distributed
-from .calibrate import Calibration, fit_calibration, parse_threshold_rule, sigmoid
-from .data import (
+from detectors.training import distributed
+from detectors.audit.metrics import binary_metrics, expected_calibration_error
+from detectors.data import (
     VAL_RULE,
     Entry,
     ShardImageDataset,
@@ -46,11 +45,9 @@ from .data import (
     label_counts,
     targets_and_mask,
 )
-from .features import autocast, cached_features
-from .judge import TimmJudge, save_judge
-from .losses import masked_bce
-from .metrics import binary_metrics, expected_calibration_error
-from .model import (
+from detectors.judges.api import TimmJudge, save_judge
+from detectors.judges.calibrate import Calibration, fit_calibration, parse_threshold_rule, sigmoid
+from detectors.judges.model import (
     DEFAULT_MODEL,
     MODES,
     classifier_name,
@@ -60,6 +57,8 @@ from .model import (
     judge_data_config,
     pooled_features,
 )
+from detectors.training.features import autocast, cached_features
+from detectors.training.losses import masked_bce
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,9 @@ from pathlib import Path
 
 from dataigm.files import atomic_write_json, sha256_file
 from dataigm.prompts import build_prompts, parse_kinds, subsample, write_prompts
-
-from . import aspects
-from .config import EvalConfig
-from .images import EvalImage, from_paper_layout, from_shards
+from detectors.evaluation import aspects
+from detectors.evaluation.config import EvalConfig
+from detectors.evaluation.images import EvalImage, from_paper_layout, from_shards
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +174,8 @@ def judge_content(spec: str, digests: Digests) -> dict:
     does not count). ``hf-hub:`` judges: the repo, revision and the sha256 of ``config.json`` and the weights
     as downloaded. Baselines: the spec, and the sha256 of every option value that names a local file or folder.
     """
-    from detectors.judge import JUDGE_KINDS
-    from detectors.spec import parse_options, split_spec
+    from detectors.judges.api import JUDGE_KINDS
+    from detectors.judges.options import parse_options, split_spec
 
     spec = str(spec)
     kind, location = split_spec(spec)
@@ -261,7 +260,7 @@ def prompt_paths(cfg: EvalConfig) -> list[str]:
 
 def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
     """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths."""
-    from .perturb import perturb_prompts
+    from detectors.evaluation.perturb import perturb_prompts
 
     for concept_id, path in zip(cfg.concepts, prompt_paths(cfg), strict=False):
         concept = registry.get(concept_id)
@@ -412,7 +411,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     Everything that can be checked is checked before anything is written: the models, the device, the
     judge (loaded first) and that it judges every concept.
     """
-    from detectors.judge import load_judge
+    from detectors.judges.api import load_judge
 
     registry = cfg.registry()
     job = generation_job(cfg)
@@ -428,7 +427,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
             raise ValueError(f"runtime_s names unknown model(s) {unknown}; models: {', '.join(models)}")
     cache = Cache(Path(cfg.out) / "cache")
     digests = Digests(Path(cfg.out) / "cache" / "digests.json")
-    judge_code = (inspect.getsourcefile(type(judge)), str(_THIS.parent / "judge.py"))
+    judge_code = tuple(inspect.getsourcefile(c) for c in type(judge).__mro__[:-1])  # the judge class and its bases
     context = {
         "judge": judge_content(cfg.judge, digests),
         "backbones": {
@@ -479,7 +478,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
 
 def run_evaluation(cfg: EvalConfig) -> dict[str, Path]:
     """Evaluate and write the report into ``cfg.out``; returns the written files."""
-    from .report import write_report
+    from detectors.evaluation.report import write_report
 
     report, images = evaluate(cfg)
     return write_report(report, cfg.out, images, cfg.grid_samples)
@@ -507,9 +506,8 @@ def spec_content(spec, digests: Digests) -> dict:
 def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache, digests: Digests) -> dict:
     if not cfg.models:
         return {name: {"runtime_s": cfg.runtime_s.get(name)} for name in models}
+    from detectors.evaluation.efficiency import model_efficiency
     from generation.spec import load_model_spec
-
-    from .efficiency import model_efficiency
 
     specs = {s.label: s for s in map(load_model_spec, cfg.models)}
     out = {}
@@ -556,8 +554,8 @@ class _Lazy:
 
 class _Backbones:
     def __init__(self, cfg: EvalConfig):
-        from .person import PersonDetector
-        from .quality import ClipScorer, LpipsScorer, fid_metric
+        from detectors.evaluation.person import PersonDetector
+        from detectors.evaluation.quality import ClipScorer, LpipsScorer, fid_metric
 
         device = _device(cfg.device)
         self._lazy = {

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Entry, available_splits, build_index, dataset_revision
-from .judge import Judge, Prediction
-from .metrics import ECE_BINS, metric_report
-from .plots import reliability_plot, roc_plot
+from detectors.audit.metrics import ECE_BINS, metric_report
+from detectors.audit.plots import reliability_plot, roc_plot
+from detectors.data import Entry, available_splits, build_index, dataset_revision
+from detectors.judges.api import Judge, Prediction
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .stats import Z95
+from detectors.stats import Z95
 
 logger = logging.getLogger(__name__)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..judge import Judge
-from ..spec import Option, parse_options, resolve_options, split_spec, to_bool, to_int_list
+from detectors.judges.api import Judge
+from detectors.judges.options import Option, parse_options, resolve_options, split_spec, to_bool, to_int_list
 
 DECISIONS = ("top1", "threshold")
 OPTIONS = (
@@ -44,7 +44,7 @@ class ImageNetJudge(Judge):
     ):
         import timm.data
 
-        from ..model import create_judge_model
+        from detectors.judges.model import create_judge_model
 
         if decision not in DECISIONS:
             raise ValueError(f"Unknown decision {decision!r}; valid decisions: {', '.join(DECISIONS)}")

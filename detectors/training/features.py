@@ -20,9 +20,8 @@ import torch
 
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
-
-from .data import Entry, ShardImageDataset, collate_skip_none
-from .model import backbone_fingerprint, pooled_features
+from detectors.data import Entry, ShardImageDataset, collate_skip_none
+from detectors.judges.model import backbone_fingerprint, pooled_features
 
 logger = logging.getLogger(__name__)
 

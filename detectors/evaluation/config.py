@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dataigm.prompts import BUILDABLE_KINDS
-
-from .person import DEFAULT_DETECTOR
-from .quality import DEFAULT_CLIP
+from detectors.evaluation.person import DEFAULT_DETECTOR
+from detectors.evaluation.quality import DEFAULT_CLIP
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")  # the backbones the lpips package ships calibrations for
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -98,7 +97,7 @@ class EvalConfig:
                 f"images {self.images!r} does not exist; give a dataset root with generated images, "
                 "or 'models' to generate them there"
             )
-        from .perturb import ATTACKS
+        from detectors.evaluation.perturb import ATTACKS
 
         unknown = [a for a in self.attacks if a not in ATTACKS]
         if unknown:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..judge import Judge
-from ..spec import Option, parse_options, resolve_options, split_spec
+from detectors.judges.api import Judge
+from detectors.judges.options import Option, parse_options, resolve_options, split_spec
 
 OPTIONS = (
     Option("model", str, None, "a CLIPModel folder or Hub id (required)"),

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .images import EvalImage, pair, select
-from .stats import mean_with_ci, pairs_mean_with_ci, proportion
+from detectors.evaluation.images import EvalImage, pair, select
+from detectors.stats import mean_with_ci, pairs_mean_with_ci, proportion
 
 
 def _by_key(images: Sequence[EvalImage]) -> list[EvalImage]:
@@ -135,7 +135,7 @@ def csdr(model_images, original_images, clip_scorer) -> dict:
     lookup = {im.key: im for im in [*forget, *remove]}
     values = clip_scorer.scores([lookup[k].image() for k, _ in needed], [t for _, t in needed])
     cache = dict(zip(needed, values, strict=True))
-    from .quality import csdr as csdr_pair
+    from detectors.evaluation.quality import csdr as csdr_pair
 
     def rates(pairs):
         return [csdr_pair(cache[(b.key, b.prompt)], cache[(a.key, b.prompt)]) for a, b in pairs]
@@ -171,7 +171,7 @@ def lpips(model_images, original_images, lpips_scorer, abstract: bool) -> dict:
 def image_quality(model_images, original_images, fid_metric, abstract: bool) -> dict:
     """FID by the category rule (see :func:`reference_pairs`), lower is better, with both set sizes,
     a bootstrap interval over images and a warning for sets smaller than the feature dimension."""
-    from .quality import FID_RESIZE_RULE, fid_with_ci
+    from detectors.evaluation.quality import FID_RESIZE_RULE, fid_with_ci
 
     kind_a, kind_b = ("forget", "remove") if abstract else ("replace", "replace")
     a = select(_by_key(model_images), kind=kind_a)

@@ -1,0 +1,1 @@
+"""Measuring a judge (``dataigm judge eval``): metrics per concept x source x method with intervals, plots."""

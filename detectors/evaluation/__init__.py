@@ -1,0 +1,1 @@
+"""The EvalIGMU evaluation of unlearned models (``dataigm evaluate``): images, aspects, cache, report."""

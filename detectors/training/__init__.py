@@ -1,0 +1,1 @@
+"""Judge training on DataIGM shards (``dataigm judge train``): probe or finetune, calibrate, save."""

@@ -1,1 +1,0 @@
-"""Evaluation of unlearned models (EvalIGMU): oracles, metrics, reports."""
