@@ -31,7 +31,6 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from dataigm.manifest import read_manifest
-from detectors.training import distributed
 from detectors.audit.metrics import binary_metrics, expected_calibration_error
 from detectors.data import (
     VAL_RULE,
@@ -57,6 +56,7 @@ from detectors.judges.model import (
     judge_data_config,
     pooled_features,
 )
+from detectors.training import distributed
 from detectors.training.features import autocast, cached_features
 from detectors.training.losses import masked_bce
 
