@@ -179,9 +179,13 @@ def _yaml_files(folder: Path) -> list[Path]:
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
 
+def split_dirs(value: str | None) -> list[str]:
+    """The folders of a ``concepts_dir`` value: several joined with ``os.pathsep`` (``:``, ``;`` on Windows)."""
+    return [d for d in (value or "").split(os.pathsep) if d]
+
+
 def concept_dirs_from_env() -> list[Path]:
-    value = os.environ.get(CONCEPTS_DIR_ENV, "")
-    return [Path(p) for p in value.split(os.pathsep) if p]
+    return [Path(p) for p in split_dirs(os.environ.get(CONCEPTS_DIR_ENV))]
 
 
 @lru_cache(maxsize=8)

@@ -1,4 +1,4 @@
-"""A generation job: its configuration and its plan (work items grouped into shards).
+"""A generation job's plan: work items grouped into shards (its configuration is :mod:`generation.config`).
 
 Work item = (model, prompt, sample index). The plan depends only on the configuration, so every
 worker of a partitioned job, and every re-run of a killed one, computes the same shards.
@@ -9,20 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from dataigm.concepts import ConceptRegistry, load_registry
+from dataigm.concepts import ConceptRegistry
 from dataigm.layout import ShardId
 from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
 from dataigm.schema import make_key
 
+from .config import DISTRIBUTORS, JobConfig  # noqa: F401 (re-exported: generation.job.JobConfig stays)
 from .seeds import item_seed, split_of
-from .spec import SCHEDULERS, ModelSpec, check_sampling, load_model_spec
+from .spec import ModelSpec
 
 # Prompt kinds whose images are meant to show the concept (cls = 1); the others are its pair.
 TARGET_KINDS = ("forget", "adversarial", "multilingual")
-DISTRIBUTORS = ("local", "ray")
 # The plan is held in memory (about 0.1 KB per image and prompt) and must be whole before anything renders: shard
 # ranges are reserved and every key is checked up front. Bigger sets are several jobs into one root.
 MAX_PLANNED_IMAGES = 2_000_000
@@ -31,80 +31,6 @@ _NOT_WORK = (
     "out", "batch_size", "samples_per_shard", "retries", "device", "compile", "channels_last", "num_workers",
     "worker_index", "distributor", "ray_address", "num_gpus", "progress", "name",
 )  # fmt: skip
-
-
-@dataclass
-class JobConfig:
-    """Everything ``dataigm generate`` needs; YAML keys and CLI flags have the same names."""
-
-    out: str
-    models: list = field(default_factory=list)
-    concepts: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=lambda: ["forget", "remove"])
-    prompt_files: list[str] = field(default_factory=list)
-    max_prompts: int | None = None
-    images_per_prompt: int = 1
-    base_seed: int = 0
-    test_fraction: float = 0.2
-    steps: int = 50
-    guidance: float = 7.5
-    height: int | None = None
-    width: int | None = None
-    negative_prompt: str | None = None
-    scheduler: str | None = None
-    batch_size: int | str = 8
-    samples_per_shard: int = 256
-    retries: int = 2
-    device: str = "auto"
-    compile: bool = False
-    channels_last: bool = False
-    num_workers: int | None = None
-    worker_index: int | None = None
-    distributor: str = "local"
-    ray_address: str | None = None
-    num_gpus: float | None = None
-    name: str = "dataigm"
-    progress: bool = True
-    concepts_dir: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("A generation job needs at least one model in 'models' (a Hub id, folder or spec)")
-        if not self.concepts and not self.prompt_files:
-            raise ValueError("A generation job needs 'concepts' (built-in prompt sets) or 'prompt_files'")
-        if self.images_per_prompt < 1 or self.samples_per_shard < 1 or self.retries < 0:
-            raise ValueError("images_per_prompt and samples_per_shard must be >= 1, retries >= 0")
-        if not 0 <= self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
-        if self.distributor not in DISTRIBUTORS:
-            raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, int) and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise ValueError(f"max_prompts must be >= 1 (or unset for all prompts), got {self.max_prompts}")
-        check_sampling("The job", self.steps, self.guidance, self.height, self.width)
-        if self.scheduler is not None and self.scheduler not in SCHEDULERS:
-            raise ValueError(f"Unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
-
-    def registry(self) -> ConceptRegistry:
-        """Built-in concepts plus those in ``concepts_dir`` (several folders joined with ``os.pathsep``)."""
-        return load_registry([d for d in (self.concepts_dir or "").split(os.pathsep) if d])
-
-    def model_specs(self) -> list[ModelSpec]:
-        """The models as rendered: a spec's own scheduler wins, else the job's ``scheduler`` applies."""
-        specs = [load_model_spec(m) for m in self.models]
-        if self.scheduler is not None:
-            specs = [s if s.scheduler or s.is_toy else replace(s, scheduler=self.scheduler) for s in specs]
-        labels = [s.label for s in specs]
-        duplicates = sorted({x for x in labels if labels.count(x) > 1})
-        if duplicates:
-            raise ValueError(f"Two models share the name(s) {duplicates}; give each a distinct 'name'")
-        return specs
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["models"] = [s.to_dict() for s in self.model_specs()]
-        return out
 
 
 @dataclass(frozen=True)
