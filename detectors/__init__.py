@@ -36,7 +36,7 @@ _EXPORTS = {
     "metric_report": "detectors.audit.metrics",
     "DEFAULT_MODEL": "detectors.judges.model",
     "create_judge_model": "detectors.judges.model",
-    "TrainConfig": "detectors.training.trainer",
+    "TrainConfig": "detectors.training.config",
     "TrainResult": "detectors.training.trainer",
     "train_judge": "detectors.training.trainer",
 }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import timm
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch and timm load inside the functions, so DEFAULT_MODEL and MODES stay light
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def create_judge_model(
         pretrained_path: a local weights file (``.safetensors``, ``.pth``, ``.bin``), so training runs offline.
         model_kwargs: extra ``create_model`` arguments (e.g. ``img_size``, ``drop_path_rate``).
     """
+    import timm
+
     kwargs = dict(model_kwargs or {})
     if pretrained_path is not None:
         if not pretrained:
@@ -67,6 +70,8 @@ def judge_data_config(model: nn.Module, img_size: int | None = None) -> dict:
     A fixed-size model keeps the size it was built with (``model_kwargs.img_size``); ``img_size`` sets the
     input side of the others.
     """
+    import timm.data
+
     config = dict(timm.data.resolve_model_data_config(model))
     fixed = model_input_size(model)
     if fixed is not None:
@@ -83,6 +88,8 @@ def judge_data_config(model: nn.Module, img_size: int | None = None) -> dict:
 
 def create_transforms(data_config: dict, augment: bool = False):
     """``(train, eval)`` transforms; the train one is timm's augmentation when ``augment``, else the eval one."""
+    import timm.data
+
     eval_transform = timm.data.create_transform(**data_config, is_training=False)
     train_transform = timm.data.create_transform(**data_config, is_training=True) if augment else eval_transform
     return train_transform, eval_transform
@@ -114,6 +121,8 @@ def pooled_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 def backbone_fingerprint(model: nn.Module) -> str:
     """sha256 over the names, shapes and values of every non-classifier tensor: identifies frozen features."""
+    import torch
+
     prefix = classifier_name(model) + "."
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
