@@ -34,6 +34,7 @@ def dataset_card_data(root: str | Path):
     manifest = read_manifest(root)
     concept_ids = list(manifest["concepts"])
     exts = manifest["image_extensions"] or ["png"]
+    version = manifest["schema_version"]  # an older root declares the fields its records hold
     splits = _splits(manifest)
     all_splits = sorted({s for ss in splits.values() for s in ss})
     configs, infos = [], {}
@@ -45,7 +46,9 @@ def dataset_card_data(root: str | Path):
                 "data_files": [{"split": s, "path": f"data/*/{s}/*.tar"} for s in all_splits],
             }
         )
-        infos[DEFAULT_CONFIG] = DatasetInfo(features=sample_features(concept_ids, default_class_names(), exts))
+        infos[DEFAULT_CONFIG] = DatasetInfo(
+            features=sample_features(concept_ids, default_class_names(), exts, version)
+        )
     for cid in concept_ids:
         if cid not in splits:
             continue
@@ -54,7 +57,7 @@ def dataset_card_data(root: str | Path):
             {"config_name": cid, "data_files": [{"split": s, "path": f"data/{cid}/{s}/*.tar"} for s in splits[cid]]}
         )
         names = (snapshot["pair_class"], snapshot["target_class"])
-        infos[cid] = DatasetInfo(features=sample_features(concept_ids, names, exts))
+        infos[cid] = DatasetInfo(features=sample_features(concept_ids, names, exts, version))
     card_data = DatasetCardData(
         configs=configs,
         task_categories=["image-classification"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .schema import FIELDS, IMAGE_EXTENSIONS, LABELS, SOURCES
+from .schema import IMAGE_EXTENSIONS, LABELS, SCHEMA_VERSION, SOURCES, fields_of
 from .taxonomy import LEAVES
 
 _VALUE_TYPES = {str: "string", int: "int64", float: "float64"}
@@ -19,13 +19,20 @@ def default_class_names() -> tuple[str, str]:
     return LABELS
 
 
-def sample_features(concept_ids: Sequence[str], cls_names: Sequence[str], image_extensions: Sequence[str] = ("png",)):
+def sample_features(
+    concept_ids: Sequence[str],
+    cls_names: Sequence[str],
+    image_extensions: Sequence[str] = ("png",),
+    schema_version: str = SCHEMA_VERSION,
+):
     """The ``datasets.Features`` of one config.
 
     Args:
         concept_ids: the dataset's concepts in manifest order (``json.concept`` class ids).
         cls_names: names of ``cls`` 0 and 1 (the concept's pair and target class names).
         image_extensions: the image members present in the dataset (each is a column).
+        schema_version: the schema the root's records follow: ``json`` declares exactly its fields, so a
+            root written by an older version declares the keys its records hold (no ragged json).
     """
     from datasets import ClassLabel, Features, Image, Value
 
@@ -36,7 +43,7 @@ def sample_features(concept_ids: Sequence[str], cls_names: Sequence[str], image_
         "source": list(SOURCES),
     }
     record = {}
-    for field in FIELDS:
+    for field in fields_of(schema_version):
         if field.name in class_labels:
             record[field.name] = ClassLabel(names=class_labels[field.name])
         else:

@@ -2,6 +2,11 @@
 
 A sample is ``KEY.<image ext>`` + ``KEY.cls`` + ``KEY.json``. Every field below is present in every
 record (null where it does not apply) because ``datasets`` streaming fails on ragged json.
+
+Versions: each field names the schema version that added it (``Field.since``). Version 2 added ``model``
+(the model spec's label) and ``label_source`` (who set the label). This dataigm writes
+:data:`SCHEMA_VERSION` only; records of an older version (:data:`SCHEMA_VERSIONS`) are read and
+validated against the fields of their own version, so roots written earlier still load and validate.
 """
 
 from __future__ import annotations
@@ -12,12 +17,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+SCHEMA_VERSIONS = ("1", "2")  # every version this dataigm reads, oldest first
 SOURCES = ("real", "laion", "generated")
 LABELS = ("pair", "target")  # index = the value of ``cls``
 PROMPT_KINDS = ("forget", "remove", "replace", "retain", "adversarial", "multilingual")
 IMAGE_FLAGS = ("nan", "all_black")
 IMAGE_EXTENSIONS = ("png", "jpg", "webp")
+# Who set a sample's label: the prompt it was generated from, a generator that knows what it drew (the toy
+# world), the folder it was ingested from, a judge, a person.
+LABEL_SOURCES = ("prompt", "generator", "folder", "judge", "person")
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class Field:
     types: tuple[type, ...]
     nullable: bool = True
     doc: str = ""
+    since: str = "1"  # the schema version that added the field
 
 
 # Order matters: records are written in this order, so shards are byte-identical across runs.
@@ -42,6 +52,7 @@ FIELDS: tuple[Field, ...] = (
     Field("subtheme", (str,), True, "prompt sub-theme"),
     Field("attack", (str,), True, "attack that made an adversarial prompt"),
     Field("lang", (str,), True, "language of a multilingual prompt"),
+    Field("model", (str,), True, "label of the model spec that generated the image (null if not generated)", "2"),
     Field("model_id", (str,), True, "base pipeline: Hub id or folder"),
     Field("model_revision", (str,), True, "Hub revision or checksum of the base pipeline"),
     Field("method", (str,), True, "unlearning method (ORG for the original model)"),
@@ -56,6 +67,7 @@ FIELDS: tuple[Field, ...] = (
     Field("license", (str,), True, "license of the image"),
     Field("sha256", (str,), False, "sha256 of the image bytes"),
     Field("image_flag", (str,), True, "a defect found when the image was made: 'nan' or 'all_black'"),
+    Field("label_source", (str,), True, "who set the label: prompt, generator, folder, judge or person", "2"),
 )
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _GENERATED_REQUIRED = ("prompt_id", "prompt", "prompt_kind", "model_id", "method", "seed")
@@ -68,6 +80,20 @@ class SchemaError(ValueError):
     """A sample record that does not follow the schema; the message names the field."""
 
 
+def fields_of(version: str = SCHEMA_VERSION) -> tuple[Field, ...]:
+    """The fields of schema ``version``, in record order.
+
+    Raises:
+        SchemaError: ``version`` is not one this dataigm reads.
+    """
+    if version not in SCHEMA_VERSIONS:
+        raise SchemaError(
+            f"Field 'schema_version' = {version!r}; this dataigm reads versions {', '.join(SCHEMA_VERSIONS)}"
+        )
+    rank = SCHEMA_VERSIONS.index(version)
+    return tuple(f for f in FIELDS if SCHEMA_VERSIONS.index(f.since) <= rank)
+
+
 def empty_record() -> dict:
     """A record with every field set to None (schema_version filled in)."""
     record = dict.fromkeys(FIELD_NAMES)
@@ -76,10 +102,17 @@ def empty_record() -> dict:
 
 
 def normalize_record(record: Mapping) -> dict:
-    """Return ``record`` with every schema field, in schema order; unknown keys raise."""
+    """Return ``record`` with every schema field, in schema order, for writing; unknown keys raise.
+
+    Only :data:`SCHEMA_VERSION` is written: a record of another version raises (a root holds one version).
+    """
     unknown = sorted(set(record) - set(FIELD_NAMES))
     if unknown:
         raise SchemaError(f"Unknown field(s) {unknown} in sample record; valid fields: {', '.join(FIELD_NAMES)}")
+    if record.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise SchemaError(
+            f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}"
+        )
     out = empty_record()
     out.update(record)
     if isinstance(out["guidance"], int) and not isinstance(out["guidance"], bool):
@@ -88,7 +121,7 @@ def normalize_record(record: Mapping) -> dict:
 
 
 def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping | None = None) -> None:
-    """Check one record against the schema.
+    """Check one record against the schema of its own ``schema_version`` (any of :data:`SCHEMA_VERSIONS`).
 
     Args:
         record: the sample's json.
@@ -98,13 +131,17 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
     Raises:
         SchemaError: naming the first bad field, its value and what was expected.
     """
-    missing = [name for name in FIELD_NAMES if name not in record]
+    if not isinstance(record.get("schema_version"), str):
+        raise SchemaError(f"Field 'schema_version' = {record.get('schema_version')!r} should be str")
+    fields = fields_of(record["schema_version"])
+    names = [f.name for f in fields]
+    missing = [name for name in names if name not in record]
     if missing:
         raise SchemaError(f"Sample record is missing field(s) {missing}")
-    unknown = sorted(set(record) - set(FIELD_NAMES))
+    unknown = sorted(set(record) - set(names))
     if unknown:
-        raise SchemaError(f"Unknown field(s) {unknown} in sample record; valid fields: {', '.join(FIELD_NAMES)}")
-    for field in FIELDS:
+        raise SchemaError(f"Unknown field(s) {unknown} in sample record; valid fields: {', '.join(names)}")
+    for field in fields:
         value = record[field.name]
         if value is None:
             if not field.nullable:
@@ -119,10 +156,8 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
         _check_choice(record, "prompt_kind", PROMPT_KINDS)
     if record["image_flag"] is not None:
         _check_choice(record, "image_flag", IMAGE_FLAGS)
-    if record["schema_version"] != SCHEMA_VERSION:
-        raise SchemaError(
-            f"Field 'schema_version' = {record['schema_version']!r}; this dataigm writes {SCHEMA_VERSION!r}"
-        )
+    if record.get("label_source") is not None:
+        _check_choice(record, "label_source", LABEL_SOURCES)
     if not _SHA_RE.match(record["sha256"]):
         raise SchemaError(f"Field 'sha256' = {record['sha256']!r} is not a lower-case hex sha256")
     if record["height"] <= 0 or record["width"] <= 0:

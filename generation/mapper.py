@@ -127,6 +127,7 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, m
         "subtheme": item.prompt.subtheme,
         "attack": item.prompt.attack,
         "lang": item.prompt.lang,
+        "model": model.spec.label,
         "model_id": model.spec.weights_base,
         "model_revision": model.model_revision,
         "method": model.spec.method,
@@ -138,6 +139,7 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, m
         "height": int(shape[0]),
         "width": int(shape[1]),
         "image_flag": flag,
+        "label_source": "prompt" if present is None else "generator",
     }
     key = sample_key(model.spec.label, item)  # the key the plan checked to be unique
     return Sample(key, png, "png", LABELS.index(label), record)

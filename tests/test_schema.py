@@ -1,7 +1,17 @@
 import pytest
 from conftest import make_sample
 
-from dataigm.schema import FIELD_NAMES, SchemaError, check_key, make_key, normalize_record, validate_record
+from dataigm.schema import (
+    FIELD_NAMES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
+    SchemaError,
+    check_key,
+    fields_of,
+    make_key,
+    normalize_record,
+    validate_record,
+)
 
 
 def _valid_record() -> dict:
@@ -66,3 +76,103 @@ def test_make_key_is_dot_free(parts, key):
 def test_check_key_refuses(key):
     with pytest.raises(SchemaError, match="no dots"):
         check_key(key)
+
+
+# ---------------------------------------------------------------- schema versions
+
+
+def _as_schema_1(root):
+    """Rewrite a root as schema 1 wrote it: records without ``model``/``label_source``, version "1" everywhere.
+
+    The tars are rebuilt member by member (same order and headers), then sidecars, manifest and README follow.
+    """
+    import io
+    import json
+    import tarfile
+
+    from dataigm.dataset_readme import write_dataset_readme
+    from dataigm.files import atomic_write_json, sha256_bytes
+    from dataigm.layout import ShardId, shard_files
+    from dataigm.manifest import read_manifest, update_manifest
+
+    for path in shard_files(root):
+        buffer = io.BytesIO()
+        with tarfile.open(path) as src, tarfile.open(fileobj=buffer, mode="w", format=src.format) as dst:
+            for member in src:
+                data = src.extractfile(member).read()
+                if member.name.endswith(".json"):
+                    record = json.loads(data)
+                    del record["model"], record["label_source"]
+                    data = json.dumps(record | {"schema_version": "1"}, separators=(",", ":")).encode()
+                    member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+        path.write_bytes(buffer.getvalue())
+        shard = ShardId.parse(path.relative_to(root).as_posix())
+        sidecar_path = root / shard.sidecar_relpath
+        sidecar = json.loads(sidecar_path.read_text()) | {
+            "size": path.stat().st_size,
+            "sha256": sha256_bytes(path.read_bytes()),
+        }
+        atomic_write_json(sidecar_path, sidecar)
+        update_manifest(
+            root, lambda m, r=shard.relpath, s=sidecar: m["shards"][r].update(size=s["size"], sha256=s["sha256"])
+        )
+    update_manifest(root, lambda m: m.update(schema_version="1"))
+    assert read_manifest(root)["schema_version"] == "1"
+    write_dataset_readme(root)
+    return root
+
+
+def test_version_2_adds_model_and_label_source():
+    assert SCHEMA_VERSION == "2" and SCHEMA_VERSIONS == ("1", "2")
+    assert {"model", "label_source"} <= set(FIELD_NAMES)
+    assert not {"model", "label_source"} & {f.name for f in fields_of("1")}
+    record = _valid_record() | {"model": "ESD_x", "label_source": "folder"}
+    validate_record(record, cls=1)
+    with pytest.raises(SchemaError, match="'label_source' = 'guess'; valid values: prompt, generator, folder"):
+        validate_record(record | {"label_source": "guess"})
+    with pytest.raises(SchemaError, match="this dataigm reads versions 1, 2"):
+        validate_record(record | {"schema_version": "9"})
+
+
+def test_a_schema_1_record_validates_against_its_own_fields_and_is_never_written():
+    old = {k: v for k, v in _valid_record().items() if k not in ("model", "label_source")} | {"schema_version": "1"}
+    validate_record(old, cls=1)
+    with pytest.raises(SchemaError, match=r"Unknown field\(s\) \['model'\]"):
+        validate_record(old | {"model": "x"})
+    with pytest.raises(SchemaError, match="this dataigm writes '2'"):
+        normalize_record(old)
+
+
+def test_a_root_written_by_schema_1_still_loads_and_validates(tmp_path):
+    import datasets
+    from conftest import write_test_root
+
+    from dataigm import iter_samples
+    from dataigm.features import sample_features
+    from dataigm.validate import validate_root
+
+    root = _as_schema_1(
+        write_test_root(tmp_path / "old", {("church", "train", "real"): [3], ("church", "test", "real"): [2]})
+    )
+    assert validate_root(root) == []
+    records = [s.record for s in iter_samples(root)]
+    assert len(records) == 5 and all("model" not in r and r["schema_version"] == "1" for r in records)
+    # the README declares exactly the keys the old records hold, so datasets reads them (streaming too)
+    assert "model" not in sample_features(["church"], ("a", "b"), schema_version="1")["json"]
+    datasets.disable_progress_bars()
+    loaded = datasets.load_dataset(str(root), "church", split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(loaded) == 3 and "model" not in loaded[0]["json"]
+    streamed = next(iter(datasets.load_dataset(str(root), "church", split="test", streaming=True)))
+    assert streamed["json"]["schema_version"] == "1"
+
+
+def test_ingested_records_say_their_label_came_from_the_folder(image_folder, tmp_path):
+    from dataigm import iter_samples
+    from dataigm.cli import main
+
+    root = tmp_path / "root"
+    assert main(["ingest", str(image_folder), "--out", str(root), "--concept", "church", "--split", "train"]) == 0
+    records = [s.record for s in iter_samples(root)]
+    assert records and all(r["schema_version"] == "2" for r in records)
+    assert {(r["model"], r["label_source"]) for r in records} == {(None, "folder")}
