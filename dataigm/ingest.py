@@ -21,22 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .concepts import Concept, ConceptRegistry, load_registry
-from .dataset_readme import write_dataset_readme
+from .distribute import make_distributor
+from .files import sha256_bytes
 from .layout import MANIFEST_NAME, ShardId, check_split
-from .manifest import (
-    DEFAULT_NAME,
-    check_reservations,
-    check_root,
-    open_root,
-    read_manifest,
-    register_concepts,
-    reserve_shards,
-)
+from .manifest import DEFAULT_NAME, check_root, read_manifest
 from .prompt_import import IGMU_TASKS
 from .prompts import slug
 from .sample import PIL_FORMATS, Sample
 from .schema import LABELS, SOURCES, make_key
-from .writer import done_shards, write_shard
+from .shardjob import ShardJob, ShardResult, with_retries
+from .writer import write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -405,6 +399,43 @@ def _check_something_readable(items: Sequence[IngestItem], where: str | None) ->
     )
 
 
+@dataclass(frozen=True)
+class IngestTask:
+    """One shard of an ingest plan: the images that go into ``shard``."""
+
+    shard: ShardId
+    items: tuple[IngestItem, ...]
+
+
+@dataclass
+class IngestWorker:
+    """Reads, checks and (if asked) re-encodes one task's images and writes its shard (a ``ShardWorker``).
+
+    Unreadable images are skipped and recorded in the shard's sidecar; only transient errors of the write
+    are retried.
+    """
+
+    root: str
+    job: str
+    categories: dict[str, str]  # concept id -> category path
+    resize: int | None = None
+    image_format: str | None = None
+    license: str | None = None
+    retries: int = 2
+
+    def run(self, task: IngestTask) -> ShardResult:
+        """Write ``task``'s shard; a failure is returned, not raised."""
+
+        def attempt() -> ShardResult:
+            samples, skipped = _build_samples(
+                task.items, self.categories, self.resize, self.image_format, self.license
+            )
+            write_shard(self.root, task.shard, samples, job_id=self.job, errors=skipped)
+            return ShardResult(task.shard.relpath, images=len(samples), skipped=skipped)
+
+        return with_retries(task.shard, attempt, self.retries)
+
+
 def ingest(
     items: Sequence[IngestItem],
     root: str | Path,
@@ -420,7 +451,8 @@ def ingest(
     """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished.
 
     Every input and the root are checked before anything is written, so a refused run leaves no root, no
-    reservation and no card behind.
+    reservation and no card behind. The bookkeeping is :class:`dataigm.shardjob.ShardJob`'s; the shards are
+    written by :class:`IngestWorker`.
 
     Args:
         items: the planned images (:func:`plan_folder`, :func:`plan_hf_dataset`).
@@ -437,10 +469,8 @@ def ingest(
 
     Raises:
         ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
-            the same job, or inputs of which no image can be read.
+            the same job, inputs of which no image can be read, or shards that failed to be written.
     """
-    from tqdm.auto import tqdm
-
     if samples_per_shard < 1:
         raise ValueError(f"--samples-per-shard must be at least 1, got {samples_per_shard}")
     if image_format is not None and image_format not in OUTPUT_FORMATS:
@@ -454,44 +484,42 @@ def ingest(
     groups: dict[str, list[IngestItem]] = {}
     for item in sorted(items, key=lambda i: (i.group, i.origin)):
         groups.setdefault(item.group, []).append(item)
-    counts = {}
+    tasks = []
     for group, group_items in groups.items():
-        ShardId(*group.split("/"), 0)  # split and source names, checked before anything is written
-        counts[group] = math.ceil(len(group_items) / samples_per_shard)
+        for k in range(math.ceil(len(group_items) / samples_per_shard)):
+            chunk = tuple(group_items[k * samples_per_shard : (k + 1) * samples_per_shard])
+            tasks.append(IngestTask(ShardId(*group.split("/"), k), chunk))  # split and source names checked here
     options = {"resize": resize, "format": image_format, "license": license}
-    plan_options = {"samples_per_shard": samples_per_shard}
     check_root(root, name, concepts)
     job_id = _choose_job_id(root, items, options, samples_per_shard)
-    check_reservations(root, job_id, counts, plan_options)
+    worker = IngestWorker(str(root), job_id, {c.id: c.category for c in concepts}, resize, image_format, license)
+    job = ShardJob(
+        root=root,
+        job_id=job_id,
+        tasks=tasks,
+        worker=worker,
+        concepts=concepts,
+        plan={"samples_per_shard": samples_per_shard},
+        description=f"ingest of {len(items)} images",
+        name=name,
+    )
+    job.check()
     _check_something_readable([i for g in groups.values() for i in g], where)
-
-    open_root(root, name=name)
-    register_concepts(root, concepts)
-    report = IngestReport()
-    plan: list[tuple[ShardId, list[IngestItem]]] = []
-    for group, group_items in groups.items():
-        concept, split, source = group.split("/")
-        start = reserve_shards(
-            root, job_id, group, counts[group], description=f"ingest of {len(items)} images", plan=plan_options
+    summary = job.run(make_distributor("local", 1, 0), progress=progress, unit="img")
+    if summary.failed:
+        failures = "; ".join(f"{r.shard}: {r.error}" for r in summary.failed[:3])
+        raise ValueError(
+            f"{len(summary.failed)} shard(s) could not be written ({failures}); run the same command again to retry"
         )
-        for k in range(counts[group]):
-            chunk = group_items[k * samples_per_shard : (k + 1) * samples_per_shard]
-            plan.append((ShardId(concept, split, source, start + k), chunk))
-    done = done_shards(root, [shard for shard, _ in plan])
-    for shard, chunk in tqdm(plan, desc="ingest", unit="shard", disable=not progress):
-        if shard in done:
-            report.shards_skipped += 1
-            continue
-        samples, skipped = _build_samples(chunk, registry, resize, image_format, license)
-        report.skipped_files += skipped
-        write_shard(root, shard, samples, job_id=job_id, errors=skipped)
-        report.samples += len(samples)
-        report.shards_written += 1
-    write_dataset_readme(root)
-    return report
+    return IngestReport(
+        samples=summary.images,
+        shards_written=summary.written,
+        shards_skipped=summary.skipped,
+        skipped_files=summary.skipped_inputs,
+    )
 
 
-def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list[Sample], list[dict]]:
+def _build_samples(chunk, categories, resize, image_format, license) -> tuple[list[Sample], list[dict]]:
     """The samples of one shard, and the inputs skipped as ``{"file": origin, "reason": ...}``."""
     samples, skipped = [], []
     for item in chunk:
@@ -503,7 +531,7 @@ def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list
             logger.warning("skipping unreadable image %s: %s", item.origin, reason)
             skipped.append({"file": item.origin, "reason": reason})
             continue
-        content = hashlib.sha256(original).hexdigest()
+        content = sha256_bytes(original)
         key = make_key(
             item.source,
             slug(Path(item.origin).stem)[:40],
@@ -512,7 +540,7 @@ def _build_samples(chunk, registry, resize, image_format, license) -> tuple[list
         record = {
             "concept": item.concept,
             "label": item.label,
-            "category": registry.get(item.concept).category,
+            "category": categories[item.concept],
             "source": item.source,
             "split": item.split,
             "height": height,

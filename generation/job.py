@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,19 +151,12 @@ def plan_shards(
     return tasks
 
 
-def shards_per_group(tasks: list[ShardTask]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for task in tasks:
-        counts[task.shard.group] = counts.get(task.shard.group, 0) + 1
-    return counts
-
-
 def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
     """The job's identity: a digest of the work (models in order, prompts, seeds, sampling settings).
 
     How the work is cut up and run (shard size, batch size, device, workers) is left out, so the same
     work planned again with another shard size is recognised as the same job (and refused, see
-    :func:`generation.runner.prepare`) instead of rendering every image a second time.
+    :meth:`dataigm.shardjob.ShardJob.check`) instead of rendering every image a second time.
     """
     work = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WORK}
     # the prompts themselves stand for concepts, kinds, max_prompts, prompt_files and concepts_dir
@@ -192,19 +184,3 @@ def legacy_job(cfg: JobConfig, manifest: dict | None) -> str | None:
         if theirs == mine:
             return other
     return None
-
-
-def worker_partition(num_workers: int | None, worker_index: int | None) -> tuple[int, int]:
-    """``(num_workers, worker_index)`` from the arguments, else torchrun or a SLURM array, else ``(1, 0)``."""
-    env = os.environ
-    if num_workers is None and worker_index is None:
-        if "WORLD_SIZE" in env and "RANK" in env:
-            num_workers, worker_index = int(env["WORLD_SIZE"]), int(env["RANK"])
-        elif "SLURM_ARRAY_TASK_COUNT" in env and "SLURM_ARRAY_TASK_ID" in env:
-            first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-            num_workers = int(env["SLURM_ARRAY_TASK_COUNT"])
-            worker_index = int(env["SLURM_ARRAY_TASK_ID"]) - first
-    num_workers, worker_index = num_workers or 1, worker_index or 0
-    if not 0 <= worker_index < num_workers:
-        raise ValueError(f"worker_index {worker_index} is outside 0..{num_workers - 1} (num_workers={num_workers})")
-    return num_workers, worker_index

@@ -12,12 +12,12 @@ import logging
 import tempfile
 from pathlib import Path
 
+from dataigm.devices import resolve_device
+
 from .spec import ModelSpec, warn_unknown_method
 from .weights import WEIGHT_SUFFIXES, check_weights_file
 
 logger = logging.getLogger(__name__)
-
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
 
 
 def check_out(out: str) -> None:
@@ -38,32 +38,9 @@ def check_out(out: str) -> None:
 
 
 def check_device(device: str) -> None:
-    """``device`` names a device this machine has (``auto`` always does)."""
-    if device == "auto":
-        return
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device {device!r} is not a device; valid: {DEVICE_CHOICES}") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"--device {device!r}: torch sees no CUDA device on this machine; use --device auto or cpu"
-            )
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); use --device auto or one of those"
-            )
-    elif parsed.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"--device {device!r}: MPS is not available on this machine; use --device auto or cpu")
-    elif parsed.type != "cpu":
-        backend = getattr(torch, parsed.type, None)
-        if backend is None or not backend.is_available():
-            raise ValueError(f"--device {device!r} is not available here; valid: {DEVICE_CHOICES}")
+    """``device`` names a device this machine has (``auto`` always does); see :func:`dataigm.devices.resolve_device`."""
+    if device != "auto":
+        resolve_device(device)
 
 
 def _check_hub(what: str, ref: str, revision: str | None = None, filename: str | None = None) -> None:
