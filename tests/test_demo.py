@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dataigm.demo import DemoConfig, run_demo
+from dataigm.cli.demo import DemoConfig, run_demo
 from dataigm.validate import validate_root
 
 # The judge must be this accurate on the first source (toy renders) for every concept.

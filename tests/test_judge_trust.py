@@ -366,7 +366,7 @@ def test_bad_training_options_are_refused_before_anything_is_written(root, tmp_p
 def test_demo_sized_training_gives_the_same_weights_with_1_or_2_threads(root, tmp_path):
     """The demo's judge (resnet10t from scratch, finetune, 64 px, batch 32, lr 2e-3, fixed threads) on the
     colour root: the caller's thread count (1 or 2) changes nothing, neither the weights nor the metrics."""
-    from dataigm.demo import DemoConfig
+    from dataigm.cli.demo import DemoConfig
 
     demo = DemoConfig()
     options = dict(

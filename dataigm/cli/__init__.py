@@ -1,6 +1,8 @@
 """The ``dataigm`` command line: one thin ``main(argv)`` over the library.
 
-Every command accepts ``--config FILE.yaml`` (flags override it) and ``--print_config``.
+Every command accepts ``--config FILE.yaml`` (flags override it) and ``--print_config``. Building the parser
+imports no torch, timm or diffusers: options come from light config classes (:mod:`dataigm.cli.options`) and the
+work is imported inside each command's ``run``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser
 
 from . import card, concepts, data, demo, env, evaluate, generate, ingest, judge, prompts, push
 from .common import command_parser, user_error
@@ -32,10 +34,15 @@ COMMANDS = {
 
 
 def build_parser() -> ArgumentParser:
+    """The ``dataigm`` parser with every command (light: no torch, timm or diffusers imported)."""
     parser = ArgumentParser(
-        prog="dataigm", description="DataIGM: data, judges and evaluation for unlearning in image generation"
+        prog="dataigm",
+        description="DataIGM: data, judges and evaluation for unlearning in image generation",
+        exit_on_error=False,  # main names the subcommand in the error line
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging threshold"
+    )
     sub = parser.add_subcommands(dest="command")
     for name, module in COMMANDS.items():
         # jsonargparse wants nested subcommands added top-down: attach first, then configure.
@@ -45,10 +52,40 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _subcommand(parser: ArgumentParser, argv: Sequence[str]) -> tuple[list[str], ArgumentParser]:
+    """The subcommand path (``["judge", "train"]``) that ``argv`` reached, and its parser."""
+    path: list[str] = []
+    for token in argv:
+        action = parser._subcommands_action  # jsonargparse keeps the subcommands of a parser here
+        if action is None:
+            break
+        if token in action.choices:
+            path.append(token)
+            parser = action.choices[token]
+    return path, parser
+
+
+def _parse_error(parser: ArgumentParser, argv: Sequence[str], err: ArgumentError) -> None:
+    path, _ = _subcommand(parser, argv)
+    message = str(err).replace("\n", " ").strip()
+    if path:  # jsonargparse names a nested option "judge.train.out"; the user typed --out
+        message = message.replace(".".join(path) + ".", "--")
+    # one line, like every other error of the CLI; `--help` shows the usage
+    print(
+        f"{' '.join(['dataigm', *path])}: error: {message} (see {' '.join(['dataigm', *path])} --help)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    argv = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
-    cfg = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
+    try:
+        cfg = parser.parse_args(argv)
+    except ArgumentError as err:
+        _parse_error(parser, argv, err)
     logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s")
     command = cfg.command
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from ..concepts import load_registry
+from ..concepts import load_registry, split_dirs
 
 # errno values of an output path that cannot take what a command writes
 _WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
@@ -56,14 +56,18 @@ def user_error(err: BaseException) -> str | None:
     return None
 
 
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps"
+
+
 def command_parser(description: str) -> ArgumentParser:
     """A sub-parser with ``--config`` (YAML, flags win) and, through it, ``--print_config``."""
-    parser = ArgumentParser(description=description)
+    parser = ArgumentParser(description=description, exit_on_error=False)  # main names the subcommand in errors
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these options")
     return parser
 
 
 def add_concepts_dir(parser: ArgumentParser) -> None:
+    """The ``--concepts-dir`` option of the commands that read concepts."""
     parser.add_argument(
         "--concepts-dir",
         type=str | None,
@@ -74,8 +78,8 @@ def add_concepts_dir(parser: ArgumentParser) -> None:
 
 
 def registry_of(cfg):
-    dirs = [d for d in (cfg.get("concepts_dir") or "").split(os.pathsep) if d]
-    return load_registry(dirs)
+    """The concept registry of a command: the built-in concepts plus its ``--concepts-dir`` folders."""
+    return load_registry(split_dirs(cfg.get("concepts_dir")))
 
 
 def save_config(cfg, path: str | os.PathLike, append: bool = False) -> None:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from ..info import count_samples, format_counts
 from ..validate import validate_root
+from .options import add_flag
 
 
 def _configure_validate(parser) -> None:
@@ -27,7 +28,7 @@ def _run_validate(cfg) -> int:
 
 def _configure_info(parser) -> None:
     parser.add_argument("root", help="dataset root")
-    parser.add_argument("--json", type=bool, default=False, help="print JSON instead of a table")
+    add_flag(parser, "--json", False, "print JSON instead of a table")
 
 
 def _run_info(cfg) -> int:

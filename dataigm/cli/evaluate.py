@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
+from .options import add_options, options_of
 
 HELP = "evaluate unlearned models: forgetting, preservation, image quality, robustness, efficiency"
 
 
 def configure(parser) -> None:
-    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.config import EvalConfig  # light: no torch or timm
 
-    hints = typing.get_type_hints(EvalConfig)
-    for f in dataclasses.fields(EvalConfig):
-        kind = list[str | dict] if f.name == "models" else hints[f.name]
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        default = (
-            None if required else (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
-        )
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}", dest=f.name, type=kind | None if required else kind, default=default
-        )
+    add_options(parser, EvalConfig, types={"models": list[str | dict]})
 
 
 def run(cfg) -> int:
     from detectors.evaluation.config import EvalConfig
     from detectors.evaluation.flow import run_evaluation
 
-    options = {f.name: cfg[f.name] for f in dataclasses.fields(EvalConfig)}
-    missing = [name for name in ("out", "concepts", "judge") if options[name] is None]
-    if missing:
-        raise ValueError(f"dataigm evaluate needs {', '.join('--' + m for m in missing)}")
-    paths = run_evaluation(EvalConfig(**options))
+    paths = run_evaluation(EvalConfig(**options_of(EvalConfig, cfg)))
     print(f"report: {paths['markdown']} and {paths['json']}")
     print(paths["markdown"].read_text(encoding="utf-8"))
     return 0

@@ -2,53 +2,70 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder, plan_hf_dataset
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
 from .card import refresh_card
-from .common import add_concepts_dir, registry_of, save_config
+from .common import registry_of, save_config
+from .options import add_options
 
 HELP = "add real, web or generated images (a folder or a Hugging Face dataset) to a dataset root"
 
 
+@dataclass
+class IngestOptions:
+    """The options of ``dataigm ingest``.
+
+    Attributes:
+        folder: folder of images (or use --hf-dataset)
+        out: dataset root to write to (created when missing)
+        concept: concept id (read from <Task> folders otherwise)
+        split: split name (default: train, or from folders)
+        source: image source (default: real)
+        label: one label for every image: a class name, target or pair
+        class_map: extra class names, e.g. nsfw=target,sfw=pair
+        hf_dataset: Hugging Face dataset name or local folder
+        hf_config: its config name
+        hf_split: its split to read
+        image_column: its image column
+        label_column: its label column
+        samples_per_shard: images per tar shard
+        resize: re-encode with the shorter side at this size
+        image_format: re-encode every image to this format
+        license: license recorded in every sample
+        name: dataset name recorded in the manifest
+        progress: show a progress bar
+        concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
+            $DATAIGM_CONCEPTS_DIR)
+    """
+
+    out: str
+    folder: str | None = None
+    concept: str | None = None
+    split: str | None = None
+    source: Literal[SOURCES] | None = None
+    label: str | None = None
+    class_map: str | None = None
+    hf_dataset: str | None = None
+    hf_config: str | None = None
+    hf_split: str = "train"
+    image_column: str = "image"
+    label_column: str = "label"
+    samples_per_shard: int = 1000
+    resize: int | None = None
+    image_format: Literal[OUTPUT_FORMATS] | None = None
+    license: str | None = None
+    name: str = DEFAULT_NAME
+    progress: bool = True
+    concepts_dir: str | None = None
+
+
 def configure(parser) -> None:
-    parser.add_argument("folder", nargs="?", default=None, help="folder of images (or use --hf-dataset)")
-    parser.add_argument("--out", required=True, help="dataset root to write to (created when missing)")
-    parser.add_argument(
-        "--concept", type=str | None, default=None, help="concept id (read from <Task> folders otherwise)"
-    )
-    parser.add_argument("--split", type=str | None, default=None, help="split name (default: train, or from folders)")
-    parser.add_argument(
-        "--source", type=str | None, default=None, choices=[None, *SOURCES], help="image source (default: real)"
-    )
-    parser.add_argument(
-        "--label", type=str | None, default=None, help="one label for every image: a class name, target or pair"
-    )
-    parser.add_argument(
-        "--class-map", type=str | None, default=None, help="extra class names, e.g. nsfw=target,sfw=pair"
-    )
-    parser.add_argument(
-        "--hf-dataset", type=str | None, default=None, help="Hugging Face dataset name or local folder"
-    )
-    parser.add_argument("--hf-config", type=str | None, default=None, help="its config name")
-    parser.add_argument("--hf-split", default="train", help="its split to read")
-    parser.add_argument("--image-column", default="image", help="its image column")
-    parser.add_argument("--label-column", default="label", help="its label column")
-    parser.add_argument("--samples-per-shard", type=int, default=1000, help="images per tar shard")
-    parser.add_argument("--resize", type=int | None, default=None, help="re-encode with the shorter side at this size")
-    parser.add_argument(
-        "--image-format",
-        type=str | None,
-        default=None,
-        choices=[None, *OUTPUT_FORMATS],
-        help="re-encode every image to this format",
-    )
-    parser.add_argument("--license", type=str | None, default=None, help="license recorded in every sample")
-    parser.add_argument("--name", default=DEFAULT_NAME, help="dataset name recorded in the manifest")
-    parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
-    add_concepts_dir(parser)
+    add_options(parser, IngestOptions, positional=("folder",))
 
 
 def run(cfg) -> int:

@@ -9,72 +9,31 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from .common import command_parser, save_config
+from . import push
+from .common import DEVICE_HELP, command_parser, save_config
+from .options import add_flag, add_options, options_of
 
 HELP = "train, measure and publish judges (timm content classifiers)"
 
-_DEFAULT_MODEL = (
-    "vit_base_patch32_clip_quickgelu_224.openai"  # = detectors.judges.model.DEFAULT_MODEL (kept light here)
-)
-
 
 def _configure_train(parser) -> None:
-    parser.add_argument("--data", required=True, help="dataset root to train on")
-    parser.add_argument("--out", required=True, help="output folder: checkpoints, summary.csv, judge/")
-    parser.add_argument(
-        "--concepts",
-        type=list[str] | str | None,
-        default=None,
-        help="concepts to judge, one logit each, e.g. nudity,church (default: all in the training split)",
+    from detectors.training.config import TrainConfig  # light: no torch or timm
+
+    # "nudity,church" as well as a list; one --device auto everywhere
+    add_options(
+        parser, TrainConfig, types={"concepts": list[str] | str | None, "device": str}, defaults={"device": "auto"}
     )
-    parser.add_argument("--model", default=_DEFAULT_MODEL, help="any timm model name (default: CLIP ViT-B/32, OpenAI)")
-    parser.add_argument("--pretrained", type=bool, default=True, help="start from pretrained weights")
-    parser.add_argument(
-        "--pretrained-path", type=str | None, default=None, help="local weights file for --model (offline)"
-    )
-    parser.add_argument("--model-kwargs", type=dict, default={}, help="extra create_model arguments (JSON/YAML)")
-    parser.add_argument("--img-size", type=int | None, default=None, help="input side for size-flexible models")
-    parser.add_argument("--mode", default="probe", choices=["probe", "finetune"], help="train the head or all")
-    parser.add_argument("--train-split", default="train", help="split to train on")
-    parser.add_argument("--val-split", type=str | None, default=None, help="split to validate on (default: carve)")
-    parser.add_argument("--val-fraction", type=float, default=0.1, help="share carved out for validation")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float | None, default=None, help="AdamW lr (default: 1e-3 probe, 3e-5 finetune)")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up before the cosine")
-    parser.add_argument("--min-lr-ratio", type=float, default=0.0, help="final lr as a fraction of --lr")
-    parser.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
-    parser.add_argument("--max-grad-norm", type=float | None, default=1.0, help="gradient clipping (null: off)")
-    parser.add_argument("--augment", type=bool, default=True, help="timm train augmentation (finetune only)")
-    parser.add_argument("--cache-features", type=bool, default=True, help="probe: cache frozen features on disk")
-    parser.add_argument("--cache-dir", type=str | None, default=None, help="feature cache (default: OUT/features)")
-    parser.add_argument("--early-stopping", type=int, default=0, help="patience in epochs (0: off)")
-    parser.add_argument("--threshold-rule", default="max_f1", help="max_f1, fpr@X (e.g. fpr@0.05) or fixed@T")
-    parser.add_argument("--calibrate", type=bool, default=True, help="fit a temperature per concept")
-    parser.add_argument("--amp", type=bool, default=True, help="mixed precision on CUDA")
-    parser.add_argument("--device", type=str | None, default=None, help="cpu, cuda, cuda:1 (default: auto)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, sample order and augmentation")
-    parser.add_argument(
-        "--threads",
-        type=int | None,
-        default=None,
-        help="CPU threads during training; a fixed number gives the same weights on any core count (default: all)",
-    )
-    parser.add_argument(
-        "--deterministic", type=bool, default=True, help="torch.use_deterministic_algorithms during training"
-    )
-    parser.add_argument(
-        "--resume", type=bool, default=False, help="continue the run in --out (a fresh run when there is none)"
-    )
-    parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
 
 
 def _run_train(cfg) -> int:
-    from detectors.training.trainer import TrainConfig, train_judge
+    from dataigm.devices import resolve_device
+    from detectors.training.config import TrainConfig
+    from detectors.training.trainer import train_judge
 
-    result = train_judge(TrainConfig.from_mapping(cfg.as_dict()))
+    options = options_of(TrainConfig, cfg)
+    # auto: the trainer's own choice (CUDA when available, LOCAL_RANK under torchrun); a named device is checked
+    options["device"] = None if options["device"] == "auto" else resolve_device(options["device"])
+    result = train_judge(TrainConfig(**options))
     if result.judge_dir is None:  # a non-zero rank under torchrun
         return 0
     print(f"judge saved to {result.judge_dir} (load it with load_judge('local-dir:{result.judge_dir}'))")
@@ -107,20 +66,20 @@ def _configure_eval(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--device", type=str | None, default=None, help="cpu, cuda... (default: auto)")
-    parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_flag(parser, "--progress", True, "show a progress bar")
 
 
 def _run_eval(cfg) -> int:
     from detectors.audit.evaluate import check_eval_options, evaluate_judge, format_rows, write_report
-    from detectors.judges.api import load_judge
+    from detectors.judges import load_judge
 
     # every option first: a bad one is refused before the judge or any image is loaded
     check_eval_options(cfg.data, cfg.split, cfg.concept, cfg.bootstrap, cfg.ci, cfg.batch_size, cfg.num_workers)
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ValueError(f"--out {cfg.out} is a file; give a folder for metrics.json and the plots")
     try:
-        judge = load_judge(cfg.judge, device=cfg.device)
+        judge = load_judge(cfg.judge, device=cfg.device)  # each judge kind resolves auto
     except ImportError as err:  # an optional dependency of a baseline judge
         raise ValueError(str(err)) from None
     evaluation = evaluate_judge(
@@ -150,22 +109,6 @@ def _run_eval(cfg) -> int:
     return 0
 
 
-def _configure_push(parser) -> None:
-    from .push import add_judge_push_options
-
-    parser.add_argument("--judge", required=True, help="folder of a saved judge (OUT/judge of judge train)")
-    parser.add_argument("--repo", required=True, help="Hub model repository ORG/NAME")
-    parser.add_argument("--private", type=bool, default=False, help="create the repository as private")
-    parser.add_argument("--revision", type=str | None, default=None, help="branch to push to (created if missing)")
-    add_judge_push_options(parser)
-
-
-def _run_push(cfg) -> int:
-    from .push import run_judge_push  # the same path as `dataigm push judge`: our card, timm's push_to_hf_hub
-
-    return run_judge_push(cfg.judge, cfg)
-
-
 ACTIONS = {
     "train": SimpleNamespace(HELP="train a judge on a dataset root", configure=_configure_train, run=_run_train),
     "eval": SimpleNamespace(
@@ -173,9 +116,7 @@ ACTIONS = {
         configure=_configure_eval,
         run=_run_eval,
     ),
-    "push": SimpleNamespace(
-        HELP="publish a saved judge to the Hugging Face Hub", configure=_configure_push, run=_run_push
-    ),
+    "push": push.ACTIONS["judge"],  # an alias of `dataigm push judge`: one parser, one implementation
 }
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from .common import command_parser
+from .options import add_flag
 
 HELP = "publish a dataset root, a judge or an evaluation report to the Hugging Face Hub"
 
 
 def _common(parser, repo_help: str) -> None:
     parser.add_argument("--repo", required=True, help=repo_help)
-    parser.add_argument("--private", type=bool, default=False, help="create the repository private")
+    add_flag(parser, "--private", False, "create the repository private")
     parser.add_argument("--revision", type=str | None, default=None, help="branch to push to (created if missing)")
 
 
@@ -35,18 +36,17 @@ def _run_dataset(args) -> int:
 
 
 def add_judge_push_options(parser) -> None:
-    """Options shared by ``dataigm push judge`` and ``dataigm judge push`` (one push path)."""
+    """The options of ``dataigm push judge`` (= ``dataigm judge push``) besides the judge and the repository."""
     parser.add_argument("--eval", type=str | None, default=None, help="`dataigm judge eval` folder of this judge")
-    parser.add_argument(
-        "--overwrite-card", type=bool, default=False, help="replace a README.md already in the repository"
-    )
+    add_flag(parser, "--overwrite-card", False, "replace a README.md already in the repository")
     parser.add_argument("--dataset-repo", type=str | None, default=None, help="training dataset's Hub id, ORG/NAME")
     parser.add_argument("--license", default="other", help="license of the judge (Hub license id)")
     parser.add_argument("--commit-message", default="Add dataigm judge", help="commit message")
-    parser.add_argument("--create-pr", type=bool, default=False, help="open a pull request instead of committing")
+    add_flag(parser, "--create-pr", False, "open a pull request instead of committing")
 
 
 def run_judge_push(judge_dir: str, args) -> int:
+    """Push the judge in ``judge_dir`` with its card: ``dataigm push judge`` and its alias ``dataigm judge push``."""
     from cards import push_judge
 
     pushed = push_judge(
@@ -67,9 +67,20 @@ def run_judge_push(judge_dir: str, args) -> int:
 
 
 def _configure_judge(parser) -> None:
-    parser.add_argument("judge", help="folder of a saved judge (OUT/judge of `dataigm judge train`)")
+    parser.add_argument(
+        "judge", nargs="?", default=None, help="folder of a saved judge (OUT/judge of `dataigm judge train`)"
+    )
+    parser.add_argument(
+        "--judge", dest="judge_dir", type=str | None, default=None, help="the judge folder as an option (either form)"
+    )
     _common(parser, "Hub model repository, ORG/NAME")
     add_judge_push_options(parser)
+
+
+def _run_judge(args) -> int:
+    if (args.judge is None) == (args.judge_dir is None):
+        raise ValueError("give the judge folder once: as JUDGE_DIR or as --judge JUDGE_DIR")
+    return run_judge_push(args.judge or args.judge_dir, args)
 
 
 def _configure_report(parser) -> None:
@@ -107,7 +118,7 @@ ACTIONS = {
     "judge": SimpleNamespace(
         HELP="upload a judge with its card (timm's push_to_hf_hub; a README on the Hub is kept)",
         configure=_configure_judge,
-        run=lambda args: run_judge_push(args.judge, args),
+        run=_run_judge,
     ),
     "report": SimpleNamespace(
         HELP="upload a `dataigm evaluate` report with its card into a folder of a repository",

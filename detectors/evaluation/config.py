@@ -1,4 +1,8 @@
-"""The configuration of ``dataigm evaluate`` (YAML keys and CLI flags share these names)."""
+"""The configuration of ``dataigm evaluate`` (YAML keys and CLI flags share these names).
+
+Light on purpose: the CLI builds its options from this class, so torch, timm and the metric modules are imported
+inside the checks that need them, never here.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dataigm.concepts import split_dirs
 from dataigm.prompts import BUILDABLE_KINDS
-from detectors.evaluation.person import DEFAULT_DETECTOR
-from detectors.evaluation.quality import DEFAULT_CLIP
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")  # the backbones the lpips package ships calibrations for
+# = person.DEFAULT_DETECTOR and quality.DEFAULT_CLIP (those modules import torch; a test keeps them equal)
+DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
+DEFAULT_CLIP = "openai/clip-vit-base-patch16"
+# The fields passed unchanged to the generation job that renders missing images (``generation.config.JobConfig``
+# has each of them with the same meaning): a documented subset, since detectors may not import generation at
+# module level and the flat names keep every flag and YAML key of earlier runs.
+GENERATION_FIELDS = ("images_per_prompt", "steps", "guidance", "height", "width", "batch_size", "device", "base_seed")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -25,6 +35,45 @@ class EvalConfig:
 
     Every option is checked when the config is made, before anything is read, generated or written:
     a bad value raises one ``ValueError`` naming it and the valid choices.
+
+    Attributes:
+        out: folder of the report (report.json, report.md, plots, cache; images/ when generated here)
+        concepts: concepts to evaluate, e.g. [nudity, church]
+        judge: the judge: local-dir:PATH, hf-hub:ORG/NAME[@REV] or a baseline judge spec (see `dataigm judge eval`)
+        models: model specs to generate images with, the original model first: Hub ids, pipeline folders, spec YAML
+            files or mappings
+        original: name of the original (not unlearned) model (default: the first model)
+        images: dataset root holding the images (missing ones are generated there with models)
+        paper_layout: folder of given images in the IGMU benchmark layout (instead of images/models)
+        paper_tasks: with paper_layout: the task folder of each concept, e.g. {nudity: Nudity}
+        paper_prompts: with paper_layout: prompt files of each concept (for CSDR), e.g. {nudity: [prompts.csv]}
+        kinds: prompt kinds to render: forget (required), remove, replace, retain
+        max_prompts: at most this many prompts per concept and kind (default: all)
+        images_per_prompt: generation: images per prompt and model
+        steps: generation: denoising steps (>= 1) of every model whose spec sets none
+        guidance: generation: classifier-free guidance scale of every model whose spec sets none
+        height: generation: image height, a multiple of 8 (default: the pipeline's own)
+        width: generation: image width, a multiple of 8 (default: the pipeline's own)
+        batch_size: generation: images per pipeline call, or 'auto'
+        device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
+        base_seed: generation: seed of the job; each image's seed derives from it, the prompt id and the index
+        attacks: built-in prompt perturbations to attack with (robustness), e.g. [homoglyph, synonym]
+        attack_files: JSONL files of attack prompts (from `dataigm prompts import`)
+        attack_seed: seed of the built-in perturbations
+        clip_model: CLIP model (Hub id or folder) for CSDR; null skips CSDR
+        fid_feature: FID features: inception, a timm model name, local-dir:PATH or hf-hub:ORG/NAME
+        fid_weights: local weights file for fid_feature (offline)
+        fid_pretrained: load fid_feature's pretrained weights
+        lpips_net: LPIPS backbone: alex, vgg or squeeze; null skips LPIPS
+        lpips_random_backbone: LPIPS with a random backbone (tests and offline smoke runs only)
+        person_detector: torchvision detection model for the person rate; null skips it
+        person_weights: local weights file for person_detector (offline)
+        person_pretrained: load person_detector's pretrained weights
+        runtime_s: seconds each model's unlearning took, by model name (efficiency)
+        grid_samples: images per model in the report's image grids (0: no grids)
+        progress: show a progress bar
+        concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
+            $DATAIGM_CONCEPTS_DIR)
     """
 
     out: str
@@ -70,10 +119,14 @@ class EvalConfig:
         self._check_metrics()
 
     def registry(self):
-        """The concept registry: the built-in concepts plus those of ``concepts_dir`` (``:``-separated)."""
+        """The concept registry: the built-in concepts plus those of ``concepts_dir`` (``os.pathsep``-separated)."""
         from dataigm.concepts import load_registry
 
-        return load_registry([d for d in (self.concepts_dir or "").split(":") if d])
+        return load_registry(split_dirs(self.concepts_dir))
+
+    def generation_options(self) -> dict:
+        """The :data:`GENERATION_FIELDS` as keyword arguments of ``generation.config.JobConfig``."""
+        return {name: getattr(self, name) for name in GENERATION_FIELDS}
 
     # -- checks ------------------------------------------------------------------------------------
     def _check_sources(self) -> None:

@@ -286,9 +286,7 @@ def generation_job(cfg: EvalConfig):
 
     job = JobConfig(
         out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=prompt_paths(cfg),
-        images_per_prompt=cfg.images_per_prompt, steps=cfg.steps, guidance=cfg.guidance, height=cfg.height,
-        width=cfg.width, batch_size=cfg.batch_size, device=cfg.device, base_seed=cfg.base_seed, test_fraction=0.0,
-        progress=cfg.progress, concepts_dir=cfg.concepts_dir,
+        test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir, **cfg.generation_options(),
     )  # fmt: skip
     labels = [s.label for s in job.model_specs()]
     if cfg.original is not None and cfg.original not in labels:

@@ -1,0 +1,121 @@
+"""Command-line options built from a config dataclass: one flag per field, help from its docstring.
+
+A field ``batch_size`` becomes ``--batch-size`` (YAML key ``batch_size``); its help is the field's line in the
+class docstring's Google-style ``Attributes:`` section (a few lines of parsing here instead of a dependency: the
+section's format is ours). Booleans are ``--flag`` / ``--no-flag`` and still accept ``--flag true|false``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from jsonargparse import ActionYesNo, ArgumentParser
+
+_ATTRIBUTE = re.compile(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+
+
+def attribute_help(cls: type) -> dict[str, str]:
+    """``{field: help}`` from the ``Attributes:`` sections of ``cls`` and its bases' docstrings.
+
+    A line ``name: text`` starts an entry; more indented lines continue it.
+    """
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        doc = inspect.cleandoc(klass.__dict__.get("__doc__") or "")
+        lines = doc.splitlines()
+        if "Attributes:" not in lines:
+            continue
+        current, indent = None, None
+        for line in lines[lines.index("Attributes:") + 1 :]:
+            if not line.strip():
+                continue
+            depth = len(line) - len(line.lstrip())
+            if depth == 0:  # the section ends at the next unindented line
+                break
+            match = _ATTRIBUTE.match(line.strip())
+            if indent is None or depth <= indent:
+                if not match:
+                    break
+                indent, current = depth, match.group(1)
+                found[current] = match.group(2).strip()
+            elif current is not None:
+                found[current] += " " + line.strip()
+    return found
+
+
+def add_flag(parser: ArgumentParser, flag: str, default: bool, help: str) -> None:
+    """A boolean option: ``--flag`` / ``--no-flag``, and the value form ``--flag true|false`` of older docs."""
+    parser.add_argument(
+        flag,
+        dest=flag[2:].replace("-", "_"),
+        action=ActionYesNo(no_prefix="no-"),
+        nargs="?",
+        default=default,
+        help=help,
+    )
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def add_options(
+    parser: ArgumentParser,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    positional: tuple[str, ...] = (),
+    types: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """Add one option per field of the dataclass ``cls`` to ``parser``.
+
+    Args:
+        parser: the command's parser.
+        cls: a dataclass whose docstring has an ``Attributes:`` line for every field.
+        skip: fields that are not options.
+        positional: fields given as positional arguments (optional when they have a default).
+        types: a type to parse a field as, where its annotation is too loose for the command line.
+        defaults: a command-line default that differs from the field's.
+
+    Raises:
+        TypeError: a field has no help line (a bug of the config class, caught by the CLI tests).
+    """
+    helps = attribute_help(cls)
+    hints = typing.get_type_hints(cls)
+    types, defaults = dict(types or {}), dict(defaults or {})
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if not helps.get(f.name):
+            raise TypeError(f"{cls.__name__}.{f.name} has no line in the Attributes: section of its docstring")
+        kind = types.get(f.name, hints[f.name])
+        default = defaults.get(f.name, _default(f))
+        extra: dict[str, Any] = {"help": helps[f.name].replace("``", "`")}  # reST literals read as Markdown ones
+        if f.name in positional:
+            nargs = "+" if typing.get_origin(kind) is list else None if _required(f) else "?"
+            parser.add_argument(f.name, type=kind, nargs=nargs, default=None if _required(f) else default, **extra)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            add_flag(parser, flag, default, extra["help"])
+        elif _required(f) and f.name not in defaults:
+            parser.add_argument(flag, dest=f.name, type=kind, required=True, **extra)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, **extra)
+
+
+def options_of(cls: type, cfg: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keyword arguments of ``cls`` from a parsed namespace (the fields ``add_options`` added)."""
+    return {f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name not in skip}
