@@ -97,6 +97,20 @@ class IndexedSample:
     record: dict
 
 
+def read_at(path: str | Path, offset: int, size: int) -> bytes:
+    """The ``size`` bytes at ``offset`` of a shard (an image indexed by :func:`index_shard`).
+
+    Raises:
+        ShardError: the file ends before ``offset + size`` (the shard was truncated after indexing).
+    """
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise ShardError(f"{path}: member at byte {offset} is truncated ({len(data)} of {size} bytes)")
+    return data
+
+
 def index_shard(path: str | Path) -> list[IndexedSample]:
     """The samples of one tar with their image offsets, reading only the small members (random access)."""
     path = Path(path)
@@ -121,6 +135,34 @@ def index_shard(path: str | Path) -> list[IndexedSample]:
     return out
 
 
+def _selected_shards(root: Path, concept: str | None, split: str | None, source: str | None) -> Iterator[ShardId]:
+    wanted = {"concept": concept, "split": split, "source": source}
+    for path in shard_files(root):
+        shard = ShardId.parse(path.relative_to(root).as_posix())
+        if all(value is None or getattr(shard, name) == value for name, value in wanted.items()):
+            yield shard
+
+
+def iter_index(
+    root: str | Path,
+    concept: str | None = None,
+    split: str | None = None,
+    source: str | None = None,
+    checksum: bool = False,
+) -> Iterator[tuple[Path, IndexedSample]]:
+    """``(tar path, indexed sample)`` of every sample of a root (optionally filtered), shard by shard.
+
+    Like :func:`iter_samples`, but only the small members are read: an image stays in its shard until
+    :func:`read_at` reads it. Each shard is checked against its sidecar first.
+    """
+    root = Path(root)
+    for shard in _selected_shards(root, concept, split, source):
+        check_shard(root, shard, checksum=checksum)
+        path = root / shard.relpath
+        for sample in index_shard(path):
+            yield path, sample
+
+
 def iter_samples(
     root: str | Path,
     concept: str | None = None,
@@ -134,10 +176,6 @@ def iter_samples(
     unfinished, truncated or replaced shard raises :class:`ShardError` naming the file.
     """
     root = Path(root)
-    for path in shard_files(root):
-        shard = ShardId.parse(path.relative_to(root).as_posix())
-        wanted = {"concept": concept, "split": split, "source": source}
-        if any(value is not None and getattr(shard, name) != value for name, value in wanted.items()):
-            continue
+    for shard in _selected_shards(root, concept, split, source):
         check_shard(root, shard, checksum=checksum)
-        yield from iter_shard(path)
+        yield from iter_shard(root / shard.relpath)

@@ -28,7 +28,8 @@ SCHEDULERS = ("ddim", "pndm", "lms", "euler", "euler_a", "dpm++")
 # string is accepted and recorded as given, with a warning, so that a typo ("esd") is seen.
 KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
 MAX_SIDE = 8192  # pixels: far above what any supported pipeline renders, low enough to catch a typo
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")  # no "_": it separates the parts of sample keys
+# "_" is allowed: samples record their model (schema 2) and plans check that keys are unique.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 def check_sampling(who: str, steps, guidance, height, width) -> None:
@@ -115,7 +116,7 @@ class ModelSpec:
             )
         if not _NAME_RE.match(self.label):
             raise ValueError(
-                f"Model name {self.label!r} must use letters, digits and '-' (it starts every sample key)"
+                f"Model name {self.label!r} must use letters, digits, '_' and '-' (it starts every sample key)"
             )
         for name in ("leak_rate", "collateral", "degradation"):
             if not 0 <= getattr(self, name) <= 1:

@@ -23,7 +23,7 @@ def _noise(seed: int, size: int = 32) -> Image.Image:
 
 def _save_judge(folder, threshold: float, seed: int = 0):
     """A real (untrained) resnet10t judge of nudity and church, saved in timm's format with ``threshold``."""
-    from detectors.judges.api import save_judge
+    from detectors.judges import save_judge
     from detectors.judges.model import create_judge_model, judge_data_config
 
     torch.manual_seed(seed)
@@ -42,7 +42,7 @@ def _save_judge(folder, threshold: float, seed: int = 0):
 
 
 def _probability(folder, color) -> float:
-    from detectors.judges.api import load_judge
+    from detectors.judges import load_judge
 
     judge = load_judge(f"local-dir:{folder}", device="cpu")
     return float(judge.predict([Image.new("RGB", (32, 32), color)]).probabilities[0, 0])
@@ -99,6 +99,7 @@ def _forgetting(paths, model: str, concept: str = "nudity") -> float:
 # -- 1. results keyed by content -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -117,6 +118,7 @@ def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
     assert cached["inputs"]["images"]["n"] == 4 and cached["inputs"]["judge"]["kind"] == "local-dir"
 
 
+@pytest.mark.slow
 def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -132,6 +134,7 @@ def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, spli
     assert _forgetting(run_evaluation(_cfg(tmp_path, bench, judge)), "ESD") == 0.0
 
 
+@pytest.mark.slow
 def test_fid_pretrained_change_recomputes_fid(tmp_path, split_judge):
     judge, _, _ = split_judge
     bench = tmp_path / "bench"
@@ -170,6 +173,48 @@ def test_shard_images_carry_the_sha256_of_their_bytes(small_root):
         assert im.digest == hashlib.sha256(samples[im.key].image).hexdigest() == samples[im.key].record["sha256"]
 
 
+@pytest.mark.slow
+def test_a_model_named_with_an_underscore_is_evaluated_end_to_end_through_shards(
+    tiny_pipeline_dir, tiny_judge_dir, tmp_path
+):
+    from dataigm.reader import iter_samples
+    from detectors.evaluation.images import ShardImage
+    from generation.job import JobConfig
+    from generation.runner import run_job
+
+    root = tmp_path / "root"
+    models = [str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "ESD_x", "method": "ESD"}]
+    job = JobConfig(
+        out=str(root), models=models, concepts=["church"], kinds=["forget", "replace"], max_prompts=2, steps=2,
+        height=32, width=32, progress=False,
+    )  # fmt: skip
+    run_job(job)
+    samples = {s.key: s for s in iter_samples(root)}
+    assert {s.record["model"] for s in samples.values()} == {"ORG-tiny", "ESD_x"}
+    assert {s.record["label_source"] for s in samples.values()} == {"prompt"}
+    images = from_shards(root)
+    assert {im.model for im in images} == {"ORG-tiny", "ESD_x"}
+    for im in images[:3]:  # the evaluation holds where each image is, and reads it when asked
+        assert isinstance(im.load, ShardImage) and not any(isinstance(v, bytes) for v in vars(im.load).values())
+        assert np.array_equal(np.asarray(im.image()), np.asarray(samples[im.key].decode()))
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), images=str(root), concepts=["church"], judge=f"local-dir:{tiny_judge_dir}",
+        clip_model=None, lpips_net=None, fid_feature="resnet10t", fid_pretrained=False, person_detector=None,
+        progress=False,
+    )  # fmt: skip
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    assert report["models"] == ["ORG-tiny", "ESD_x"] and report["original"] == "ORG-tiny"
+    forget = select(images, model="ESD_x", kind="forget")
+    assert forget and report["concepts"]["church"]["ESD_x"]["forgetting"]["overall"]["n"] == len(forget)
+
+
+def test_the_model_of_a_schema_1_record_comes_from_its_key():
+    from detectors.evaluation.images import model_of
+
+    assert model_of({"model": "ESD_x"}, "ESD_x_church-forget-0_0000") == "ESD_x"
+    assert model_of({"schema_version": "1"}, "ORG-tiny_church-forget-0_0000") == "ORG-tiny"
+
+
 # -- 2. concrete concepts in the paper layout; skipped metrics show their reason ---------------------------
 
 
@@ -200,6 +245,7 @@ def test_paper_layout_reads_unrelated_as_replace_for_concrete_concepts(tmp_path)
     assert len(select(abstract, kind="retain")) == 16 and not select(abstract, kind="replace")
 
 
+@pytest.mark.slow
 def test_church_in_the_paper_layout_gets_fid_and_lpips_and_reasons_are_shown(tmp_path, split_judge):
     from cards.eval_card import write_eval_card
 
@@ -275,6 +321,7 @@ def test_report_json_refuses_objects_instead_of_writing_their_repr(tmp_path):
     assert not (tmp_path / "r" / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_report_json_has_no_addresses_and_is_identical_twice(tmp_path, split_judge):
     judge, _, _ = split_judge
     _solid_layout(tmp_path / "bench", {"ORG": GREY, "ESD": BLACK})
@@ -368,7 +415,7 @@ def test_cuda_device_without_cuda_is_refused_before_work(base_args, tmp_path, ca
 
 
 def test_a_root_without_images_of_the_concept_says_so(tmp_path, tiny_judge_dir, capsys):
-    from conftest import write_test_root
+    from helpers.data import write_test_root
 
     from dataigm.cli import main
 

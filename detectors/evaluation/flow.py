@@ -6,9 +6,9 @@ and a re-run with changed inputs recomputes what changed. A fingerprint covers (
 
 * the images: the sha256 of every image's bytes, with its key, kind, family, sample, group, sub-theme
   and prompt text;
-* the judge's content (:func:`judge_content`): for ``local-dir:`` judges the sha256 of ``config.json``
-  and the weight files, for ``hf-hub:`` judges the same files of the resolved revision, for baselines
-  the spec and the sha256 of any local file or folder it names;
+* the judge by what decides its outputs: :meth:`detectors.judges.Judge.fingerprint` (weights as loaded,
+  thresholds, temperatures, input transform; for baselines their spec and weight files), with the kind of
+  its spec (``local-dir``, ``hf-hub``...); where the judge lives does not count;
 * every option that changes the metric (backbone names, their local weight files or folders by content,
   ``*_pretrained``, ``lpips_random_backbone``, the concept's nature) and the resolved device;
 * the versions of the libraries that compute the numbers (:data:`NUMERIC_PACKAGES`) and the sha256 of
@@ -42,7 +42,6 @@ NUMERIC_PACKAGES = (
     "torch", "torchvision", "torchmetrics", "torch-fidelity", "lpips", "transformers", "timm", "numpy", "scipy",
     "pillow", "nudenet", "onnxruntime",
 )  # fmt: skip
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
 _THIS = Path(__file__).resolve().parent
 
 
@@ -143,20 +142,6 @@ class Digests:
             self._dirty = False
 
 
-def _hub_files(repo: str, revision: str | None, names: tuple[str, ...], digests: Digests) -> dict:
-    """sha256 of the first of ``names`` of each group present in a Hub repo (from the local cache when offline)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = digests.file(hf_hub_download(repo, name, revision=revision or None))
-        except EntryNotFoundError:
-            continue
-    return out
-
-
 def _hub_revision(repo: str) -> str | None:
     """The commit a Hub id resolves to in the local cache (what an offline load uses), or None."""
     try:
@@ -167,47 +152,14 @@ def _hub_revision(repo: str) -> str | None:
         return None
 
 
-def judge_content(spec: str, digests: Digests) -> dict:
-    """What a judge's decisions depend on, by content (see the module docstring).
-
-    ``local-dir:`` judges: sha256 of ``config.json`` and of the weight files in the folder (its location
-    does not count). ``hf-hub:`` judges: the repo, revision and the sha256 of ``config.json`` and the weights
-    as downloaded. Baselines: the spec, and the sha256 of every option value that names a local file or folder.
-    """
-    from detectors.judges.api import JUDGE_KINDS
-    from detectors.judges.options import parse_options, split_spec
-
-    spec = str(spec)
-    kind, location = split_spec(spec)
-    if kind not in JUDGE_KINDS and Path(spec).is_dir():
-        kind, location = "local-dir", spec
-    if kind == "local-dir":
-        folder = Path(location)
-        files = sorted(
-            p for p in folder.iterdir() if p.is_file() and (p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
-        )
-        return {"kind": kind, "files": {p.name: digests.file(p) for p in files}}
-    if kind == "hf-hub":
-        repo, _, revision = location.partition("@")
-        names = ("config.json", "model.safetensors", "pytorch_model.bin")
-        return {
-            "kind": kind,
-            "repo": repo,
-            "revision": revision or None,
-            "files": _hub_files(repo, revision, names, digests),
-        }
-    try:
-        options = parse_options(location)
-    except ValueError:
-        options = {}
-    files = {k: digests.maybe_path(v) for k, v in sorted(options.items()) if digests.maybe_path(v) is not None}
-    revisions = {k: _hub_revision(v) for k, v in sorted(options.items()) if k == "model" and k not in files}
-    return {"kind": kind, "spec": spec, "files": files, "hub_revisions": revisions}
+def judge_inputs(judge) -> dict:
+    """What a judge's decisions depend on, for cache keys: the kind of its spec and its own fingerprint."""
+    return {"kind": str(judge.spec).partition(":")[0], "fingerprint": judge.fingerprint()}
 
 
 def backbone_content(name: str | None, digests: Digests) -> dict | None:
-    """A metric backbone by content: a local folder/file by sha256, ``local-dir:``/``hf-hub:`` as for judges,
-    a Hub id by its cached revision, any other name (timm, torchvision, ``inception``) by itself."""
+    """A metric backbone by content: a local folder/file (or ``local-dir:`` folder) by sha256, ``hf-hub:`` and
+    Hub ids by their cached revision, any other name (timm, torchvision, ``inception``) by itself."""
     if name is None:
         return None
     kind, _, location = name.partition(":")
@@ -372,7 +324,7 @@ def step_inputs(
 ) -> dict:
     """What the result of aspect ``name`` for one concept and model depends on (see the module docstring).
 
-    ``context`` holds the run-wide parts: ``judge`` (:func:`judge_content`), ``backbones`` (by
+    ``context`` holds the run-wide parts: ``judge`` (:func:`judge_inputs`), ``backbones`` (by
     :func:`backbone_content`), ``weights`` (sha256 of ``fid_weights``/``person_weights``), ``device``,
     ``versions`` and ``code``.
     """
@@ -409,11 +361,12 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     Everything that can be checked is checked before anything is written: the models, the device, the
     judge (loaded first) and that it judges every concept.
     """
-    from detectors.judges.api import load_judge
+    from dataigm.devices import resolve_device
+    from detectors.judges import load_judge
 
     registry = cfg.registry()
     job = generation_job(cfg)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     judge = load_judge(cfg.judge, device=device)
     unjudged = [c for c in cfg.concepts if c not in judge.concepts]
     if unjudged:
@@ -427,7 +380,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     digests = Digests(Path(cfg.out) / "cache" / "digests.json")
     judge_code = tuple(inspect.getsourcefile(c) for c in type(judge).__mro__[:-1])  # the judge class and its bases
     context = {
-        "judge": judge_content(cfg.judge, digests),
+        "judge": judge_inputs(judge),
         "backbones": {
             "clip": backbone_content(cfg.clip_model, digests),
             "fid": backbone_content(cfg.fid_feature, digests),
@@ -437,7 +390,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         "versions": numeric_versions(),
         "code": code_digest(tuple(sorted(set(judge_code)))),
     }
-    backbones = _Backbones(cfg)
+    backbones = _Backbones(cfg, device)
     results: dict = {}
     for concept_id in cfg.concepts:
         concept = registry.get(concept_id)
@@ -524,19 +477,6 @@ def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache,
     return out
 
 
-def _device(device: str) -> str:
-    """The device to run on (``auto``: CUDA when there is one); a CUDA device without CUDA raises."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: torch sees no CUDA device here; use auto or cpu")
-    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps': torch sees no MPS device here; use auto or cpu")
-    return device
-
-
 class _Lazy:
     """Stands for a metric backbone and builds it on first use, so a cached run loads none."""
 
@@ -551,11 +491,10 @@ class _Lazy:
 
 
 class _Backbones:
-    def __init__(self, cfg: EvalConfig):
+    def __init__(self, cfg: EvalConfig, device: str):
         from detectors.evaluation.person import PersonDetector
         from detectors.evaluation.quality import ClipScorer, LpipsScorer, fid_metric
 
-        device = _device(cfg.device)
         self._lazy = {
             "clip": _Lazy(lambda: ClipScorer(cfg.clip_model, device)),
             "lpips": _Lazy(lambda: LpipsScorer(cfg.lpips_net, device, cfg.lpips_random_backbone)),

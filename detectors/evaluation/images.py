@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataigm.reader import iter_samples
+from dataigm.reader import iter_index, read_at
 
 # Folder names of the paper's benchmark layout and the prompt kind each holds (``unrelated`` holds
 # ``replace`` images for concrete concepts, see the module docstring).
@@ -80,20 +80,47 @@ def _open(path: Path) -> Callable:
     return load
 
 
-def from_shards(root: str | Path, concept: str | None = None, split: str | None = None) -> list[EvalImage]:
-    """Generated images of a dataset root; the model is the name in the sample key (one per model spec).
+@dataclass(frozen=True)
+class ShardImage:
+    """Loads one image from its shard by byte offset: an evaluation holds these, never the images' bytes."""
 
-    A prompt's remove/replace variants share its seeds (``generation.seeds``), so an image's family is
-    the forget prompt that has its seed.
+    path: str
+    offset: int
+    size: int
+
+    def __call__(self):
+        import io
+
+        from PIL import Image
+
+        with Image.open(io.BytesIO(read_at(self.path, self.offset, self.size))) as img:
+            return img.convert("RGB")
+
+
+def model_of(record: dict, key: str) -> str:
+    """The model that generated a sample: the record's ``model`` field (schema 2).
+
+    Records of schema 1 have no such field; their keys start with the model spec's label and ``_``, so
+    the part before the first ``_`` is taken (right only for labels without ``_``, which schema 2 lifts).
     """
-    samples = list(iter_samples(root, concept=concept, split=split, source="generated"))
+    return record.get("model") or key.split("_", 1)[0]
+
+
+def from_shards(root: str | Path, concept: str | None = None, split: str | None = None) -> list[EvalImage]:
+    """Generated images of a dataset root, read through the shard index (one entry per image, no bytes kept).
+
+    The model is the record's ``model`` (see :func:`model_of`). Each image's sha256 is computed from its
+    bytes here, read once and dropped. A prompt's remove/replace variants share its seeds
+    (``generation.seeds``), so an image's family is the forget prompt that has its seed.
+    """
+    indexed = list(iter_index(root, concept=concept, split=split, source="generated"))
     family_of_seed = {
         (s.record["concept"], s.record["seed"]): s.record["prompt_id"]
-        for s in samples
+        for _, s in indexed
         if s.record["prompt_kind"] == "forget"
     }
     out = []
-    for sample in samples:
+    for path, sample in indexed:
         r = sample.record
         family = (
             family_of_seed.get((r["concept"], r["seed"]), r["prompt_id"])
@@ -106,26 +133,15 @@ def from_shards(root: str | Path, concept: str | None = None, split: str | None 
             group = r["prompt"]
         else:
             group = None
+        digest = hashlib.sha256(read_at(path, sample.offset, sample.size)).hexdigest()
         out.append(
             EvalImage(
-                model=sample.key.split("_", 1)[0], concept=r["concept"], kind=r["prompt_kind"], family=family,
+                model=model_of(r, sample.key), concept=r["concept"], kind=r["prompt_kind"], family=family,
                 sample=r["seed"], key=sample.key, prompt=r["prompt"], subtheme=r["subtheme"], group=group,
-                seed=r["seed"], load=_bytes_loader(sample.image), digest=hashlib.sha256(sample.image).hexdigest(),
+                seed=r["seed"], load=ShardImage(str(path), sample.offset, sample.size), digest=digest,
             )
         )  # fmt: skip
     return out
-
-
-def _bytes_loader(data: bytes) -> Callable:
-    def load():
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:
-            return img.convert("RGB")
-
-    return load
 
 
 def from_paper_layout(
