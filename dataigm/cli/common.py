@@ -56,9 +56,6 @@ def user_error(err: BaseException) -> str | None:
     return None
 
 
-DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps"
-
-
 def command_parser(description: str) -> ArgumentParser:
     """A sub-parser with ``--config`` (YAML, flags win) and, through it, ``--print_config``."""
     parser = ArgumentParser(description=description, exit_on_error=False)  # main names the subcommand in errors

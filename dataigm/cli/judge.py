@@ -6,12 +6,13 @@ The ``detectors`` package (torch, timm) is imported inside each command, so ``im
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 from . import push
-from .common import DEVICE_HELP, command_parser, save_config
-from .options import add_flag, add_options, options_of
+from .common import command_parser, save_config
+from .options import add_options, options_of
 
 HELP = "train, measure and publish judges (timm content classifiers)"
 
@@ -48,26 +49,42 @@ def _run_train(cfg) -> int:
     return 0
 
 
+@dataclass
+class JudgeEvalOptions:
+    """The options of ``dataigm judge eval``.
+
+    Attributes:
+        judge: local-dir:PATH, hf-hub:ORG/NAME[@REV], nudenet[:preset=paper6,threshold=0.6],
+            clip-zeroshot:model=PATH_OR_ID,target=nude,anchor=properly dressed, imagenet:model=NAME,classes=497
+        data: dataset root
+        out: folder for metrics.json, predictions.csv and plots
+        split: split to measure on
+        concept: dataset concept for a one-concept baseline judge
+        bootstrap: bootstrap resamples (0: no intervals)
+        ci: confidence level of the intervals
+        seed: bootstrap seed
+        batch_size: images per judge call
+        num_workers: DataLoader workers
+        device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
+        progress: show a progress bar
+    """
+
+    judge: str
+    data: str
+    out: str
+    split: str = "test"
+    concept: str | None = None
+    bootstrap: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+    batch_size: int = 32
+    num_workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
 def _configure_eval(parser) -> None:
-    parser.add_argument(
-        "--judge",
-        required=True,
-        help="local-dir:PATH, hf-hub:ORG/NAME[@REV], nudenet[:preset=paper6,threshold=0.6], "
-        "clip-zeroshot:model=PATH_OR_ID,target=nude,anchor=properly dressed, imagenet:model=NAME,classes=497",
-    )
-    parser.add_argument("--data", required=True, help="dataset root")
-    parser.add_argument("--split", default="test", help="split to measure on")
-    parser.add_argument("--out", required=True, help="folder for metrics.json, predictions.csv and plots")
-    parser.add_argument(
-        "--concept", type=str | None, default=None, help="dataset concept for a one-concept baseline judge"
-    )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
-    parser.add_argument("--ci", type=float, default=0.95, help="confidence level of the intervals")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
-    add_flag(parser, "--progress", True, "show a progress bar")
+    add_options(parser, JudgeEvalOptions)
 
 
 def _run_eval(cfg) -> int:
