@@ -21,7 +21,7 @@ class TrainConfig:
 
     Attributes:
         data: the dataset root.
-        out: the output folder (see the module docstring).
+        out: the output folder: checkpoints, summary.csv, config.yaml and the saved judge in ``out/judge``.
         concepts: concepts to judge, one logit each (default: every concept of the training split).
         model: any ``timm.create_model`` name.
         pretrained: start from pretrained weights (timm's source, or ``pretrained_path``).
@@ -48,7 +48,8 @@ class TrainConfig:
         threshold_rule: ``max_f1``, ``fpr@X`` or ``fixed@T``.
         calibrate: fit a temperature per concept (False: T = 1).
         amp: mixed precision on CUDA (ignored on CPU).
-        device: ``cpu``, ``cuda``, ``cuda:1``... (default: CUDA when available; ``LOCAL_RANK`` under torchrun).
+        device: ``cpu``, ``cuda``, ``cuda:1``... (None, the CLI's ``auto``: CUDA when available; ``LOCAL_RANK``
+            under torchrun).
         num_workers: DataLoader worker processes (they change nothing in the result: each sample's
             augmentation is seeded by (seed, epoch, index)).
         seed: seeds the model's initialisation, every epoch's sample order and every augmentation, so the
