@@ -1,11 +1,12 @@
-# Two entry points on a fresh machine: `make demo` (the main job on the built-in default) and `make test`.
+# Two entry points on a fresh machine: `make demo` (the main job on the built-in default) and `make test`
+# (`make test-fast` leaves out the tests marked slow).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= demo-out
 
-.PHONY: install demo test quality style clean
+.PHONY: install demo test test-fast quality style clean
 
 # The virtual environment, created when missing; constraints.txt pins torch/torchvision to the cached wheels.
 $(STAMP): pyproject.toml constraints.txt
@@ -20,8 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dataigm demo --out $(OUT)
 
+# Every test, the slow ones included (what CI runs).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow (no demo, kill/resume, Ray or evaluation-flow runs): for the edit-test loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 quality: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,11 +1,11 @@
-"""Offline, CPU-only test set-up: every cache in a temporary folder, Hub access off.
+"""Offline, CPU-only test set-up: every cache in a temporary folder, Hub access off; the shared fixtures.
 
-The environment is set before any test module imports ``datasets`` or ``huggingface_hub``.
+The environment is set before any test module imports ``datasets`` or ``huggingface_hub``. Helper
+functions live in ``tests/helpers/`` (imported as ``helpers``); test modules never import each other.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from pathlib import Path
@@ -27,58 +27,8 @@ os.environ.update(
 os.environ.pop("DATAIGM_CONCEPTS_DIR", None)
 
 import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from dataigm import Sample, ShardId, load_registry, make_key, write_shard  # noqa: E402
-from dataigm.manifest import open_root, register_concepts  # noqa: E402
-
-
-def image_bytes(color=(200, 30, 30), size=(16, 12), fmt="PNG") -> bytes:
-    """A small solid image encoded as ``fmt``."""
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def make_sample(concept: str, split: str, source: str, index: int, label: str = "target", **record) -> Sample:
-    """A valid sample whose pixels depend on ``index`` (so decoded images can be told apart)."""
-    registry = load_registry()
-    color = (index * 37 % 256, index * 91 % 256, 128 if label == "target" else 0)
-    data = image_bytes(color)
-    base = {
-        "concept": concept,
-        "label": label,
-        "category": registry.get(concept).category,
-        "source": source,
-        "split": split,
-        "height": 12,
-        "width": 16,
-        "origin": f"test/{index}.png",
-    }
-    base.update(record)
-    return Sample(make_key(source, f"{index:05d}"), data, "png", 1 if label == "target" else 0, base)
-
-
-def write_test_root(root: Path, layout: dict[tuple[str, str, str], list[int]]) -> Path:
-    """Write a dataset root: ``{(concept, split, source): [samples in shard 0, shard 1, ...]}``.
-
-    Labels alternate target/pair; every sample index is unique across the root.
-    """
-    registry = load_registry()
-    open_root(root)
-    register_concepts(root, [registry.get(c) for c in sorted({k[0] for k in layout})])
-    index = 0
-    for (concept, split, source), shard_sizes in layout.items():
-        for shard_index, size in enumerate(shard_sizes):
-            samples = []
-            for _ in range(size):
-                samples.append(make_sample(concept, split, source, index, label=("target", "pair")[index % 2]))
-                index += 1
-            write_shard(root, ShardId(concept, split, source, shard_index), samples, job_id="test")
-    from dataigm.dataset_readme import write_dataset_readme
-
-    write_dataset_readme(root)
-    return root
+from helpers.data import image_bytes, write_test_root  # noqa: E402
+from helpers.hub import FakeHub  # noqa: E402
 
 
 @pytest.fixture
@@ -126,3 +76,9 @@ def tiny_clip(tmp_path_factory) -> Path:
     from generation.tiny import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
+
+
+@pytest.fixture
+def fake_hub(monkeypatch) -> FakeHub:
+    """The fake Hub, installed as every ``HfApi`` of huggingface_hub and timm (``tests/helpers/hub.py``)."""
+    return FakeHub().install(monkeypatch)

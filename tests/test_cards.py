@@ -1,35 +1,16 @@
-"""Dataset card and pushing a dataset root to the Hub (against a fake HfApi that records calls)."""
+"""Dataset card and pushing a dataset root to the Hub (against the fake Hub of tests/helpers/hub.py)."""
 
 import logging
 import re
 
 import pytest
+from helpers.data import write_test_root
+from helpers.hub import FakeHub
 from huggingface_hub import DatasetCard
 
 from cards import push_dataset, size_category, write_dataset_card
 from dataigm.cli import main
 from dataigm.info import count_samples
-
-
-class FakeHfApi:
-    """Records every call; ``fail_uploads`` makes that many uploads raise first (an interrupted upload)."""
-
-    def __init__(self, fail_uploads: int = 0):
-        self.calls: list[tuple[str, dict]] = []
-        self.fail_uploads = fail_uploads
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
-        return f"https://huggingface.co/datasets/{repo_id}"
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
-
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
-        if self.fail_uploads:
-            self.fail_uploads -= 1
-            raise ConnectionError("connection reset during upload")
 
 
 def _card_counts(root) -> dict:
@@ -57,8 +38,6 @@ def test_card_counts_equal_dataigm_info(small_root):
 
 
 def test_content_warning_only_for_flagged_concepts(tmp_path, small_root):
-    from conftest import write_test_root
-
     write_dataset_card(small_root)
     assert "Content warning" in (small_root / "README.md").read_text()  # nudity
     church_only = write_test_root(tmp_path / "c", {("church", "train", "real"): [2]})
@@ -72,8 +51,6 @@ def test_generated_section_is_replaced_and_curated_text_kept(small_root):
     card = DatasetCard.load(path)
     card.text = "Intro written by a person.\n\n" + card.text + "\nOutro written by a person.\n"
     card.save(path)
-    from conftest import write_test_root
-
     write_test_root(small_root, {("church", "validation", "real"): [2]})
     write_dataset_card(small_root)
     text = path.read_text()
@@ -131,14 +108,21 @@ def test_size_category(n, category):
     assert size_category(n) == category
 
 
+def _pushable_files(root) -> dict[str, bytes]:
+    """The files of ``root`` a push must upload: everything but the lock, temporaries and caches."""
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {k: v for k, v in files.items() if k != ".dataigm.lock" and not k.endswith(".tmp")}
+
+
 def test_push_dataset_calls(small_root):
-    api = FakeHfApi()
-    url = push_dataset(small_root, "org/dataigm", private=True, revision="v1", commit_message="first", api=api)
+    hub = FakeHub()
+    url = push_dataset(
+        small_root, "org/dataigm", private=True, revision="v1", commit_message="first", api=hub.client()
+    )
     assert url == "https://huggingface.co/datasets/org/dataigm"
-    names = [name for name, _ in api.calls]
-    assert names == ["create_repo", "create_branch", "upload_folder"]
-    assert api.calls[0][1] == {"repo_id": "org/dataigm", "repo_type": "dataset", "private": True, "exist_ok": True}
-    upload = api.calls[2][1]
+    assert hub.names() == ["create_repo", "create_branch", "upload_folder"]
+    assert hub.calls[0][1] == {"repo_id": "org/dataigm", "repo_type": "dataset", "private": True, "exist_ok": True}
+    upload = hub.calls[2][1]
     assert (upload["repo_id"], upload["repo_type"], upload["revision"], upload["commit_message"]) == (
         "org/dataigm",
         "dataset",
@@ -146,38 +130,62 @@ def test_push_dataset_calls(small_root):
         "first",
     )
     assert upload["folder_path"] == str(small_root) and "**/.*.tmp" in upload["ignore_patterns"]
+    assert hub.files("org/dataigm", repo_type="dataset", revision="v1") == _pushable_files(small_root)
 
 
-def test_interrupted_push_resumes_with_the_same_upload(small_root):
-    api = FakeHfApi(fail_uploads=1)
+def test_push_dataset_uses_upload_large_folder_where_huggingface_hub_has_it(small_root):
+    (small_root / ".cache").mkdir()
+    (small_root / ".cache" / "upload.json").write_text("{}")  # upload_large_folder's own resume cache
+    hub = FakeHub(large_folder=True)
+    url = push_dataset(
+        small_root, "org/dataigm", private=True, revision="v1", commit_message="first", api=hub.client()
+    )
+    assert url == "https://huggingface.co/datasets/org/dataigm"
+    assert hub.names() == ["create_repo", "create_branch", "upload_large_folder"]
+    upload = hub.calls[2][1]
+    assert {k: upload[k] for k in ("repo_id", "repo_type", "revision", "private", "folder_path")} == {
+        "repo_id": "org/dataigm",
+        "repo_type": "dataset",
+        "revision": "v1",
+        "private": True,
+        "folder_path": str(small_root),
+    }
+    assert {".dataigm.lock", "**/.*.tmp", ".cache/**"} <= set(upload["ignore_patterns"])
+    pushed = hub.files("org/dataigm", repo_type="dataset", revision="v1")
+    assert pushed == {k: v for k, v in _pushable_files(small_root).items() if not k.startswith(".cache/")}
+    assert "README.md" in pushed and any(k.endswith(".tar") for k in pushed)
+
+
+@pytest.mark.parametrize("large_folder", [False, True], ids=["upload_folder", "upload_large_folder"])
+def test_interrupted_push_resumes_with_the_same_upload(small_root, large_folder):
+    hub = FakeHub(large_folder=large_folder, fail_uploads=1)
+    call = "upload_large_folder" if large_folder else "upload_folder"
     with pytest.raises(ConnectionError):
-        push_dataset(small_root, "org/dataigm", api=api)
+        push_dataset(small_root, "org/dataigm", api=hub.client())
     readme = (small_root / "README.md").read_bytes()
-    push_dataset(small_root, "org/dataigm", api=api)
-    uploads = [kwargs for name, kwargs in api.calls if name == "upload_folder"]
+    push_dataset(small_root, "org/dataigm", api=hub.client())
+    uploads = hub.calls_of(call)
     assert len(uploads) == 2 and uploads[0] == uploads[1]  # the same call again: the Hub side skips what it has
     assert (small_root / "README.md").read_bytes() == readme
+    assert hub.files("org/dataigm", repo_type="dataset") == _pushable_files(small_root)
 
 
 def test_invalid_root_is_not_pushed(small_root):
     (small_root / "meta/church/test/real-00000.json").unlink()
-    api = FakeHfApi()
+    hub = FakeHub()
     with pytest.raises(ValueError, match="does not validate"):
-        push_dataset(small_root, "org/dataigm", api=api)
-    assert api.calls == []
+        push_dataset(small_root, "org/dataigm", api=hub.client())
+    assert hub.calls == []
 
 
-def test_cli_push_never_shows_the_token(small_root, monkeypatch, capsys, caplog):
-    import huggingface_hub
-
+def test_cli_push_never_shows_the_token(small_root, fake_hub, monkeypatch, capsys, caplog):
     secret = "hf_SECRET_token_value_123"
     monkeypatch.setenv("HF_TOKEN", secret)
-    fake = FakeHfApi()
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: fake)
     with caplog.at_level(logging.DEBUG):
         assert main(["push", "dataset", str(small_root), "--repo", "org/dataigm"]) == 0
     out = capsys.readouterr()
     assert "pushed" in out.out
+    assert fake_hub.names() == ["create_repo", "upload_folder"] and set(fake_hub.tokens) == {None}
     assert secret not in out.out + out.err + caplog.text
     assert secret not in "".join(
         p.read_text(errors="ignore")

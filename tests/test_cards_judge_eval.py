@@ -1,4 +1,4 @@
-"""Judge and evaluation cards, and pushing judges and reports to a fake Hub (tests/fakes.py).
+"""Judge and evaluation cards, and pushing judges and reports to the fake Hub (tests/helpers/hub.py).
 
 Everything is built from real outputs: a tiny judge trained by ``train_judge`` on a colour dataset whose
 test split holds one hard source, measured by ``dataigm judge eval``, and a ``dataigm evaluate`` report
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import FakeHub
+from helpers.data import COLOR_LAYOUT, color_png, write_color_root, write_paper_layout
+from helpers.hub import FakeHub
 from huggingface_hub import ModelCard
-from test_judge_data import COLOR_LAYOUT, color_png, write_color_root
 
 from cards import eval_card, push_judge, push_report, report_files, write_eval_card, write_judge_card
 from cards.limitations import concept_limitations, group_name
@@ -87,13 +87,11 @@ def judge_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory, tiny_clip, judge_run):
     """A real `dataigm evaluate` output folder (images in the paper's layout, tiny metric backbones)."""
-    from test_evaluate import _write_paper_layout
-
     from detectors.evaluation.config import EvalConfig
     from detectors.evaluation.flow import run_evaluation
 
     base = tmp_path_factory.mktemp("report")
-    _write_paper_layout(base / "bench")
+    write_paper_layout(base / "bench")
     cfg = EvalConfig(
         out=str(base / "eval"), concepts=["nudity"], judge=f"local-dir:{judge_run[0]}",
         paper_layout=str(base / "bench"), paper_tasks={"nudity": "Nudity"}, clip_model=str(tiny_clip),
@@ -104,9 +102,10 @@ def report_dir(tmp_path_factory, tiny_clip, judge_run):
 
 
 @pytest.fixture
-def hub(monkeypatch) -> FakeHub:
+def hub(fake_hub, monkeypatch) -> FakeHub:
+    """The fake Hub, with a token in the environment that must never show."""
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    return FakeHub().install(monkeypatch)
+    return fake_hub
 
 
 def _section(text: str, title: str) -> str:
@@ -304,7 +303,7 @@ def test_push_judge_to_a_new_repo_uploads_the_judge_and_our_card(judge_run, hub,
     uploads = hub.calls_of("upload_folder")
     assert [u["files"] for u in uploads] == [sorted({"README.md"} | plots), ["config.json", "model.safetensors"]]
     assert uploads[1]["library_name"] == "timm"  # the weights went through timm's push_to_hf_hub
-    assert hub.calls_of("create_repo")[0] == {"repo_id": REPO, "repo_type": "model", "private": True}
+    assert hub.calls_of("create_repo")[0] == {"repo_id": REPO, "repo_type": "model", "private": True, "exist_ok": True}
     assert hub.tokens and set(hub.tokens) == {None}  # huggingface_hub finds the token itself
     assert SECRET not in out.out + out.err + caplog.text
     assert not any(SECRET.encode() in data for data in files.values())
@@ -362,7 +361,9 @@ def test_push_report_uploads_the_report_and_its_card(report_dir, hub, capsys):
     assert not any(name.startswith(("evaluation/cache", "evaluation/images")) for name in files)
     assert files["evaluation/report.json"] == (report_dir / "report.json").read_bytes()
     assert ModelCard(files["evaluation/README.md"].decode()).data.tags[0] == "dataigm"
-    assert hub.calls_of("create_repo") == [{"repo_id": repo, "repo_type": "dataset", "private": False}]
+    assert hub.calls_of("create_repo") == [
+        {"repo_id": repo, "repo_type": "dataset", "private": False, "exist_ok": True}
+    ]
     assert hub.calls_of("upload_folder")[0]["repo_type"] == "dataset"
 
     push_report(report_dir, "my-org/esd-nudity", path_in_repo="reports/v1/", revision="eval")

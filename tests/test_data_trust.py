@@ -5,7 +5,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import image_bytes
+from helpers.data import image_bytes
 
 from dataigm import iter_samples, load_registry, read_manifest
 from dataigm.cli import main

@@ -7,6 +7,8 @@ import pytest
 from dataigm.cli.demo import DemoConfig, run_demo
 from dataigm.validate import validate_root
 
+pytestmark = pytest.mark.slow  # the whole demo: dataset, judge, evaluation, cards
+
 # The judge must be this accurate on the first source (toy renders) for every concept.
 FIRST_SOURCE_MIN_ACCURACY = 0.9
 

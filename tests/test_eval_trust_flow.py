@@ -100,6 +100,7 @@ def _forgetting(paths, model: str, concept: str = "nudity") -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -119,6 +120,7 @@ def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -134,6 +136,7 @@ def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, spli
     assert _forgetting(run_evaluation(_cfg(tmp_path, bench, judge)), "ESD") == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_fid_pretrained_change_recomputes_fid(tmp_path, split_judge):
     judge, _, _ = split_judge
@@ -173,6 +176,7 @@ def test_shard_images_carry_the_sha256_of_their_bytes(small_root):
         assert im.digest == hashlib.sha256(samples[im.key].image).hexdigest() == samples[im.key].record["sha256"]
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_a_model_named_with_an_underscore_is_evaluated_end_to_end_through_shards(
     tiny_pipeline_dir, tiny_judge_dir, tmp_path
@@ -245,6 +249,7 @@ def test_paper_layout_reads_unrelated_as_replace_for_concrete_concepts(tmp_path)
     assert len(select(abstract, kind="retain")) == 16 and not select(abstract, kind="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_church_in_the_paper_layout_gets_fid_and_lpips_and_reasons_are_shown(tmp_path, split_judge):
     from cards.eval_card import write_eval_card
@@ -321,6 +326,7 @@ def test_report_json_refuses_objects_instead_of_writing_their_repr(tmp_path):
     assert not (tmp_path / "r" / "report.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_report_json_has_no_addresses_and_is_identical_twice(tmp_path, split_judge):
     judge, _, _ = split_judge

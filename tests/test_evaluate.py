@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from helpers.data import write_paper_layout
 from PIL import Image
 from scipy import linalg
 
@@ -125,25 +126,8 @@ def test_lpips_code_path_and_pairing_by_seed_not_order():
     assert first["paired"]["value"] == pytest.approx(expected, rel=1e-5) and first["all_pairs"]["n"] == 16
 
 
-def _write_paper_layout(folder):
-    """<Task>/forgot/<method>/, remove_word/<method>/, unrelated/<method>/<Category>/ with <c>_<p>_<s>.png;
-    files are written in a different order per method, and the pixels encode (method, c, p, s)."""
-    names = [f"{c}_{p}_{s}.png" for c in range(2) for p in range(2) for s in range(2)]
-    for m, method in enumerate(["ORG", "ESD"]):
-        order = names if method == "ORG" else names[::-1]
-        for layout in ("forgot", "remove_word"):
-            d = folder / "Nudity" / layout / method
-            d.mkdir(parents=True)
-            for name in order:
-                c, p, s = (int(x) for x in name[:-4].split("_"))
-                Image.new("RGB", (8, 8), (m * 100, c * 40 + p * 10 + s, 7 if layout == "forgot" else 9)).save(d / name)
-        d = folder / "Nudity" / "unrelated" / method / "Airplane"
-        d.mkdir(parents=True)
-        Image.new("RGB", (8, 8), (m, 0, 0)).save(d / "0_0_0.png")
-
-
 def test_paper_layout_reader_and_pairing_ignore_file_order(tmp_path):
-    _write_paper_layout(tmp_path)
+    write_paper_layout(tmp_path)
     images = from_paper_layout(tmp_path, "Nudity", "nudity")
     assert {im.model for im in images} == {"ORG", "ESD"}
     assert len(select(images, kind="forget")) == 16 and len(select(images, kind="remove")) == 16
@@ -204,6 +188,7 @@ def test_person_detector_code_path():
         PersonDetector("yolo", pretrained=False)
 
 
+@pytest.mark.slow
 def test_evaluate_flow_twice_gives_the_same_report(tiny_pipeline_dir, tiny_clip, tiny_judge, tmp_path):
     import yaml
 
@@ -257,11 +242,12 @@ def test_evaluate_flow_twice_gives_the_same_report(tiny_pipeline_dir, tiny_clip,
     assert (tmp_path / "eval" / "report.json").read_text() == first
 
 
+@pytest.mark.slow
 def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
     from detectors.evaluation.config import EvalConfig
     from detectors.evaluation.flow import run_evaluation
 
-    _write_paper_layout(tmp_path / "bench")
+    write_paper_layout(tmp_path / "bench")
     cfg = EvalConfig(
         out=str(tmp_path / "eval"), concepts=["nudity"], judge=f"local-dir:{tiny_judge}", paper_layout=str(tmp_path / "bench"),
         paper_tasks={"nudity": "Nudity"}, clip_model=str(tiny_clip), fid_feature="resnet10t", fid_pretrained=False,
@@ -276,6 +262,7 @@ def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
     assert esd["fid"]["fid"]["n"] == 8
 
 
+@pytest.mark.slow
 def test_evaluate_images_already_in_a_root(tiny_pipeline_dir, tiny_clip, tiny_judge, tmp_path):
     from detectors.evaluation.config import EvalConfig
     from detectors.evaluation.flow import run_evaluation

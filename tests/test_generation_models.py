@@ -144,6 +144,7 @@ def test_pickles_load_only_with_weights_only(tmp_path):
         load_state_dict(tmp_path / "w.onnx")
 
 
+@pytest.mark.slow
 def test_ray_distributor_gives_the_local_result(tiny_pipeline_dir, tmp_path):
     ray = pytest.importorskip("ray")
     options = dict(models=[str(tiny_pipeline_dir)], concepts=["church"], kinds=["forget"], max_prompts=6)

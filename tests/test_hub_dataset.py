@@ -83,7 +83,7 @@ def test_timm_hfds_reads_the_root(small_root):
 
 
 def test_readme_follows_new_data(small_root, datasets_lib):
-    from conftest import write_test_root
+    from helpers.data import write_test_root
 
     write_test_root(small_root, {("van_gogh", "validation", "laion"): [2]})
     ds = datasets_lib.load_dataset(str(small_root), "van_gogh")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.data import write_color_root
 from PIL import Image
-from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import TrainConfig, build_index, load_judge, train_judge
@@ -250,18 +250,22 @@ def test_eval_needs_a_split_that_exists(trained, tmp_path, capsys):
     assert code == 2 and "Split 'validation' of" in capsys.readouterr().err
 
 
-def test_push_uploads_weights_config_and_card(trained, tmp_path, monkeypatch, capsys):
-    """`dataigm judge push` is `dataigm push judge`: our card, then timm's push_to_hf_hub (tests/fakes.py)."""
-    from fakes import FakeHub
+def test_push_uploads_weights_config_and_card(trained, tmp_path, fake_hub, capsys):
+    """`dataigm judge push` is `dataigm push judge`: our card, then timm's push_to_hf_hub (tests/helpers/hub.py)."""
     from safetensors.torch import load
 
     _, result = trained
-    hub = FakeHub().install(monkeypatch)
+    hub = fake_hub
     code = main(
         ["judge", "push", "--judge", str(result.judge_dir), "--repo", "my-org/church-judge", "--private", "true"]
     )
     assert code == 0 and "pushed" in capsys.readouterr().out
-    assert hub.calls_of("create_repo")[0] == {"repo_id": "my-org/church-judge", "repo_type": "model", "private": True}
+    assert hub.calls_of("create_repo")[0] == {
+        "repo_id": "my-org/church-judge",
+        "repo_type": "model",
+        "private": True,
+        "exist_ok": True,
+    }
     pushed = hub.files("my-org/church-judge")
     assert sorted(pushed) == ["README.md", "config.json", "model.safetensors"]
     local = json.loads((result.judge_dir / "config.json").read_text())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from helpers.data import write_color_root
 from PIL import Image, ImageDraw
-from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import load_judge

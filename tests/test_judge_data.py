@@ -1,22 +1,18 @@
 """Judge data: the shard index, the validation carve-out, targets and masks, the image dataset.
 
-``write_color_root`` (used by every ``test_judge_*`` file) writes an easy synthetic dataset with the data
-layer's own writer: target images are reddish, pair images bluish, with pixel noise.
+``write_color_root`` (tests/helpers/data.py, used by every ``test_judge_*`` file) writes an easy synthetic
+dataset with the data layer's own writer: target images are reddish, pair images bluish, with pixel noise.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers.data import METHODS, write_color_root
 
-from dataigm import Sample, ShardId, iter_samples, load_registry, make_key, write_shard
-from dataigm.dataset_readme import write_dataset_readme
-from dataigm.manifest import open_root, register_concepts
+from dataigm import iter_samples
 from detectors.data import (
     ShardImageDataset,
     build_index,
@@ -25,70 +21,6 @@ from detectors.data import (
     split_group,
     targets_and_mask,
 )
-
-METHODS = ("ORG", "ESD", "FMN")
-# concept/split/source -> images per shard
-COLOR_LAYOUT = {
-    ("church", "train", "real"): [24, 16],
-    ("church", "train", "generated"): [40],
-    ("nudity", "train", "laion"): [40],
-    ("church", "test", "real"): [12],
-    ("church", "test", "generated"): [24],
-    ("nudity", "test", "laion"): [16],
-}
-
-
-def color_png(rng: np.random.Generator, target: bool, size: int = 16) -> bytes:
-    """A noisy reddish (target) or bluish (pair) PNG."""
-    base = np.array([200, 60, 50] if target else [50, 60, 200], dtype=np.int16)
-    pixels = np.clip(base + rng.integers(-45, 46, size=(size, size, 3)), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def write_color_root(root: Path, layout: dict = COLOR_LAYOUT, seed: int = 0, corrupt: tuple[int, ...] = ()) -> Path:
-    """A dataset root of reddish targets and bluish pairs.
-
-    Generated images come four per prompt (prompt i // 4, all of one label, methods cycling through
-    ``METHODS``); other images alternate target/pair. Sample numbers in ``corrupt`` get unreadable bytes.
-    """
-    registry = load_registry()
-    rng = np.random.default_rng(seed)
-    open_root(root)
-    register_concepts(root, [registry.get(c) for c in sorted({k[0] for k in layout})])
-    index = 0
-    for (concept, split, source), sizes in layout.items():
-        for shard_index, size in enumerate(sizes):
-            samples = []
-            for _ in range(size):
-                target = (index // 4) % 2 == 0 if source == "generated" else index % 2 == 0
-                record = {
-                    "concept": concept,
-                    "label": "target" if target else "pair",
-                    "category": registry.get(concept).category,
-                    "source": source,
-                    "split": split,
-                    "height": 16,
-                    "width": 16,
-                    "origin": f"images/{index:05d}.png",
-                }
-                if source == "generated":
-                    record.update(
-                        prompt_id=f"{concept}-p{index // 4}",
-                        prompt=f"prompt {index // 4}",
-                        prompt_kind="forget",
-                        model_id="tiny-sd",
-                        method=METHODS[index % 3],
-                        seed=index,
-                        origin=None,
-                    )
-                data = b"\x89PNG not really" if index in corrupt else color_png(rng, target)
-                samples.append(Sample(make_key(source, f"{index:05d}"), data, "png", int(target), record))
-                index += 1
-            write_shard(root, ShardId(concept, split, source, shard_index), samples, job_id="test")
-    write_dataset_readme(root)
-    return root
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 import yaml
-from test_judge_data import write_color_root
+from helpers.data import write_color_root
 
 import detectors.training.features
 import detectors.training.trainer

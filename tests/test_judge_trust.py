@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.data import write_color_root
 from PIL import Image
-from test_judge_data import write_color_root
 
 from dataigm.cli import main
 from detectors import Judge, TrainConfig, load_judge, train_judge

@@ -1,5 +1,5 @@
 import pytest
-from conftest import make_sample
+from helpers.data import make_sample
 
 from dataigm.schema import (
     FIELD_NAMES,

@@ -4,7 +4,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from conftest import make_sample, write_test_root
+from helpers.data import make_sample, write_test_root
 from PIL import Image
 
 from dataigm import SchemaError, ShardError, ShardId, iter_samples, iter_shard, read_manifest, write_shard

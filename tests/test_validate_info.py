@@ -1,7 +1,7 @@
 import json
 import shutil
 
-from conftest import make_sample, write_test_root
+from helpers.data import make_sample, write_test_root
 
 from dataigm.cli import main
 from dataigm.info import count_samples

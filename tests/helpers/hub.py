@@ -1,8 +1,11 @@
-"""A fake Hugging Face Hub for push tests: an in-memory store of repositories plus a record of every call.
+"""The one fake Hugging Face Hub of the tests: an in-memory store of repositories plus a record of every call.
 
-``FakeHub.install(monkeypatch)`` replaces ``huggingface_hub.HfApi`` and the ``HfApi`` that timm's
-``push_to_hf_hub`` uses, so our code and timm's talk to the same fake. Uploads copy the real files
-(after the real ``allow_patterns`` filter), commits to a pull request land on ``refs/pr/N``.
+``FakeHub().install(monkeypatch)`` replaces ``huggingface_hub.HfApi`` and the ``HfApi`` that timm's
+``push_to_hf_hub`` uses, so our code and timm's talk to the same fake; ``hub.client()`` is an ``HfApi``
+to pass as ``api=``. Uploads copy the real files (after the real ``allow_patterns``/``ignore_patterns``
+filter), commits to a pull request land on ``refs/pr/N``. ``FakeHub(large_folder=True)`` gives the client
+``upload_large_folder`` (huggingface_hub versions that have it); ``fail_uploads`` makes that many uploads
+raise ``ConnectionError`` after being recorded (an interrupted upload).
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ MAIN = "main"
 class FakeHub:
     """Repositories ``{(repo_type, repo_id): {revision: {path: bytes}}}`` and the calls ``[(name, kwargs)]``."""
 
-    def __init__(self):
+    def __init__(self, large_folder: bool = False, fail_uploads: int = 0):
         self.repos: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
         self.calls: list[tuple[str, dict]] = []
         self.tokens: list = []  # the token each HfApi was made with (None: huggingface_hub's own sources)
+        self.large_folder = large_folder
+        self.fail_uploads = fail_uploads
 
     def client(self, token=None, library_name=None, library_version=None, **kwargs) -> FakeHfApi:
+        """An ``HfApi`` talking to this hub (the signature of ``HfApi(...)``)."""
         self.tokens.append(token)
-        return FakeHfApi(self, library_name)
+        return (FakeHfApiWithLargeFolder if self.large_folder else FakeHfApi)(self, library_name)
 
     def install(self, monkeypatch) -> FakeHub:
+        """Make every ``HfApi()`` of huggingface_hub and timm a client of this hub."""
         import huggingface_hub
         import timm.models._hub
 
@@ -40,11 +47,16 @@ class FakeHub:
         self.repos.setdefault((repo_type, repo_id), {MAIN: {}})[MAIN].update(files)
 
     def files(self, repo_id: str, repo_type: str = "model", revision: str = MAIN) -> dict[str, bytes]:
+        """The files of a repository at ``revision``: ``{path: bytes}``."""
         return self.repos[(repo_type, repo_id)][revision]
 
     def calls_of(self, call: str) -> list[dict]:
         """The keyword arguments of every call named ``call``."""
         return [kwargs for name, kwargs in self.calls if name == call]
+
+    def names(self) -> list[str]:
+        """The name of every call, in order."""
+        return [name for name, _ in self.calls]
 
 
 class FakeHfApi:
@@ -61,7 +73,9 @@ class FakeHfApi:
         return self.hub.repos[key]
 
     def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kwargs) -> RepoUrl:
-        self.hub.calls.append(("create_repo", {"repo_id": repo_id, "repo_type": repo_type, "private": private}))
+        self.hub.calls.append(
+            ("create_repo", {"repo_id": repo_id, "repo_type": repo_type, "private": private, "exist_ok": exist_ok})
+        )
         key = (repo_type or "model", repo_id)
         if key in self.hub.repos and not exist_ok:
             raise FileExistsError(repo_id)
@@ -82,6 +96,20 @@ class FakeHfApi:
         )
         return filename in self._repo(repo_id, repo_type).get(revision or MAIN, {})
 
+    def _upload(self, call: str, folder_path, path_in_repo, allow_patterns, ignore_patterns, **record) -> dict:
+        """Record the call, fail if asked to, and return the chosen files ``{path in repo: bytes}``."""
+        folder = Path(folder_path)
+        local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        chosen = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        prefix = (path_in_repo or "").strip("/")
+        uploaded = {(f"{prefix}/{name}" if prefix else name): (folder / name).read_bytes() for name in chosen}
+        record |= {"folder_path": str(folder_path), "ignore_patterns": ignore_patterns, "files": sorted(uploaded)}
+        self.hub.calls.append((call, record | {"library_name": self.library_name}))
+        if self.hub.fail_uploads:
+            self.hub.fail_uploads -= 1
+            raise ConnectionError("connection reset during upload")
+        return uploaded
+
     def upload_folder(
         self,
         *,
@@ -96,24 +124,17 @@ class FakeHfApi:
         ignore_patterns=None,
         **kwargs,
     ) -> CommitInfo:
-        folder = Path(folder_path)
-        local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-        chosen = list(filter_repo_objects(local, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
-        prefix = (path_in_repo or "").strip("/")
-        uploaded = {(f"{prefix}/{name}" if prefix else name): (folder / name).read_bytes() for name in chosen}
-        self.hub.calls.append(
-            (
-                "upload_folder",
-                {
-                    "repo_id": repo_id,
-                    "repo_type": repo_type,
-                    "revision": revision,
-                    "create_pr": bool(create_pr),
-                    "commit_message": commit_message,
-                    "files": sorted(uploaded),
-                    "library_name": self.library_name,
-                },
-            )
+        uploaded = self._upload(
+            "upload_folder",
+            folder_path,
+            path_in_repo,
+            allow_patterns,
+            ignore_patterns,
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            create_pr=bool(create_pr),
+            commit_message=commit_message,
         )
         repo = self._repo(repo_id, repo_type)
         base = revision or MAIN
@@ -132,3 +153,34 @@ class FakeHfApi:
             oid=oid,
             pr_url=pr_url,
         )
+
+
+class FakeHfApiWithLargeFolder(FakeHfApi):
+    """An ``HfApi`` of a huggingface_hub version with ``upload_large_folder`` (several commits, resumable)."""
+
+    def upload_large_folder(
+        self,
+        repo_id,
+        folder_path,
+        *,
+        repo_type=None,
+        revision=None,
+        private=None,
+        allow_patterns=None,
+        ignore_patterns=None,
+        **kwargs,
+    ) -> None:
+        if repo_type is None:  # as in huggingface_hub: no default, the caller must say
+            raise ValueError("Please provide a `repo_type`")
+        uploaded = self._upload(
+            "upload_large_folder",
+            folder_path,
+            None,
+            allow_patterns,
+            ignore_patterns,
+            repo_id=repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            private=private,
+        )
+        self.hub.repos.setdefault((repo_type, repo_id), {MAIN: {}}).setdefault(revision or MAIN, {}).update(uploaded)
