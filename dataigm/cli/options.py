@@ -105,7 +105,9 @@ def add_options(
         extra: dict[str, Any] = {"help": helps[f.name].replace("``", "`")}  # reST literals read as Markdown ones
         if f.name in positional:
             nargs = "+" if typing.get_origin(kind) is list else None if _required(f) else "?"
-            parser.add_argument(f.name, type=kind, nargs=nargs, default=None if _required(f) else default, **extra)
+            if not _required(f):
+                extra["default"] = default
+            parser.add_argument(f.name, type=kind, nargs=nargs, **extra)
             continue
         flag = "--" + f.name.replace("_", "-")
         if kind is bool:

@@ -1,28 +1,93 @@
 """``dataigm push dataset|judge|report``: publish to the Hugging Face Hub.
 
 The token comes from huggingface_hub (``HF_TOKEN`` or ``hf auth login``) and is never printed or written.
+``dataigm judge push`` is this module's ``push judge``: the same parser and the same function.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Literal
 
 from .common import command_parser
-from .options import add_flag
+from .options import add_options
 
 HELP = "publish a dataset root, a judge or an evaluation report to the Hugging Face Hub"
 
 
-def _common(parser, repo_help: str) -> None:
-    parser.add_argument("--repo", required=True, help=repo_help)
-    add_flag(parser, "--private", False, "create the repository private")
-    parser.add_argument("--revision", type=str | None, default=None, help="branch to push to (created if missing)")
+@dataclass(kw_only=True)
+class _HubTarget:
+    """Where a push goes.
+
+    Attributes:
+        repo: Hub repository ORG/NAME (created when missing)
+        private: create the repository private
+        revision: branch to push to (created if missing)
+    """
+
+    repo: str
+    private: bool = False
+    revision: str | None = None
+
+
+@dataclass(kw_only=True)
+class DatasetPush(_HubTarget):
+    """``dataigm push dataset``.
+
+    Attributes:
+        root: dataset root
+        commit_message: commit message
+    """
+
+    root: str
+    commit_message: str | None = None
+
+
+@dataclass(kw_only=True)
+class JudgePush(_HubTarget):
+    """``dataigm push judge`` (= ``dataigm judge push``).
+
+    Attributes:
+        judge: folder of a saved judge (OUT/judge of `dataigm judge train`); or give it as --judge
+        eval: `dataigm judge eval` folder of this judge
+        overwrite_card: replace a README.md already in the repository
+        dataset_repo: training dataset's Hub id, ORG/NAME
+        license: license of the judge (Hub license id)
+        commit_message: commit message
+        create_pr: open a pull request instead of committing
+    """
+
+    judge: str | None = None
+    eval: str | None = None
+    overwrite_card: bool = False
+    dataset_repo: str | None = None
+    license: str = "other"
+    commit_message: str = "Add dataigm judge"
+    create_pr: bool = False
+
+
+@dataclass(kw_only=True)
+class ReportPush(_HubTarget):
+    """``dataigm push report``.
+
+    Attributes:
+        report: `dataigm evaluate` output folder (report.json, plots)
+        repo_type: kind of repository the report goes into, beside a dataset or a model
+        path_in_repo: folder of the report in the repository
+        title: title of the report's card
+        commit_message: commit message
+    """
+
+    report: str
+    repo_type: Literal["model", "dataset"] = "model"
+    path_in_repo: str = "evaluation/"
+    title: str | None = None
+    commit_message: str = "Add dataigm evaluation report"
 
 
 def _configure_dataset(parser) -> None:
-    parser.add_argument("root", help="dataset root")
-    _common(parser, "Hub dataset repository, ORG/NAME")
-    parser.add_argument("--commit-message", type=str | None, default=None, help="commit message")
+    add_options(parser, DatasetPush, positional=("root",))
 
 
 def _run_dataset(args) -> int:
@@ -33,16 +98,6 @@ def _run_dataset(args) -> int:
     )
     print(f"pushed {args.root} to {url}")
     return 0
-
-
-def add_judge_push_options(parser) -> None:
-    """The options of ``dataigm push judge`` (= ``dataigm judge push``) besides the judge and the repository."""
-    parser.add_argument("--eval", type=str | None, default=None, help="`dataigm judge eval` folder of this judge")
-    add_flag(parser, "--overwrite-card", False, "replace a README.md already in the repository")
-    parser.add_argument("--dataset-repo", type=str | None, default=None, help="training dataset's Hub id, ORG/NAME")
-    parser.add_argument("--license", default="other", help="license of the judge (Hub license id)")
-    parser.add_argument("--commit-message", default="Add dataigm judge", help="commit message")
-    add_flag(parser, "--create-pr", False, "open a pull request instead of committing")
 
 
 def run_judge_push(judge_dir: str, args) -> int:
@@ -61,20 +116,15 @@ def run_judge_push(judge_dir: str, args) -> int:
         dataset_repo=args.dataset_repo,
         license=args.license,
     )
-    note = "card written" if pushed.card == "written" else "README already on the Hub kept (--overwrite-card true)"
+    note = "card written" if pushed.card == "written" else "README already on the Hub kept (--overwrite-card)"
     print(f"pushed {judge_dir} to {pushed.repo_id} ({note}): {pushed.commit_url}")
     return 0
 
 
 def _configure_judge(parser) -> None:
-    parser.add_argument(
-        "judge", nargs="?", default=None, help="folder of a saved judge (OUT/judge of `dataigm judge train`)"
-    )
-    parser.add_argument(
-        "--judge", dest="judge_dir", type=str | None, default=None, help="the judge folder as an option (either form)"
-    )
-    _common(parser, "Hub model repository, ORG/NAME")
-    add_judge_push_options(parser)
+    add_options(parser, JudgePush, positional=("judge",))
+    # `dataigm judge push --judge DIR`, the form of the judge commands, is the same folder
+    parser.add_argument("--judge", dest="judge_dir", type=str | None, default=None, help="the judge folder")
 
 
 def _run_judge(args) -> int:
@@ -84,12 +134,7 @@ def _run_judge(args) -> int:
 
 
 def _configure_report(parser) -> None:
-    parser.add_argument("report", help="`dataigm evaluate` output folder (report.json, plots)")
-    _common(parser, "Hub repository, ORG/NAME, of the dataset or model the report goes beside")
-    parser.add_argument("--repo-type", default="model", choices=["model", "dataset"], help="kind of repository")
-    parser.add_argument("--path-in-repo", default="evaluation/", help="folder of the report in the repository")
-    parser.add_argument("--title", type=str | None, default=None, help="title of the report's card")
-    parser.add_argument("--commit-message", default="Add dataigm evaluation report", help="commit message")
+    add_options(parser, ReportPush, positional=("report",))
 
 
 def _run_report(args) -> int:
