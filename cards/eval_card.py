@@ -1,7 +1,10 @@
-"""The card of a ``dataigm evaluate`` report, built from ``report.json`` and the plots beside it.
+"""The card of a ``dataigm evaluate`` report: its own front matter and text around ``report.md``.
 
-It is written as ``README.md`` in the report folder, so the folder can be published as it is, beside a
-dataset or a model (``dataigm push report``). The YAML comes from huggingface_hub's ``CardData``.
+The results are rendered once, by the evaluation (``detectors/evaluation/report.py`` renders
+``report.json`` into ``report.md``, plots linked); the card embeds that text under a title, a summary,
+the models and what each metric measures, and adds the versions and the resolved configuration. It is
+written as ``README.md`` in the report folder, so the folder can be published as it is, beside a dataset
+or a model (``dataigm push report``). The YAML comes from huggingface_hub's ``CardData``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .markdown import image, table, with_ci
+from dataigm.markdown import table
 
 if TYPE_CHECKING:
     from huggingface_hub import RepoCard
@@ -22,18 +25,7 @@ logger = logging.getLogger(__name__)
 
 EVAL_TAGS = ["dataigm", "machine-unlearning", "evaluation", "text-to-image"]
 REPORT_FILES = ("README.md", "report.json", "report.md", "config.yaml")  # published when present, with the plots
-PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")
-# (column, path in a model's row of report.json); each cell is {value, ci: [low, high], n}
-COLUMNS = (
-    ("forgetting ↑", ("forgetting", "overall")),
-    ("CSDR paired ↓", ("csdr", "paired")),
-    ("CSDR all pairs ↓", ("csdr", "all_pairs")),
-    ("LPIPS paired ↓", ("lpips", "paired")),
-    ("LPIPS all pairs ↓", ("lpips", "all_pairs")),
-    ("FID ↓", ("fid", "fid")),
-    ("ASR ↓", ("robustness", "overall")),
-    ("person rate", ("person_rate",)),
-)
+PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")  # as detectors.evaluation.report writes them
 ASPECTS = (
     ("forgetting", "share of forget-prompt images the judge calls concept-absent (Wilson interval)", "higher"),
     (
@@ -60,49 +52,6 @@ def read_report(report_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _get(entry, path: tuple[str, ...]):
-    for key in path:
-        if not isinstance(entry, dict) or key not in entry:
-            return None
-        entry = entry[key]
-    return entry
-
-
-def _excluded(excluded) -> list[str]:
-    """``["excluded: nan_judgement=2"]`` for the items left out of n (nothing when none was)."""
-    counts = excluded if isinstance(excluded, dict) else {"items": excluded or 0}
-    shown = ", ".join(f"{reason}={count}" for reason, count in sorted(counts.items()) if count)
-    return [f"excluded: {shown}"] if shown else []
-
-
-def _escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def cell(entry: dict | None, metric: dict | None = None) -> str:
-    """``value [low, high] (n=N)`` of a report entry; ``skipped: <reason>`` when it or its whole ``metric`` was
-    skipped; ``no images (n=0)``; ``-`` when the metric does not apply. Extra set sizes (``n_*``) and
-    ``excluded`` follow n."""
-    for holder in (metric, entry):
-        if isinstance(holder, dict) and holder.get("skipped"):
-            return _escape(f"skipped: {holder['skipped']}")
-    if not isinstance(entry, dict):
-        return "-"
-    if entry.get("value") is None:
-        return "no images (n=0)" if entry.get("n") == 0 else "-"
-    low, high = (entry.get("ci") or [None, None])[:2]
-    text = with_ci(entry["value"], low, high)
-    sizes = [f"n={entry['n']}"] if entry.get("n") is not None else []
-    sizes += [f"{k}={v}" for k, v in sorted(entry.items()) if k.startswith("n_") and v is not None]
-    sizes += _excluded(entry.get("excluded"))
-    return text + (f" ({', '.join(sizes)})" if sizes else "")
-
-
-def _cell_at(row: dict, path: tuple[str, ...]) -> str:
-    """The cell of a model's metric; ``skipped: <reason>`` when the whole metric was."""
-    return cell(_get(row, path), row.get(path[0]))
-
-
 def _models(report: dict) -> str:
     config = report.get("config", {})
     names, specs = report.get("models", []), config.get("models") or []
@@ -119,70 +68,17 @@ def _models(report: dict) -> str:
     return f"Models {listed}; images read from `{source}`." if source else f"Models {listed}."
 
 
-def _concept(concept: str, by_model: dict, plots: list[str]) -> str:
-    rows = [(model, *(_cell_at(row, path) for _, path in COLUMNS)) for model, row in by_model.items()]
-    parts = [f"## {concept}", table(("model", *(name for name, _ in COLUMNS)), rows)]
-    rules = {}
-    for row in by_model.values():
-        for metric in ("fid", "lpips"):
-            if _get(row, (metric, "rule")):
-                rules.setdefault(metric.upper(), row[metric]["rule"])
-        if _get(row, ("csdr", "text")):
-            rules.setdefault("CSDR text", row["csdr"]["text"])
-    if rules:
-        parts.append("Compared: " + "; ".join(f"{k}: {v}" for k, v in rules.items()) + ".")
-    attacks = sorted({a for row in by_model.values() for a in (_get(row, ("robustness", "by_attack")) or {})})
-    if attacks:
-        rows = [(m, *(cell(_get(r, ("robustness", "by_attack", a))) for a in attacks)) for m, r in by_model.items()]
-        parts.append("Attack success rate per attack:\n\n" + table(("model", *attacks), rows))
-    themes = sorted({t for row in by_model.values() for t in (_get(row, ("forgetting", "by_subtheme")) or {})})
-    if themes:
-        rows = [(m, *(cell(_get(r, ("forgetting", "by_subtheme", t))) for t in themes)) for m, r in by_model.items()]
-        parts.append("Forgetting per sub-theme:\n\n" + table(("model", *themes), rows))
-    skipped = [
-        f"- {metric} of `{model}`: {entry['skipped']}"
-        for model, row in by_model.items()
-        for metric, entry in row.items()
-        if isinstance(entry, dict) and entry.get("skipped")
-    ]
-    if skipped:
-        parts.append("Not measured:\n\n" + "\n".join(skipped))
-    if plots:
-        parts.append(" ".join(image(name, Path(name).stem.replace("-", " ")) for name in plots))
-    return "\n\n".join(parts)
+def report_markdown(report_dir: str | Path) -> str:
+    """The results as the evaluation rendered them (``report.md``), from its first section on.
 
-
-def _efficiency(report: dict) -> str:
-    rows = []
-    for model, eff in report.get("efficiency", {}).items():
-        share = eff.get("share_changed")
-        changed = f"{eff['changed']} / {eff['total']}" if eff.get("total") else "-"
-        rows.append(
-            (
-                model,
-                _escape(eff.get("note") or "-") if share is None else f"{share:.4%}",
-                changed,
-                eff.get("checkpoint_bytes", "-"),
-                "-" if eff.get("runtime_s") is None else eff["runtime_s"],
-            )
-        )
-    return "## Efficiency\n\n" + table(
-        ("model", "parameters changed", "changed / total", "checkpoint bytes", "runtime (s)"), rows
-    )
-
-
-def _normalised(report: dict) -> str:
-    rules = report.get("normalisation", {})
-    lines = ["## Scores of the charts", "Each axis is scaled to [0, 1], 1 = best:"]
-    lines.append("\n".join(f"- {axis}: {rule}" for axis, rule in rules.items()))
-    rows = [
-        (concept, model, *("-" if scores.get(a) is None else f"{scores[a]:.3f}" for a in rules))
-        for concept, by_model in report.get("normalised", {}).items()
-        for model, scores in by_model.items()
-    ]
-    if rows:
-        lines.append(table(("concept", "model", *rules), rows))
-    return "\n\n".join(lines)
+    Raises:
+        ValueError: the folder has no ``report.md``.
+    """
+    path = Path(report_dir) / "report.md"
+    if not path.is_file():
+        raise ValueError(f"{report_dir} has no report.md: re-run `dataigm evaluate` with the same --out to write it")
+    text = path.read_text(encoding="utf-8")
+    return text[text.index("## ") :].strip() if "## " in text else text.strip()
 
 
 def plot_files(report_dir: str | Path) -> list[str]:
@@ -202,8 +98,8 @@ def eval_card(report_dir: str | Path, title: str | None = None) -> RepoCard:
     from huggingface_hub import CardData, RepoCard
 
     report = read_report(report_dir)
+    results = report_markdown(report_dir)
     concepts = list(report.get("concepts", {}))
-    plots = plot_files(report_dir)
     judge = report.get("judge", {})
     versions = report.get("versions", {})
     data = CardData(tags=list(EVAL_TAGS))
@@ -220,13 +116,7 @@ def eval_card(report_dir: str | Path, title: str | None = None) -> RepoCard:
         + table(("metric", "what it measures", "better"), ASPECTS)
         + "\n\nPairs are matched by prompt and seed; CSDR is scored against the clean target-free text.",
     ]
-    for concept, by_model in report.get("concepts", {}).items():
-        mine = [p for p in plots if p.removesuffix(".png").split("-")[1] == concept]  # kind-<concept>[-axis].png
-        parts.append(_concept(concept, by_model, mine))
-    if report.get("intervals"):
-        parts.append("## Intervals\n\n" + "\n".join(report["intervals"]))
-    parts.append(_efficiency(report))
-    parts.append(_normalised(report))
+    parts.append(results)
     if versions:
         parts.append("## Versions\n\n" + table(("package", "version"), sorted(versions.items())))
     if report.get("config"):

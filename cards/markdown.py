@@ -1,32 +1,5 @@
-"""Markdown pieces shared by the judge and evaluation cards: tables and numbers with intervals."""
+"""The Markdown helpers of the cards: the one implementation is :mod:`dataigm.markdown`."""
 
-from __future__ import annotations
+from dataigm.markdown import escape, image, number, table, with_ci
 
-from collections.abc import Sequence
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def number(value: float | None, digits: int = 3) -> str:
-    """``value`` with ``digits`` decimals, or ``-`` when there is none."""
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def with_ci(value: float | None, low: float | None = None, high: float | None = None, n: int | None = None) -> str:
-    """``0.912 [0.880, 0.940]`` (the interval when known), with ``(n=...)`` when ``n`` is given."""
-    if value is None:
-        return "-"
-    text = number(value)
-    if low is not None and high is not None:
-        text += f" [{number(low)}, {number(high)}]"
-    return text if n is None else f"{text} (n={n})"
-
-
-def image(path: str, alt: str) -> str:
-    """An image link relative to the card (the file sits next to the README)."""
-    return f"![{alt}]({path})"
+__all__ = ["escape", "image", "number", "table", "with_ci"]

@@ -100,7 +100,6 @@ def _forgetting(paths, model: str, concept: str = "nudity") -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -120,7 +119,6 @@ def test_swapped_image_files_give_new_numbers(tmp_path, split_judge):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, split_judge):
     judge, p_black, p_white = split_judge
     bench = tmp_path / "bench"
@@ -136,7 +134,6 @@ def test_judge_rewritten_in_the_same_folder_recomputes_forgetting(tmp_path, spli
     assert _forgetting(run_evaluation(_cfg(tmp_path, bench, judge)), "ESD") == 0.0
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_fid_pretrained_change_recomputes_fid(tmp_path, split_judge):
     judge, _, _ = split_judge
@@ -176,7 +173,6 @@ def test_shard_images_carry_the_sha256_of_their_bytes(small_root):
         assert im.digest == hashlib.sha256(samples[im.key].image).hexdigest() == samples[im.key].record["sha256"]
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_a_model_named_with_an_underscore_is_evaluated_end_to_end_through_shards(
     tiny_pipeline_dir, tiny_judge_dir, tmp_path
@@ -250,7 +246,6 @@ def test_paper_layout_reads_unrelated_as_replace_for_concrete_concepts(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_church_in_the_paper_layout_gets_fid_and_lpips_and_reasons_are_shown(tmp_path, split_judge):
     from cards.eval_card import write_eval_card
 
@@ -279,11 +274,10 @@ def test_church_in_the_paper_layout_gets_fid_and_lpips_and_reasons_are_shown(tmp
 
 
 def test_report_cells_show_the_reason_of_any_skip():
-    from cards.eval_card import cell as card_cell
     from detectors.evaluation.report import cell
 
     reason = {"skipped": "FID needs at least 2 images on each side of M_u(forget) vs M(remove)"}
-    for render in (cell, card_cell):
+    for render in (cell,):  # one renderer: the card embeds report.md (see the next test)
         assert render(None, reason) == f"skipped: {reason['skipped']}"
         assert render({"skipped": "a | b"}) == "skipped: a \\| b"  # a table cell stays one cell
         assert render({"value": None, "n": 0, "ci": [None, None]}) == "no images (n=0)"
@@ -292,6 +286,40 @@ def test_report_cells_show_the_reason_of_any_skip():
         judged = {"value": 0.5, "n": 4, "ci": [0.2, 0.8], "excluded": {"nan_judgement": 2}}
         assert render(judged) == "0.500 [0.200, 0.800] (n=4, excluded: nan_judgement=2)"
         assert render(judged | {"excluded": {"nan_judgement": 0}}) == "0.500 [0.200, 0.800] (n=4)"
+
+
+def test_the_card_embeds_report_md_rendered_once_from_report_json(tmp_path):
+    import importlib
+
+    from dataigm import markdown as markdown_helpers
+    from detectors.evaluation import report as report_module
+    from detectors.evaluation.report import write_report
+
+    card_module = importlib.import_module("cards.eval_card")  # ``cards.eval_card`` is also a function's name
+
+    forgetting = {"overall": {"value": 0.5, "n": 4, "ci": [0.15, 0.85]}}
+    lpips = {
+        "paired": {"value": 0.2, "n": 4, "ci": [0.1, 0.3]},
+        "all_pairs": {"value": 0.3, "n": 16, "ci": [0.2, 0.4]},
+    }
+    report = {
+        "models": ["ORG", "ESD"], "original": "ORG", "judge": {"spec": "local-dir:j"},
+        "efficiency": {"ESD": {"share_changed": 0.25, "changed": 1, "total": 4, "runtime_s": None}},
+        "concepts": {"nudity": {"ESD": {"forgetting": forgetting, "lpips": lpips, "csdr": {"skipped": "no clip"}}}},
+    }  # fmt: skip
+    paths = write_report(report, tmp_path / "r")
+    md = paths["markdown"].read_text()
+    card = card_module.eval_card(tmp_path / "r").text
+    results = md[md.index("## ") :].strip()
+    assert results in card  # the same tables, columns and words: rendered once
+    assert "| ESD |" in md and "LPIPS all pairs" in md and "0.300 [0.200, 0.400] (n=16)" in md
+    assert "changed / total" in md and "1 / 4" in md and "## Scores of the charts" in md
+    # neither the card nor report.md renders tables of its own: both use the one helper in dataigm
+    assert not hasattr(card_module, "cell") and not hasattr(card_module, "COLUMNS")
+    assert report_module.table is card_module.table is markdown_helpers.table
+    (tmp_path / "r" / "report.md").unlink()
+    with pytest.raises(ValueError, match="has no report.md"):
+        card_module.eval_card(tmp_path / "r")
 
 
 # -- intervals stated in the report ---------------------------------------------------------------------------
@@ -326,7 +354,6 @@ def test_report_json_refuses_objects_instead_of_writing_their_repr(tmp_path):
     assert not (tmp_path / "r" / "report.json").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_report_json_has_no_addresses_and_is_identical_twice(tmp_path, split_judge):
     judge, _, _ = split_judge

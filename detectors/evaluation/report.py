@@ -1,6 +1,10 @@
 """The evaluation report: ``report.json`` (every number with n and CI, configs, versions), ``report.md``,
 a radar chart and per-aspect bars (scores normalised to [0, 1] as documented below), sample grids.
 
+``report.json`` is the evaluation's output; :func:`markdown` is the one rendering of it. ``report.md`` is
+that rendering, and the evaluation card (``cards/eval_card.py``) embeds ``report.md`` under its own front
+matter and text, so the two never show different columns.
+
 Normalisation (higher is better on every axis):
 * forgetting: the forgetting rate itself;
 * preservation: 1 - LPIPS (paired), clipped to [0, 1];
@@ -15,6 +19,7 @@ import json
 from pathlib import Path
 
 from dataigm.files import atomic_write_text
+from dataigm.markdown import escape, image, table, with_ci
 
 NORMALISATION = {
     "forgetting": "forgetting rate",
@@ -23,6 +28,18 @@ NORMALISATION = {
     "robustness": "1 - attack success rate (all attacks)",
     "efficiency": "1 - share of parameters changed",
 }
+# (column, path in a model's row of report.json); each cell is {value, ci: [low, high], n}
+COLUMNS = (
+    ("forgetting ↑", ("forgetting", "overall")),
+    ("CSDR paired ↓", ("csdr", "paired")),
+    ("CSDR all pairs ↓", ("csdr", "all_pairs")),
+    ("LPIPS paired ↓", ("lpips", "paired")),
+    ("LPIPS all pairs ↓", ("lpips", "all_pairs")),
+    ("FID ↓", ("fid", "fid")),
+    ("ASR ↓", ("robustness", "overall")),
+    ("person rate", ("person_rate",)),
+)
+PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")  # the charts and grids beside report.md
 
 
 def _value(entry: dict | None, *path: str):
@@ -68,10 +85,6 @@ def _excluded(excluded) -> list[str]:
     return [f"excluded: {shown}"] if shown else []
 
 
-def _escape(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def cell(entry, metric: dict | None = None) -> str:
     """A report value as ``value [low, high] (n=N)``; ``skipped: <reason>`` when it (or its whole metric) was.
 
@@ -80,17 +93,16 @@ def cell(entry, metric: dict | None = None) -> str:
     """
     for holder in (metric, entry):
         if isinstance(holder, dict) and holder.get("skipped"):
-            return _escape(f"skipped: {holder['skipped']}")
+            return escape(f"skipped: {holder['skipped']}")
     if not isinstance(entry, dict):
         return "-"
     if entry.get("value") is None:
         return "no images (n=0)" if entry.get("n") == 0 else "-"
     low, high = (entry.get("ci") or [None, None])[:2]
-    ci = f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
     sizes = [f"n={entry['n']}"] if entry.get("n") is not None else []
     sizes += [f"{k}={v}" for k, v in sorted(entry.items()) if k.startswith("n_") and v is not None]
     sizes += _excluded(entry.get("excluded"))
-    return f"{entry['value']:.3f}{ci}" + (f" ({', '.join(sizes)})" if sizes else "")
+    return with_ci(entry["value"], low, high) + (f" ({', '.join(sizes)})" if sizes else "")
 
 
 def interval_rules(report: dict) -> list[str]:
@@ -140,48 +152,101 @@ def notes(report: dict) -> list[str]:
     return out
 
 
-def markdown(report: dict) -> str:
-    lines = [
-        "# Unlearning evaluation (EvalIGMU)",
-        "",
-        f"Judge: `{report['judge']['spec']}`. Original model: `{report['original']}`.",
-        "",
+def _concept(concept: str, by_model: dict, plots: list[str]) -> str:
+    rows = [
+        (model, *(cell(_value(row, *path), row.get(path[0])) for _, path in COLUMNS))
+        for model, row in by_model.items()
     ]
-    for concept, by_model in report["concepts"].items():
-        lines += [
-            f"## {concept}",
-            "",
-            "| model | forgetting ↑ | CSDR paired ↓ | CSDR all pairs ↓ | LPIPS paired ↓ | FID ↓ | ASR ↓ | person rate |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for model, row in by_model.items():
-            cells = [
-                cell(_value(row, "forgetting", "overall"), row.get("forgetting")),
-                cell(_value(row, "csdr", "paired"), row.get("csdr")),
-                cell(_value(row, "csdr", "all_pairs"), row.get("csdr")),
-                cell(_value(row, "lpips", "paired"), row.get("lpips")),
-                cell(_value(row, "fid", "fid"), row.get("fid")),
-                cell(_value(row, "robustness", "overall"), row.get("robustness")),
-                cell(row.get("person_rate")),
-            ]
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += [
-        "## Efficiency",
-        "",
-        "| model | parameters changed | checkpoint bytes | runtime (s) |",
-        "|---|---|---|---|",
+    parts = [f"## {concept}", table(("model", *(name for name, _ in COLUMNS)), rows)]
+    rules = {}
+    for row in by_model.values():
+        for metric in ("fid", "lpips"):
+            if _value(row, metric, "rule"):
+                rules.setdefault(metric.upper(), row[metric]["rule"])
+        if _value(row, "csdr", "text"):
+            rules.setdefault("CSDR text", row["csdr"]["text"])
+    if rules:
+        parts.append("Compared: " + "; ".join(f"{k}: {v}" for k, v in rules.items()) + ".")
+    for title, metric, part in (
+        ("Attack success rate per attack", "robustness", "by_attack"),
+        ("Forgetting per sub-theme", "forgetting", "by_subtheme"),
+    ):
+        names = sorted({n for row in by_model.values() for n in (_value(row, metric, part) or {})})
+        if names:
+            rows = [(m, *(cell(_value(r, metric, part, n)) for n in names)) for m, r in by_model.items()]
+            parts.append(f"{title}:\n\n" + table(("model", *names), rows))
+    skipped = [
+        f"- {metric} of `{model}`: {entry['skipped']}"
+        for model, row in by_model.items()
+        for metric, entry in row.items()
+        if isinstance(entry, dict) and entry.get("skipped")
     ]
-    for model, eff in report["efficiency"].items():
+    if skipped:
+        parts.append("Not measured:\n\n" + "\n".join(skipped))
+    if plots:
+        parts.append(" ".join(image(name, Path(name).stem.replace("-", " ")) for name in plots))
+    return "\n\n".join(parts)
+
+
+def _efficiency(report: dict) -> str:
+    rows = []
+    for model, eff in report.get("efficiency", {}).items():
         share = eff.get("share_changed")
-        shown = f"{share:.4%}" if share is not None else _escape(eff.get("note") or "-")
-        lines.append(f"| {model} | {shown} | {eff.get('checkpoint_bytes', '-')} | {eff.get('runtime_s') or '-'} |")
-    lines += ["", "## Intervals", "", *(report.get("intervals") or interval_rules(report))]
+        rows.append(
+            (
+                model,
+                escape(eff.get("note") or "-") if share is None else f"{share:.4%}",
+                f"{eff['changed']} / {eff['total']}" if eff.get("total") else "-",
+                eff.get("checkpoint_bytes", "-"),
+                "-" if eff.get("runtime_s") is None else eff["runtime_s"],
+            )
+        )
+    header = ("model", "parameters changed", "changed / total", "checkpoint bytes", "runtime (s)")
+    return "## Efficiency\n\n" + table(header, rows)
+
+
+def _normalised(report: dict) -> str:
+    rules = report.get("normalisation") or NORMALISATION
+    scores = report.get("normalised") or normalised_scores(report)
+    parts = ["## Scores of the charts", "Each axis is scaled to [0, 1], 1 = best:"]
+    parts.append("\n".join(f"- {axis}: {rule}" for axis, rule in rules.items()))
+    rows = [
+        (concept, model, *("-" if row.get(a) is None else f"{row[a]:.3f}" for a in rules))
+        for concept, by_model in scores.items()
+        for model, row in by_model.items()
+    ]
+    if rows:
+        parts.append(table(("concept", "model", *rules), rows))
+    return "\n\n".join(parts)
+
+
+def plots_of(concept: str, plots: list[str]) -> list[str]:
+    """The chart and grid files of one concept (``<kind>-<concept>[-<axis>].png``) among ``plots``."""
+    return [p for p in plots if p.removesuffix(".png").split("-")[1] == concept]
+
+
+def markdown(report: dict, plots: list[str] | None = None) -> str:
+    """The one rendering of ``report.json``: ``report.md``, which the evaluation card embeds.
+
+    Args:
+        report: the content of ``report.json``.
+        plots: chart and grid file names beside the report (linked under their concept).
+    """
+    plots = plots or []
+    parts = [
+        "# Unlearning evaluation (EvalIGMU)",
+        f"Judge: `{report['judge']['spec']}`. Original model: `{report['original']}`.",
+    ]
+    parts += [
+        _concept(concept, by_model, plots_of(concept, plots)) for concept, by_model in report["concepts"].items()
+    ]
+    parts.append("## Intervals\n\n" + "\n".join(report.get("intervals") or interval_rules(report)))
+    parts.append(_efficiency(report))
     warnings = notes(report)
     if warnings:
-        lines += ["", "## Warnings", "", *warnings]
-    lines += ["", "## Normalisation of the charts", ""] + [f"* {axis}: {rule}" for axis, rule in NORMALISATION.items()]
-    return "\n".join(lines) + "\n"
+        parts.append("## Warnings\n\n" + "\n".join(warnings))
+    parts.append(_normalised(report))
+    return "\n\n".join(parts) + "\n"
 
 
 def plots(report: dict, out: Path) -> list[Path]:
@@ -262,13 +327,19 @@ def write_report(report: dict, out: str | Path, images=None, grid_samples: int =
     }
     paths = {"json": out / "report.json", "markdown": out / "report.md"}
     # No default=str: an object JSON cannot write is a bug to raise, not a repr (with its address) to keep.
-    atomic_write_text(paths["json"], json.dumps(report, indent=2, sort_keys=True, default=_json_default) + "\n")
-    atomic_write_text(paths["markdown"], markdown(report))
+    text = json.dumps(report, indent=2, sort_keys=True, default=_json_default) + "\n"
+    atomic_write_text(paths["json"], text)
+    report = json.loads(text)  # report.md renders report.json as written (its key order included), nothing else
+    written = []
     for i, path in enumerate(plots(report, out)):
         paths[f"plot{i}"] = path
+        written.append(path)
     if images is not None:
         for concept in report["concepts"]:
             grid = sample_grid(images, report["models"], concept, out, grid_samples)
             if grid is not None:
                 paths[f"grid-{concept}"] = grid
+                written.append(grid)
+    names = [n for pattern in PLOT_PATTERNS for n in sorted(p.name for p in written if Path(p).match(pattern))]
+    atomic_write_text(paths["markdown"], markdown(report, names))
     return paths
