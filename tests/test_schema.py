@@ -146,7 +146,7 @@ def test_a_schema_1_record_validates_against_its_own_fields_and_is_never_written
 
 def test_a_root_written_by_schema_1_still_loads_and_validates(tmp_path):
     import datasets
-    from conftest import write_test_root
+    from helpers.data import write_test_root
 
     from dataigm import iter_samples
     from dataigm.features import sample_features
