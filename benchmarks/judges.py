@@ -143,7 +143,7 @@ def inference_runs(args, root: Path, folder: Path) -> dict:
     from torchvision.datasets import ImageFolder
 
     from detectors.data import build_index
-    from detectors.judges.api import TimmJudge
+    from detectors.judges import TimmJudge
 
     model, data_config = _model(args)
     judge = TimmJudge(model, [CONCEPT], {CONCEPT: 1.0}, {CONCEPT: 0.5}, data_config, device=args.device)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-JUDGE_FORMAT = "dataigm-judge/1"  # the judge_format key of config.json (detectors.judges.api.JUDGE_FORMAT)
+JUDGE_FORMAT = "dataigm-judge/1"  # the judge_format key of config.json (detectors.judges.timm_judge.JUDGE_FORMAT)
 JUDGE_TAGS = ["image-classification", "timm", "dataigm", "machine-unlearning"]
 METRICS = (
     ("accuracy", "accuracy"),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from dataigm.files import sha256_file
 from dataigm.layout import MANIFEST_NAME, ShardId, shard_files
 from dataigm.manifest import read_manifest
 from dataigm.reader import check_shard, index_shard
@@ -141,7 +142,7 @@ def dataset_revision(root: str | Path) -> dict:
     manifest = read_manifest(root)
     return {
         "name": manifest["name"],
-        "manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "manifest_sha256": sha256_file(path),
         "schema_version": manifest["schema_version"],
     }
 

@@ -1,10 +1,16 @@
-"""Numbers with their uncertainty: every value in a report carries its n, a 95% interval and the rule
-that made the interval (``ci_rule``), so a reader of ``report.json`` needs no other document."""
+"""Numbers with their uncertainty, the one place for intervals: every value in a report carries its n,
+a 95% interval and the rule that made the interval (``ci_rule``), so a reader of ``report.json`` needs no
+other document.
+
+* shares: the Wilson score interval (scipy's ``binomtest(k, n).proportion_ci(method="wilson")``);
+* means of independent values and a judge's metrics: the percentile bootstrap (resamples drawn by
+  :func:`bootstrap_indices`, interval by :func:`percentile_interval`, fixed seeds);
+* means over all pairs of two image sets: the two-sample (pairs) bootstrap of :func:`pairs_mean_with_ci`.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -25,13 +31,47 @@ def proportion(successes: int, n: int, excluded: dict[str, int] | None = None) -
     extra = {"ci_rule": WILSON_RULE} | ({} if excluded is None else {"excluded": dict(excluded)})
     if n == 0:
         return {"value": None, "n": 0, "ci": [None, None]} | extra
-    p = successes / n
-    denom = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: float error must not exclude 0 or 1
-    high = 1.0 if successes == n else min(1.0, centre + half)
-    return {"value": p, "n": n, "ci": [low, high]} | extra
+    low, high = wilson_interval(successes, n)
+    return {"value": successes / n, "n": n, "ci": [low, high]} | extra
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``successes`` out of ``n`` (scipy's), with exact ends at 0 and n.
+
+    Raises:
+        ValueError: ``n`` < 1 or ``successes`` outside 0..n (scipy's message).
+    """
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    low = 0.0 if successes == 0 else max(0.0, float(ci.low))  # exact ends: float error must not exclude 0 or 1
+    high = 1.0 if successes == n else min(1.0, float(ci.high))
+    return low, high
+
+
+def bootstrap_indices(n: int, n_boot: int, seed: int = 0, max_cells: int | None = None) -> Iterator[np.ndarray]:
+    """Resamples of ``n`` items with replacement: ``(rows, n)`` index blocks, ``n_boot`` rows in all.
+
+    Args:
+        n: items per resample.
+        n_boot: resamples.
+        seed: seed of ``numpy.random.default_rng``; the same seed gives the same resamples.
+        max_cells: draw at most this many indices per block (memory bound); None: one block.
+    """
+    rng = np.random.default_rng(seed)
+    rows = n_boot if max_cells is None else max(1, max_cells // max(n, 1))
+    for start in range(0, n_boot, rows):
+        yield rng.integers(0, n, size=(min(rows, n_boot - start), n))
+
+
+def percentile_interval(replicates, ci: float = 0.95) -> tuple[float | None, float | None]:
+    """The ``(1 - ci) / 2`` and ``(1 + ci) / 2`` quantiles of the finite ``replicates`` ((None, None) if none)."""
+    v = np.asarray(replicates, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None, None
+    alpha = (1.0 - ci) / 2
+    return float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))
 
 
 def mean_with_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = 0, unit: str = "values") -> dict:
@@ -43,10 +83,9 @@ def mean_with_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = 0, u
         return {"value": None, "n": 0, "ci": [None, None], "ci_rule": rule}
     if x.size == 1:
         return {"value": float(x[0]), "n": 1, "ci": [float(x[0]), float(x[0])], "ci_rule": rule}
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"value": float(x.mean()), "n": int(x.size), "ci": [float(low), float(high)], "ci_rule": rule}
+    means = np.concatenate([x[idx].mean(axis=1) for idx in bootstrap_indices(x.size, n_boot, seed)])
+    low, high = percentile_interval(means)
+    return {"value": float(x.mean()), "n": int(x.size), "ci": [low, high], "ci_rule": rule}
 
 
 def pairs_mean_with_ci(matrix, n_boot: int = N_BOOT, seed: int = 0) -> dict:
@@ -92,8 +131,8 @@ def pairs_mean_with_ci(matrix, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     total = ((left @ values) * right).sum(axis=1)
     count = ((left @ weights) * right).sum(axis=1)
     ok = count > 0
-    low, high = np.percentile(total[ok] / count[ok], [2.5, 97.5])
-    out |= {"ci": [float(low), float(high)], "ci_rule": rule}
+    low, high = percentile_interval(total[ok] / count[ok])
+    out |= {"ci": [low, high], "ci_rule": rule}
     if not ok.all():
         out["undefined_replicates"] = int((~ok).sum())
     return out

@@ -23,7 +23,7 @@ from detectors.evaluation.quality import (
     fid_with_ci,
     frechet_distance,
 )
-from detectors.judges.api import Judge
+from detectors.judges import Judge
 from detectors.stats import mean_with_ci, pairs_mean_with_ci, proportion
 
 BLUE = (0, 0, 255)

@@ -40,7 +40,7 @@ def _eval_image(model, kind, family, sample, seed, prompt=None, group=None, subt
 @pytest.fixture(scope="module")
 def tiny_judge(tmp_path_factory):
     """An untrained judge for nudity and church with threshold 0.5 (real timm model, real format)."""
-    from detectors.judges.api import save_judge
+    from detectors.judges import save_judge
     from detectors.judges.model import create_judge_model, judge_data_config
 
     torch.manual_seed(0)
@@ -145,7 +145,7 @@ def test_paper_layout_reader_and_pairing_ignore_file_order(tmp_path):
 
 
 def test_forgetting_and_robustness_match_the_judge(tiny_judge):
-    from detectors.judges.api import load_judge
+    from detectors.judges import load_judge
 
     judge = load_judge(f"local-dir:{tiny_judge}")
     images = [_eval_image("ESD", "forget", f"f{i}", 0, i, subtheme="woman" if i % 2 else "man") for i in range(10)]

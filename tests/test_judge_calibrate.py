@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.audit.metrics import expected_calibration_error
 from detectors.judges.calibrate import (
     NEVER,
     ThresholdRule,
@@ -15,6 +14,7 @@ from detectors.judges.calibrate import (
     parse_threshold_rule,
     sigmoid,
 )
+from detectors.metrics import expected_calibration_error
 
 
 def _overconfident(n: int = 4000, scale: float = 4.0, seed: int = 0):

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from detectors.audit.metrics import (
-    _resampled_metrics,
-    binary_metrics,
-    bootstrap_intervals,
-    expected_calibration_error,
-    metric_report,
-    reliability_bins,
-)
+from detectors.audit.metrics import _resampled_metrics, bootstrap_intervals, metric_report
+from detectors.metrics import ECE_BINS, binary_metrics, expected_calibration_error, reliability_bins
 
 Y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
 P = np.array([0.9, 0.2, 0.55, 0.4, 0.4, 0.7, 0.8, 0.1])  # a tie at 0.4 across the classes
@@ -76,3 +70,66 @@ def test_bootstrap_intervals():
     assert bootstrap_intervals(y, p, d, n_boot=0)["f1"] == (None, None)
     with pytest.raises(ValueError, match="ci=1.5 must be strictly between 0 and 1"):
         bootstrap_intervals(y, p, d, ci=1.5)
+
+
+def test_ece_equals_torchmetrics_binary_calibration_error():
+    import torch
+    from torchmetrics.classification import BinaryCalibrationError
+
+    rng = np.random.default_rng(7)
+    for n in (7, 50, 400):
+        probs = rng.random(n)
+        # away from the k/15 bin edges: torchmetrics bins with float32 edges, which differ there
+        near_edge = np.abs(probs * ECE_BINS - np.round(probs * ECE_BINS)) < 1e-4
+        probs[near_edge] += 2e-4
+        targets = (rng.random(n) < probs).astype(int)
+        metric = BinaryCalibrationError(n_bins=ECE_BINS, norm="l1")
+        reference = float(metric(torch.tensor(probs, dtype=torch.float64), torch.tensor(targets)))
+        assert expected_calibration_error(targets, probs) == pytest.approx(reference, abs=1e-6)
+    assert expected_calibration_error(Y, P) == pytest.approx(
+        float(BinaryCalibrationError(n_bins=ECE_BINS)(torch.tensor(P), torch.tensor(Y))), abs=1e-6
+    )
+
+
+def test_training_and_audit_share_one_metrics_module_without_importing_each_other():
+    import ast
+    from pathlib import Path
+
+    import detectors
+
+    package = Path(detectors.__file__).parent
+    for folder, forbidden in (
+        ("training", "detectors.audit"),
+        ("audit", "detectors.training"),
+        ("judges", "detectors.training"),
+    ):
+        for path in sorted((package / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                assert not any(n.startswith(forbidden) for n in names), f"{path.name} imports {forbidden}"
+
+
+def test_one_statistics_module_wilson_is_scipys_with_exact_ends():
+    from scipy.stats import binomtest
+
+    from detectors.stats import proportion, wilson_interval
+
+    for n in (1, 7, 40):
+        for k in range(n + 1):
+            ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+            low, high = wilson_interval(k, n)
+            assert (low, high) == pytest.approx((ref.low, ref.high), abs=1e-12)
+            assert proportion(k, n)["ci"] == [low, high]
+    assert wilson_interval(0, 9)[0] == 0.0 and wilson_interval(9, 9)[1] == 1.0
+
+
+def test_percentile_interval_drops_undefined_replicates():
+    from detectors.stats import bootstrap_indices, percentile_interval
+
+    assert percentile_interval([np.nan, np.inf]) == (None, None)
+    values = np.arange(101, dtype=float)
+    assert percentile_interval(np.append(values, np.nan), ci=0.9) == pytest.approx((5.0, 95.0))
+    blocks = list(bootstrap_indices(10, 25, seed=1, max_cells=40))
+    assert [b.shape for b in blocks] == [(4, 10)] * 6 + [(1, 10)]
+    assert np.array_equal(next(bootstrap_indices(10, 25, seed=1)), next(bootstrap_indices(10, 25, seed=1)))

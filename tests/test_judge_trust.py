@@ -4,6 +4,7 @@ seeded augmentation, resume without a checkpoint, and training that does not dep
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import shutil
@@ -18,7 +19,7 @@ from PIL import Image
 from dataigm.cli import main
 from detectors import Judge, TrainConfig, load_judge, train_judge
 from detectors.audit.evaluate import evaluate_judge, write_report
-from detectors.judges.api import JUDGE_KINDS
+from detectors.judges import JUDGE_REGISTRY
 
 # a small probe, as in test_judge_train
 PROBE = dict(
@@ -145,17 +146,17 @@ def test_judge_eval_checks_every_option_before_loading_the_judge(
     trained, root, tmp_path, monkeypatch, capsys, option, message
 ):
     loaded, judged = [], []
-    real_loader, real_predict = JUDGE_KINDS["local-dir"], Judge.predict_entries
+    real_kind, real_predict = JUDGE_REGISTRY["local-dir"], Judge.predict_entries
 
     def loader(spec, device=None):
         loaded.append(spec)
-        return real_loader(spec, device)
+        return real_kind.loader(spec, device)
 
     def predict_entries(self, *args, **kwargs):
         judged.append(len(args[0]))
         return real_predict(self, *args, **kwargs)
 
-    monkeypatch.setitem(JUDGE_KINDS, "local-dir", loader)
+    monkeypatch.setitem(JUDGE_REGISTRY, "local-dir", dataclasses.replace(real_kind, loader=loader))
     monkeypatch.setattr(Judge, "predict_entries", predict_entries)
     out = tmp_path / "eval"
     code = main(

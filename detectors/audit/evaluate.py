@@ -23,7 +23,7 @@ import numpy as np
 from detectors.audit.metrics import ECE_BINS, metric_report
 from detectors.audit.plots import reliability_plot, roc_plot
 from detectors.data import Entry, available_splits, build_index, dataset_revision
-from detectors.judges.api import Judge, Prediction
+from detectors.judges.base import Judge, Prediction
 
 logger = logging.getLogger(__name__)
 

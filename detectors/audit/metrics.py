@@ -1,73 +1,19 @@
-"""Binary metrics of a judge for one concept, with percentile bootstrap confidence intervals.
+"""Confidence intervals of a judge's binary metrics: a percentile bootstrap over the images.
 
-Point estimates come from scikit-learn (accuracy, precision, recall, F1 on the present/absent decisions,
-AUROC on the probabilities); ECE is the expected calibration error of the concept probability over
-equal-width bins (``sum_b |sum of labels - sum of probabilities in bin b| / N``). The bootstrap resamples
-images with replacement and recomputes every metric with vectorised numpy versions of the same formulas.
+Point estimates are :func:`detectors.metrics.binary_metrics`. The bootstrap resamples images with
+replacement (:func:`detectors.stats.bootstrap_indices`, fixed seed) and recomputes every metric with
+vectorised numpy versions of the same formulas; the interval is :func:`detectors.stats.percentile_interval`
+of the finite replicates.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "ece")
-ECE_BINS = 15
+from detectors.metrics import ECE_BINS, METRICS, bin_index, binary_metrics
+from detectors.stats import bootstrap_indices, percentile_interval
+
 _CHUNK = 2_000_000  # bootstrap cells (resamples x samples) computed at once
-
-
-def _bins(probs: np.ndarray, n_bins: int) -> np.ndarray:
-    return np.minimum((probs * n_bins).astype(np.int64), n_bins - 1).clip(0)
-
-
-def expected_calibration_error(targets: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
-    """ECE of ``probs`` against 0/1 ``targets`` over ``n_bins`` equal-width bins of [0, 1]."""
-    targets, probs = np.asarray(targets, dtype=np.float64), np.asarray(probs, dtype=np.float64)
-    if targets.size == 0:
-        return float("nan")
-    bins = _bins(probs, n_bins)
-    sum_y = np.bincount(bins, weights=targets, minlength=n_bins)
-    sum_p = np.bincount(bins, weights=probs, minlength=n_bins)
-    return float(np.abs(sum_y - sum_p).sum() / targets.size)
-
-
-def reliability_bins(targets: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, list]:
-    """Per bin: count, mean probability and observed frequency (None for empty bins), for reliability plots."""
-    targets, probs = np.asarray(targets, dtype=np.float64), np.asarray(probs, dtype=np.float64)
-    bins = _bins(probs, n_bins)
-    count = np.bincount(bins, minlength=n_bins)
-    sum_y = np.bincount(bins, weights=targets, minlength=n_bins)
-    sum_p = np.bincount(bins, weights=probs, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_p, freq = sum_p / count, sum_y / count
-    return {
-        "edges": np.linspace(0.0, 1.0, n_bins + 1).tolist(),
-        "count": count.tolist(),
-        "mean_probability": [None if c == 0 else float(v) for c, v in zip(count, mean_p, strict=True)],
-        "frequency": [None if c == 0 else float(v) for c, v in zip(count, freq, strict=True)],
-    }
-
-
-def binary_metrics(
-    targets: np.ndarray, probs: np.ndarray, present: np.ndarray, n_bins: int = ECE_BINS
-) -> dict[str, float | None]:
-    """Point estimates: scikit-learn's accuracy/precision/recall/F1 (``zero_division=0``) and AUROC, plus ECE.
-
-    AUROC is None when the labels hold a single class.
-    """
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-
-    y = np.asarray(targets).astype(int)
-    d = np.asarray(present).astype(int)
-    p = np.asarray(probs, dtype=np.float64)
-    both = 0 < y.sum() < y.size
-    return {
-        "accuracy": float(accuracy_score(y, d)),
-        "precision": float(precision_score(y, d, zero_division=0)),
-        "recall": float(recall_score(y, d, zero_division=0)),
-        "f1": float(f1_score(y, d, zero_division=0)),
-        "auroc": float(roc_auc_score(y, p)) if both else None,
-        "ece": expected_calibration_error(y, p, n_bins),
-    }
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -90,7 +36,7 @@ def _resampled_metrics(y: np.ndarray, p: np.ndarray, d: np.ndarray, n_bins: int)
     with np.errstate(invalid="ignore", divide="ignore"):
         auroc = ((ranks * y).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     auroc = np.where((n_pos > 0) & (n_neg > 0), auroc, np.nan)
-    flat = _bins(p, n_bins) + n_bins * np.arange(n_rows)[:, None]
+    flat = bin_index(p, n_bins) + n_bins * np.arange(n_rows)[:, None]
     sum_y = np.bincount(flat.ravel(), weights=y.ravel(), minlength=n_rows * n_bins).reshape(n_rows, n_bins)
     sum_p = np.bincount(flat.ravel(), weights=p.ravel(), minlength=n_rows * n_bins).reshape(n_rows, n_bins)
     return {
@@ -121,20 +67,11 @@ def bootstrap_intervals(
     n = y.size
     if n == 0 or n_boot <= 0:
         return {m: (None, None) for m in METRICS}
-    rng = np.random.default_rng(seed)
-    rows = max(1, _CHUNK // n)
     values: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
-    for start in range(0, n_boot, rows):
-        idx = rng.integers(0, n, size=(min(rows, n_boot - start), n))
+    for idx in bootstrap_indices(n, n_boot, seed, max_cells=_CHUNK):
         for name, value in _resampled_metrics(y[idx], p[idx], d[idx], n_bins).items():
             values[name].append(value)
-    alpha = (1.0 - ci) / 2
-    out = {}
-    for name in METRICS:
-        v = np.concatenate(values[name])
-        v = v[np.isfinite(v)]
-        out[name] = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if v.size else (None, None)
-    return out
+    return {name: percentile_interval(np.concatenate(values[name]), ci) for name in METRICS}
 
 
 def metric_report(

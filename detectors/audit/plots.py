@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.audit.metrics import ECE_BINS, reliability_bins
+from detectors.metrics import ECE_BINS, reliability_bins
 
 
 def _figure(size: tuple[float, float] = (4.8, 4.4)):
@@ -45,7 +45,7 @@ def reliability_plot(
     targets: np.ndarray, probs: np.ndarray, path: str | Path, title: str = "", n_bins: int = ECE_BINS
 ) -> Path:
     """Observed frequency against mean probability per bin, with the bin counts below."""
-    from detectors.audit.metrics import expected_calibration_error
+    from detectors.metrics import expected_calibration_error
 
     bins = reliability_bins(targets, probs, n_bins)
     edges = np.asarray(bins["edges"])

@@ -7,12 +7,18 @@ concept is called present from ``threshold`` (0.5: the target text wins). Any ``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
-from detectors.judges.api import Judge
+from dataigm.devices import resolve_device
+from detectors.judges.base import Judge
 from detectors.judges.options import Option, parse_options, resolve_options, split_spec
+from detectors.judges.registry import register_judge
+
+if TYPE_CHECKING:
+    import torch
 
 OPTIONS = (
     Option("model", str, None, "a CLIPModel folder or Hub id (required)"),
@@ -87,6 +93,8 @@ class ClipZeroShotJudge(Judge):
         return self
 
     def forward(self, batch: torch.Tensor) -> tuple[np.ndarray, None]:
+        import torch
+
         tokens = {k: v.to(self.device) for k, v in self.tokens.items()}
         with torch.inference_mode():
             out = self.model(**tokens, pixel_values=batch.to(self.device))
@@ -103,3 +111,14 @@ class ClipZeroShotJudge(Judge):
             "token_ids": self.tokens["input_ids"].tolist(),
             "image_processor": self.image_transform.processor.to_dict(),
         }
+
+
+@register_judge(
+    "clip-zeroshot",
+    help="CLIP zero-shot 'CLIP accuracy' (target text against anchor text); options model, target, anchor, "
+    "template, concept, threshold",
+    example="clip-zeroshot:model=openai/clip-vit-base-patch32,target=nude,anchor=properly dressed",
+)
+def load_clip_zeroshot(spec: str, device: str | None = None) -> ClipZeroShotJudge:
+    """``clip-zeroshot:OPTIONS`` -> :class:`ClipZeroShotJudge` on ``device`` (auto: CUDA when available)."""
+    return ClipZeroShotJudge.from_spec(spec, resolve_device(device))

@@ -7,11 +7,17 @@ uses the probability and ``threshold`` instead.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from detectors.judges.api import Judge
+import numpy as np
+
+from dataigm.devices import resolve_device
+from detectors.judges.base import Judge
 from detectors.judges.options import Option, parse_options, resolve_options, split_spec, to_bool, to_int_list
+from detectors.judges.registry import register_judge
+
+if TYPE_CHECKING:
+    import torch
 
 DECISIONS = ("top1", "threshold")
 OPTIONS = (
@@ -77,6 +83,8 @@ class ImageNetJudge(Judge):
         return self
 
     def forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        import torch
+
         with torch.inference_mode():
             probs = self.model(batch.to(self.device)).float().softmax(dim=-1)
         mass = probs[:, self.classes].sum(dim=1, keepdim=True).double().cpu().numpy()
@@ -91,3 +99,14 @@ class ImageNetJudge(Judge):
     def _fingerprint_parts(self) -> dict:
         """The spec, the classifier's weights as loaded, and its input transform."""
         return {**super()._fingerprint_parts(), "transform": repr(self.image_transform)}
+
+
+@register_judge(
+    "imagenet",
+    help="a timm ImageNet-1k classifier on some class ids (top-1 rule); options model, classes, concept, "
+    "decision, threshold, pretrained, pretrained_path",
+    example="imagenet:model=resnet50.a1_in1k,classes=497",
+)
+def load_imagenet(spec: str, device: str | None = None) -> ImageNetJudge:
+    """``imagenet:OPTIONS`` -> :class:`ImageNetJudge` on ``device`` (auto: CUDA when available)."""
+    return ImageNetJudge.from_spec(spec, resolve_device(device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from pathlib import Path
@@ -132,3 +133,13 @@ def backbone_fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}:{tuple(data.shape)}:{data.dtype}".encode())
         digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 (or fp16) autocast on CUDA when ``enabled``; a no-op elsewhere (judging and training share it)."""
+    if device.type != "cuda" or not enabled:
+        return contextlib.nullcontext()
+    import torch
+
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)

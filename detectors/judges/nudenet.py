@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from detectors.judges.api import Judge
+from dataigm.files import sha256_file
+from detectors.judges.base import Judge
 from detectors.judges.options import Option, parse_options, resolve_options, split_spec, to_list
+from detectors.judges.registry import register_judge
 
 NUDENET_CLASSES = (
     "FEMALE_GENITALIA_COVERED",
@@ -124,12 +126,20 @@ class NudeNetJudge(Judge):
     def _fingerprint_parts(self) -> dict:
         from importlib.metadata import version
 
-        from detectors.judges.api import file_sha256
-
         return {
             "spec": self.spec,
             "classes": list(self.classes),
             "resolution": self.resolution,
-            "onnx_sha256": file_sha256(self.model_path),
+            "onnx_sha256": sha256_file(self.model_path),
             "nudenet": version("nudenet"),
         }
+
+
+@register_judge(
+    "nudenet",
+    help="NudeNet's ONNX detector (CPU), one concept; options preset, classes, threshold, concept",
+    example="nudenet:preset=paper6,threshold=0.6",
+)
+def load_nudenet(spec: str, device: str | None = None) -> NudeNetJudge:
+    """``nudenet[:OPTIONS]`` -> :class:`NudeNetJudge` (runs on CPU whatever ``device`` says)."""
+    return NudeNetJudge.from_spec(spec)

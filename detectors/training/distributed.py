@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dataigm.devices import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +39,7 @@ def setup(device: str | None = None) -> DistInfo:
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
-        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        chosen = torch.device(resolve_device(device))
         return DistInfo(0, 1, 0, chosen)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():

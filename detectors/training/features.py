@@ -8,8 +8,6 @@ Any change to one of them is a new key, so a stale cache is never read.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -18,10 +16,11 @@ from pathlib import Path
 
 import torch
 
+from dataigm.files import sha256_bytes
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
 from detectors.data import Entry, ShardImageDataset, collate_skip_none
-from detectors.judges.model import backbone_fingerprint, pooled_features
+from detectors.judges.model import autocast, backbone_fingerprint, pooled_features
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +41,7 @@ def feature_cache_key(model: torch.nn.Module, transform, entries: Sequence[Entry
         "shards": shard_sha,
         "keys": [entry.uid for entry in entries],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 (or fp16) autocast on CUDA when ``enabled``; a no-op elsewhere."""
-    if device.type != "cuda" or not enabled:
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return sha256_bytes(json.dumps(payload, sort_keys=True).encode())
 
 
 @torch.no_grad()

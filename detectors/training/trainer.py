@@ -30,23 +30,14 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from dataigm.manifest import read_manifest
-from detectors.audit.metrics import binary_metrics, expected_calibration_error
 from detectors.data import (
-    VAL_RULE,
     Entry,
     ShardImageDataset,
-    available_splits,
-    build_index,
-    carve_validation,
-    collate_skip_none,
-    dataset_revision,
-    label_counts,
     targets_and_mask,
 )
-from detectors.judges.api import TimmJudge, save_judge
 from detectors.judges.calibrate import Calibration, fit_calibration, sigmoid
 from detectors.judges.model import (
+    autocast,
     classifier_name,
     create_judge_model,
     create_transforms,
@@ -54,9 +45,12 @@ from detectors.judges.model import (
     judge_data_config,
     pooled_features,
 )
+from detectors.judges.timm_judge import TimmJudge, save_judge
+from detectors.metrics import binary_metrics, expected_calibration_error
 from detectors.training import distributed
 from detectors.training.config import TrainConfig
-from detectors.training.features import autocast, cached_features
+from detectors.training.data import TrainingData, make_loader, prepare_data
+from detectors.training.features import cached_features
 from detectors.training.losses import masked_bce
 
 logger = logging.getLogger(__name__)
@@ -74,56 +68,6 @@ class TrainResult:
     history: list[dict]
     calibration: Calibration | None
     metrics: dict
-
-
-@dataclass
-class _Data:
-    concepts: list[str]
-    train: list[Entry]
-    val: list[Entry]
-    class_names: dict[str, list[str]]
-    revision: dict
-    split_info: dict
-
-
-# ---------------------------------------------------------------- data
-
-
-def prepare_data(cfg: TrainConfig) -> _Data:
-    """Index the training split, carve (or read) validation, and check every concept has both classes."""
-    splits = available_splits(cfg.data)
-    for name in (cfg.train_split, cfg.val_split):
-        if name is not None and name not in splits:
-            raise ValueError(f"Split {name!r} is not in {cfg.data}; its splits: {', '.join(splits) or 'none'}")
-    entries = build_index(cfg.data, split=cfg.train_split, concepts=cfg.concepts)
-    concepts = cfg.concepts or sorted(
-        {e.concept for e in entries}, key=list(read_manifest(cfg.data)["concepts"]).index
-    )
-    if cfg.val_split is not None:
-        train, val = entries, build_index(cfg.data, split=cfg.val_split, concepts=concepts)
-        rule = f"split {cfg.val_split!r}"
-    else:
-        train, val = carve_validation(entries, cfg.val_fraction)
-        rule = f"{cfg.val_fraction:g} of split {cfg.train_split!r}: {VAL_RULE}"
-    train_counts, val_counts = label_counts(train), label_counts(val)
-    for concept in concepts:
-        counts = train_counts.get(concept, {"pair": 0, "target": 0})
-        if not counts["pair"] or not counts["target"]:
-            raise ValueError(
-                f"Concept {concept!r} needs training images of both classes; the training data has {counts}"
-            )
-        if concept not in val_counts:
-            logger.warning("concept %s has no validation image: its temperature is 1 and its threshold 0.5", concept)
-    manifest_concepts = read_manifest(cfg.data)["concepts"]
-    class_names = {c: [manifest_concepts[c]["pair_class"], manifest_concepts[c]["target_class"]] for c in concepts}
-    split_info = {
-        "rule": rule,
-        "train_split": cfg.train_split,
-        "counts": {"train": train_counts, "validation": val_counts},
-        "validation_ids": [e.uid for e in val],
-    }
-    logger.info("data: %d training and %d validation images, concepts %s", len(train), len(val), ", ".join(concepts))
-    return _Data(list(concepts), train, val, class_names, dataset_revision(cfg.data), split_info)
 
 
 # ---------------------------------------------------------------- schedule and checkpoints
@@ -158,7 +102,7 @@ def _write_summary(path: Path, history: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _identity(cfg: TrainConfig, data: _Data) -> dict:
+def _identity(cfg: TrainConfig, data: TrainingData) -> dict:
     """What a resumed run must share with the run it continues."""
     return {
         "model": cfg.model,
@@ -247,31 +191,14 @@ class _Trainer:
             return module(inputs).float()
 
     def _loader(self, dataset, epoch: int | None) -> torch.utils.data.DataLoader:
-        sampler = None
-        if epoch is not None:
-            if self.dist.enabled:
-                sampler = torch.utils.data.DistributedSampler(
-                    dataset, self.dist.world_size, self.dist.rank, shuffle=True, seed=self.cfg.seed
-                )
-                sampler.set_epoch(epoch)
-            else:
-                generator = torch.Generator().manual_seed(self.cfg.seed + epoch)
-                sampler = torch.randperm(len(dataset), generator=generator).tolist()
-            if isinstance(dataset, ShardImageDataset):
-                dataset.set_epoch(epoch)
-        # the workers' base seed comes from this generator, not from the global RNG
-        loader_seed = int(
-            np.random.SeedSequence([self.cfg.seed, 0 if epoch is None else epoch + 1]).generate_state(1)[0]
-        )
-        return torch.utils.data.DataLoader(
+        return make_loader(
             dataset,
-            batch_size=self.cfg.batch_size,
-            sampler=sampler,
+            self.cfg.batch_size,
+            self.cfg.seed,
+            epoch,
+            self.dist,
             num_workers=0 if self.cached else self.cfg.num_workers,
-            collate_fn=collate_skip_none,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(loader_seed),
-            worker_init_fn=_seed_worker,
         )
 
     # -- state -----------------------------------------------------------------------------------
@@ -389,13 +316,6 @@ class _Trainer:
                 row[f"val_acc/{concept}"] = float(np.mean((z >= 0) == (y > 0.5)))
                 row[f"val_auroc/{concept}"] = float(roc_auc_score(y, z)) if 0 < y.sum() < y.size else None
         return row
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Seed python's and numpy's RNGs in a DataLoader worker from the seed torch gave it."""
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,320 @@
+"""The judge API every judge implements: :class:`Judge` (per-concept probabilities and decisions) and
+:class:`Prediction` (its output).
+
+A judge turns one PIL image into a model input with ``image_transform`` (picklable, so it runs in
+``DataLoader`` workers), batches inputs with ``collate`` and scores a batch with ``forward``.
+:meth:`Judge.predict` accepts what :mod:`detectors.judges.inputs` accepts, or a DataIGM root. torch is
+imported where a judge uses it, so this module is light to import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from detectors.judges.inputs import chunked, image_stream, is_tensor, to_pil
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """Judge output for N images and C concepts.
+
+    A judgement is *valid* when its probability is a number in [0, 1]. An unreadable image, or a judge
+    that returned NaN (or a value outside [0, 1]), gives an invalid cell: its probability is kept as the
+    judge gave it (NaN for an unreadable image, never clamped) and its decision is False, which then
+    means "no judgement", not "absent". Consumers must check ``valid`` before counting a False as absent.
+
+    Attributes:
+        concepts: the C concept ids, in column order.
+        probabilities: (N, C) calibrated probabilities that each concept is present (NaN where no judgement).
+        present: (N, C) booleans, the judge's decisions (False wherever ``valid`` is False).
+        keys: an id per image when the input had them (dataset keys, ``<shard>#<key>`` for a DataIGM root).
+        valid: (N, C) booleans, True where the judgement is usable (derived from ``probabilities`` when not given).
+        unreadable: (N,) booleans, True for images that could not be read (their whole row is invalid).
+    """
+
+    concepts: list[str]
+    probabilities: np.ndarray
+    present: np.ndarray
+    keys: list[str] | None = None
+    valid: np.ndarray | None = None
+    unreadable: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            usable = np.isfinite(self.probabilities) & (self.probabilities >= 0) & (self.probabilities <= 1)
+        self.valid = usable if self.valid is None else np.asarray(self.valid, dtype=bool) & usable
+        self.present = np.asarray(self.present, dtype=bool) & self.valid
+        n = self.probabilities.shape[0]
+        self.unreadable = np.zeros(n, dtype=bool) if self.unreadable is None else np.asarray(self.unreadable, bool)
+
+    def __len__(self) -> int:
+        return self.probabilities.shape[0]
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Alias of ``probabilities``."""
+        return self.probabilities
+
+    @property
+    def n_invalid(self) -> int:
+        """Number of invalid (image, concept) cells."""
+        return int((~self.valid).sum())
+
+    def column(self, concept: str) -> int:
+        try:
+            return self.concepts.index(concept)
+        except ValueError:
+            raise ValueError(
+                f"This judge has no concept {concept!r}; its concepts: {', '.join(self.concepts)}"
+            ) from None
+
+    def probability(self, concept: str) -> np.ndarray:
+        return self.probabilities[:, self.column(concept)]
+
+    def is_present(self, concept: str) -> np.ndarray:
+        """Decisions for one concept; False also where :meth:`is_valid` is False (no judgement)."""
+        return self.present[:, self.column(concept)]
+
+    def is_valid(self, concept: str) -> np.ndarray:
+        return self.valid[:, self.column(concept)]
+
+    def to_records(self) -> list[dict]:
+        """One dict per image: ``{"key"?, concept: {"probability", "present"}}``; both None without a judgement."""
+        records = []
+        for row in range(len(self)):
+            record: dict[str, Any] = {} if self.keys is None else {"key": self.keys[row]}
+            for col, concept in enumerate(self.concepts):
+                if self.valid[row, col]:
+                    cell = {
+                        "probability": float(self.probabilities[row, col]),
+                        "present": bool(self.present[row, col]),
+                    }
+                else:
+                    cell = {"probability": None, "present": None}
+                record[concept] = cell
+            records.append(record)
+        return records
+
+
+def _warn_invalid(prediction: Prediction) -> None:
+    bad = ~prediction.valid & ~prediction.unreadable[:, None]
+    if bad.any():
+        logger.warning(
+            "the judge gave %d of %d judgement(s) that are NaN or outside [0, 1]: they are invalid "
+            "(Prediction.valid is False), not 'absent'",
+            int(bad.sum()),
+            bad.size,
+        )
+
+
+def _warn_invalid(prediction: Prediction) -> None:
+    bad = ~prediction.valid & ~prediction.unreadable[:, None]
+    if bad.any():
+        logger.warning(
+            "the judge gave %d of %d judgement(s) that are NaN or outside [0, 1]: they are invalid "
+            "(Prediction.valid is False), not 'absent'",
+            int(bad.sum()),
+            bad.size,
+        )
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor, in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _identity(image: Image.Image) -> Image.Image:
+    return image
+
+
+def default_collate_images(items: list):
+    """Stack tensors; keep anything else as a list."""
+    if items and is_tensor(items[0]):
+        import torch
+
+        return torch.stack(items)
+    return items
+
+
+class Judge:
+    """Base class: says, for each of its concepts, how likely an image shows it and whether it does.
+
+    Subclasses set ``concepts``, ``thresholds`` and ``image_transform`` and implement :meth:`forward`.
+    """
+
+    kind = "judge"
+
+    def __init__(self, concepts: Sequence[str], thresholds: dict[str, float], spec: str = "", device: str = "cpu"):
+        self.concepts = list(concepts)
+        missing = [c for c in self.concepts if c not in thresholds]
+        if missing:
+            raise ValueError(f"No threshold for concept(s) {missing}")
+        self.thresholds = {c: float(thresholds[c]) for c in self.concepts}
+        self.spec = spec
+        self.device = _device(device)
+        self.image_transform: Callable[[Image.Image], Any] = _identity
+
+    # -- to implement ----------------------------------------------------------------------------
+    def forward(self, batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Score a collated batch: (B, C) probabilities, and (B, C) decisions or None to apply the thresholds."""
+        raise NotImplementedError
+
+    def collate(self, items: list) -> Any:
+        return default_collate_images(items)
+
+    def to(self, device) -> Judge:
+        """Move the judge to ``device`` (a name or a ``torch.device``)."""
+        self.device = _device(device)
+        return self
+
+    def describe(self) -> dict:
+        """What a report needs to name this judge."""
+        return {"kind": self.kind, "spec": self.spec, "concepts": self.concepts, "thresholds": self.thresholds}
+
+    def fingerprint(self) -> str:
+        """A sha256 (hex) of everything that decides this judge's outputs, for caches keyed by content.
+
+        It covers the kind, concepts and thresholds plus :meth:`_fingerprint_parts` (for trained judges the
+        weights, temperatures, architecture and input transform; for baselines their spec and weights).
+        Two judges with the same fingerprint give the same outputs on the same device and precision.
+        Computed on the first call and kept: changing the weights of a loaded judge in place afterwards is
+        not seen.
+        """
+        if getattr(self, "_fingerprint", None) is None:
+            payload = {
+                "fingerprint_format": 1,
+                "kind": self.kind,
+                "concepts": self.concepts,
+                "thresholds": self.thresholds,
+                **self._fingerprint_parts(),
+            }
+            blob = json.dumps(payload, sort_keys=True, default=repr).encode()
+            self._fingerprint = hashlib.sha256(blob).hexdigest()
+        return self._fingerprint
+
+    def _fingerprint_parts(self) -> dict:
+        """What else decides the outputs. Default: the spec, and the weights of ``self.model`` when it has one.
+
+        A judge without weights in ``self.model`` that reads other files must add their hashes here.
+        """
+        parts: dict[str, Any] = {"spec": self.spec}
+        model = getattr(self, "model", None)
+        torch = sys.modules.get("torch")  # a model that is a torch module means torch is loaded
+        if torch is not None and isinstance(model, torch.nn.Module):
+            parts["weights_sha256"] = state_dict_sha256(model.state_dict())
+        return parts
+
+    # -- shared ------------------------------------------------------------------------------------
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        thresholds = np.array([self.thresholds[c] for c in self.concepts])
+        return probabilities >= thresholds[None, :]
+
+    def _score(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+        probs, present = self.forward(batch)
+        probs = np.asarray(probs, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            decisions = self.decide(probs) if present is None else np.asarray(present, dtype=bool)
+        return probs, decisions  # Prediction turns decisions on invalid probabilities into False + valid=False
+
+    def predict(
+        self,
+        images: Any,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        progress: bool = False,
+    ) -> Prediction:
+        """Judge ``images``: a PIL image, image tensor/array or file, a list of those, a ``datasets`` dataset,
+        or the path of a DataIGM root (every split; use :meth:`predict_entries` to choose).
+
+        Image tensors are un-normalised RGB, (C, H, W) or (N, C, H, W), float in [0, 1] or uint8; every
+        input goes through the judge's own preprocessing.
+        """
+        if isinstance(images, (str, Path)) and Path(images).is_dir():
+            from detectors.data import build_index
+
+            return self.predict_entries(build_index(images), batch_size, num_workers, progress)
+        stream, keys = image_stream(images)
+        probs, present = [], []
+        for chunk in self._progress(chunked(stream, batch_size), progress):
+            p, d = self._score(self.collate([self.image_transform(to_pil(item)) for item in chunk]))
+            probs.append(p)
+            present.append(d)
+        return self._prediction(probs, present, keys)
+
+    def predict_entries(
+        self, entries: Sequence, batch_size: int = 32, num_workers: int = 0, progress: bool = False
+    ) -> Prediction:
+        """Judge the images of DataIGM index entries (:func:`detectors.data.build_index`), in order.
+
+        Images are read and preprocessed by a ``DataLoader`` (``num_workers`` processes); an unreadable
+        image gets NaN probabilities and no decision.
+        """
+        import torch
+
+        from detectors.data import ShardImageDataset
+
+        dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), self.image_transform)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=self._collate_indexed
+        )
+        probs = np.full((len(entries), len(self.concepts)), np.nan)
+        present = np.zeros((len(entries), len(self.concepts)), dtype=bool)
+        read = np.zeros(len(entries), dtype=bool)
+        for batch in self._progress(loader, progress):
+            if batch is None:
+                continue
+            items, index = batch
+            p, d = self._score(items)
+            probs[index], present[index], read[index] = p, d, True
+        dataset.close()
+        prediction = Prediction(self.concepts, probs, present, [e.uid for e in entries], unreadable=~read)
+        _warn_invalid(prediction)
+        return prediction
+
+    def _collate_indexed(self, batch: list):
+        batch = [item for item in batch if item is not None]
+        if not batch:
+            return None
+        return self.collate([item[0] for item in batch]), np.array([item[3] for item in batch])
+
+    def _prediction(self, probs: list, present: list, keys: list[str] | None) -> Prediction:
+        n = len(self.concepts)
+        probabilities = np.concatenate(probs) if probs else np.zeros((0, n))
+        decisions = np.concatenate(present) if present else np.zeros((0, n), dtype=bool)
+        prediction = Prediction(self.concepts, probabilities, decisions, keys)
+        _warn_invalid(prediction)
+        return prediction
+
+    @staticmethod
+    def _progress(iterable, enabled: bool):
+        if not enabled:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc="judging", unit="batch")
+
+
+def _device(device):
+    import torch
+
+    return torch.device(device)
