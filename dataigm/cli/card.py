@@ -3,19 +3,38 @@ EVAL_DIR]``) or an evaluation report's (``--report DIR``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .options import add_options
+
 HELP = "write the card (README.md) of a dataset root, a judge (--judge) or an evaluation report (--report)"
 
 
+@dataclass
+class CardOptions:
+    """The options of ``dataigm card``: give exactly one of ROOT, --judge and --report.
+
+    Attributes:
+        root: dataset root: write its dataset card
+        judge: judge folder: write its model card there
+        eval: with --judge: its `dataigm judge eval` folder
+        report: `dataigm evaluate` folder: write its card
+        repo: Hub repo id used in the loading examples
+        dataset_repo: with --judge: training dataset's Hub id
+        license: license of the dataset or judge (Hub license id)
+    """
+
+    root: str | None = None
+    judge: str | None = None
+    eval: str | None = None
+    report: str | None = None
+    repo: str | None = None
+    dataset_repo: str | None = None
+    license: str = "other"
+
+
 def configure(parser) -> None:
-    parser.add_argument("root", nargs="?", default=None, help="dataset root")
-    parser.add_argument("--judge", type=str | None, default=None, help="judge folder: write its model card there")
-    parser.add_argument("--eval", type=str | None, default=None, help="with --judge: its `dataigm judge eval` folder")
-    parser.add_argument("--report", type=str | None, default=None, help="`dataigm evaluate` folder: write its card")
-    parser.add_argument("--repo", type=str | None, default=None, help="Hub repo id used in the loading examples")
-    parser.add_argument(
-        "--dataset-repo", type=str | None, default=None, help="with --judge: training dataset's Hub id"
-    )
-    parser.add_argument("--license", default="other", help="license of the dataset or judge (Hub license id)")
+    add_options(parser, CardOptions, positional=("root",))
 
 
 def run(cfg) -> int:

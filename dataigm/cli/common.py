@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -63,15 +64,16 @@ def command_parser(description: str) -> ArgumentParser:
     return parser
 
 
-def add_concepts_dir(parser: ArgumentParser) -> None:
-    """The ``--concepts-dir`` option of the commands that read concepts."""
-    parser.add_argument(
-        "--concepts-dir",
-        type=str | None,
-        default=None,
-        help="folder of concept YAML files added to the built-in registry; several joined with "
-        f"{os.pathsep!r} (also $DATAIGM_CONCEPTS_DIR)",
-    )
+@dataclass(kw_only=True)
+class ConceptsDirOption:
+    """The option of every command that reads concepts.
+
+    Attributes:
+        concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
+            $DATAIGM_CONCEPTS_DIR)
+    """
+
+    concepts_dir: str | None = None
 
 
 def registry_of(cfg):

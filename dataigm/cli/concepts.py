@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import yaml
 
 from ..taxonomy import tree
-from .common import add_concepts_dir, command_parser, registry_of
+from .common import ConceptsDirOption, command_parser, registry_of
+from .options import add_options
 
 HELP = "print the CatIGMU taxonomy with the concepts at its leaves, or one concept"
 
 
+@dataclass
+class ShowOptions:
+    """``dataigm concepts show``.
+
+    Attributes:
+        id: concept id
+    """
+
+    id: str
+
+
 def configure(parser) -> None:
-    add_concepts_dir(parser)
+    add_options(parser, ConceptsDirOption)
     sub = parser.add_subcommands(dest="action", required=False)
     show = command_parser("print one concept")
     sub.add_subcommand("show", show, help="print one concept as YAML")
-    show.add_argument("id", help="concept id")
+    add_options(show, ShowOptions, positional=("id",))
 
 
 def format_tree(registry) -> str:

@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from ..info import count_samples, format_counts
 from ..validate import validate_root
-from .options import add_flag
+from .options import add_options
+
+
+@dataclass
+class RootOptions:
+    """The options of ``dataigm validate``.
+
+    Attributes:
+        root: dataset root
+    """
+
+    root: str
+
+
+@dataclass
+class InfoOptions(RootOptions):
+    """The options of ``dataigm info``.
+
+    Attributes:
+        json: print JSON instead of a table
+    """
+
+    json: bool = False
 
 
 def _configure_validate(parser) -> None:
-    parser.add_argument("root", help="dataset root")
+    add_options(parser, RootOptions, positional=("root",))
 
 
 def _run_validate(cfg) -> int:
@@ -27,8 +50,7 @@ def _run_validate(cfg) -> int:
 
 
 def _configure_info(parser) -> None:
-    parser.add_argument("root", help="dataset root")
-    add_flag(parser, "--json", False, "print JSON instead of a table")
+    add_options(parser, InfoOptions, positional=("root",))
 
 
 def _run_info(cfg) -> int:

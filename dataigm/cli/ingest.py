@@ -10,14 +10,14 @@ from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder, plan_
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
 from .card import refresh_card
-from .common import registry_of, save_config
+from .common import ConceptsDirOption, registry_of, save_config
 from .options import add_options
 
 HELP = "add real, web or generated images (a folder or a Hugging Face dataset) to a dataset root"
 
 
-@dataclass
-class IngestOptions:
+@dataclass(kw_only=True)
+class IngestOptions(ConceptsDirOption):
     """The options of ``dataigm ingest``.
 
     Attributes:
@@ -39,8 +39,6 @@ class IngestOptions:
         license: license recorded in every sample
         name: dataset name recorded in the manifest
         progress: show a progress bar
-        concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
-            $DATAIGM_CONCEPTS_DIR)
     """
 
     out: str
@@ -61,7 +59,6 @@ class IngestOptions:
     license: str | None = None
     name: str = DEFAULT_NAME
     progress: bool = True
-    concepts_dir: str | None = None
 
 
 def configure(parser) -> None:

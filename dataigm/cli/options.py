@@ -104,7 +104,9 @@ def add_options(
         default = defaults.get(f.name, _default(f))
         extra: dict[str, Any] = {"help": helps[f.name].replace("``", "`")}  # reST literals read as Markdown ones
         if f.name in positional:
-            nargs = "+" if typing.get_origin(kind) is list else None if _required(f) else "?"
+            nargs = None if _required(f) else "?"
+            if typing.get_origin(kind) is list:  # FILE [FILE ...]: argparse collects the items
+                nargs, kind = "+", typing.get_args(kind)[0]
             if not _required(f):
                 extra["default"] = default
             parser.add_argument(f.name, type=kind, nargs=nargs, **extra)

@@ -3,38 +3,67 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..files import check_output
 from ..prompt_import import IMPORTERS, import_prompts
 from ..prompts import build_prompts, parse_kinds, write_prompts
 from ..schema import PROMPT_KINDS
-from .common import add_concepts_dir, command_parser, registry_of, save_config
+from .common import ConceptsDirOption, command_parser, registry_of, save_config
+from .options import add_options
 
 HELP = "build the prompt sets of a concept, or import prompt files of other formats"
 logger = logging.getLogger(__name__)
 
 
+@dataclass(kw_only=True)
+class BuildOptions(ConceptsDirOption):
+    """``dataigm prompts build``.
+
+    Attributes:
+        concept: concept id (see `dataigm concepts`)
+        kinds: comma-separated: forget, remove, replace, retain
+        out: output .jsonl file
+    """
+
+    concept: str
+    kinds: str = "forget,remove"
+    out: str
+
+
+@dataclass(kw_only=True)
+class ImportOptions(ConceptsDirOption):
+    """``dataigm prompts import``.
+
+    Attributes:
+        files: igmu: forgot.json [retain.json]; csv: one or more CSV files
+        format: input format
+        out: output folder
+        concept: csv: the concept the prompts are about
+        column: csv: the column holding the prompt text
+        kind: csv: the prompts' kind
+        attack: csv: attack name (default: the file name)
+    """
+
+    files: list[str]
+    format: Literal[tuple(IMPORTERS)]
+    out: str
+    concept: str | None = None
+    column: str = "prompt"
+    kind: Literal[PROMPT_KINDS] = "adversarial"
+    attack: str | None = None
+
+
 def configure(parser) -> None:
     sub = parser.add_subcommands(dest="action")
-
     build = command_parser("write a concept's prompt set as JSONL")
     sub.add_subcommand("build", build, help="write a concept's prompt set as JSONL")
-    build.add_argument("--concept", required=True, help="concept id (see `dataigm concepts`)")
-    build.add_argument("--kinds", default="forget,remove", help="comma-separated: forget, remove, replace, retain")
-    build.add_argument("--out", required=True, help="output .jsonl file")
-    add_concepts_dir(build)
-
+    add_options(build, BuildOptions)
     imp = command_parser("convert prompt files of another format to JSONL, one file per concept")
     sub.add_subcommand("import", imp, help="convert IGMU json or CSV prompt files to JSONL")
-    imp.add_argument("files", nargs="+", help="igmu: forgot.json [retain.json]; csv: one or more CSV files")
-    imp.add_argument("--format", required=True, choices=list(IMPORTERS), help="input format")
-    imp.add_argument("--out", required=True, help="output folder")
-    imp.add_argument("--concept", type=str | None, default=None, help="csv: the concept the prompts are about")
-    imp.add_argument("--column", default="prompt", help="csv: the column holding the prompt text")
-    imp.add_argument("--kind", default="adversarial", choices=list(PROMPT_KINDS), help="csv: the prompts' kind")
-    imp.add_argument("--attack", type=str | None, default=None, help="csv: attack name (default: the file name)")
-    add_concepts_dir(imp)
+    add_options(imp, ImportOptions, positional=("files",))
 
 
 def run(cfg) -> int:
