@@ -9,8 +9,11 @@ HELP = "evaluate unlearned models: forgetting, preservation, image quality, robu
 
 def configure(parser) -> None:
     from detectors.evaluation.config import EvalConfig  # light: no torch or timm
+    from detectors.judges.registry import judge_kinds_help
 
-    add_options(parser, EvalConfig, types={"models": list[str | dict]})
+    add_options(
+        parser, EvalConfig, types={"models": list[str | dict]}, more_help={"judge": "kinds: " + judge_kinds_help("; ")}
+    )
 
 
 def run(cfg) -> int:

@@ -54,8 +54,7 @@ class JudgeEvalOptions:
     """The options of ``dataigm judge eval``.
 
     Attributes:
-        judge: local-dir:PATH, hf-hub:ORG/NAME[@REV], nudenet[:preset=paper6,threshold=0.6],
-            clip-zeroshot:model=PATH_OR_ID,target=nude,anchor=properly dressed, imagenet:model=NAME,classes=497
+        judge: the judge to measure, KIND:OPTIONS; kinds:
         data: dataset root
         out: folder for metrics.json, predictions.csv and plots
         split: split to measure on
@@ -84,7 +83,9 @@ class JudgeEvalOptions:
 
 
 def _configure_eval(parser) -> None:
-    add_options(parser, JudgeEvalOptions)
+    from detectors.judges.registry import judge_kinds_help  # light: the kinds' help lives there once
+
+    add_options(parser, JudgeEvalOptions, more_help={"judge": judge_kinds_help("; ")})
 
 
 def _run_eval(cfg) -> int:

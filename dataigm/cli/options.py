@@ -78,6 +78,7 @@ def add_options(
     positional: tuple[str, ...] = (),
     types: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    more_help: Mapping[str, str] | None = None,
 ) -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser``.
 
@@ -88,6 +89,7 @@ def add_options(
         positional: fields given as positional arguments (optional when they have a default).
         types: a type to parse a field as, where its annotation is too loose for the command line.
         defaults: a command-line default that differs from the field's.
+        more_help: text appended to a field's help, kept elsewhere once (e.g. the judge kinds' registry).
 
     Raises:
         TypeError: a field has no help line (a bug of the config class, caught by the CLI tests).
@@ -102,7 +104,8 @@ def add_options(
             raise TypeError(f"{cls.__name__}.{f.name} has no line in the Attributes: section of its docstring")
         kind = types.get(f.name, hints[f.name])
         default = defaults.get(f.name, _default(f))
-        extra: dict[str, Any] = {"help": helps[f.name].replace("``", "`")}  # reST literals read as Markdown ones
+        text = " ".join([helps[f.name], *([more_help[f.name]] if f.name in (more_help or {}) else [])])
+        extra: dict[str, Any] = {"help": text.replace("``", "`")}  # reST literals read as Markdown ones
         if f.name in positional:
             nargs = None if _required(f) else "?"
             if typing.get_origin(kind) is list:  # FILE [FILE ...]: argparse collects the items

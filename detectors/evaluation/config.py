@@ -39,7 +39,7 @@ class EvalConfig:
     Attributes:
         out: folder of the report (report.json, report.md, plots, cache; images/ when generated here)
         concepts: concepts to evaluate, e.g. [nudity, church]
-        judge: the judge: local-dir:PATH, hf-hub:ORG/NAME[@REV] or a baseline judge spec (see `dataigm judge eval`)
+        judge: the judge, KIND:OPTIONS (a trained judge: local-dir:PATH or hf-hub:ORG/NAME[@REV])
         models: model specs to generate images with, the original model first: Hub ids, pipeline folders, spec YAML
             files or mappings
         original: name of the original (not unlearned) model (default: the first model)
