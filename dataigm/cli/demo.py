@@ -155,7 +155,7 @@ def evaluate_models(cfg: DemoConfig, judge_dir: Path, out: Path) -> tuple[dict, 
     for sample in iter_samples(out / "images"):
         r = sample.record
         if r["prompt_kind"] == "forget":
-            model = sample.key.split("_", 1)[0]
+            model = r.get("model") or sample.key.split("_", 1)[0]  # the spec's label (schema 2); "_" allowed
             cell = truth.setdefault(model, {}).setdefault(r["concept"], [0, 0])
             cell[0] += r["label"] == "pair"  # ground truth: the concept is really absent
             cell[1] += 1
