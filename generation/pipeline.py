@@ -6,8 +6,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataigm.files import sha256_file
+
 from .spec import ModelSpec
-from .weights import file_sha256, load_into, load_state_dict, text_encoder_state_for, unet_state_for
+from .weights import load_into, load_state_dict, text_encoder_state_for, unet_state_for
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def checkpoint_of(spec: ModelSpec) -> str | None:
         path = getattr(spec, kind)
         if path is None:
             continue
-        digest = file_sha256(path)[:16] if Path(path).is_file() else "folder-or-hub"
+        digest = sha256_file(path)[:16] if Path(path).is_file() else "folder-or-hub"
         parts.append(f"{kind}={Path(path).name}@{digest}")
     return ";".join(parts) or None
 

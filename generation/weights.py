@@ -7,7 +7,6 @@ keys fit no known layout is refused with examples of the keys that were expected
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -20,14 +19,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 LDM_UNET_PREFIX = "model.diffusion_model."
 LDM_TEXT_PREFIXES = ("cond_stage_model.transformer.", "cond_stage_model.model.transformer.")
 _LDM_UNET_ROOTS = ("input_blocks.", "middle_block.", "output_blocks.", "time_embed.", "out.")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str | Path) -> dict:

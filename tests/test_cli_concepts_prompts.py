@@ -86,7 +86,7 @@ def test_concepts_show_unknown(capsys):
     assert main(["concepts", "show", "nope"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "dataigm concepts: error: Unknown concept 'nope'" in captured.err
+    assert "dataigm concepts show: error: Unknown concept 'nope'" in captured.err
     for concept_id in load_registry().ids():
         assert concept_id in captured.err
 
@@ -182,7 +182,7 @@ def test_prompts_build_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, ar
     out = tmp_path / "p.jsonl"
     assert main(["prompts", "build", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("dataigm prompts: error: ")
+    assert err.startswith("dataigm prompts build: error: ")
     for word in words:
         assert word in err
     assert not out.exists()

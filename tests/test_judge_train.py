@@ -236,7 +236,7 @@ def test_cli_prints_its_resolved_config(root, capsys):
 def test_cli_reports_a_bad_option_without_a_traceback(root, tmp_path, capsys):
     code = main(["judge", "train", "--data", str(root), "--out", str(tmp_path / "o"), "--threshold-rule", "fpr@2"])
     assert code == 2
-    assert "dataigm judge: error: Threshold rule 'fpr@2': X must be in (0, 1)" in capsys.readouterr().err
+    assert "dataigm judge train: error: Threshold rule 'fpr@2': X must be in (0, 1)" in capsys.readouterr().err
 
 
 def test_dataset_revision_is_the_manifest_checksum(root, tmp_path):

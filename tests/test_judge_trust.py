@@ -164,7 +164,7 @@ def test_judge_eval_checks_every_option_before_loading_the_judge(
         + ["--progress", "false", *option]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("dataigm judge: error: ")
+    assert code == 2 and len(err) == 1 and err[0].startswith("dataigm judge eval: error: ")
     assert __import__("re").search(message, err[0]), err[0]
     assert loaded == [] and judged == [] and not out.exists()
 

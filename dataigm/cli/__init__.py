@@ -94,5 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = user_error(err)
         if message is None:  # a bug: keep the traceback
             raise
-        print(f"dataigm {command}: error: {message}", file=sys.stderr)
+        print(f"{' '.join(['dataigm', *_command_path(cfg)])}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _command_path(cfg) -> list[str]:
+    """The subcommand a user ran, e.g. ``["judge", "train"]`` (nested subcommands keep their name under ``dest``)."""
+    path = [cfg.command]
+    sub = cfg[cfg.command]
+    for dest in ("action", "what"):  # the dest names of the nested subcommands (judge/prompts/concepts, push)
+        name = sub.get(dest) if hasattr(sub, "get") else None
+        if isinstance(name, str):
+            path.append(name)
+            break
+    return path
