@@ -394,14 +394,14 @@ def test_prompt_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys, ar
     (tmp_path / "forgot.json").write_text('{"nudity": {"women": ["a photo"]}}')
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert main(argv) == 2
-    assert words in _one_error_line(capsys.readouterr().err, "prompts")
+    assert words in _one_error_line(capsys.readouterr().err, f"prompts {argv[1]}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "forgot.json"]
 
 
 def test_push_with_a_bad_repo_id_says_so_before_anything_else(small_root, capsys):
     before = _tree(small_root)
     assert main(["push", "dataset", str(small_root), "--repo", "dataigm"]) == 2
-    assert "Repository 'dataigm' must be ORG/NAME" in _one_error_line(capsys.readouterr().err, "push")
+    assert "Repository 'dataigm' must be ORG/NAME" in _one_error_line(capsys.readouterr().err, "push dataset")
     assert _tree(small_root) == before
 
 
@@ -446,7 +446,7 @@ def test_missing_hf_dataset_is_one_line(tmp_path, capsys, name, monkeypatch):
 
 def test_push_while_offline_is_one_line(small_root, capsys):
     assert main(["push", "dataset", str(small_root), "--repo", "someone/dataigm"]) == 2
-    line = _one_error_line(capsys.readouterr().err, "push")
+    line = _one_error_line(capsys.readouterr().err, "push dataset")
     assert "could not reach the Hub (offline?" in line and "HF_HUB_OFFLINE=1" in line
 
 
