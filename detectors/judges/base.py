@@ -120,17 +120,6 @@ def _warn_invalid(prediction: Prediction) -> None:
         )
 
 
-def _warn_invalid(prediction: Prediction) -> None:
-    bad = ~prediction.valid & ~prediction.unreadable[:, None]
-    if bad.any():
-        logger.warning(
-            "the judge gave %d of %d judgement(s) that are NaN or outside [0, 1]: they are invalid "
-            "(Prediction.valid is False), not 'absent'",
-            int(bad.sum()),
-            bad.size,
-        )
-
-
 def state_dict_sha256(state_dict: dict) -> str:
     """sha256 over the names, dtypes, shapes and bytes of every tensor, in name order."""
     import torch
