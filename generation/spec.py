@@ -12,7 +12,6 @@ A spec is a YAML mapping (or the same keys as flags). Only ``base`` is required:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from dataclasses import asdict, dataclass, fields
@@ -20,34 +19,16 @@ from pathlib import Path
 
 import yaml
 
+from dataigm.sampling import MAX_SIDE, SCHEDULERS, check_sampling  # noqa: F401 (re-exported)
+
 logger = logging.getLogger(__name__)
 
 DTYPES = ("fp32", "fp16", "bf16")
-SCHEDULERS = ("ddim", "pndm", "lms", "euler", "euler_a", "dpm++")
 # Names in the literature (the paper's Table 5 and the methods it audits, see docs/methods.md). Any other
 # string is accepted and recorded as given, with a warning, so that a typo ("esd") is seen.
 KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
-MAX_SIDE = 8192  # pixels: far above what any supported pipeline renders, low enough to catch a typo
 # "_" is allowed: samples record their model (schema 2) and plans check that keys are unique.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
-
-def check_sampling(who: str, steps, guidance, height, width) -> None:
-    """Refuse sampling settings no pipeline can use; ``None`` means "not set here"."""
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"{who}: steps must be an integer >= 1, got {steps!r}")
-    if guidance is not None and (
-        isinstance(guidance, bool)
-        or not isinstance(guidance, int | float)
-        or not math.isfinite(guidance)
-        or guidance < 0
-    ):
-        raise ValueError(f"{who}: guidance must be a number >= 0, got {guidance!r}")
-    for name, size in (("height", height), ("width", width)):
-        if size is None:
-            continue
-        if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_SIDE or size % 8:
-            raise ValueError(f"{who}: {name} must be a multiple of 8 from 8 to {MAX_SIDE}, got {size!r}")
 
 
 def warn_unknown_method(spec: ModelSpec) -> None:
