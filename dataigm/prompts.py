@@ -23,11 +23,19 @@ from .schema import PROMPT_KINDS
 
 _SETS_DIR = Path(__file__).parent / "prompt_sets"
 BUILDABLE_KINDS = ("forget", "remove", "replace", "retain")
+# Provenance of prompts made by an attack; absent from other records (and from the job ids they feed).
+ATTACK_FIELDS = ("source_text", "target_model", "target_checksum", "attack_options", "loss", "fitness")
 
 
 @dataclass(frozen=True)
 class PromptRecord:
-    """One prompt. ``parent_id`` links a derived variant (remove/replace) to its forget prompt."""
+    """One prompt. ``parent_id`` links a derived variant (remove/replace) to its forget prompt.
+
+    Prompts made by an attack (``dataigm attack``) also carry their provenance: ``parent_id`` is the attacked
+    prompt and ``source_text`` its text, ``target_model`` the attacked model's spec and ``target_checksum`` a
+    sha256 of its weights, ``attack_options`` the attack's settings, ``seed`` the seed it attacked with, and
+    ``loss`` (UnlearnDiffAtk's denoising loss) or ``fitness`` (Ring-A-Bell's distance) what it reached.
+    """
 
     prompt_id: str
     concept: str
@@ -41,6 +49,12 @@ class PromptRecord:
     seed: int | None = None
     guidance: float | None = None
     extra: dict = field(default_factory=dict)
+    source_text: str | None = None
+    target_model: dict | None = None
+    target_checksum: str | None = None
+    attack_options: dict | None = None
+    loss: float | None = None
+    fitness: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in PROMPT_KINDS:
@@ -51,7 +65,8 @@ class PromptRecord:
             raise ValueError(f"Prompt {self.prompt_id!r} has empty text")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The record as plain data; the attack provenance fields only when set (other files stay as they were)."""
+        return {k: v for k, v in asdict(self).items() if k not in ATTACK_FIELDS or v is not None}
 
 
 def slug(text: str) -> str:
