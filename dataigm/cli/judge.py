@@ -1,4 +1,5 @@
-"""``dataigm judge train|eval|push``: train a judge, measure any judge, publish a judge (= ``dataigm push judge``).
+"""``dataigm judge train|eval|push|agree``: train a judge, measure any judge, publish a judge (= ``dataigm push
+judge``), measure how far judges agree (:mod:`dataigm.cli.judge_agree`).
 
 The ``detectors`` package (torch, timm) is imported inside each command, so ``import dataigm`` stays light.
 """
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from . import push
+from . import judge_agree, push
 from .common import command_parser, save_config
 from .options import add_options, options_of
 
@@ -20,10 +21,9 @@ HELP = "train, measure and publish judges (timm content classifiers)"
 def _configure_train(parser) -> None:
     from detectors.training.config import TrainConfig  # light: no torch or timm
 
-    # "nudity,church" as well as a list; one --device auto everywhere
-    add_options(
-        parser, TrainConfig, types={"concepts": list[str] | str | None, "device": str}, defaults={"device": "auto"}
-    )
+    # "nudity,church" (and "ESD,UCE") as well as a list; one --device auto everywhere
+    lists = {"concepts": list[str] | str | None, "exclude_methods": list[str] | str | None}
+    add_options(parser, TrainConfig, types={**lists, "device": str}, defaults={"device": "auto"})
 
 
 def _run_train(cfg) -> int:
@@ -59,6 +59,8 @@ class JudgeEvalOptions:
         out: folder for metrics.json, predictions.csv and plots
         split: split to measure on
         concept: dataset concept for a one-concept baseline judge
+        holdout_methods: unlearning methods to report as held out (e.g. ESD,UCE), next to the methods the judge
+            saw in training (default: the methods its training excluded, from its config.json; none for baselines)
         bootstrap: bootstrap resamples (0: no intervals)
         ci: confidence level of the intervals
         seed: bootstrap seed
@@ -73,6 +75,7 @@ class JudgeEvalOptions:
     out: str
     split: str = "test"
     concept: str | None = None
+    holdout_methods: list[str] | None = None
     bootstrap: int = 1000
     ci: float = 0.95
     seed: int = 0
@@ -85,11 +88,16 @@ class JudgeEvalOptions:
 def _configure_eval(parser) -> None:
     from detectors.judges.registry import judge_kinds_help  # light: the kinds' help lives there once
 
-    add_options(parser, JudgeEvalOptions, more_help={"judge": judge_kinds_help("; ")})
+    add_options(
+        parser,
+        JudgeEvalOptions,
+        types={"holdout_methods": list[str] | str | None},  # "ESD,UCE" as well as a list
+        more_help={"judge": judge_kinds_help("; ")},
+    )
 
 
 def _run_eval(cfg) -> int:
-    from detectors.audit.evaluate import check_eval_options, evaluate_judge, format_rows, write_report
+    from detectors.audit.evaluate import check_eval_options, evaluate_judge, format_holdout, format_rows, write_report
     from detectors.judges import load_judge
 
     # every option first: a bad one is refused before the judge or any image is loaded
@@ -105,6 +113,7 @@ def _run_eval(cfg) -> int:
         cfg.data,
         split=cfg.split,
         concept=cfg.concept,
+        holdout_methods=cfg.holdout_methods,
         n_boot=cfg.bootstrap,
         ci=cfg.ci,
         seed=cfg.seed,
@@ -115,6 +124,8 @@ def _run_eval(cfg) -> int:
     paths = write_report(evaluation, cfg.out)
     save_config(cfg, Path(cfg.out) / "config.yaml")
     print(format_rows(evaluation.report))
+    if evaluation.report.get("holdout"):
+        print(format_holdout(evaluation.report["holdout"]))
     if evaluation.report["unreadable_images"]:
         print(f"{evaluation.report['unreadable_images']} unreadable image(s) skipped", file=sys.stderr)
     if evaluation.report["excluded_nan"]:
@@ -135,6 +146,7 @@ ACTIONS = {
         run=_run_eval,
     ),
     "push": push.ACTIONS["judge"],  # an alias of `dataigm push judge`: one parser, one implementation
+    "agree": judge_agree.ACTION,
 }
 
 
