@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from .concepts import Concept
 from .files import atomic_write_json, check_output
-from .layout import MANIFEST_NAME, README_NAME
+from .layout import MANIFEST_NAME, README_NAME, ShardId
 from .schema import SCHEMA_VERSION
 from .taxonomy import TAXONOMY_VERSION
 
@@ -208,6 +208,9 @@ def reserve_shards(
             _check_reservation(root, job_id, job, group, count, plan)
             return job["ranges"][group][0]
         taken = [s + n for j in manifest["jobs"].values() for g, (s, n) in j["ranges"].items() if g == group]
+        # shards written outside any reservation (by write_shard directly) keep their numbers too
+        indexed = (ShardId.parse(relpath) for relpath in manifest["shards"])
+        taken += [shard.index + 1 for shard in indexed if shard.group == group]
         start = max(taken, default=0)
         job["ranges"][group] = [start, count]
         return start

@@ -16,7 +16,10 @@ from .writer import is_empty_sidecar
 
 def validate_root(root: str | Path) -> list[str]:
     """Every problem in ``root``: manifest, sidecars, checksums, schema, counts, duplicate keys, splits
-    without data, and unfinished jobs (shard numbers a job reserved but did not write).
+    without data, unfinished jobs (shard numbers a job reserved but did not write) and unfinished revisions.
+
+    Duplicate images are not problems of the root's integrity: :func:`dataigm.duplicates.find_duplicates`
+    reports them (``dataigm validate`` prints both).
 
     Returns:
         Human-readable problems, each naming the file (and sample) concerned; empty when valid.
@@ -60,6 +63,12 @@ def validate_root(root: str | Path) -> list[str]:
                 f"{concept}/{split}: its shards hold no samples (load_dataset fails on a split without data)"
             )
     problems += _unfinished_jobs(root, manifest)
+    for revision in manifest.get("revisions", []):
+        if revision.get("status") != "done":
+            problems.append(
+                f"revision {revision['id']} ({revision.get('reason')}) is unfinished ({revision.get('status')}): "
+                f"run `dataigm dedup {root}` to finish it"
+            )
     return problems
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from . import card, concepts, data, demo, env, evaluate, generate, ingest, judge, prompts, push
+from . import build, card, concepts, data, dedup, demo, env, evaluate, generate, ingest, judge, prompts, push
 from .common import command_parser, user_error
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -23,6 +23,8 @@ COMMANDS = {
     "ingest": ingest,
     "generate": generate,
     "validate": data.validate,
+    "dedup": dedup,
+    "build": build,
     "card": card,
     "push": push,
     "info": data.info,

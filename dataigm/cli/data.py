@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Literal
 
 from ..info import count_samples, format_counts
 from ..validate import validate_root
@@ -24,6 +25,22 @@ class RootOptions:
 
 
 @dataclass
+class ValidateOptions(RootOptions):
+    """The options of ``dataigm validate``.
+
+    Attributes:
+        duplicates: report exact and near duplicate images (within a split, across splits, across sources), fail
+            (exit 1 when there are any) or off (skip decoding the images)
+        near_distance: largest perceptual-hash distance (of 64 bits) of near duplicates; 0: exact ones only
+        workers: processes that decode images for the duplicate check
+    """
+
+    duplicates: Literal["report", "fail", "off"] = "report"
+    near_distance: int = 4
+    workers: int = 1
+
+
+@dataclass
 class InfoOptions(RootOptions):
     """The options of ``dataigm info``.
 
@@ -35,7 +52,7 @@ class InfoOptions(RootOptions):
 
 
 def _configure_validate(parser) -> None:
-    add_options(parser, RootOptions, positional=("root",))
+    add_options(parser, ValidateOptions, positional=("root",))
 
 
 def _run_validate(cfg) -> int:
@@ -46,6 +63,17 @@ def _run_validate(cfg) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     print(f"{cfg.root}: valid")
+    if cfg.duplicates == "off":
+        return 0
+    from ..duplicates import find_duplicates
+
+    report = find_duplicates(cfg.root, near_distance=cfg.near_distance, workers=cfg.workers)
+    print("\n".join(report.lines()))
+    if report.groups and cfg.duplicates == "fail":
+        print(
+            f"{cfg.root}: duplicates found; `dataigm dedup {cfg.root}` writes a revision without them", file=sys.stderr
+        )
+        return 1
     return 0
 
 
@@ -67,7 +95,9 @@ def _run_info(cfg) -> int:
 
 
 validate = SimpleNamespace(
-    HELP="check a dataset root and list its problems (exit 1 if any)", configure=_configure_validate, run=_run_validate
+    HELP="check a dataset root, list its problems (exit 1 if any) and its duplicate images",
+    configure=_configure_validate,
+    run=_run_validate,
 )
 info = SimpleNamespace(
     HELP="count samples per concept x split x source x label", configure=_configure_info, run=_run_info
