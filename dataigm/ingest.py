@@ -92,15 +92,33 @@ def class_map(concept: Concept, extra: dict[str, str] | None = None) -> dict[str
 
 
 def parse_class_map(text: str | None) -> dict[str, str]:
-    """``"nsfw=target,sfw=pair"`` -> ``{"nsfw": "target", "sfw": "pair"}``."""
+    """``--class-map``: ``"nsfw=target,sfw=pair"`` -> ``{"nsfw": "target", "sfw": "pair"}``.
+
+    Names without ``=LABEL`` take the label of the next entry that has one, so classes can share a label:
+    ``"497=target,281,404=pair"`` -> ``{"497": "target", "281": "pair", "404": "pair"}``. Names are folder names,
+    ClassLabel names or integer labels.
+
+    Raises:
+        ValueError: an empty name, or names left without a label at the end.
+    """
     if not text:
         return {}
-    out = {}
+    out: dict[str, str] = {}
+    pending: list[str] = []
     for part in text.split(","):
         name, sep, label = part.partition("=")
-        if not sep:
-            raise ValueError(f"--class-map entry {part!r} should look like NAME=target or NAME=pair")
-        out[name.strip()] = label.strip()
+        name = name.strip()
+        if not name:
+            raise ValueError(f"--class-map {text!r}: empty class name in {part!r}; write NAME=target or NAME=pair")
+        pending.append(name)
+        if sep:
+            out.update(dict.fromkeys(pending, label.strip()))
+            pending = []
+    if pending:
+        raise ValueError(
+            f"--class-map entry {', '.join(pending)!r} has no label; write NAME=target or NAME=pair "
+            "(NAME1,NAME2=pair for several)"
+        )
     return out
 
 
@@ -257,61 +275,28 @@ def plan_hf_dataset(
     source: str = "real",
     class_names: dict[str, str] | None = None,
     registry: ConceptRegistry | None = None,
+    where: str | None = None,
+    max_per_class: int | None = None,
 ) -> list[IngestItem]:
-    """Label every row of a Hugging Face dataset (Hub name or local folder); image bytes are kept as stored."""
-    from datasets import ClassLabel, Image, load_dataset
-    from datasets.exceptions import DatasetNotFoundError
+    """Label the rows of a Hugging Face dataset (Hub name or local folder), streamed; image bytes are kept as
+    stored. The items of :func:`dataigm.sources.hub.plan_hf_stream` (see there for the options)."""
+    from .sources.hub import plan_hf_stream
 
-    registry = registry or load_registry()
-    target = registry.get(concept)
-    if source not in SOURCES:
-        raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    check_split(split or slug(hf_split), "--split" if split else f"--hf-split {hf_split!r} gives split")
-    if not Path(name).exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-        raise ValueError(f"--hf-dataset {name!r}: no such local folder (a Hub dataset is named ORG/NAME)")
-    try:
-        ds = load_dataset(name, hf_config, split=hf_split)
-    except DatasetNotFoundError as err:
-        raise ValueError(f"--hf-dataset {name!r}: no such dataset, or no access to it ({err})") from None
-    except ConnectionError as err:  # datasets says "Couldn't reach ... on the Hub"; the CLI adds the offline hint
-        raise ConnectionError(f"--hf-dataset {name!r} is not a local folder and the Hub is needed for it") from err
-    columns = list(ds.column_names)
-    if image_column not in columns:
-        raise ValueError(f"Dataset {name!r} has no column {image_column!r}; columns: {', '.join(columns)}")
-    if label is None and (label_column is None or label_column not in columns):
-        raise ValueError(
-            f"Dataset {name!r} has no label column {label_column!r}; columns: {', '.join(columns)} (or pass --label)"
-        )
-    ds = ds.cast_column(image_column, Image(decode=False))
-    mapping = class_map(target, class_names)
-    feature = ds.features.get(label_column) if label is None else None
-    items = []
-    for index, row in enumerate(ds):
-        value = label if label is not None else row[label_column]
-        if isinstance(feature, ClassLabel):
-            value = feature.int2str(value)
-        item_label = _label_of(str(value), target, mapping, f"{name} row {index}")
-        image = row[image_column]
-        items.append(
-            IngestItem(
-                target.id,
-                split or slug(hf_split),
-                source,
-                item_label,
-                f"hf:{name}:{hf_split}:{index}",
-                _hf_reader(image),
-            )
-        )
-    return items
-
-
-def _hf_reader(image: dict) -> Callable[[], bytes]:
-    def read() -> bytes:
-        if image.get("bytes") is not None:
-            return image["bytes"]
-        return Path(image["path"]).read_bytes()
-
-    return read
+    return plan_hf_stream(
+        name,
+        concept,
+        image_column=image_column,
+        label_column=label_column,
+        label=label,
+        hf_config=hf_config,
+        hf_split=hf_split,
+        split=split,
+        source=source,
+        class_names=class_names,
+        where=where,
+        max_per_class=max_per_class,
+        registry=registry,
+    ).items
 
 
 # ---------------------------------------------------------------- writing

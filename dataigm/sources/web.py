@@ -1,0 +1,359 @@
+"""``dataigm ingest --urls FILE``: a LAION-style URL list, downloaded by img2dataset, into shards of a root.
+
+The steps: read the list, filter it (``--where``), label each caption from the concept
+(:mod:`dataigm.sources.captions`), cap each class (``--max-per-class``); then img2dataset downloads the selected
+rows into ``<root>/.cache/dataigm/downloads/<job>/`` (download shard k holds rows ``k*N .. k*N+N-1``); then the one
+shard job (:class:`dataigm.shardjob.ShardJob`) turns download shard k into our shard k of
+``<concept>/<split>/laion``. Both halves resume: img2dataset skips download shards it finished, the shard job
+skips our shards that are done, so a killed run started again ends with the same shards as an uninterrupted one.
+
+A URL that fails (HTTP error, timeout, not an image) is left out, counted by reason and listed in its shard's
+sidecar; it never stops the job. The counts (rows seen, after ``--where``, selected, downloaded, failed by reason)
+are written to ``meta/<job>-counts.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..concepts import ConceptRegistry, load_registry
+from ..distribute import make_distributor
+from ..files import atomic_write_json
+from ..layout import META_DIR, ShardId, check_split
+from ..manifest import DEFAULT_NAME, check_root, read_manifest
+from ..sample import Sample
+from ..schema import LABELS, make_key
+from ..shardjob import ShardJob, ShardResult, with_retries
+from ..writer import write_shard
+from . import img2dataset as i2d
+from .captions import CaptionRules
+from .url_list import UrlSelection, read_url_list, select_rows
+from .where import parse_where
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "laion"
+DOWNLOADS_DIR = ".cache/dataigm/downloads"  # inside the root: `.cache` is ignored by pushes and root checks
+
+
+@dataclass(frozen=True)
+class WebRow:
+    """One selected URL: its row in the list, label, caption, licence and the list's other columns (JSON)."""
+
+    row: int
+    url: str
+    caption: str
+    label: str
+    license: str | None
+    metadata: str
+
+
+@dataclass(frozen=True)
+class WebTask:
+    """Our shard ``shard`` is made from img2dataset's download shard ``download`` (the same rows, in order)."""
+
+    shard: ShardId
+    download: int
+    rows: tuple[WebRow, ...]
+
+    @property
+    def items(self) -> tuple[WebRow, ...]:  # the shard job's progress bar counts these
+        return self.rows
+
+
+@dataclass
+class WebIngestReport:
+    """What a URL ingest did: the selection's counts, the samples written, the failures by reason."""
+
+    job_id: str
+    counts: dict = field(default_factory=dict)
+    shards_written: int = 0
+    shards_skipped: int = 0
+
+    def summary(self) -> str:
+        """The lines printed at the end of ``dataigm ingest --urls``."""
+        c = self.counts
+        failed = c.get("failed_by_reason", {})
+        lines = [
+            f"{c.get('rows_seen', 0)} rows seen, {c.get('rows_after_where', 0)} after --where, selected: "
+            + _per_class(c.get("rows_selected", {})),
+            f"downloaded: {_per_class(c.get('downloaded', {}))}; failed: {sum(failed.values())}"
+            + (" (" + ", ".join(f"{n} {reason}" for reason, n in failed.items()) + ")" if failed else ""),
+            f"{self.shards_written} new shard(s), {self.shards_skipped} shard(s) already done; "
+            f"counts in {c.get('counts_file', '')}",
+        ]
+        return "\n".join(lines)
+
+
+def _per_class(counts: dict) -> str:
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none"
+
+
+@dataclass
+class WebShardWorker:
+    """Turns one download shard into one of our shards: decode-checks each image, builds its record, writes."""
+
+    root: str
+    job: str
+    downloads: str
+    category: str
+    concept: str
+    split: str
+    resize: int | None = None
+    image_format: str | None = None
+    license: str | None = None
+    retries: int = 2
+
+    def run(self, task: WebTask) -> ShardResult:
+        """Write ``task``'s shard; a failure is returned, not raised."""
+        downloads = Path(self.downloads)
+        if not i2d.shard_done(downloads, task.download):
+            return ShardResult(
+                task.shard.relpath,
+                error=f"download shard {i2d.shard_name(task.download)} did not finish (see {downloads}/img2dataset.log); "
+                "run the same command again",
+            )
+        try:
+            fetched = i2d.read_shard(downloads, task.download)
+        except FileNotFoundError as err:
+            i2d.forget_shard(downloads, task.download)  # the next run downloads it again
+            return ShardResult(task.shard.relpath, error=f"{err}; run the same command again")
+
+        def attempt() -> ShardResult:
+            samples, skipped = self._samples(task, fetched)
+            write_shard(self.root, task.shard, samples, job_id=self.job, errors=skipped)
+            return ShardResult(task.shard.relpath, images=len(samples), skipped=skipped)
+
+        result = with_retries(task.shard, attempt, self.retries)
+        if result.error is None:
+            i2d.drop_images(downloads, task.download)  # in our shard now: the download copy is not needed
+        return result
+
+    def _samples(self, task: WebTask, fetched: dict[int, i2d.Fetched]) -> tuple[list[Sample], list[dict]]:
+        from ..ingest import _UNREADABLE, _encode, unreadable_reason
+
+        samples, skipped = [], []
+        for row in task.rows:
+            result = fetched.get(row.row)
+            if result is None or result.image is None:
+                reason = i2d.failure_reason(result.error if result else "not in img2dataset's results")
+                skipped.append({"file": row.url, "reason": reason})
+                continue
+            try:
+                data, ext, height, width = _encode(result.image, self.resize, self.image_format)
+            except _UNREADABLE as err:
+                skipped.append({"file": row.url, "reason": unreadable_reason(err)})
+                continue
+            origin = {"url": row.url, "caption": row.caption, **json.loads(row.metadata)}
+            record = {
+                "concept": self.concept,
+                "label": row.label,
+                "category": self.category,
+                "source": SOURCE,
+                "split": self.split,
+                "height": height,
+                "width": width,
+                "origin": json.dumps(origin, ensure_ascii=False, sort_keys=True),
+                "license": row.license or self.license,
+                "label_source": None,  # set from the caption: the schema has no name for that yet
+            }
+            key = make_key(SOURCE, f"r{row.row:09d}", hashlib.sha1(row.url.encode()).hexdigest()[:10])
+            samples.append(Sample(key, data, ext, LABELS.index(row.label), record))
+        return samples, skipped
+
+
+def _job_id(concept: str, split: str, selection: UrlSelection, options: dict) -> str:
+    digest = hashlib.sha256(json.dumps({"concept": concept, "split": split, **options}, sort_keys=True).encode())
+    for values in selection.rows.itertuples(index=False, name=None):
+        digest.update(json.dumps([str(v) if v is not None else None for v in values]).encode() + b"\n")
+    return "web-" + digest.hexdigest()[:16]
+
+
+def ingest_urls(
+    urls: str | Path,
+    root: str | Path,
+    concept: str,
+    *,
+    split: str = "train",
+    where: str | None = None,
+    pair_words: tuple[str, ...] | list[str] | None = None,
+    max_per_class: int | None = None,
+    url_column: str | None = None,
+    caption_column: str | None = None,
+    license: str | None = None,
+    processes: int = 2,
+    threads: int = 32,
+    timeout: int = 10,
+    retries: int = 1,
+    samples_per_shard: int = 1000,
+    resize: int | None = None,
+    image_format: str | None = None,
+    name: str = DEFAULT_NAME,
+    registry: ConceptRegistry | None = None,
+    progress: bool = True,
+    img2dataset: str | None = None,
+) -> WebIngestReport:
+    """Download the images of a URL list that show ``concept`` or its pair into ``root`` (source ``laion``).
+
+    Every option and the root are checked, and the rows selected, before anything is written: a bad option, an
+    unreadable list, a missing column or a ``where`` that does not parse raise a one-line ``ValueError`` and leave
+    no trace. Run again with the same arguments after a kill to finish the job.
+
+    Args:
+        urls: parquet, CSV or JSONL URL list (LAION layout: ``url``/``URL``, ``caption``/``TEXT``, other columns
+            kept in each sample's ``origin``, ``LICENSE`` in its ``license``).
+        root: the dataset root, created when missing.
+        concept: the concept id; its target words select ``target`` captions, its pair rule ``pair`` captions.
+        split: the split the images go to.
+        where: a condition on the list's columns (pandas ``DataFrame.query`` syntax), e.g. ``punsafe < 0.1``.
+        pair_words: words that select ``pair`` captions instead of the concept's replacement concepts.
+        max_per_class: keep at most this many rows per class (the first ones in the list).
+        url_column: the URL column, when not ``url``/``URL``.
+        caption_column: the caption column, when not ``caption``/``TEXT``/``text``.
+        license: licence recorded for rows without a ``LICENSE`` value.
+        processes: img2dataset download processes.
+        threads: img2dataset threads per process.
+        timeout: seconds before a URL is given up.
+        retries: extra attempts per failed URL.
+        samples_per_shard: rows per download shard and per our shard (failed rows leave a shard smaller).
+        resize: re-encode with the shorter side at this size (otherwise the downloaded bytes are kept).
+        image_format: re-encode every image to ``png``, ``jpg`` or ``webp``.
+        name: dataset name recorded in the manifest.
+        registry: the concept registry.
+        progress: show a progress bar while shards are written.
+        img2dataset: the img2dataset command (see :func:`dataigm.sources.img2dataset.find_img2dataset`).
+
+    Returns:
+        The report; ``report.counts`` is also written to ``meta/<job>-counts.json``.
+
+    Raises:
+        ValueError: bad input (nothing is written then), or shards that could not be made (run again).
+    """
+    from ..ingest import OUTPUT_FORMATS
+
+    registry = registry or load_registry()
+    target = registry.get(concept)
+    check_split(split, "--split")
+    download_options = i2d.DownloadOptions(processes, threads, timeout, retries, samples_per_shard)
+    download_options.check()
+    if image_format is not None and image_format not in OUTPUT_FORMATS:
+        raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+    if resize is not None and resize < 1:
+        raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
+    frame = read_url_list(urls)
+    rules = CaptionRules.from_concept(target, pair_words)
+    row_filter = parse_where(where, frame.head(1000))
+    selection = select_rows(frame, rules, row_filter, max_per_class, url_column, caption_column)
+    if selection.rows.empty:
+        raise ValueError(
+            f"no row of --urls {str(urls)!r} is selected ({selection.seen} rows, {selection.passed_where} after "
+            f"--where; {rules.describe()}); nothing was written"
+        )
+    command = i2d.find_img2dataset(img2dataset)
+    options = {"resize": resize, "format": image_format, "license": license, "where": where}
+    job_id = _job_id(target.id, split, selection, options)
+    rows = [
+        WebRow(int(r), u, c, lab, lic if isinstance(lic, str) else None, m)  # pandas makes a missing licence NaN
+        for r, u, c, lab, lic, m in selection.rows.itertuples(index=False, name=None)
+    ]
+    tasks = [
+        WebTask(
+            ShardId(target.id, split, SOURCE, k), k, tuple(rows[k * samples_per_shard : (k + 1) * samples_per_shard])
+        )
+        for k in range(math.ceil(len(rows) / samples_per_shard))
+    ]
+    check_root(root, name, [target])
+    downloads = Path(root) / DOWNLOADS_DIR / job_id
+    worker = WebShardWorker(
+        str(root), job_id, str(downloads), target.category, target.id, split, resize, image_format, license
+    )
+    job = ShardJob(
+        root=root,
+        job_id=job_id,
+        tasks=tasks,
+        worker=worker,
+        concepts=[target],
+        plan={"samples_per_shard": samples_per_shard},
+        description=f"web ingest of {len(rows)} URLs from {Path(str(urls)).name}",
+        config={"urls": str(urls), "concept": target.id, "split": split, **options, "rules": rules.describe()},
+        name=name,
+    )
+    job.check()
+
+    url_list = downloads / "urls.parquet"
+    if not url_list.exists():
+        _write_url_list(url_list, rows)
+    if not all(i2d.shard_done(downloads, t.download) for t in tasks) and not _job_complete(root, job_id):
+        i2d.download(url_list, downloads, download_options, command)
+    summary = job.run(make_distributor("local", 1, 0), progress=progress, unit="img")
+    report = WebIngestReport(job_id, shards_written=summary.written, shards_skipped=summary.skipped)
+    report.counts = _final_counts(root, job_id, selection)
+    if summary.failed:
+        failures = "; ".join(f"{r.shard}: {r.error}" for r in summary.failed[:3])
+        raise ValueError(
+            f"{len(summary.failed)} shard(s) could not be written ({failures}); run the same command again to retry"
+        )
+    return report
+
+
+def _write_url_list(path: Path, rows: list[WebRow]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "url": [r.url for r in rows],
+            "caption": [r.caption for r in rows],
+            i2d.ROW_COLUMN: pa.array([r.row for r in rows], pa.int64()),
+        }
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _job_shards(root: str | Path, job_id: str) -> list[ShardId]:
+    ranges = read_manifest(root)["jobs"].get(job_id, {}).get("ranges", {})
+    return [
+        ShardId(*group.split("/"), i) for group, (start, n) in sorted(ranges.items()) for i in range(start, start + n)
+    ]
+
+
+def _job_complete(root: str | Path, job_id: str) -> bool:
+    """Whether every shard of an earlier run of the job is done (then nothing needs downloading)."""
+    from ..writer import shard_is_done
+
+    if not (Path(root) / "dataigm.json").exists():
+        return False
+    shards = _job_shards(root, job_id)
+    return bool(shards) and all(shard_is_done(root, s) for s in shards)
+
+
+def _final_counts(root: str | Path, job_id: str, selection: UrlSelection) -> dict:
+    """The selection's counts plus, from the job's shard sidecars, the images written and failures by reason."""
+    downloaded: Counter = Counter()
+    failed: Counter = Counter()
+    for shard in _job_shards(root, job_id):
+        sidecar_path = Path(root) / shard.sidecar_relpath
+        if not sidecar_path.exists():
+            continue
+        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+        downloaded.update(sidecar.get("labels", {}))
+        failed.update(e["reason"] for e in sidecar.get("errors", []))
+    counts_file = f"{META_DIR}/{job_id}-counts.json"
+    counts = {
+        **selection.counts(),
+        "downloaded": dict(sorted(downloaded.items())),
+        "failed": sum(failed.values()),
+        "failed_by_reason": dict(sorted(failed.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "counts_file": counts_file,
+    }
+    atomic_write_json(Path(root) / counts_file, counts)
+    return counts
