@@ -1,4 +1,4 @@
-"""``dataigm ingest``: a folder of images, or a Hugging Face dataset, into shards of a dataset root."""
+"""``dataigm ingest``: a folder of images, a URL list, or a Hugging Face dataset, into shards of a dataset root."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder, plan_hf_dataset
+from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
 from .card import refresh_card
 from .common import ConceptsDirOption, registry_of, save_config
 from .options import add_options
 
-HELP = "add real, web or generated images (a folder or a Hugging Face dataset) to a dataset root"
+HELP = "add real, web or generated images (a folder, a URL list or a Hugging Face dataset) to a dataset root"
 
 
 @dataclass(kw_only=True)
@@ -21,14 +21,29 @@ class IngestOptions(ConceptsDirOption):
     """The options of ``dataigm ingest``.
 
     Attributes:
-        folder: folder of images (or use --hf-dataset)
+        folder: folder of images (or use --urls or --hf-dataset)
         out: dataset root to write to (created when missing)
         concept: concept id (read from <Task> folders otherwise)
         split: split name (default: train, or from folders)
-        source: image source (default: real)
+        source: image source (default: real; laion for --urls)
         label: one label for every image: a class name, target or pair
-        class_map: extra class names, e.g. nsfw=target,sfw=pair
-        hf_dataset: Hugging Face dataset name or local folder
+        class_map: class names or integer labels to target/pair, e.g. nsfw=target,sfw=pair or 497=target,281,404=pair
+        urls: URL list to download (parquet, CSV or JSONL in LAION's layout: url/URL, caption/TEXT, other columns
+            kept); captions naming the concept's target words are target, those naming a pair word are pair
+        pair_words: with --urls: comma-separated words that make a caption pair (default: the concept's
+            replacement concepts; none: every caption without a target word)
+        url_column: with --urls: the URL column (default: url or URL)
+        caption_column: with --urls: the caption column (default: caption, TEXT or text)
+        where: keep only rows where this holds, on the URL list's or dataset's columns (pandas query syntax), e.g.
+            "punsafe < 0.1 and similarity > 0.3" or "label in [497, 701]"
+        max_per_class: keep at most this many rows per class (the first ones)
+        processes: with --urls: img2dataset download processes
+        threads: with --urls: img2dataset download threads per process
+        timeout: with --urls: seconds before a URL is given up
+        retries: with --urls: extra attempts per failed URL
+        img2dataset: with --urls: the img2dataset command (default: $DATAIGM_IMG2DATASET, img2dataset on PATH, or
+            the environment `make install` creates in .venv/img2dataset)
+        hf_dataset: Hugging Face dataset name or local folder, streamed
         hf_config: its config name
         hf_split: its split to read
         image_column: its image column
@@ -36,7 +51,7 @@ class IngestOptions(ConceptsDirOption):
         samples_per_shard: images per tar shard
         resize: re-encode with the shorter side at this size
         image_format: re-encode every image to this format
-        license: license recorded in every sample
+        license: license recorded in every sample (with --urls: where the LICENSE column has none)
         name: dataset name recorded in the manifest
         progress: show a progress bar
     """
@@ -48,6 +63,17 @@ class IngestOptions(ConceptsDirOption):
     source: Literal[SOURCES] | None = None
     label: str | None = None
     class_map: str | None = None
+    urls: str | None = None
+    pair_words: str | None = None
+    url_column: str | None = None
+    caption_column: str | None = None
+    where: str | None = None
+    max_per_class: int | None = None
+    processes: int = 2
+    threads: int = 32
+    timeout: int = 10
+    retries: int = 1
+    img2dataset: str | None = None
     hf_dataset: str | None = None
     hf_config: str | None = None
     hf_split: str = "train"
@@ -65,16 +91,85 @@ def configure(parser) -> None:
     add_options(parser, IngestOptions, positional=("folder",))
 
 
+_URL_ONLY = ("pair_words", "url_column", "caption_column", "img2dataset")
+
+
+def _check_inputs(cfg) -> None:
+    given = [
+        name
+        for name, value in (("FOLDER", cfg.folder), ("--urls", cfg.urls), ("--hf-dataset", cfg.hf_dataset))
+        if value
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "give exactly one input: a FOLDER, --urls FILE or --hf-dataset NAME_OR_PATH"
+            + (f" (got {' and '.join(given)})" if given else "")
+        )
+    if cfg.urls is None:
+        stray = [f"--{n.replace('_', '-')}" for n in _URL_ONLY if getattr(cfg, n) is not None]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} only apply to --urls")
+    if cfg.folder is not None and (cfg.where is not None or cfg.max_per_class is not None):
+        raise ValueError("--where and --max-per-class apply to --urls and --hf-dataset, not to a FOLDER")
+    if (cfg.urls or cfg.hf_dataset) and cfg.concept is None:
+        raise ValueError(f"--concept is required with {given[0]}")
+    if cfg.urls is not None:
+        if cfg.source not in (None, "laion"):
+            raise ValueError(f"--urls images have source laion; got --source {cfg.source}")
+        for option in ("label", "class_map"):
+            if getattr(cfg, option) is not None:
+                raise ValueError(f"--{option.replace('_', '-')} does not apply to --urls: captions set the labels")
+
+
+def _run_urls(cfg, registry) -> None:
+    from ..sources import ingest_urls
+    from ..sources.captions import parse_words
+
+    report = ingest_urls(
+        cfg.urls,
+        cfg.out,
+        cfg.concept,
+        split=cfg.split or "train",
+        where=cfg.where,
+        pair_words=parse_words(cfg.pair_words),
+        max_per_class=cfg.max_per_class,
+        url_column=cfg.url_column,
+        caption_column=cfg.caption_column,
+        license=cfg.license,
+        processes=cfg.processes,
+        threads=cfg.threads,
+        timeout=cfg.timeout,
+        retries=cfg.retries,
+        samples_per_shard=cfg.samples_per_shard,
+        resize=cfg.resize,
+        image_format=cfg.image_format,
+        name=cfg.name,
+        registry=registry,
+        progress=cfg.progress,
+        img2dataset=cfg.img2dataset,
+    )
+    _finish(cfg)
+    print(report.summary())
+
+
+def _finish(cfg) -> None:
+    save_config(cfg, Path(cfg.out) / "meta" / "ingest-config.yaml", append=True)
+    refresh_card(cfg.out)
+
+
 def run(cfg) -> int:
     registry = registry_of(cfg)
     class_names = parse_class_map(cfg.class_map)
-    if (cfg.folder is None) == (cfg.hf_dataset is None):
-        raise ValueError("give either a FOLDER or --hf-dataset NAME_OR_PATH (exactly one)")
+    _check_inputs(cfg)
+    if cfg.urls is not None:
+        _run_urls(cfg, registry)
+        return 0
     ignored: list[str] = []
+    counts = None
     if cfg.hf_dataset is not None:
-        if cfg.concept is None:
-            raise ValueError("--concept is required with --hf-dataset")
-        items = plan_hf_dataset(
+        from ..sources.hub import plan_hf_stream
+
+        plan = plan_hf_stream(
             cfg.hf_dataset,
             cfg.concept,
             image_column=cfg.image_column,
@@ -85,8 +180,11 @@ def run(cfg) -> int:
             split=cfg.split,
             source=cfg.source or "real",
             class_names=class_names,
+            where=cfg.where,
+            max_per_class=cfg.max_per_class,
             registry=registry,
         )
+        items, counts = plan.items, plan.counts
     else:
         items, ignored = plan_folder(cfg.folder, cfg.concept, cfg.split, cfg.source, cfg.label, class_names, registry)
     report = ingest(
@@ -101,8 +199,10 @@ def run(cfg) -> int:
         progress=cfg.progress,
         where=repr(cfg.folder) if cfg.folder is not None else f"--hf-dataset {cfg.hf_dataset!r}",
     )
-    save_config(cfg, Path(cfg.out) / "meta" / "ingest-config.yaml", append=True)
-    refresh_card(cfg.out)
+    _finish(cfg)
+    if counts is not None:
+        selected = ", ".join(f"{n} {label}" for label, n in counts["rows_selected"].items()) or "none"
+        print(f"{counts['rows_seen']} rows read, {counts['rows_after_where']} after --where, selected: {selected}")
     print(report.summary())
     for skipped in report.skipped_files:
         print(f"  skipped {skipped['file']}: {skipped['reason']}")
