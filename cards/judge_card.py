@@ -145,6 +145,13 @@ def _training_data(config: dict, dataset_repo: str | None) -> str:
         f"`{dataset.get('manifest_sha256', 'unknown')}` (schema {dataset.get('schema_version', '?')}). "
         f"Validation: {dataset.get('validation', 'not recorded')}."
     ]
+    if dataset.get("exclude_methods"):
+        lines.append(
+            "Images of the unlearning method(s) "
+            + ", ".join(f"`{m}`" for m in dataset["exclude_methods"])
+            + " were left out of training and validation, so the judge can be measured on methods it never saw "
+            "(see Held-out methods)."
+        )
     counts = dataset.get("counts", {})
     rows = [
         (split, concept, by_label.get("target", 0), by_label.get("pair", 0))
@@ -156,6 +163,35 @@ def _training_data(config: dict, dataset_repo: str | None) -> str:
     if training:
         lines.append(table(("setting", "value"), [(k, f"`{v}`") for k, v in training.items()]))
     return "\n\n".join(lines)
+
+
+def _holdout(metrics: dict) -> str:
+    """The held-out methods section: per concept, the held-out and seen methods' metrics and their gap."""
+    holdout = metrics["holdout"]
+    methods = ", ".join(f"`{m}`" for m in holdout["methods"])
+    text = (
+        f"Held-out methods ({holdout['chosen_by']}): {methods}. Their images are measured apart from those of "
+        "the methods the judge saw in training; images without a method (real and web images) are in neither "
+        "group. The gap is seen minus held-out (a positive accuracy gap: the judge is worse on methods it never "
+        "saw), with a percentile bootstrap interval that resamples each group on its own."
+    )
+    if holdout.get("seen_in_training"):
+        text += (
+            " Note: the judge's training did include "
+            + ", ".join(f"`{m}`" for m in holdout["seen_in_training"])
+            + ", so those images are not truly held out."
+        )
+    header = ("concept", "methods", "n", *(label for _, label in METRICS))
+    body = []
+    for row in holdout["rows"]:
+        for group, label in (("held_out", "held out: " + ", ".join(holdout["methods"])), ("seen", None)):
+            m = row[group]["metrics"]
+            cells = [with_ci(m[k]["value"], m[k]["low"], m[k]["high"]) for k, _ in METRICS]
+            label = label or "seen: " + ", ".join(row.get("seen_methods", []))
+            body.append((row["concept"], label, row[group]["n"], *cells))
+        gap = [with_ci(row["gap"][k]["value"], row["gap"][k]["low"], row["gap"][k]["high"]) for k, _ in METRICS]
+        body.append((row["concept"], "gap (seen - held out)", "", *gap))
+    return text + "\n\n" + table(header, body)
 
 
 def _calibration(config: dict) -> str:
@@ -302,6 +338,7 @@ def judge_card(
         "for images like those it was measured on (see Limitations).",
         "## Training data\n\n" + _training_data(config, dataset_repo),
         "## Evaluation\n\n" + (_metric_tables(metrics) if metrics else _validation_table(config)),
+        *(["## Held-out methods\n\n" + _holdout(metrics)] if metrics and metrics.get("holdout") else []),
         "## Calibration and threshold\n\n" + _calibration(config),
     ]
     plots = _plots(eval_dir, concepts)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.audit.metrics import ECE_BINS, metric_report
+from detectors.audit.metrics import ECE_BINS, holdout_comparison, metric_report
 from detectors.audit.plots import reliability_plot, roc_plot
 from detectors.data import Entry, available_splits, build_index, dataset_revision
 from detectors.judges.base import Judge, Prediction
@@ -88,6 +88,57 @@ def _groups(entries: Sequence[Entry]) -> list[tuple[str, str, np.ndarray]]:
     return [(source, method, np.flatnonzero(rows)) for source, method, rows in groups if rows.any()]
 
 
+def parse_methods(methods: str | Sequence[str] | None) -> list[str]:
+    """``"ESD,UCE"`` or ``["ESD", "UCE"]`` (or ``["ESD,UCE"]``) -> ``["ESD", "UCE"]``, in order, once each."""
+    if methods is None:
+        return []
+    items = [methods] if isinstance(methods, str) else list(methods)
+    return list(dict.fromkeys(m.strip() for item in items for m in str(item).split(",") if m.strip()))
+
+
+def judge_excluded_methods(judge: Judge) -> list[str] | None:
+    """The methods a trained judge's training left out (``dataset.exclude_methods`` of its config), or None
+    when the judge does not say (a baseline, or a judge trained before the option existed)."""
+    dataset = judge.describe().get("dataset") or {}
+    excluded = dataset.get("exclude_methods") if isinstance(dataset, dict) else None
+    return None if excluded is None else parse_methods(excluded)
+
+
+def _holdout_section(
+    judge: Judge,
+    holdout_methods: str | Sequence[str] | None,
+    entries: Sequence[Entry],
+    split: str,
+) -> dict | None:
+    """Which methods are held out and why; None when there are none to report.
+
+    Raises:
+        ValueError: a held-out method that no image of the split has (the message lists those it has).
+    """
+    excluded = judge_excluded_methods(judge)
+    methods = parse_methods(holdout_methods)
+    chosen_by = "option --holdout-methods"
+    if not methods:
+        methods, chosen_by = list(excluded or []), "the judge's config.json (dataset.exclude_methods)"
+    if not methods:
+        return None
+    present = sorted({e.method for e in entries if e.method})
+    unknown = [m for m in methods if m not in present]
+    if unknown:
+        raise ValueError(
+            f"Held-out method(s) {unknown} have no image in split {split!r}; its methods: "
+            f"{', '.join(present) or 'none (no generated images with a method)'}"
+        )
+    return {
+        "methods": methods,
+        "chosen_by": chosen_by,
+        "judge_excluded_methods": excluded,
+        # named as held out, but the judge's own config says its training saw them
+        "seen_in_training": [m for m in methods if excluded is not None and m not in excluded],
+        "rows": [],
+    }
+
+
 def check_eval_options(
     root: str | Path | None = None,
     split: str = "test",
@@ -136,6 +187,7 @@ def evaluate_judge(
     batch_size: int = 32,
     num_workers: int = 0,
     progress: bool = False,
+    holdout_methods: str | Sequence[str] | None = None,
 ) -> Evaluation:
     """Judge every image of ``split`` labelled for one of the judge's concepts and measure the judge.
 
@@ -145,6 +197,10 @@ def evaluate_judge(
         split: the split to measure on.
         concept: the dataset concept for a one-concept judge whose concept the data does not name.
         n_boot, ci, seed: bootstrap resamples, confidence level and seed.
+        holdout_methods: unlearning methods to measure apart as held out (``"ESD,UCE"`` or a list), next to
+            the other methods (seen); default: the methods the judge's training excluded (its config.json).
+            The report's ``holdout`` section then has, per concept, the held-out and seen metrics and their
+            gap (seen minus held-out) with intervals; images without a method (real, web) are in neither.
 
     Judgements that are not valid (an unreadable image, or a NaN or out-of-range probability from the
     judge) are left out of every metric and counted: ``unreadable_images`` and ``excluded_nan``.
@@ -156,6 +212,7 @@ def evaluate_judge(
     pairs = concept_pairs(judge.concepts, sorted({e.concept for e in everything}), concept)
     wanted = {data_concept for data_concept, _ in pairs}
     entries = [e for e in everything if e.concept in wanted]
+    holdout = _holdout_section(judge, holdout_methods, entries, split)  # checked before any image is judged
     logger.info("judging %d images of %s/%s", len(entries), root, split)
     prediction = judge.predict_entries(entries, batch_size=batch_size, num_workers=num_workers, progress=progress)
     rows = []
@@ -176,6 +233,17 @@ def evaluate_judge(
             rows.append(
                 {"concept": data_concept, "judge_concept": judge_concept, "source": source, "method": method, **report}
             )
+        methods = [e.method for e in subset]
+        has_method = np.array([bool(m) for m in methods], dtype=bool)
+        if holdout is not None and has_method.any():  # a concept without generated images has no method to hold out
+            held = np.array([m in holdout["methods"] for m in methods if m], dtype=bool)
+            comparison = holdout_comparison(
+                targets[has_method], probs[has_method], present[has_method], held, n_boot, ci, seed
+            )
+            seen_methods = sorted({m for m in methods if m and m not in holdout["methods"]})
+            holdout["rows"].append(
+                {"concept": data_concept, "judge_concept": judge_concept, "seen_methods": seen_methods, **comparison}
+            )
     report = {
         "judge": judge.describe(),
         "data": {"root": str(root), "split": split, **dataset_revision(root)},
@@ -187,6 +255,8 @@ def evaluate_judge(
         "excluded_nan_by_concept": excluded_nan,
         "rows": rows,
     }
+    if holdout is not None:
+        report["holdout"] = holdout
     return Evaluation(report, entries, prediction, pairs)
 
 
@@ -250,20 +320,53 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
     return paths
 
 
+def _cell(metric: dict) -> str:
+    if metric["value"] is None:
+        return "-"
+    if metric["low"] is None:
+        return f"{metric['value']:.3f}"
+    return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
+
+
+def _text_table(lines: list[tuple[str, ...]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def format_holdout(holdout: dict) -> str:
+    """A plain-text table: per concept, the held-out and seen methods' n, accuracy, F1, AUROC and ECE, and the gap."""
+    names = ("accuracy", "f1", "auroc", "ece")
+    lines = [("concept", "methods", "n", *names)]
+    for row in holdout["rows"]:
+        lines.append(
+            (
+                row["concept"],
+                "held out: " + ",".join(holdout["methods"]),
+                str(row["held_out"]["n"]),
+                *(_cell(row["held_out"]["metrics"][k]) for k in names),
+            )
+        )
+        lines.append(
+            (
+                row["concept"],
+                "seen: " + ",".join(row["seen_methods"]),
+                str(row["seen"]["n"]),
+                *(_cell(row["seen"]["metrics"][k]) for k in names),
+            )
+        )
+        lines.append((row["concept"], "gap (seen - held out)", "", *(_cell(row["gap"][k]) for k in names)))
+    note = f"held-out methods ({holdout['chosen_by']}): {', '.join(holdout['methods'])}"
+    if holdout["seen_in_training"]:
+        note += f"; the judge's training did include {', '.join(holdout['seen_in_training'])}"
+    return note + "\n" + _text_table(lines)
+
+
 def format_rows(report: dict) -> str:
     """A plain-text table of every group: n, accuracy, F1, AUROC and ECE with their intervals."""
-
-    def cell(metric: dict) -> str:
-        if metric["value"] is None:
-            return "-"
-        if metric["low"] is None:
-            return f"{metric['value']:.3f}"
-        return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
-
+    cell = _cell
     header = ("concept", "source", "method", "n", "accuracy", "f1", "auroc", "ece")
     lines = [header]
     for row in report["rows"]:
         m = row["metrics"]
         lines.append((row["concept"], row["source"], row["method"], str(row["n"]), *(cell(m[k]) for k in header[4:])))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    return _text_table(lines)

@@ -67,11 +67,22 @@ def bootstrap_intervals(
     n = y.size
     if n == 0 or n_boot <= 0:
         return {m: (None, None) for m in METRICS}
+    replicates = bootstrap_replicates(y, p, d, n_boot, seed, n_bins)
+    return {name: percentile_interval(replicates[name], ci) for name in METRICS}
+
+
+def bootstrap_replicates(
+    targets: np.ndarray, probs: np.ndarray, present: np.ndarray, n_boot: int, seed: int = 0, n_bins: int = ECE_BINS
+) -> dict[str, np.ndarray]:
+    """Every metric on each of ``n_boot`` resamples of the images: ``{metric: (n_boot,) array}`` (NaN: undefined)."""
+    y = np.asarray(targets).astype(np.float64)
+    p = np.asarray(probs, dtype=np.float64)
+    d = np.asarray(present).astype(np.float64)
     values: dict[str, list[np.ndarray]] = {m: [] for m in METRICS}
-    for idx in bootstrap_indices(n, n_boot, seed, max_cells=_CHUNK):
+    for idx in bootstrap_indices(y.size, n_boot, seed, max_cells=_CHUNK):
         for name, value in _resampled_metrics(y[idx], p[idx], d[idx], n_bins).items():
             values[name].append(value)
-    return {name: percentile_interval(np.concatenate(values[name]), ci) for name in METRICS}
+    return {name: np.concatenate(values[name]) if values[name] else np.zeros(0) for name in METRICS}
 
 
 def metric_report(
@@ -91,3 +102,52 @@ def metric_report(
         "n_target": int(np.asarray(targets).astype(int).sum()),
         "metrics": {m: {"value": point[m], "low": intervals[m][0], "high": intervals[m][1]} for m in METRICS},
     }
+
+
+def holdout_comparison(
+    targets: np.ndarray,
+    probs: np.ndarray,
+    present: np.ndarray,
+    held_out: np.ndarray,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    seed: int = 0,
+    n_bins: int = ECE_BINS,
+) -> dict:
+    """A judge on images of held-out methods next to images of methods it saw, and the gap between them.
+
+    Args:
+        targets, probs, present: the images' labels, probabilities and decisions.
+        held_out: True for an image of a held-out method, False for one of a seen method.
+
+    Returns:
+        ``{"held_out": metric_report, "seen": metric_report, "gap": {metric: {"value", "low", "high"}}}``; the
+        gap is seen minus held-out (positive: the judge does worse on methods it never saw), its interval a
+        percentile bootstrap that resamples each group on its own (independent samples). Without images on
+        one side, that side's metrics and the gap are None.
+    """
+    targets, probs, present = np.asarray(targets), np.asarray(probs, dtype=np.float64), np.asarray(present)
+    held_out = np.asarray(held_out, dtype=bool)
+    groups = {"held_out": held_out, "seen": ~held_out}
+    out: dict = {}
+    for name, rows in groups.items():
+        if rows.any():
+            out[name] = metric_report(targets[rows], probs[rows], present[rows], n_boot, ci, seed, n_bins)
+        else:
+            none = {"value": None, "low": None, "high": None}
+            out[name] = {"n": 0, "n_target": 0, "metrics": {m: dict(none) for m in METRICS}}
+    out["gap"] = {m: {"value": None, "low": None, "high": None} for m in METRICS}
+    if not (held_out.any() and (~held_out).any()):
+        return out
+    replicates = {
+        name: bootstrap_replicates(targets[rows], probs[rows], present[rows], n_boot, seed + offset, n_bins)
+        for offset, (name, rows) in enumerate(groups.items())
+    }
+    for m in METRICS:
+        seen, held = out["seen"]["metrics"][m]["value"], out["held_out"]["metrics"][m]["value"]
+        value = None if seen is None or held is None else seen - held
+        low, high = (None, None)
+        if n_boot > 0 and value is not None:
+            low, high = percentile_interval(replicates["seen"][m] - replicates["held_out"][m], ci)
+        out["gap"][m] = {"value": value, "low": low, "high": high}
+    return out

@@ -30,6 +30,9 @@ class TrainConfig:
         img_size: input side for models that accept any size (default: the model's pretrained_cfg).
         mode: ``probe`` (frozen backbone, trained classifier) or ``finetune`` (everything trained).
         train_split: the split to train on.
+        exclude_methods: unlearning methods whose images are left out of training and validation (e.g.
+            ``ESD,UCE``), so ``dataigm judge eval`` can measure the judge on methods it never saw; recorded in
+            the judge's ``config.json`` (``dataset.exclude_methods``).
         val_split: a split to validate on; without it ``val_fraction`` of ``train_split`` is carved out
             (by prompt for generated images, by file for the others).
         val_fraction: share of groups carved out for validation.
@@ -73,6 +76,7 @@ class TrainConfig:
     img_size: int | None = None
     mode: str = "probe"
     train_split: str = "train"
+    exclude_methods: list[str] | None = None
     val_split: str | None = None
     val_fraction: float = 0.1
     epochs: int = 10
@@ -103,6 +107,11 @@ class TrainConfig:
             self.concepts = [c.strip() for c in self.concepts.split(",") if c.strip()]
         elif self.concepts is not None:
             self.concepts = [c.strip() for item in self.concepts for c in str(item).split(",") if c.strip()]
+        if isinstance(self.exclude_methods, str):
+            self.exclude_methods = [self.exclude_methods]
+        if self.exclude_methods is not None:  # "ESD,UCE" as well as a list
+            names = [m.strip() for item in self.exclude_methods for m in str(item).split(",") if m.strip()]
+            self.exclude_methods = list(dict.fromkeys(names)) or None
         if self.mode not in MODES:
             raise ValueError(f"Unknown mode {self.mode!r}; valid modes: {', '.join(MODES)}")
         for name in ("epochs", "batch_size", "accum_steps"):

@@ -46,12 +46,13 @@ def prepare_data(cfg: TrainConfig) -> TrainingData:
     for name in (cfg.train_split, cfg.val_split):
         if name is not None and name not in splits:
             raise ValueError(f"Split {name!r} is not in {cfg.data}; its splits: {', '.join(splits) or 'none'}")
-    entries = build_index(cfg.data, split=cfg.train_split, concepts=cfg.concepts)
+    entries = exclude_methods(build_index(cfg.data, split=cfg.train_split, concepts=cfg.concepts), cfg.exclude_methods)
     concepts = cfg.concepts or sorted(
         {e.concept for e in entries}, key=list(read_manifest(cfg.data)["concepts"]).index
     )
     if cfg.val_split is not None:
-        train, val = entries, build_index(cfg.data, split=cfg.val_split, concepts=concepts)
+        val = build_index(cfg.data, split=cfg.val_split, concepts=concepts)
+        train, val = entries, [e for e in val if e.method not in set(cfg.exclude_methods or ())]
         rule = f"split {cfg.val_split!r}"
     else:
         train, val = carve_validation(entries, cfg.val_fraction)
@@ -72,9 +73,30 @@ def prepare_data(cfg: TrainConfig) -> TrainingData:
         "train_split": cfg.train_split,
         "counts": {"train": train_counts, "validation": val_counts},
         "validation_ids": [e.uid for e in val],
+        "exclude_methods": list(cfg.exclude_methods or []),
     }
     logger.info("data: %d training and %d validation images, concepts %s", len(train), len(val), ", ".join(concepts))
     return TrainingData(list(concepts), train, val, class_names, dataset_revision(cfg.data), split_info)
+
+
+def exclude_methods(entries: list[Entry], methods: list[str] | None) -> list[Entry]:
+    """``entries`` without the images of the unlearning ``methods`` (held out from training).
+
+    Raises:
+        ValueError: a method that no image of ``entries`` has; the message lists the methods there.
+    """
+    if not methods:
+        return entries
+    present = sorted({e.method for e in entries if e.method})
+    unknown = [m for m in methods if m not in present]
+    if unknown:
+        raise ValueError(
+            f"exclude_methods: no training image has method(s) {unknown}; the methods of the training split: "
+            f"{', '.join(present) or 'none (no generated images with a method)'}"
+        )
+    kept = [e for e in entries if e.method not in set(methods)]
+    logger.info("left out %d training images of method(s) %s", len(entries) - len(kept), ", ".join(methods))
+    return kept
 
 
 def make_loader(

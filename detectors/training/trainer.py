@@ -104,12 +104,15 @@ def _write_summary(path: Path, history: list[dict]) -> None:
 
 def _identity(cfg: TrainConfig, data: TrainingData) -> dict:
     """What a resumed run must share with the run it continues."""
-    return {
+    identity = {
         "model": cfg.model,
         "mode": cfg.mode,
         "concepts": data.concepts,
         "dataset": data.revision["manifest_sha256"],
     }
+    if data.split_info["exclude_methods"]:  # only when set, so checkpoints of runs without it still resume
+        identity["exclude_methods"] = data.split_info["exclude_methods"]
+    return identity
 
 
 # ---------------------------------------------------------------- the trainer
@@ -478,6 +481,7 @@ def _finish(trainer: _Trainer, history: list[dict], best: dict) -> TrainResult:
         "train_split": cfg.train_split,
         "validation": data.split_info["rule"],
         "counts": data.split_info["counts"],
+        "exclude_methods": data.split_info["exclude_methods"],  # held out: `judge eval` measures them apart
     }
     judge_dir = None
     if trainer.dist.is_main:
