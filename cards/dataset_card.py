@@ -15,6 +15,8 @@ from dataigm.markdown import table
 from dataigm.schema import FIELDS
 from dataigm.taxonomy import tree
 
+from .label_changes import label_changes_section
+
 PAPER_CITATION = """@inproceedings{igmu2025,
   title     = {Rethinking Machine Unlearning in Image Generation Models},
   author    = {Liu, Renyang and others},
@@ -119,6 +121,9 @@ def render_body(root: str | Path, repo_id: str | None = None) -> str:
     rows = [(*key, n) for key, n in sorted(counts.items())] + [("**total**", "", "", "", total)]
     parts.append("## Counts\n\n" + table(("concept", "split", "source", "label", "images"), rows))
     parts.append("## Models and generation settings\n\n" + _models(manifest))
+    checked = label_changes_section(manifest)
+    if checked:
+        parts.append(checked)
     parts.append(
         "## Loading\n\n"
         "```python\nfrom datasets import load_dataset\n"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataigm.review.queue import write_queue
 from detectors.audit.evaluate import ALL, NO_METHOD, check_eval_options, concept_pairs
 from detectors.data import Entry, available_splits, build_index, dataset_revision
 from detectors.judges.base import Judge
@@ -32,7 +33,6 @@ from detectors.stats import bootstrap_indices, percentile_interval, proportion
 logger = logging.getLogger(__name__)
 
 LABELS = "labels"  # the dataset's labels, compared with the judges as one more rater
-QUEUE_FORMAT = "dataigm-review-queue/1"
 # why an image is in the review queue
 JUDGES_DISAGREE = "judges_disagree"
 AGAINST_LABEL = "judges_agree_against_label"
@@ -318,21 +318,12 @@ def agreement_plot(report: dict, concept: str, path: str | Path) -> Path:
     return path
 
 
-def write_queue(queue: Sequence[dict], path: str | Path) -> Path:
-    """The review queue as JSON lines, one image per line (what ``dataigm review --queue`` reads)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"format": QUEUE_FORMAT, **record}, ensure_ascii=False) for record in queue]
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
 def write_agreement(agreement: Agreement, out: str | Path, queue_path: str | Path | None = None) -> dict[str, Path]:
     """Write agreement.json, the review queue and one kappa-matrix plot per concept; returns the paths by name."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"agreement": out / "agreement.json"}
-    paths["queue"] = write_queue(agreement.queue, queue_path or out / "queue.jsonl")
+    paths["queue"] = write_queue(agreement.queue, queue_path or out / "queue.jsonl")  # read by dataigm review
     agreement.report["queue"]["path"] = str(paths["queue"])
     paths["agreement"].write_text(json.dumps(agreement.report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     for concept in agreement.report["raters"]:

@@ -1,0 +1,175 @@
+"""The label review page: a local web server (127.0.0.1 only) over a review queue and its decisions file.
+
+The standard library's ``http.server`` is enough for one person on one machine (a page, a JSON state, the
+images and one POST per decision), so the review needs no web framework. The server stops by itself after
+``idle_seconds`` without a request, or when the page's "stop" button (``POST /api/stop``) is pressed.
+
+Routes: ``GET /`` the page; ``GET /api/state`` the queue with every item's record, verdicts and decision;
+``GET /image/<index>`` the image's bytes, read from its shard; ``POST /api/decision`` ``{"index", "decision"}``
+appends to the decisions file (synced before the answer); ``POST /api/stop``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+
+from ..reader import read_at
+from ..schema import LABELS
+from .decisions import CHOICES, DecisionLog
+from .queue import QueueItem, load_queue
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+
+
+class ReviewServer(ThreadingHTTPServer):
+    """Serves the review of one queue; ``serve()`` blocks until stopped or idle.
+
+    Args:
+        root: the dataset root.
+        queue_path: the review queue (JSON lines).
+        decisions_path: the decisions file, created or continued.
+        port: 0 for a free port.
+        idle_seconds: stop after this long without a request.
+
+    Raises:
+        ValueError: the queue names images the root does not hold, or the decisions file is about another
+            dataset or queue (nothing is written then).
+    """
+
+    daemon_threads = True
+
+    def __init__(self, root: str | Path, queue_path: str | Path, decisions_path: str | Path, port: int = 0,
+                 idle_seconds: float = 1800.0):  # fmt: skip
+        self.root = Path(root)
+        self.items: list[QueueItem] = load_queue(root, queue_path)
+        self.log = DecisionLog(decisions_path, root, queue_path)
+        self.idle_seconds = float(idle_seconds)
+        self.last_request = time.monotonic()
+        self.page = resources.files(__package__).joinpath("page.html").read_bytes()
+        super().__init__((HOST, port), _Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server_address[1]}/"
+
+    def state(self) -> dict:
+        """The queue with each item's record, verdicts and current decision; ``next``: the first undecided item."""
+        latest = self.log.decisions.latest
+        items = []
+        for item in self.items:
+            record = item.record
+            decided = latest.get(item.uid)
+            items.append(
+                {
+                    "index": item.index,
+                    "key": item.key,
+                    "shard": item.shard,
+                    "concept": record["concept"],
+                    "source": record["source"],
+                    "method": record.get("method"),
+                    "model": record.get("model"),
+                    "prompt": record.get("prompt"),
+                    "label": LABELS[item.cls],
+                    "label_source": record.get("label_source"),
+                    "reason": item.reason,
+                    "judges": item.judges,
+                    "decision": decided["decision"] if decided else None,
+                }
+            )
+        undecided = [i["index"] for i in items if i["decision"] is None]
+        return {
+            "dataset": self.log.decisions.dataset["name"],
+            "decisions_file": str(self.log.path),
+            "root": str(self.root),
+            "items": items,
+            "next": undecided[0] if undecided else None,
+            "choices": list(CHOICES),
+        }
+
+    def serve(self) -> None:
+        """Serve until the page says stop or no request came for ``idle_seconds``."""
+        watcher = threading.Thread(target=self._stop_when_idle, daemon=True)
+        watcher.start()
+        try:
+            self.serve_forever(poll_interval=0.2)
+        finally:
+            self.server_close()
+
+    def _stop_when_idle(self) -> None:
+        while True:
+            time.sleep(min(1.0, self.idle_seconds / 4))
+            if time.monotonic() - self.last_request > self.idle_seconds:
+                logger.info("no request for %.0f s: stopping the review server", self.idle_seconds)
+                self.shutdown()
+                return
+
+    def stop_soon(self) -> None:
+        """Stop after the current answer is sent (``shutdown`` waits for the serving loop, so not inline)."""
+        threading.Thread(target=self.shutdown, daemon=True).start()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ReviewServer
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, data: dict, status: int = HTTPStatus.OK) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.server.last_request = time.monotonic()
+        if self.path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
+        elif self.path == "/api/state":
+            self._json(self.server.state())
+        elif self.path.startswith("/image/"):
+            try:
+                item = self.server.items[int(self.path.removeprefix("/image/"))]
+            except (ValueError, IndexError):
+                self._json({"error": f"no image {self.path}"}, HTTPStatus.NOT_FOUND)
+                return
+            data = read_at(self.server.root / item.shard, item.offset, item.size)
+            self._send(HTTPStatus.OK, data, _TYPES.get(item.ext, "application/octet-stream"))
+        else:
+            self._json({"error": f"no page {self.path}"}, HTTPStatus.NOT_FOUND)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.server.last_request = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            self._json({"error": "the body is not JSON"}, HTTPStatus.BAD_REQUEST)
+            return
+        if self.path == "/api/stop":
+            self._json({"stopped": True})
+            self.server.stop_soon()
+        elif self.path == "/api/decision":
+            try:
+                item = self.server.items[int(body.get("index"))]
+                line = self.server.log.append(item, body.get("decision"))
+            except (TypeError, ValueError, IndexError) as err:
+                self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
+                return
+            self._json({"saved": line, "next": self.server.state()["next"]})
+        else:
+            self._json({"error": f"no action {self.path}"}, HTTPStatus.NOT_FOUND)
