@@ -13,7 +13,23 @@ from collections.abc import Sequence
 
 from jsonargparse import ArgumentError, ArgumentParser
 
-from . import build, card, concepts, data, dedup, demo, env, evaluate, generate, ingest, judge, prompts, push
+from . import (
+    build,
+    card,
+    concepts,
+    curate,
+    data,
+    dedup,
+    demo,
+    env,
+    evaluate,
+    generate,
+    ingest,
+    judge,
+    prompts,
+    push,
+    review,
+)
 from .common import command_parser, user_error
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
@@ -30,6 +46,8 @@ COMMANDS = {
     "info": data.info,
     "env": env,
     "judge": judge,
+    "review": review,
+    "curate": curate,
     "evaluate": evaluate,
     "demo": demo,
 }
