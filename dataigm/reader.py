@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,15 +98,24 @@ class IndexedSample:
     record: dict
 
 
-def read_at(path: str | Path, offset: int, size: int) -> bytes:
+def read_at(path: str | Path, offset: int, size: int, fd: int | None = None) -> bytes:
     """The ``size`` bytes at ``offset`` of a shard (an image indexed by :func:`index_shard`).
+
+    Args:
+        path: the shard.
+        offset: byte offset of the member's data.
+        size: its length.
+        fd: an open descriptor of ``path`` to read from instead of opening it (a loader keeps its shards
+            open); the read is positional (``os.pread``), so a descriptor shared by threads never moves.
 
     Raises:
         ShardError: the file ends before ``offset + size`` (the shard was truncated after indexing).
     """
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read(size)
+    if fd is None:
+        with open(path, "rb") as f:
+            data = os.pread(f.fileno(), size, offset)
+    else:
+        data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ShardError(f"{path}: member at byte {offset} is truncated ({len(data)} of {size} bytes)")
     return data

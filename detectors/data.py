@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from dataigm.files import sha256_file
 from dataigm.layout import MANIFEST_NAME, ShardId, shard_files
 from dataigm.manifest import read_manifest
-from dataigm.reader import check_shard, index_shard
+from dataigm.reader import ShardError, check_shard, index_shard, read_at
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,8 @@ class Entry:
         return f"{self.shard}#{self.key}"
 
     def read_bytes(self) -> bytes:
-        with open(Path(self.root) / self.shard, "rb") as f:
-            f.seek(self.offset)
-            return f.read(self.size)
+        """The image's bytes (:func:`dataigm.reader.read_at`)."""
+        return read_at(Path(self.root) / self.shard, self.offset, self.size)
 
 
 def split_group(record: dict, key: str) -> str:
@@ -185,8 +184,12 @@ def targets_and_mask(entries: Sequence[Entry], concepts: Sequence[str]) -> tuple
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Image bytes to an RGB ``PIL.Image``."""
-    with Image.open(io.BytesIO(data)) as img:
+    """Image bytes to an RGB ``PIL.Image`` (an RGB file is decoded in place, without a converted copy)."""
+    img = Image.open(io.BytesIO(data))
+    if img.mode == "RGB":
+        img.load()
+        return img
+    with img:
         return img.convert("RGB")
 
 
@@ -262,22 +265,22 @@ class ShardImageDataset(torch.utils.data.Dataset):
         handle = self._files.get(path)
         if handle is None or handle[0] != os.getpid():
             handle = self._files[path] = (os.getpid(), os.open(path, os.O_RDONLY))
-        data = os.pread(handle[1], entry.size, entry.offset)
-        if len(data) != entry.size:
-            raise OSError(f"{path}: image {entry.key} is truncated ({len(data)} of {entry.size} bytes)")
-        return data
+        return read_at(path, entry.offset, entry.size, fd=handle[1])
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int | tuple[int, int]):
+        epoch = self.epoch
+        if isinstance(index, tuple):  # (epoch, index) from a sampler that outlives the epoch (persistent workers)
+            epoch, index = index
         try:
             image = decode_image(self.read(index))
-        except (UnidentifiedImageError, OSError) as err:
+        except (UnidentifiedImageError, OSError, ShardError) as err:
             logger.warning("skipping unreadable image %s (%s)", self.entries[index].uid, err)
             return None
         if self.transform is not None:
             if self.seed is None:
                 image = self.transform(image)
             else:
-                with seeded_rngs(sample_seed(self.seed, self.epoch, index)):
+                with seeded_rngs(sample_seed(self.seed, epoch, index)):
                     image = self.transform(image)
         return image, self.targets[index], self.mask[index], index
 

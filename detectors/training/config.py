@@ -46,14 +46,18 @@ class TrainConfig:
         max_grad_norm: gradient clipping (None: off).
         augment: timm's training augmentation in finetune mode (probe always uses the eval transform).
         cache_features: probe mode: compute frozen features once and cache them on disk.
-        cache_dir: where the feature cache lives (default ``<out>/features``).
+        cache_images: decode each image once, resized and cropped to the judge's input size, into a uint8 cache
+            on disk, and read that in every epoch (inputs of the eval transform: validation, and training
+            without augmentation); the inputs are bit-identical to decoding each time.
+        cache_dir: where the feature and image caches live (default ``<out>/features``).
         early_stopping: stop after this many epochs without a lower validation loss (0: off).
         threshold_rule: ``max_f1``, ``fpr@X`` or ``fixed@T``.
         calibrate: fit a temperature per concept (False: T = 1).
         amp: mixed precision on CUDA (ignored on CPU).
         device: ``cpu``, ``cuda``, ``cuda:1``... (None, the CLI's ``auto``: CUDA when available; ``LOCAL_RANK``
             under torchrun).
-        num_workers: DataLoader worker processes (they change nothing in the result: each sample's
+        num_workers: DataLoader worker processes, kept across epochs (None: the host's cores less one, at most
+            8, shared by the processes of a torchrun; they change nothing in the result: each sample's
             augmentation is seeded by (seed, epoch, index)).
         seed: seeds the model's initialisation, every epoch's sample order and every augmentation, so the
             same seed, data, options and ``threads`` give the same weights.
@@ -89,13 +93,14 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     augment: bool = True
     cache_features: bool = True
+    cache_images: bool = True
     cache_dir: str | None = None
     early_stopping: int = 0
     threshold_rule: str = "max_f1"
     calibrate: bool = True
     amp: bool = True
     device: str | None = None
-    num_workers: int = 0
+    num_workers: int | None = None
     seed: int = 0
     threads: int | None = None
     deterministic: bool = True
@@ -123,7 +128,7 @@ class TrainConfig:
         if self.early_stopping < 0:
             raise ValueError(f"early_stopping={self.early_stopping!r} must be 0 (off) or a number of epochs")
         for name in ("num_workers", "seed", "weight_decay", "warmup_epochs"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be 0 or more")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr >= 0):
             raise ValueError(f"lr={self.lr!r} must be a learning rate >= 0 (or null for the mode's default)")

@@ -4,6 +4,7 @@ the seeded DataLoaders the trainer iterates."""
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass
 
@@ -14,7 +15,6 @@ from dataigm.manifest import read_manifest
 from detectors.data import (
     VAL_RULE,
     Entry,
-    ShardImageDataset,
     available_splits,
     build_index,
     carve_validation,
@@ -99,49 +99,109 @@ def exclude_methods(entries: list[Entry], methods: list[str] | None) -> list[Ent
     return kept
 
 
+def default_num_workers(dist: DistInfo | None = None) -> int:
+    """DataLoader workers for this host: its usable cores shared by the processes of the run, one left to
+    the training loop, between 1 and 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    per_process = cores // (dist.world_size if dist is not None and dist.enabled else 1)
+    return max(1, min(8, per_process - 1))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """The sample order of one epoch, a function of (seed, epoch) only; it lives as long as its DataLoader.
+
+    Training shuffles (a seeded permutation, or a ``DistributedSampler`` under torchrun); validation
+    (``shuffle=False``) reads in order. Each index is yielded as ``(epoch, index)``, so a dataset copied
+    into persistent workers still draws each epoch's augmentation (:class:`~detectors.data.ShardImageDataset`).
+    """
+
+    def __init__(self, dataset, seed: int, dist: DistInfo, shuffle: bool = True):
+        self.size, self.seed, self.shuffle, self.epoch = len(dataset), seed, shuffle, 0
+        self.distributed = None
+        if shuffle and dist.enabled:
+            self.distributed = torch.utils.data.DistributedSampler(
+                dataset, dist.world_size, dist.rank, shuffle=True, seed=seed
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass over the loader draws."""
+        self.epoch = int(epoch)
+
+    def _order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        if self.distributed is not None:
+            self.distributed.set_epoch(self.epoch)
+            return list(self.distributed)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in self._order())
+
+    def __len__(self) -> int:
+        return len(self.distributed) if self.distributed is not None else self.size
+
+
 def make_loader(
     dataset,
     batch_size: int,
     seed: int,
-    epoch: int | None,
+    shuffle: bool,
     dist: DistInfo,
     num_workers: int = 0,
     pin_memory: bool = False,
-) -> torch.utils.data.DataLoader:
-    """A DataLoader whose order and worker seeds depend only on (seed, epoch).
+) -> tuple[torch.utils.data.DataLoader, EpochSampler]:
+    """A DataLoader whose order depends only on (seed, epoch), built once per run, and its sampler.
+
+    Call ``sampler.set_epoch(epoch)`` before each pass. The workers persist across epochs (no re-fork, no
+    re-opened shards); each sample's augmentation is seeded by (seed, epoch, index), so they change nothing.
 
     Args:
-        dataset: a ``ShardImageDataset`` or a tensor dataset of cached features.
+        dataset: a ``ShardImageDataset``, a ``PixelDataset`` or a tensor dataset of cached features.
         batch_size: images per batch.
         seed: the run's seed.
-        epoch: the training epoch (shuffled: a seeded permutation, or a ``DistributedSampler`` under
-            torchrun); None for validation (in order).
+        shuffle: training order (a seeded permutation per epoch); False for validation (in order).
         dist: the process group of the run.
         num_workers: worker processes (they change nothing in the result).
         pin_memory: pin host memory (CUDA runs).
     """
-    sampler = None
-    if epoch is not None:
-        if dist.enabled:
-            sampler = torch.utils.data.DistributedSampler(dataset, dist.world_size, dist.rank, shuffle=True, seed=seed)
-            sampler.set_epoch(epoch)
-        else:
-            generator = torch.Generator().manual_seed(seed + epoch)
-            sampler = torch.randperm(len(dataset), generator=generator).tolist()
-        if isinstance(dataset, ShardImageDataset):
-            dataset.set_epoch(epoch)
+    sampler = EpochSampler(dataset, seed, dist, shuffle=shuffle)
+    if isinstance(dataset, torch.utils.data.TensorDataset):  # indexed by plain integers
+        sampler_for_loader = _PlainIndices(sampler)
+    else:
+        sampler_for_loader = sampler
     # the workers' base seed comes from this generator, not from the global RNG
-    loader_seed = int(np.random.SeedSequence([seed, 0 if epoch is None else epoch + 1]).generate_state(1)[0])
-    return torch.utils.data.DataLoader(
+    loader_seed = int(np.random.SeedSequence([seed, 0 if not shuffle else 1]).generate_state(1)[0])
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=sampler_for_loader,
         num_workers=num_workers,
         collate_fn=collate_skip_none,
         pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(loader_seed),
         worker_init_fn=_seed_worker,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
     )
+    return loader, sampler
+
+
+class _PlainIndices(torch.utils.data.Sampler):
+    """An :class:`EpochSampler`'s order as plain indices (for datasets that take integers only)."""
+
+    def __init__(self, sampler: EpochSampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        return (index for _, index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def _seed_worker(worker_id: int) -> None:

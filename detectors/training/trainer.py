@@ -7,7 +7,8 @@ Output folder (``out``)::
     checkpoint.pt      the last epoch (trainable weights, optimizer, schedule, history): --resume continues it
     best.pt            the trainable weights of the epoch with the lowest validation loss
     summary.csv        one row per epoch
-    features/          cached frozen features (probe mode, unless --cache-dir points elsewhere)
+    features/          cached frozen features (probe mode) and decoded judge inputs (pixels-*.npy), unless
+                       --cache-dir points elsewhere
     judge/             the calibrated judge in timm's Hub format (model.safetensors + config.json)
 """
 
@@ -49,9 +50,10 @@ from detectors.judges.timm_judge import TimmJudge, save_judge
 from detectors.metrics import binary_metrics, expected_calibration_error
 from detectors.training import distributed
 from detectors.training.config import TrainConfig
-from detectors.training.data import TrainingData, make_loader, prepare_data
+from detectors.training.data import TrainingData, default_num_workers, make_loader, prepare_data
 from detectors.training.features import cached_features
 from detectors.training.losses import masked_bce
+from detectors.training.pixels import PixelDataset, cached_pixels, normalize_batch, split_transform
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +139,13 @@ class _Trainer:
         self.probe = cfg.mode == "probe"
         self.trainable = freeze_backbone(self.model) if self.probe else self.model
         self.head_prefix = classifier_name(self.model)
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(dist)
+        self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "features"
+        self.normalize: tuple | None = None  # (mean, std) of batches read from a pixel cache
         self._build_sources()
+        loader_workers = 0 if self.cached else self.num_workers
+        self.train_loader, self.train_sampler = self._make_loader(self.train_set, True, loader_workers)
+        self.val_loader = self._make_loader(self.val_set, False, loader_workers)[0] if self.val_set else None
         self.wrapped = self.trainable
         if dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -148,29 +156,49 @@ class _Trainer:
         cfg, data = self.cfg, self.data
         self.cached = self.probe and cfg.cache_features
         if self.cached:
-            cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "features"
             datasets = []
             for entries in (data.train, data.val):
                 if not entries:
                     datasets.append(None)
                     continue
-                features = self._features(entries, cache_dir)
+                features = self._features(entries, self.cache_dir)
                 targets, mask = targets_and_mask(entries, data.concepts)
                 mask = mask * features[1][:, None].float()  # unreadable images count for nothing
                 datasets.append(torch.utils.data.TensorDataset(features[0], targets, mask, torch.arange(len(entries))))
             self.train_set, self.val_set = datasets
-        else:
-            train_tf = self.eval_transform if self.probe else self.train_transform
+            return
+        split = split_transform(self.eval_transform) if cfg.cache_images else None
+        if split is not None:  # eval-transform inputs are decoded once; augmented ones are drawn from the files
+            stages, self.normalize = split
+        if self.augment or split is None:
             # each sample's augmentation is drawn from RNGs seeded by (seed, epoch, index)
             seed = cfg.seed if self.augment else None
+            train_tf = self.train_transform if self.augment else self.eval_transform
             self.train_set = ShardImageDataset(data.train, data.concepts, train_tf, seed=seed)
-            self.val_set = ShardImageDataset(data.val, data.concepts, self.eval_transform) if data.val else None
+        else:
+            self.train_set = self._pixels(data.train, stages)
+        if not data.val:
+            self.val_set = None
+        elif split is not None:
+            self.val_set = self._pixels(data.val, stages)
+        else:
+            self.val_set = ShardImageDataset(data.val, data.concepts, self.eval_transform)
+
+    def _pixels(self, entries: list[Entry], stages: list) -> PixelDataset:
+        """A dataset over the pixel cache of ``entries`` (built by the main process, read by all)."""
+        kwargs = dict(num_workers=self.num_workers, batch_size=self.cfg.batch_size)
+        if self.dist.is_main:
+            path, valid = cached_pixels(entries, stages, self.cache_dir, **kwargs)
+        distributed.barrier(self.dist)
+        if not self.dist.is_main:
+            path, valid = cached_pixels(entries, stages, self.cache_dir, **kwargs)
+        return PixelDataset(path, valid, entries, self.data.concepts)
 
     def _features(self, entries: list[Entry], cache_dir: Path):
         cfg = self.cfg
         kwargs = dict(
             batch_size=cfg.batch_size,
-            num_workers=cfg.num_workers,
+            num_workers=self.num_workers,
             device=self.device,
             amp=self.amp,
             progress=cfg.progress and self.dist.is_main,
@@ -184,6 +212,8 @@ class _Trainer:
 
     def _logits(self, inputs: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
         inputs = inputs.to(self.device, non_blocking=True)
+        if inputs.dtype == torch.uint8:  # pixel-cache batches travel as uint8 and are scaled on the device
+            inputs = normalize_batch(inputs, *self.normalize)
         with autocast(self.device, self.amp):
             if self.cached:
                 return module(inputs).float()
@@ -193,14 +223,14 @@ class _Trainer:
                 return module(features).float()
             return module(inputs).float()
 
-    def _loader(self, dataset, epoch: int | None) -> torch.utils.data.DataLoader:
+    def _make_loader(self, dataset, shuffle: bool, num_workers: int):
         return make_loader(
             dataset,
             self.cfg.batch_size,
             self.cfg.seed,
-            epoch,
+            shuffle,
             self.dist,
-            num_workers=0 if self.cached else self.cfg.num_workers,
+            num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -251,7 +281,8 @@ class _Trainer:
 
     def train_epoch(self, epoch: int, bar) -> dict:
         cfg = self.cfg
-        loader = self._loader(self.train_set, epoch)
+        loader = self.train_loader
+        self.train_sampler.set_epoch(epoch)
         self.model.train(not self.probe)  # a probe keeps the frozen backbone in eval mode (BN, dropout)
         self.trainable.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -296,7 +327,7 @@ class _Trainer:
             return np.zeros((0, n)), np.zeros((0, n)), np.zeros((0, n))
         self.model.eval()
         logits, targets, masks = [], [], []
-        for batch in self._loader(self.val_set, None):
+        for batch in self.val_loader:
             if batch is None:
                 continue
             inputs, target, mask, _ = batch
@@ -388,7 +419,7 @@ def _train(cfg: TrainConfig, dist: distributed.DistInfo) -> TrainResult:
     if dist.is_main:
         (out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False), encoding="utf-8")
         (out / "split.json").write_text(json.dumps(data.split_info, indent=2) + "\n", encoding="utf-8")
-    steps_per_epoch = math.ceil(len(trainer._loader(trainer.train_set, 0)) / cfg.accum_steps)
+    steps_per_epoch = math.ceil(len(trainer.train_loader) / cfg.accum_steps)
     trainer.setup_optimization(steps_per_epoch)
 
     history: list[dict] = []
@@ -409,7 +440,7 @@ def _train(cfg: TrainConfig, dist: distributed.DistInfo) -> TrainResult:
     if cfg.progress and dist.is_main and start < cfg.epochs and not stopped:
         from tqdm.auto import tqdm
 
-        per_epoch = len(trainer._loader(trainer.train_set, 0))
+        per_epoch = len(trainer.train_loader)
         bar = tqdm(total=(cfg.epochs - start) * per_epoch, desc="train", unit="batch")
     for epoch in range(start, cfg.epochs):
         if stopped:
