@@ -150,7 +150,8 @@ def _kill_group(pgid: int) -> None:
 def stop_leftover(output: Path) -> None:
     """Stop the processes of an img2dataset that an earlier, killed run started on ``output``.
 
-    Only processes in the process group recorded in the folder whose command line runs img2dataset are killed.
+    Only processes in the process group recorded in the folder (img2dataset's own group, made when it started)
+    that run img2dataset or one of its ``multiprocessing`` workers are killed.
     """
     pidfile = output / _PIDFILE
     if not pidfile.exists():
@@ -165,7 +166,9 @@ def stop_leftover(output: Path) -> None:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[2]) == pgid and b"img2dataset" in cmdline:  # field 5 of stat: the process group
+        if int(fields[2]) == pgid and (
+            b"img2dataset" in cmdline or b"multiprocessing" in cmdline
+        ):  # field 5 of stat: the process group
             try:
                 os.kill(int(stat.parent.name), signal.SIGKILL)
             except ProcessLookupError:

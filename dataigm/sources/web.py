@@ -281,7 +281,6 @@ def ingest_urls(
         concepts=[target],
         plan={"samples_per_shard": samples_per_shard},
         description=f"web ingest of {len(rows)} URLs from {Path(str(urls)).name}",
-        config={"urls": str(urls), "concept": target.id, "split": split, **options, "rules": rules.describe()},
         name=name,
     )
     job.check()
