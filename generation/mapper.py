@@ -13,6 +13,7 @@ from dataigm.concepts import ConceptRegistry
 from dataigm.sample import Sample
 from dataigm.schema import LABELS
 
+from .families import check_spec_for_family
 from .job import JobConfig, ShardTask, WorkItem, sample_key
 from .pipeline import LoadedModel
 
@@ -38,16 +39,24 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 def sampling_of(item: WorkItem, model: LoadedModel, cfg: JobConfig) -> tuple:
-    """The call settings of one item: the prompt's own, else the model spec's, else the job's."""
-    spec = model.spec
-    guidance = item.prompt.guidance if item.prompt.guidance is not None else spec.guidance
-    return (
-        spec.steps or cfg.steps,
-        guidance if guidance is not None else cfg.guidance,
-        spec.height or cfg.height,
-        spec.width or cfg.width,
-        spec.negative_prompt if spec.negative_prompt is not None else cfg.negative_prompt,
-    )
+    """The call settings of one item: the prompt's own, else the model spec's, else the job's.
+
+    A guidance-distilled family (Flux) takes the spec's guidance or its own default: the prompt's and the job's
+    are classifier-free guidance scales, which it does not have (``None`` when the model takes no guidance).
+    A negative prompt given to a family without one is an error, never dropped.
+    """
+    spec, family = model.spec, model.family
+    negative = spec.negative_prompt if spec.negative_prompt is not None else cfg.negative_prompt
+    if family is not None and family.distilled_guidance:
+        check_spec_for_family(spec, family, cfg.negative_prompt)
+        guidance = (
+            (spec.guidance if spec.guidance is not None else family.default_guidance) if model.guidance_input else None
+        )
+        negative = None
+    else:
+        guidance = item.prompt.guidance if item.prompt.guidance is not None else spec.guidance
+        guidance = guidance if guidance is not None else cfg.guidance
+    return (spec.steps or cfg.steps, guidance, spec.height or cfg.height, spec.width or cfg.width, negative)
 
 
 def batches(items: tuple[WorkItem, ...], batch_size: int, settings: Callable) -> Iterator[list[WorkItem]]:
@@ -69,19 +78,20 @@ def generate_batch(model: LoadedModel, batch: list[WorkItem], settings: tuple) -
     """
     import torch
 
-    steps, guidance, height, width, negative = settings
     generators = [torch.Generator("cpu").manual_seed(item.seed) for item in batch]
-    out = model.pipe(
-        prompt=[item.prompt.text for item in batch],
-        negative_prompt=[negative] * len(batch) if negative else None,
-        generator=generators,
-        num_inference_steps=steps,
-        guidance_scale=guidance,
-        height=height,
-        width=width,
-        output_type="np",
-    )
+    out = model.pipe(**call_arguments(model, [item.prompt.text for item in batch], generators, settings))
     return np.asarray(out.images, dtype=np.float32), getattr(out, "concepts_present", None)
+
+
+def call_arguments(model: LoadedModel, prompts: list[str], generators: list | None, settings: tuple) -> dict:
+    """The pipeline call of ``prompts`` with ``settings``: only the arguments the model's family takes."""
+    steps, guidance, height, width, negative = settings
+    arguments = dict(prompt=prompts, generator=generators, num_inference_steps=steps, height=height, width=width)
+    if guidance is not None:
+        arguments["guidance_scale"] = guidance
+    if model.family is None or model.family.negative_prompt:
+        arguments["negative_prompt"] = [negative] * len(prompts) if negative else None
+    return arguments | {"output_type": "np"}
 
 
 def render_shard(
@@ -134,7 +144,7 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, m
         "checkpoint": model.checkpoint,
         "seed": item.seed,
         "steps": steps,
-        "guidance": float(guidance),
+        "guidance": None if guidance is None else float(guidance),  # None: a model without guidance input
         "scheduler": model.scheduler,
         "height": int(shape[0]),
         "width": int(shape[1]),

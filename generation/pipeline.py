@@ -1,4 +1,8 @@
-"""Build a diffusers pipeline from a :class:`ModelSpec`: base, unlearned parts, scheduler, dtype, speed-ups."""
+"""Build a diffusers pipeline from a :class:`ModelSpec`: base, unlearned parts, scheduler, dtype, speed-ups.
+
+Any family of :mod:`generation.families` (SD, SDXL, SD3, Flux): the family decides which parts the spec may
+replace (the UNet or the transformer, each text encoder by name) and the default dtype.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from pathlib import Path
 
 from dataigm.files import sha256_file
 
+from .families import DENOISERS, TEXT_ENCODERS, Family, check_spec_for_family, pipeline_class, resolve_family
 from .spec import ModelSpec
-from .weights import load_into, load_state_dict, text_encoder_state_for, unet_state_for
+from .weights import load_into, load_state_dict, text_encoder_state_for, transformer_state_for, unet_state_for
 
 logger = logging.getLogger(__name__)
 
+# The parts a spec may replace, in the order they are recorded and loaded.
+PARTS = (*DENOISERS, *TEXT_ENCODERS)
 # Scheduler names -> (diffusers class name, extra config)
 _SCHEDULERS = {
     "ddim": ("DDIMScheduler", {}),
@@ -34,6 +41,13 @@ class LoadedModel:
     model_revision: str | None
     checkpoint: str | None
     scheduler: str
+    family: Family | None = None  # None for the toy world
+
+    @property
+    def guidance_input(self) -> bool:
+        """Whether a guidance-distilled transformer takes a guidance value (FLUX.1-dev does, -schnell does not)."""
+        transformer = getattr(self.pipe, "transformer", None)
+        return bool(getattr(getattr(transformer, "config", None), "guidance_embeds", False))
 
 
 def torch_dtype(name: str, device: str):
@@ -76,7 +90,7 @@ def checkpoint_of(spec: ModelSpec) -> str | None:
     if spec.is_toy:
         return _toy_unlearning(spec).describe() if spec.toy_concept or spec.degradation else None
     parts = []
-    for kind in ("unet", "text_encoder", "lora"):
+    for kind in (*PARTS, "lora"):
         path = getattr(spec, kind)
         if path is None:
             continue
@@ -96,6 +110,33 @@ def _folder_or_hub(ref: str) -> tuple[str, dict]:
     if len(parts) < 2:
         raise ValueError(f"{ref!r} is neither a weights file, a folder, nor a Hub reference org/repo[/subfolder]")
     return "/".join(parts[:2]), ({"subfolder": "/".join(parts[2:])} if len(parts) > 2 else {})
+
+
+def _replace_part(pipe, part: str, ref: str, family: Family, dtype) -> None:
+    """Load the spec's weights of ``part`` (a state-dict file, a folder or a Hub reference) into ``pipe``."""
+    current = getattr(pipe, part)
+    label = part.replace("_", "-").capitalize()
+    if Path(ref).is_file():
+        state = load_state_dict(ref)
+        if part == "unet":
+            state = unet_state_for(current, state)
+        elif part == "transformer":
+            state = transformer_state_for(current, state, family.name)
+        else:
+            state = text_encoder_state_for(current, state, part)
+        load_into(current, state, label)
+        return
+    where, options = _folder_or_hub(ref)
+    setattr(pipe, part, type(current).from_pretrained(where, dtype=dtype, **options))
+
+
+def _check_guidance(model: LoadedModel) -> None:
+    family, spec = model.family, model.spec
+    if family.distilled_guidance and spec.guidance is not None and not model.guidance_input:
+        raise ValueError(
+            f"Model {spec.label!r} ({family.name}): its transformer takes no guidance (timestep-distilled, "
+            f"like FLUX.1-schnell), but its spec gives guidance {spec.guidance}; remove 'guidance'"
+        )
 
 
 def set_scheduler(pipe, name: str) -> None:
@@ -123,44 +164,45 @@ def load_pipeline(
 
     diffusers_logging.disable_progress_bar()  # the job's own bar is the one to watch
     transformers_logging.disable_progress_bar()
-    dtype = torch_dtype(spec.dtype, device)
     base = spec.weights_base
-    pipe = DiffusionPipeline.from_pretrained(
-        base, revision=spec.revision, dtype=dtype, safety_checker=None, requires_safety_checker=False
-    )
-    if spec.unet is not None:
-        if Path(spec.unet).is_file():
-            load_into(pipe.unet, unet_state_for(pipe.unet, load_state_dict(spec.unet)), "UNet")
-        else:
-            from diffusers import UNet2DConditionModel
-
-            where, options = _folder_or_hub(spec.unet)
-            pipe.unet = UNet2DConditionModel.from_pretrained(where, dtype=dtype, **options)
-    if spec.text_encoder is not None:
-        if Path(spec.text_encoder).is_file():
-            state = text_encoder_state_for(pipe.text_encoder, load_state_dict(spec.text_encoder))
-            load_into(pipe.text_encoder, state, "Text-encoder")
-        else:
-            from transformers import CLIPTextModel
-
-            where, options = _folder_or_hub(spec.text_encoder)
-            pipe.text_encoder = CLIPTextModel.from_pretrained(where, dtype=dtype, **options)
+    # The family from model_index.json decides the dtype; checked again against the class that loads.
+    family = resolve_family(spec, pipeline_class(base, spec.revision))
+    dtype = torch_dtype(spec.dtype or (family.dtype if family else "fp16"), device)
+    # only SD pipelines have a safety checker (others would warn about an unexpected argument)
+    extra = {"safety_checker": None, "requires_safety_checker": False} if family is None or family.name == "sd" else {}
+    pipe = DiffusionPipeline.from_pretrained(base, revision=spec.revision, dtype=dtype, **extra)
+    family = resolve_family(spec, type(pipe).__name__)
+    check_spec_for_family(spec, family)
+    for part in PARTS:
+        if getattr(spec, part) is not None:
+            _replace_part(pipe, part, getattr(spec, part), family, dtype)
     if spec.lora is not None:
         pipe.load_lora_weights(spec.lora, adapter_name="unlearned")
         pipe.set_adapters(["unlearned"], adapter_weights=[spec.lora_scale])
     if spec.scheduler is not None:
         set_scheduler(pipe, spec.scheduler)
-    pipe.to(device)
-    if channels_last:
+    if spec.vae_tiling:
+        pipe.vae.enable_tiling()
+    if spec.cpu_offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload(device=device)  # each part moves to the GPU while it runs
+    else:
+        if spec.cpu_offload:
+            logger.warning("Model %r: cpu_offload applies on CUDA only; on %s it runs without", spec.label, device)
+        pipe.to(device)
+    if channels_last and family.denoiser == "unet":  # a memory format of convolutions: transformers have none
         pipe.unet.to(memory_format=torch.channels_last)
     if compile:
-        pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+        denoiser = getattr(pipe, family.denoiser)
+        setattr(pipe, family.denoiser, torch.compile(denoiser, mode="max-autotune", fullgraph=True))
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(
+    model = LoadedModel(
         pipe=pipe,
         spec=spec,
         device=device,
         model_revision=_revision_of(base, spec.revision),
         checkpoint=checkpoint_of(spec),
         scheduler=type(pipe.scheduler).__name__,  # the class that really ran, whichever name chose it
+        family=family,
     )
+    _check_guidance(model)
+    return model

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dataigm.devices import resolve_device
 
+from .families import check_family
 from .spec import ModelSpec, warn_unknown_method
 from .weights import WEIGHT_SUFFIXES, check_weights_file
 
@@ -135,4 +136,5 @@ def check_inputs(cfg, specs: list[ModelSpec]) -> None:
         check_device(cfg.device)
     for spec in specs:
         check_model(spec)
+        check_family(spec, cfg.negative_prompt)
         warn_unknown_method(spec)

@@ -7,6 +7,17 @@ A spec is a YAML mapping (or the same keys as flags). Only ``base`` is required:
     base: CompVis/stable-diffusion-v1-4     # Hub id or local folder
     unet: checkpoints/esd-nudity.safetensors # diffusers or CompVis/LDM keys
     dtype: fp16
+
+Any diffusers text-to-image pipeline of a known family works (SD-1.x/2.x, SDXL, SD3/3.5, Flux; see
+:mod:`generation.families`): the family is read from the pipeline's class, and the spec replaces the parts
+that family has (``unet`` or ``transformer``, ``text_encoder``, ``text_encoder_2``, ``text_encoder_3``)::
+
+    name: eraseanything-nudity
+    method: EraseAnything
+    base: black-forest-labs/FLUX.1-dev
+    lora: checkpoints/eraseanything-nudity.safetensors
+    guidance: 3.5          # Flux: the distilled guidance, not a CFG scale
+    cpu_offload: true
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -26,7 +37,13 @@ logger = logging.getLogger(__name__)
 DTYPES = ("fp32", "fp16", "bf16")
 # Names in the literature (the paper's Table 5 and the methods it audits, see docs/methods.md). Any other
 # string is accepted and recorded as given, with a warning, so that a typo ("esd") is seen.
-KNOWN_METHODS = ("ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE")
+KNOWN_METHODS = (
+    "ORG", "ESD", "FMN", "SPM", "AdvUnlearn", "MACE", "RECE", "DoCo", "Receler", "ConceptPrune", "UCE",
+    "EraseAnything", "MCE", "EraseFlow",
+)  # fmt: skip
+# Keys added with other families: left out of a spec's recorded form while unset, so that jobs recorded before
+# keep their identity (generation.job.job_id digests the recorded form).
+_OMITTED_WHEN_UNSET = ("family", "transformer", "text_encoder_2", "text_encoder_3", "cpu_offload", "vae_tiling")
 # "_" is allowed: samples record their model (schema 2) and plans check that keys are unique.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
@@ -56,11 +73,22 @@ class ModelSpec:
         method: unlearning method recorded in every sample (``ORG`` for the original model).
         revision: Hub revision (branch, tag or commit) of ``base``.
         pipeline: a whole pipeline folder or Hub id that replaces ``base`` (methods that publish one).
-        unet: UNet weights file (``.safetensors``, ``.bin``, ``.pt``, ``.ckpt``) or diffusers folder.
-        text_encoder: text-encoder weights file or folder.
-        lora: LoRA/adapter weights (file, folder or Hub id) loaded through diffusers' loaders.
+        family: ``sd``, ``sdxl``, ``sd3`` or ``flux``; default: from the pipeline class (``model_index.json``).
+        unet: UNet weights file (``.safetensors``, ``.bin``, ``.pt``, ``.ckpt``) or diffusers folder
+            (SD, SDXL).
+        transformer: transformer weights file (diffusers keys, or the original SD3 / Flux layout) or folder
+            (SD3, Flux).
+        text_encoder: text-encoder weights file or folder (CLIP; the first encoder of every family).
+        text_encoder_2: the second text encoder (SDXL, SD3: CLIP with projection; Flux: T5).
+        text_encoder_3: the third text encoder (SD3: T5).
+        lora: LoRA/adapter weights (file, folder or Hub id) loaded through diffusers' loaders, on the UNet
+            or the transformer (and text encoders when the file holds them).
         lora_scale: strength of the LoRA.
-        dtype: ``fp32``, ``fp16`` or ``bf16`` (half precision applies on GPU; CPU runs use fp32).
+        dtype: ``fp32``, ``fp16`` or ``bf16`` (half precision applies on GPU; CPU runs use fp32); default:
+            the family's (bf16 for SD3 and Flux, fp16 otherwise).
+        cpu_offload: keep the parts in CPU memory and move each to the GPU while it runs (diffusers'
+            ``enable_model_cpu_offload``; large pipelines on small GPUs; CUDA only).
+        vae_tiling: decode the image in tiles (large images with less memory).
         scheduler, steps, guidance, height, width, negative_prompt: sampling settings; None keeps the
             job's defaults (and, for the scheduler, the pipeline's own).
         toy_concept, leak_rate, collateral, degradation: for the toy world (``base: toy`` or
@@ -72,11 +100,17 @@ class ModelSpec:
     method: str = "ORG"
     revision: str | None = None
     pipeline: str | None = None
+    family: str | None = None
     unet: str | None = None
+    transformer: str | None = None
     text_encoder: str | None = None
+    text_encoder_2: str | None = None
+    text_encoder_3: str | None = None
     lora: str | None = None
     lora_scale: float = 1.0
-    dtype: str = "fp16"
+    dtype: str | None = None
+    cpu_offload: bool = False
+    vae_tiling: bool = False
     scheduler: str | None = None
     steps: int | None = None
     guidance: float | None = None
@@ -89,7 +123,7 @@ class ModelSpec:
     degradation: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
+        if self.dtype is not None and self.dtype not in DTYPES:
             raise ValueError(f"Model {self.label!r}: unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
         if self.scheduler is not None and self.scheduler not in SCHEDULERS:
             raise ValueError(
@@ -107,6 +141,15 @@ class ModelSpec:
                 f"Model {self.label!r}: toy_concept needs a toy base ('toy' or 'toy:photo'), not {self.base!r}"
             )
         check_sampling(f"Model {self.label!r}", self.steps, self.guidance, self.height, self.width)
+        if self.family is not None:
+            from .families import family_named
+
+            family_named(self.family, f"Model {self.label!r}")
+            if self.is_toy:
+                raise ValueError(f"Model {self.label!r}: a toy model has no pipeline family, got {self.family!r}")
+        for name in ("cpu_offload", "vae_tiling"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"Model {self.label!r}: {name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.method, str) or not self.method.strip():
             raise ValueError(f"Model {self.label!r}: method must be a non-empty name, got {self.method!r}")
 
@@ -127,7 +170,13 @@ class ModelSpec:
         return self.pipeline or self.base
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The spec as plain data; keys of other families' parts are left out while unset."""
+        defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+        out = asdict(self)
+        for name in _OMITTED_WHEN_UNSET:
+            if out[name] == defaults[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<model spec>") -> ModelSpec:

@@ -1,8 +1,10 @@
-"""Loading unlearned weights into a pipeline: UNet and text-encoder state dicts in any published layout.
+"""Loading unlearned weights into a pipeline: UNet, transformer and text-encoder state dicts in any published layout.
 
 Safetensors first; pickled files only through ``torch.load(weights_only=True)``. A UNet file may use
-diffusers keys or the original CompVis/LDM keys (converted with diffusers' own converter); a file whose
-keys fit no known layout is refused with examples of the keys that were expected.
+diffusers keys or the original CompVis/LDM keys (SD and SDXL, converted with diffusers' own converter); a
+transformer file diffusers keys or the original SD3 (``joint_blocks``) or Flux (``double_blocks``) layout; a
+text-encoder file the transformers keys (CLIP or T5) or the LDM ``cond_stage_model`` ones. A file whose keys fit
+no known layout is refused with examples of the keys that were expected.
 """
 
 from __future__ import annotations
@@ -150,27 +152,76 @@ def unet_state_for(unet, state: dict) -> dict:
     return converted
 
 
-def text_encoder_state_for(text_encoder, state: dict) -> dict:
-    """``state`` in the transformers ``CLIPTextModel`` layout (converting LDM ``cond_stage_model`` keys)."""
+def text_encoder_state_for(text_encoder, state: dict, part: str = "text_encoder") -> dict:
+    """``state`` in the transformers layout of ``text_encoder`` (CLIP, CLIP with projection or T5).
+
+    LDM ``cond_stage_model`` keys are converted; a ``{part}.`` prefix (pipeline state dicts) is dropped.
+    """
     model_keys = set(text_encoder.state_dict())
     if any(k.startswith(LDM_TEXT_PREFIXES) for k in state):
         from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
 
         state = convert_ldm_clip_checkpoint(state)
-    state = {k.removeprefix("text_encoder."): v for k, v in state.items()}
-    # transformers 5 dropped the "text_model." level that published checkpoints (and older versions) use
-    model_prefixed = any(k.startswith("text_model.") for k in model_keys)
-    if not model_prefixed:
-        state = {k.removeprefix("text_model."): v for k, v in state.items()}
-    else:
-        state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state.items()}
+    state = {k.removeprefix(f"{part}.").removeprefix("text_encoder."): v for k, v in state.items()}
+
+    def fit(key: str) -> str:
+        # transformers 5 dropped the "text_model." level of CLIPTextModel that published checkpoints use
+        if key in model_keys:
+            return key
+        if key.removeprefix("text_model.") in model_keys:
+            return key.removeprefix("text_model.")
+        return f"text_model.{key}" if f"text_model.{key}" in model_keys else key
+
+    state = {fit(k): v for k, v in state.items()}
     unknown = sorted(set(state) - model_keys)
     if unknown:
         raise ValueError(
-            f"Text-encoder weights fit no known layout: keys such as {unknown[:3]} are neither CLIPTextModel keys "
-            f"(e.g. {sorted(model_keys)[:2]}) nor LDM keys ('cond_stage_model.transformer.text_model...')"
+            f"Text-encoder weights fit no known layout: keys such as {unknown[:3]} are neither keys of this "
+            f"{type(text_encoder).__name__} (e.g. {sorted(model_keys)[:2]}) nor LDM keys "
+            "('cond_stage_model.transformer.text_model...')"
         )
     return state
+
+
+# The original (non-diffusers) transformer layouts, told apart by a key only they have, with diffusers' converter.
+_ORIGINAL_TRANSFORMERS = {
+    "flux": ("double_blocks.", "convert_flux_transformer_checkpoint_to_diffusers"),
+    "sd3": ("joint_blocks.", "convert_sd3_transformer_checkpoint_to_diffusers"),
+}
+
+
+def transformer_state_for(transformer, state: dict, family: str) -> dict:
+    """``state`` in the diffusers key layout of ``transformer`` (SD3 or Flux).
+
+    Diffusers keys may carry a ``transformer.`` prefix; the original layouts (``model.diffusion_model.`` or bare
+    ``double_blocks``/``joint_blocks`` keys) are converted with diffusers' converter, which needs a whole
+    checkpoint: a partial one in the original layout is refused (convert it to diffusers keys first).
+    """
+    model_keys = set(transformer.state_dict())
+    stripped = {k.removeprefix("transformer.").removeprefix(LDM_UNET_PREFIX): v for k, v in state.items()}
+    if stripped and set(stripped) <= model_keys:
+        return stripped
+    marker, converter_name = _ORIGINAL_TRANSFORMERS.get(family, (None, None))
+    if marker is None or not any(k.startswith(marker) for k in stripped):
+        unknown = sorted(set(stripped) - model_keys)[:3]
+        original = f" nor original {family} keys (e.g. '{marker}0...')" if marker else ""
+        raise ValueError(
+            f"Transformer weights fit no known layout: keys such as {unknown} are neither diffusers keys of this "
+            f"transformer (e.g. {sorted(model_keys)[:2]}){original}"
+        )
+    from diffusers.loaders import single_file_utils
+
+    try:
+        converted = getattr(single_file_utils, converter_name)(dict(stripped))
+    except (KeyError, IndexError, RuntimeError) as err:
+        raise ValueError(
+            f"Original-layout {family} transformer weights could not be converted ({type(err).__name__}: {err}); "
+            "a partial checkpoint or another size: convert it to diffusers keys first"
+        ) from None
+    unknown = sorted(set(converted) - model_keys)[:3]
+    if unknown:
+        raise ValueError(f"Converted {family} transformer weights do not fit this transformer (e.g. {unknown})")
+    return converted
 
 
 def load_into(module, state: dict, what: str) -> int:
