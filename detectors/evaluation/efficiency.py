@@ -1,5 +1,8 @@
 """Efficiency of an unlearned model: which parameters changed against the base model, checkpoint size,
-and the runtime its authors report (supplied in the evaluation config)."""
+and the runtime its authors report (supplied in the evaluation config).
+
+The parameters compared are the denoiser's (the UNet of SD and SDXL, the transformer of SD3 and Flux) and
+every text encoder's the pipeline family has; the VAE is never unlearned."""
 
 from __future__ import annotations
 
@@ -50,8 +53,18 @@ def checkpoint_bytes(paths: list[str | None]) -> int:
     return size
 
 
+def compared_parts(loaded) -> list[str]:
+    """The parts of a loaded model whose parameters are compared: its denoiser and text encoders."""
+    family = loaded.family
+    return [p for p in (family.denoiser, *family.text_encoders) if getattr(loaded.pipe, p, None) is not None]
+
+
 def model_efficiency(spec, base_spec, runtime_s: float | None = None) -> dict:
-    """Parameters changed, checkpoint size and supplied runtime of ``spec`` against ``base_spec``."""
+    """Parameters changed, checkpoint size and supplied runtime of ``spec`` against ``base_spec``.
+
+    Raises:
+        ValueError: the two models are of different pipeline families (their parameters cannot be paired).
+    """
     from generation.pipeline import load_pipeline
 
     if spec.is_toy:  # the toy world draws; it has no parameters to compare
@@ -62,12 +75,19 @@ def model_efficiency(spec, base_spec, runtime_s: float | None = None) -> dict:
             "note": "toy model: no parameters",
         }
     with torch.no_grad():
-        base = load_pipeline(base_spec).pipe
-        model = load_pipeline(spec).pipe
+        base = load_pipeline(base_spec)
+        model = load_pipeline(spec)
+        if base.family is not model.family:
+            raise ValueError(
+                f"Model {spec.label!r} ({model.family.name}) and the original {base_spec.label!r} "
+                f"({base.family.name}) are of different families: their parameters cannot be compared"
+            )
+        parts = compared_parts(base)
         report = changed_parameters(
-            {"unet": base.unet, "text_encoder": base.text_encoder},
-            {"unet": model.unet, "text_encoder": model.text_encoder},
+            {p: getattr(base.pipe, p) for p in parts}, {p: getattr(model.pipe, p) for p in parts}
         )
-    report["checkpoint_bytes"] = checkpoint_bytes([spec.unet, spec.text_encoder, spec.lora, spec.pipeline])
+    files = [spec.unet, spec.transformer, spec.text_encoder, spec.text_encoder_2, spec.text_encoder_3]
+    report["checkpoint_bytes"] = checkpoint_bytes([*files, spec.lora, spec.pipeline])
+    report["parts"] = parts
     report["runtime_s"] = runtime_s
     return report
