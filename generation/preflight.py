@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dataigm.devices import resolve_device
 
-from .families import check_family
+from .families import DENOISERS, TEXT_ENCODERS, check_family
 from .spec import ModelSpec, warn_unknown_method
 from .weights import WEIGHT_SUFFIXES, check_weights_file
 
@@ -123,7 +123,7 @@ def check_model(spec: ModelSpec) -> None:
         return
     who = f"Model {spec.label!r}:"
     _check_pipeline_ref(f"{who} {'pipeline' if spec.pipeline else 'base'}", spec.weights_base, spec.revision)
-    for part in ("unet", "text_encoder", "lora"):
+    for part in (*DENOISERS, *TEXT_ENCODERS, "lora"):
         ref = getattr(spec, part)
         if ref is not None:
             _check_part_ref(f"{who} {part}", ref, lora=part == "lora")

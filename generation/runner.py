@@ -47,7 +47,8 @@ _load_errors: dict[tuple, str] = {}
 def _files_state(spec) -> tuple:
     """Size and modification time of the local files a spec names."""
     state = []
-    for ref in (spec.base, spec.pipeline, spec.unet, spec.text_encoder, spec.lora):
+    parts = (spec.unet, spec.transformer, spec.text_encoder, spec.text_encoder_2, spec.text_encoder_3)
+    for ref in (spec.base, spec.pipeline, *parts, spec.lora):
         path = Path(ref) if ref else None
         if path is not None and path.exists():
             stat = path.stat()
