@@ -159,7 +159,7 @@ def _finish(root: Path, revision: str, resumed: bool) -> RevisionSummary:
         for old, new in replaced.items():
             if new is None or shard_is_done(root, ShardId.parse(new)):
                 continue
-            keys = set(plan["drop"][old])
+            keys = set(plan["drop"].get(old, []))
             samples = list(iter_shard(root / old))
             kept = [s for s in samples if s.key not in keys]
             missing = keys - {s.key for s in samples}

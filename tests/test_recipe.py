@@ -1,0 +1,195 @@
+"""`dataigm build RECIPE`: the recipe's checks, the plan (--dry-run), the toy recipe built, killed and resumed."""
+
+from __future__ import annotations
+
+import runpy
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.data import image_bytes
+from helpers.jobs import kill_mid_run
+
+from dataigm import iter_samples
+from dataigm.cli import main
+from dataigm.duplicates import find_duplicates
+from dataigm.info import count_samples
+from dataigm.manifest import read_manifest
+from dataigm.recipe import read_state
+from dataigm.validate import validate_root
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def _toy_inputs(workdir: Path) -> Path:
+    """The toy recipe and its inputs, written by the script a user runs."""
+    return runpy.run_path(str(RECIPES / "toy_inputs.py"))["write_toy_inputs"](workdir)
+
+
+@pytest.fixture(scope="module")
+def toy_workdir(tmp_path_factory) -> Path:
+    return _toy_inputs(tmp_path_factory.mktemp("toy")).parent
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # options that do not parse
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip()
+
+
+def _recipe(tmp_path: Path, body: dict) -> Path:
+    (tmp_path / "images" / "church").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "images" / "church" / "c.png").write_bytes(image_bytes())
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
+FOLDER = {"kind": "folder", "folder": "images", "source": "real"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"concepts": {"church": [{"kind": "flder", "folder": "images"}]}},
+            "recipe.yaml: concepts.church[0]: unknown step kind 'flder'; valid kinds: generate, folder, hf_dataset, "
+            "urls, hf_stream",
+        ),
+        (
+            {"concepts": {"church": [{**FOLDER, "folder": "missing"}]}},
+            "recipe.yaml: concepts.church[0]: folder '{tmp}/missing' does not exist",
+        ),
+        (
+            {"concepts": {"church": [{**FOLDER, "splt": "train"}]}},
+            "concepts.church[0]: unknown key 'splt' for a folder source; valid keys: folder, split, source",
+        ),
+        ({"concepts": {"chruch": [FOLDER]}}, "concepts.chruch: Unknown concept 'chruch'"),
+        ({"concepts": {"church": [FOLDER]}, "rule": {}}, "unknown key 'rule' for a recipe; valid keys: name, out"),
+        ({"concepts": {"church": [{**FOLDER, "counts": {"train": {"targets": 3}}}]}}, "counts.train must map"),
+        ({"concepts": {"church": [{**FOLDER, "source": "web"}]}}, "unknown source 'web'; valid sources: real, laion"),
+        ({"concepts": {"church": [FOLDER]}, "rules": {"balance": {"by": "class"}}}, "rules.balance.by 'class'"),
+        ({"concepts": {"church": [{"kind": "generate", "modles": ["toy"]}]}}, "unknown key 'modles' for a generate"),
+        ({"concepts": {"church": [{"kind": "urls", "urls": "x.parquet"}]}}, "step kind 'urls' (URL lists"),
+        ({"concepts": {"church": [{**FOLDER, "folder": "empty"}]}}, "concepts.church[0]: Input folder"),
+    ],
+)
+def test_bad_recipe_is_one_line_and_writes_nothing(tmp_path, capsys, body, message):
+    path = _recipe(tmp_path, body)
+    out = tmp_path / "out"
+    for dry_run in ([], ["--dry-run"]):
+        code, _, err = _run(["build", str(path), "--out", str(out), *dry_run], capsys)
+        assert code == 2
+        assert message.format(tmp=tmp_path) in err and len(err.splitlines()) == 1, err
+        assert not out.exists()
+
+
+def test_missing_recipe_or_root(tmp_path, capsys):
+    code, _, err = _run(["build", str(tmp_path / "none.yaml")], capsys)
+    assert code == 2 and f"Recipe '{tmp_path}/none.yaml' does not exist" in err
+    path = _recipe(tmp_path, {"concepts": {"church": [FOLDER]}})
+    code, _, err = _run(["build", str(path)], capsys)
+    assert code == 2 and "no dataset root: set 'out' in the recipe or pass --out" in err
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(toy_workdir, tmp_path, capsys):
+    out = tmp_path / "toy"
+    code, text, _ = _run(["build", str(toy_workdir / "toy.yaml"), "--out", str(out), "--dry-run"], capsys)
+    assert code == 0 and not out.exists()
+    lines = text.splitlines()
+    assert lines[0].startswith(f"build dataigm-toy into {out} (8 steps")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        "[todo] 1. generate church",
+        "[todo] 2. folder church",
+        "[todo] 3. hf_dataset church",
+        "[todo] 4. dedup",
+        "[todo] 5. balance",
+        "[todo] 6. validate",
+        "[todo] 7. info",
+        "[todo] 8. card",
+    ]
+    # counts per split and class, from the recipe's counts; the Hub dataset holds 5 church and 6 other rows
+    assert "2 test/real/pair, 2 test/real/target, 5 train/real/pair, 5 train/real/target" in lines[2]
+    assert "6 train/laion/pair, 5 train/laion/target" in lines[3]
+    # the generation plan: max_prompts x kinds x images_per_prompt
+    planned = sum(int(part.split()[0]) for part in lines[1].split(": ", 1)[1].split(" (")[0].split(", "))
+    assert planned == 6 * 2 * 2
+
+
+@pytest.fixture(scope="module")
+def toy_build(toy_workdir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("built") / "toy"
+    assert main(["build", str(toy_workdir / "toy.yaml"), "--out", str(out)]) == 0
+    return out
+
+
+def _content(root: Path) -> dict[str, str]:
+    return {s.key: s.record["sha256"] for s in iter_samples(root, checksum=True)}
+
+
+@pytest.mark.slow
+def test_toy_recipe_builds_a_valid_balanced_dataset_without_duplicates(toy_build, toy_workdir, capsys):
+    from datasets import load_dataset
+
+    root = toy_build
+    assert validate_root(root) == []
+    assert find_duplicates(root).groups == []
+    counts = count_samples(root)
+    assert {source for (_, _, source, _) in counts} == {"generated", "real", "laion"}
+    for split in ("train", "test"):
+        per_label = Counter()
+        for (_, s, _, label), n in counts.items():
+            if s == split:
+                per_label[label] += n
+        assert per_label["target"] == per_label["pair"] > 0, (split, per_label)
+    ds = load_dataset(str(root))
+    assert {split: len(ds[split]) for split in ds} == {
+        split: sum(n for (_, s, _, _), n in counts.items() if s == split) for split in ("train", "test")
+    }
+    # the dedup rule dropped the planted copies: both revisions are recorded and finished
+    manifest = read_manifest(root)
+    assert [(r["reason"], r["status"]) for r in manifest["revisions"]] == [("dedup", "done"), ("balance", "done")]
+    assert manifest["revisions"][0]["dropped"] >= 1
+    assert "dataigm-toy" in (root / "README.md").read_text()
+    assert len(read_state(root)["steps"]) == 8
+    # planned again: every step done; built again: nothing changes
+    code, text, _ = _run(["build", str(toy_workdir / "toy.yaml"), "--out", str(root), "--dry-run"], capsys)
+    assert code == 0 and text.count("[done]") == 8
+    before = _content(root)
+    assert main(["build", str(toy_workdir / "toy.yaml"), "--out", str(root)]) == 0
+    assert _content(root) == before and read_manifest(root)["shards"] == manifest["shards"]
+
+
+def _source_shards(root: Path) -> int:
+    """Shards written by the source steps (before any revision)."""
+    jobs = read_manifest(root)["jobs"]
+    return sum(n for job, entry in jobs.items() if not job.startswith(("dedup-", "balance-")) for _, n in entry["ranges"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["generate", "dedup"])
+def test_toy_build_killed_anywhere_resumes_to_the_same_dataset(toy_build, toy_workdir, tmp_path, where):
+    root = tmp_path / "toy"
+    pause_after = 2 if where == "generate" else _source_shards(toy_build) + 1
+    recipe = str(toy_workdir / "toy.yaml")
+    kill_mid_run(["build", recipe, "--out", str(root)], root, pause_after=pause_after)
+    assert validate_root(root) != []  # killed mid-step: the root says what is unfinished
+    assert main(["build", recipe, "--out", str(root)]) == 0
+    assert validate_root(root) == []
+    assert _content(root) == _content(toy_build)
+    assert read_manifest(root)["shards"] == read_manifest(toy_build)["shards"]
+
+
+def test_paper_recipe_reads_and_names_what_it_needs(tmp_path, capsys):
+    """The paper's recipe cannot run here (it needs the Hub and web downloads) but must parse and say so."""
+    text = (RECIPES / "dataigm-paper.yaml").read_text()
+    assert "cannot run" in text
+    data = yaml.safe_load(text)
+    assert set(data["concepts"]) == {"nudity", "van_gogh", "church", "parachute"}
+    shutil.copyfile(RECIPES / "dataigm-paper.yaml", tmp_path / "paper.yaml")
