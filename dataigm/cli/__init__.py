@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from jsonargparse import ArgumentError, ArgumentParser
 
 from . import (
+    attack,
     build,
     card,
     concepts,
@@ -38,6 +39,7 @@ COMMANDS = {
     "prompts": prompts,
     "ingest": ingest,
     "generate": generate,
+    "attack": attack,
     "validate": data.validate,
     "dedup": dedup,
     "build": build,

@@ -1,0 +1,177 @@
+"""What both attacks share: the text side of a model (tokens, embeddings, encoding with adversarial embeddings),
+the projection of embeddings onto real vocabulary tokens, per-prompt seeds, and the target model's checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dataigm.files import sha256_file
+from dataigm.prompts import PromptRecord
+
+from ..seeds import item_seed
+from ..spec import ModelSpec
+from ..weights import WEIGHT_SUFFIXES
+
+
+def prompt_seed(record: PromptRecord, base_seed: int) -> int:
+    """The seed an attack uses for ``record``: its own, else the seed ``dataigm generate`` gives its first image."""
+    return record.seed if record.seed is not None else item_seed(base_seed, record.parent_id or record.prompt_id, 0)
+
+
+def torch_generator(seed: int):
+    """A CPU generator for one prompt: its draws do not depend on the batch the prompt is in."""
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+@dataclass
+class TextSide:
+    """A pipeline's tokenizer and text encoder as the attacks use them.
+
+    Attributes:
+        tokenizer: a CLIP-style tokenizer (start and end tokens, padding to ``model_max_length``).
+        encoder: a transformers text encoder whose input embeddings (``get_input_embeddings``) can be replaced.
+        max_length: tokens the encoder takes, start and end tokens included.
+        candidates: ids of the vocabulary tokens an attack may use (every token the tokenizer can write, special
+            tokens excepted).
+    """
+
+    tokenizer: object
+    encoder: object
+    max_length: int
+    candidates: object  # LongTensor on the encoder's device
+
+    @classmethod
+    def of(cls, pipe, who: str) -> TextSide:
+        """The text side of ``pipe``; a pipeline without a reachable CLIP-style text encoder is refused."""
+        import torch
+
+        tokenizer = getattr(pipe, "tokenizer", None)
+        encoder = getattr(pipe, "text_encoder", None)
+        if tokenizer is None or encoder is None or not hasattr(encoder, "get_input_embeddings"):
+            raise ValueError(
+                f"Model {who!r} has no text encoder the attack can reach (a pipeline with `tokenizer` and a "
+                f"transformers `text_encoder`, such as Stable Diffusion 1.x/2.x); got {type(pipe).__name__}"
+            )
+        if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+            raise ValueError(
+                f"Model {who!r}: its tokenizer has no start/end tokens; the attacks need a CLIP tokenizer"
+            )
+        vocab_rows = encoder.get_input_embeddings().weight.shape[0]
+        special = set(tokenizer.all_special_ids)
+        ids = [i for i in range(min(len(tokenizer), vocab_rows)) if i not in special]
+        device = encoder.get_input_embeddings().weight.device
+        max_length = min(int(tokenizer.model_max_length), int(encoder.config.max_position_embeddings))
+        return cls(tokenizer, encoder, max_length, torch.tensor(ids, dtype=torch.long, device=device))
+
+    @property
+    def table(self):
+        """The input embedding of every vocabulary row (detached)."""
+        return self.encoder.get_input_embeddings().weight.detach()
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return self.tokenizer.eos_token_id if pad is None else pad
+
+    def words(self, text: str) -> list[int]:
+        """The token ids of ``text`` without start and end tokens."""
+        return list(
+            self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.max_length).input_ids
+        )
+
+    def sequence(self, middle: Sequence[int]) -> list[int]:
+        """``[start] + middle + [end]``, padded to ``max_length`` (``middle`` cut to fit)."""
+        middle = list(middle)[: self.max_length - 2]
+        ids = [self.tokenizer.bos_token_id, *middle, self.tokenizer.eos_token_id]
+        return ids + [self.pad_id] * (self.max_length - len(ids))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    def check_tokens(self, k: int, method: str) -> None:
+        """Refuse ``k`` adversarial tokens that do not fit the encoder with the start and end tokens."""
+        room = self.max_length - 2
+        if not 1 <= k <= room:
+            raise ValueError(
+                f"tokens {k} cannot be used by {method}: the text encoder takes {self.max_length} tokens, so K must "
+                f"be from 1 to {room}"
+            )
+
+    def encode(self, ids, replace=None, start: int = 1):
+        """The encoder's last hidden states of ``ids`` (B, L); ``replace`` (B, K, D) embeddings stand in for the
+        input embeddings of positions ``start .. start + K`` (gradients flow into them)."""
+        if replace is None:
+            return self.encoder(ids)[0]
+        with _input_embeddings_replaced(self.encoder, replace, start):
+            return self.encoder(ids)[0]
+
+
+@contextmanager
+def _input_embeddings_replaced(encoder, replace, start: int) -> Iterator[None]:
+    """Replace a slice of the token embeddings by a forward hook: the encoder's own forward (positions, causal
+    mask, final norm) runs unchanged, whatever its version."""
+
+    def hook(_module, _inputs, output):
+        out = output.clone()
+        out[:, start : start + replace.shape[1]] = replace.to(out.dtype)
+        return out
+
+    handle = encoder.get_input_embeddings().register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def nearest_tokens(embeddings, table, candidates):
+    """The candidate token nearest (Euclidean) to each embedding: ids shaped like ``embeddings[..., 0]``."""
+    import torch
+
+    vocab = table[candidates].float()
+    flat = embeddings.detach().float().reshape(-1, vocab.shape[-1])
+    distances = torch.cdist(flat, vocab)
+    return candidates[distances.argmin(dim=-1)].reshape(embeddings.shape[:-1])
+
+
+# ---------------------------------------------------------------- the target model's checksum
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _digest(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = sha256_file(path)
+    return _FILE_DIGESTS[key]
+
+
+def _weights_of(ref: str | None) -> dict[str, str] | str | None:
+    """sha256 of a weights file, of every weights file of a folder, or the reference itself (a Hub id)."""
+    if ref is None:
+        return None
+    path = Path(ref)
+    if path.is_file():
+        return _digest(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        return {str(p.relative_to(path)): _digest(p) for p in files}
+    return ref
+
+
+def model_checksum(spec: ModelSpec, revision: str | None = None) -> str:
+    """A sha256 of what the attacked model computes with: its spec and the sha256 of each of its weights files
+    (a Hub model: its resolved revision)."""
+    parts = {
+        "spec": spec.to_dict(),
+        "revision": revision,
+        "weights": {k: _weights_of(getattr(spec, k)) for k in ("base", "pipeline", "unet", "text_encoder", "lora")},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

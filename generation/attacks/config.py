@@ -1,0 +1,166 @@
+"""The configuration of ``dataigm attack``: light (no torch), so the CLI builds its options from it.
+
+Defaults follow the published attacks and their released configurations:
+
+* UnlearnDiffAtk (Zhang et al., "To Generate or Not? Safety-Driven Unlearned Diffusion Models Are Still Easy To
+  Generate Unsafe Images ... For Now", ECCV 2024, arXiv:2310.11868; configs of OPTML-Group/Diffusion-MU-Attack):
+  K = 5 tokens prepended to the prompt, 40 Adam steps (learning rate 0.01, weight decay 0.1) at each of 50 evenly
+  spaced timesteps (t = 10, 30, ..., 990 of T = 1000), L2 denoising loss.
+* Ring-A-Bell (Tsai et al., "Ring-A-Bell! How Reliable are Concept Removal Methods for Diffusion Models?",
+  ICLR 2024; its released notebook): a prompt of K = 16 tokens, eta = 3 (nudity; 5.5 for violence), a genetic
+  search with a population of 200 over 3000 generations, mutation rate 0.25, crossover rate 0.5.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dataigm.concepts import ConceptRegistry, load_registry, split_dirs
+
+from ..spec import DTYPES
+
+METHODS = ("unlearndiffatk", "ring_a_bell")
+SCHEDULES = ("sequential", "random")
+DEFAULT_TOKENS = {"unlearndiffatk": 5, "ring_a_bell": 16}
+TRAIN_TIMESTEPS = 1000  # T of Stable Diffusion's noise schedule, over which the timestep grid is spread
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# The options that decide an attack's outcome (recorded in each prompt and compared when a run resumes).
+OUTCOME_FIELDS = {
+    "unlearndiffatk": (
+        "tokens", "iterations", "timesteps", "schedule", "lr", "weight_decay", "target_steps", "target_guidance",
+        "original", "target_images", "base_seed", "dtype",
+    ),
+    "ring_a_bell": (
+        "tokens", "eta", "population", "generations", "mutation_rate", "crossover_rate", "concept_prompts",
+        "base_seed", "dtype",
+    ),
+}  # fmt: skip
+
+
+@dataclass
+class AttackConfig:
+    """What ``dataigm attack`` attacks, how, and where the adversarial prompts go.
+
+    Every option is checked when the config is made, before a model is loaded or anything is written.
+
+    Attributes:
+        method: unlearndiffatk (white-box: the unlearned model's own denoising loss) or ring_a_bell (text encoder
+            only: a concept vector and a genetic search)
+        model: the attacked (unlearned) model: a Hub id, pipeline folder or model-spec YAML file
+        concept: the concept the prompts ask for
+        out: folder of the attack prompt file (CONCEPT-METHOD-MODEL.jsonl, kind adversarial), the resolved config
+            and the rendered target images; a re-run resumes there
+        prompts: JSONL file of forget prompts to attack (default: the concept's built-in forget prompts)
+        max_prompts: at most this many prompts, spread over the set (default: all)
+        tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (released: 5), ring_a_bell searches a
+            prompt of K (released: 16) (default: the method's)
+        original: unlearndiffatk: the model whose images are the targets (default: the attacked model's base
+            without its unlearned parts)
+        target_images: unlearndiffatk: folder of target images PROMPT_ID.png|jpg|webp instead of rendering them
+        iterations: unlearndiffatk: Adam steps at each timestep (released: 40)
+        timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (released: 50)
+        schedule: unlearndiffatk: sequential (released: each grid timestep in turn) or random (a grid timestep drawn
+            at each step)
+        lr: unlearndiffatk: Adam learning rate (released: 0.01)
+        weight_decay: unlearndiffatk: Adam weight decay (released: 0.1)
+        target_steps: unlearndiffatk: denoising steps of the rendered target images
+        target_guidance: unlearndiffatk: guidance scale of the rendered target images
+        eta: ring_a_bell: strength of the concept vector added to the prompt's embedding (released: 3 for nudity)
+        population: ring_a_bell: candidates per generation (released: 200)
+        generations: ring_a_bell: generations of the genetic search (released: 3000)
+        mutation_rate: ring_a_bell: share of candidates with one token replaced per generation (released: 0.25)
+        crossover_rate: ring_a_bell: chance of a survivor to breed two children by one-point crossover (released:
+            0.5)
+        concept_prompts: ring_a_bell: JSONL file of forget prompts and their remove variants (parent_id) whose
+            embedding differences make the concept vector (default: the concept's built-in pairs)
+        batch_size: prompts attacked together (the attack of a prompt does not depend on it)
+        dtype: fp32, fp16 or bf16 (half precision on GPU only; default: the model spec's)
+        device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
+        base_seed: seed of prompts without their own: the seed `dataigm generate` gives their first image
+        progress: show a progress bar
+        concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
+            $DATAIGM_CONCEPTS_DIR)
+    """
+
+    method: str
+    model: str
+    concept: str
+    out: str
+    prompts: str | None = None
+    max_prompts: int | None = None
+    tokens: int | None = None
+    original: str | None = None
+    target_images: str | None = None
+    iterations: int = 40
+    timesteps: int = 50
+    schedule: str = "sequential"
+    lr: float = 0.01
+    weight_decay: float = 0.1
+    target_steps: int = 50
+    target_guidance: float = 7.5
+    eta: float = 3.0
+    population: int = 200
+    generations: int = 3000
+    mutation_rate: float = 0.25
+    crossover_rate: float = 0.5
+    concept_prompts: str | None = None
+    batch_size: int = 8
+    dtype: str | None = None
+    device: str = "auto"
+    base_seed: int = 0
+    progress: bool = True
+    concepts_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.tokens is None:
+            self.tokens = DEFAULT_TOKENS[self.method]
+        for name, low in (
+            ("tokens", 1), ("iterations", 1), ("timesteps", 1), ("target_steps", 1), ("population", 2),
+            ("generations", 1), ("batch_size", 1), ("max_prompts", 1),
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if value is None and name == "max_prompts":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.timesteps > TRAIN_TIMESTEPS:
+            raise ValueError(
+                f"timesteps must be at most {TRAIN_TIMESTEPS} (the grid spans T = 1000), got {self.timesteps}"
+            )
+        for name in ("mutation_rate", "crossover_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("lr", "weight_decay", "target_guidance", "eta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise ValueError(f"Unknown dtype {self.dtype!r}; valid: {', '.join(DTYPES)}")
+        if not _DEVICE.match(str(self.device)):
+            raise ValueError(f"Unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+        for name in ("prompts", "concept_prompts"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: {path!r} does not exist (or is not a file)")
+        if self.target_images is not None and not Path(self.target_images).is_dir():
+            raise ValueError(f"target_images: {self.target_images!r} does not exist (or is not a folder)")
+        if self.target_images is not None and self.original is not None:
+            raise ValueError("Give target_images (given images) or original (a model to render them), not both")
+        if self.concept not in self.registry():
+            raise ValueError(f"Unknown concept {self.concept!r}; known concepts: {', '.join(self.registry().ids())}")
+
+    def registry(self) -> ConceptRegistry:
+        """Built-in concepts plus those in ``concepts_dir``."""
+        return load_registry(split_dirs(self.concepts_dir))
+
+    def outcome_options(self) -> dict:
+        """The options that decide the attack's result (recorded in every prompt it makes)."""
+        return {"method": self.method} | {name: getattr(self, name) for name in OUTCOME_FIELDS[self.method]}
+
+    def to_dict(self) -> dict:
+        return asdict(self)

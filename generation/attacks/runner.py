@@ -1,0 +1,292 @@
+"""``dataigm attack``: attack a model's prompts and append each adversarial prompt to a JSONL file as it is found.
+
+The output is a prompt file of kind ``adversarial`` that ``dataigm generate --prompt-files`` and
+``dataigm evaluate --attack-files`` read as it is. Each record names its provenance: the attack, the attacked
+prompt (``parent_id``, ``source_text``), the target model's spec and checksum, the attack's options, the seed and
+the loss or fitness reached. A killed run resumes: prompts already in the file are skipped, a half-written last
+line is dropped, and a file made with other options or another model is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dataigm.files import atomic_write_bytes, atomic_write_text, check_output
+from dataigm.prompts import PromptRecord, build_prompts, read_prompts, slug, subsample
+
+from ..spec import ModelSpec, load_model_spec
+from .common import TextSide, model_checksum, prompt_seed
+from .config import AttackConfig
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+@dataclass
+class AttackSummary:
+    """What a run did: the prompt file, prompts attacked now, and prompts found done from an earlier run."""
+
+    path: Path
+    attacked: int
+    resumed: int
+
+    def text(self) -> str:
+        done = f" ({self.resumed} already done)" if self.resumed else ""
+        return f"{self.attacked + self.resumed} adversarial prompt(s) in {self.path}{done}"
+
+
+def output_path(cfg: AttackConfig, spec: ModelSpec) -> Path:
+    """``<out>/<concept>-<method>-<model>.jsonl``."""
+    return Path(cfg.out) / f"{cfg.concept}-{cfg.method}-{spec.label}.jsonl"
+
+
+def source_prompts(cfg: AttackConfig) -> list[PromptRecord]:
+    """The forget prompts to attack: the ``prompts`` file's, else the concept's built-in ones.
+
+    Raises:
+        ValueError: the file holds prompts of another kind or concept, or no prompt.
+    """
+    if cfg.prompts is None:
+        records = build_prompts(cfg.concept, ["forget"], registry=cfg.registry())
+    else:
+        records = read_prompts(cfg.prompts)
+        kinds = sorted({r.kind for r in records} - {"forget"})
+        if kinds:
+            raise ValueError(
+                f"prompts {cfg.prompts!r} holds prompts of kind {kinds}; attacks start from kind forget (import a CSV "
+                "with `dataigm prompts import --format csv --kind forget`)"
+            )
+        concepts = sorted({r.concept for r in records} - {cfg.concept})
+        if concepts:
+            raise ValueError(f"prompts {cfg.prompts!r} holds prompts of concept(s) {concepts}, not {cfg.concept!r}")
+    if not records:
+        raise ValueError(f"No prompts to attack for concept {cfg.concept!r}")
+    return subsample(records, cfg.max_prompts)
+
+
+def attacked_spec(cfg: AttackConfig) -> ModelSpec:
+    """The attacked model's spec (``dtype`` applied); a model without a text encoder is refused."""
+    spec = load_model_spec(cfg.model)
+    if spec.is_toy:
+        raise ValueError(
+            f"Model {spec.label!r} ({spec.base}) has no text encoder the attack can reach; attack a diffusers "
+            "pipeline such as Stable Diffusion"
+        )
+    return replace(spec, dtype=cfg.dtype) if cfg.dtype else spec
+
+
+def original_spec(cfg: AttackConfig, spec: ModelSpec) -> ModelSpec:
+    """The model whose images are the targets: ``original``, else ``spec``'s base without its unlearned parts."""
+    if cfg.original is not None:
+        return attacked_spec(replace(cfg, model=cfg.original))
+    if any(getattr(spec, k) is not None for k in ("pipeline", "unet", "text_encoder", "lora")):
+        return ModelSpec(base=spec.base, revision=spec.revision, dtype=spec.dtype, name="original")
+    return spec
+
+
+def given_target(cfg: AttackConfig, prompt_id: str) -> Path | None:
+    """The supplied target image of a prompt, if any."""
+    for suffix in IMAGE_SUFFIXES:
+        path = Path(cfg.target_images) / f"{prompt_id}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_done(path: Path, options: dict, checksum: str) -> dict[str, PromptRecord]:
+    """The records an earlier run wrote, by attacked prompt id; a half-written last line is dropped.
+
+    Raises:
+        ValueError: the file was made by another attack, with other options, or against other weights.
+    """
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):  # killed while writing a line: keep the complete ones
+        text = text[: text.rfind("\n") + 1]
+        atomic_write_text(path, text)
+    done = {r.parent_id: r for r in read_prompts(path)}
+    for record in done.values():
+        if record.attack_options != options or record.target_checksum != checksum:
+            changed = sorted(k for k in options if (record.attack_options or {}).get(k) != options[k])
+            what = f"options {changed}" if changed else "model weights (checksum)"
+            raise ValueError(
+                f"{path} holds adversarial prompts made with other {what}; re-run with the same options, or use "
+                "another --out"
+            )
+    return done
+
+
+def _append(path: Path, records: list[PromptRecord]) -> None:
+    """Append whole lines and sync, so a kill loses at most the batch in flight."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _freeze(pipe) -> None:
+    for name in ("unet", "text_encoder", "vae"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            module.requires_grad_(False)
+            module.eval()
+
+
+def run_attack(cfg: AttackConfig) -> AttackSummary:
+    """Attack the prompts of ``cfg`` against its model; every input is checked before anything is written.
+
+    Returns:
+        The summary: the prompt file and how many prompts it holds now.
+    """
+    from dataigm.devices import resolve_device
+
+    from ..pipeline import load_pipeline
+    from . import ring_a_bell, unlearndiffatk
+
+    spec = attacked_spec(cfg)
+    sources = source_prompts(cfg)
+    check_output(cfg.out)
+    pairs = None
+    if cfg.method == "ring_a_bell":
+        pair_records = read_prompts(cfg.concept_prompts) if cfg.concept_prompts else None
+        if pair_records is None:
+            pair_records = build_prompts(cfg.concept, ["forget", "remove"], registry=cfg.registry())
+        pairs = ring_a_bell.concept_pairs(pair_records, cfg.concept)
+    if cfg.target_images is not None:
+        missing = [r.prompt_id for r in sources if given_target(cfg, r.prompt_id) is None]
+        if missing:
+            raise ValueError(
+                f"target_images {cfg.target_images!r} has no image for prompt(s) {missing[:5]} (name them "
+                f"PROMPT_ID{'|'.join(IMAGE_SUFFIXES)})"
+            )
+    device = resolve_device(cfg.device)
+    model = load_pipeline(spec, device)
+    _freeze(model.pipe)
+    text = TextSide.of(model.pipe, spec.label)
+    text.check_tokens(cfg.tokens, cfg.method)
+    if cfg.method == "unlearndiffatk":
+        unlearndiffatk.check_pipeline(model.pipe, spec.label)
+    options = cfg.outcome_options()
+    checksum = model_checksum(spec, model.model_revision)
+    path = output_path(cfg, spec)
+    done = read_done(path, options, checksum)
+    pending = [r for r in sources if r.prompt_id not in done]
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(cfg.out) / "attack.yaml", _yaml(cfg.to_dict()))
+    seeds = {r.prompt_id: prompt_seed(r, cfg.base_seed) for r in pending}
+    if cfg.method == "unlearndiffatk":
+        targets = _targets(cfg, spec, pending, seeds, device)
+    else:
+        vector = ring_a_bell.concept_vector(text, pairs)
+    bar = _progress(len(pending), cfg.progress)
+    for i in range(0, len(pending), cfg.batch_size):
+        batch = pending[i : i + cfg.batch_size]
+        batch_seeds = [seeds[r.prompt_id] for r in batch]
+        if cfg.method == "unlearndiffatk":
+            latents = unlearndiffatk.encode_targets(model.pipe, [_open(targets[r.prompt_id]) for r in batch])
+            opts = unlearndiffatk.Options(
+                cfg.tokens, cfg.iterations, cfg.timesteps, cfg.schedule, cfg.lr, cfg.weight_decay
+            )
+            results = unlearndiffatk.attack_batch(
+                model.pipe, text, [r.text for r in batch], batch_seeds, latents, opts
+            )
+            made = [
+                _record(r, s, cfg, spec, checksum, options, f"{x.adversarial_text} {r.text}".strip())
+                | {"loss": x.loss, "extra": {"token_ids": x.token_ids, "start_loss": x.start_loss}}
+                for r, s, x in zip(batch, batch_seeds, results, strict=True)
+            ]
+        else:
+            opts = ring_a_bell.Options(
+                cfg.tokens, cfg.eta, cfg.population, cfg.generations, cfg.mutation_rate, cfg.crossover_rate
+            )
+            results = ring_a_bell.search_batch(text, [r.text for r in batch], batch_seeds, vector, opts)
+            made = [
+                _record(r, s, cfg, spec, checksum, options, x.text or r.text)
+                | {"fitness": x.fitness, "extra": {"token_ids": x.token_ids, "start_fitness": x.start_fitness}}
+                for r, s, x in zip(batch, batch_seeds, results, strict=True)
+            ]
+        _append(path, [PromptRecord(**m) for m in made])
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    if not path.exists():
+        atomic_write_text(path, "")  # every prompt was done before: keep the (empty) file a run promises
+    return AttackSummary(path, len(pending), len(done))
+
+
+def _record(source, seed, cfg, spec, checksum, options, text) -> dict:
+    return {
+        "prompt_id": f"{source.prompt_id}-{slug(cfg.method)}-{slug(spec.label)}",
+        "concept": source.concept,
+        "kind": "adversarial",
+        "text": text,
+        "subtheme": source.subtheme,
+        "parent_id": source.prompt_id,
+        "attack": cfg.method,
+        "seed": seed,
+        "guidance": source.guidance,
+        "source_text": source.text,
+        "target_model": spec.to_dict() | {"label": spec.label},
+        "target_checksum": checksum,
+        "attack_options": options,
+    }
+
+
+def _targets(cfg: AttackConfig, spec: ModelSpec, pending, seeds: dict, device: str) -> dict[str, Path]:
+    """The target image of each pending prompt: supplied, rendered by an earlier run, or rendered now."""
+    if cfg.target_images is not None:
+        return {r.prompt_id: given_target(cfg, r.prompt_id) for r in pending}
+    folder = Path(cfg.out) / "targets"
+    paths = {r.prompt_id: folder / f"{r.prompt_id}.png" for r in pending}
+    missing = [r for r in pending if not paths[r.prompt_id].is_file()]
+    if not missing:
+        return paths
+    import io
+
+    from ..pipeline import load_pipeline
+    from .unlearndiffatk import render_targets
+
+    original = load_pipeline(original_spec(cfg, spec), device)
+    for i in range(0, len(missing), cfg.batch_size):
+        batch = missing[i : i + cfg.batch_size]
+        by_guidance: dict[float, list[PromptRecord]] = {}
+        for r in batch:
+            by_guidance.setdefault(r.guidance if r.guidance is not None else cfg.target_guidance, []).append(r)
+        for guidance, group in by_guidance.items():
+            images = render_targets(
+                original.pipe, [r.text for r in group], [seeds[r.prompt_id] for r in group], cfg.target_steps, guidance
+            )
+            for r, image in zip(group, images, strict=True):
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                atomic_write_bytes(paths[r.prompt_id], buffer.getvalue())
+    del original
+    return paths
+
+
+def _open(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or not total:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="attack", unit="prompt")
