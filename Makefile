@@ -15,18 +15,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,distributed,baselines]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# img2dataset (the URL-list downloader of `dataigm ingest --urls`) pins webdataset<0.3 and pandas<3, so it gets an
+# environment of its own inside .venv, which dataigm finds by itself (README, "Web and Hub sources").
+IMG2DATASET_STAMP := $(VENV)/img2dataset/.installed
+$(IMG2DATASET_STAMP): $(STAMP)
+	test -x $(VENV)/img2dataset/bin/python || $(BIN)/python -m venv $(VENV)/img2dataset
+	$(VENV)/img2dataset/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/img2dataset/bin/python -m pip install --quiet "img2dataset==1.47.0"
+	touch $(IMG2DATASET_STAMP)
+
+install: $(STAMP) $(IMG2DATASET_STAMP)
 
 # The whole product on the built-in toy world: dataset, judge, evaluation of three toy unlearned models, cards.
 demo: $(STAMP)
 	$(BIN)/dataigm demo --out $(OUT)
 
 # Every test, the slow ones included (what CI runs).
-test: $(STAMP)
+test: $(STAMP) $(IMG2DATASET_STAMP)
 	$(BIN)/python -m pytest -q
 
 # The tests not marked slow (no demo, kill/resume, Ray or evaluation-flow runs): for the edit-test loop.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(IMG2DATASET_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 quality: $(STAMP)
