@@ -199,3 +199,17 @@ def test_a_split_without_images_is_refused(root, tmp_path, capsys):
         + ["--out", str(tmp_path / "out"), "--split", "val"]
     )
     assert code == 2 and "Split 'val'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_baseline_judge_is_read_through_the_index_like_judge_eval(root, tmp_path, tiny_clip):
+    """A real CLIP zero-shot judge (tiny, random weights) next to the channel judge: its probabilities in the queue,
+    read through the shard index and its DataLoader, are what it gives on the same images decoded here."""
+    clip = f"clip-zeroshot:model={tiny_clip},target=church,anchor=a field,concept=church,threshold=0.5"
+    red = f"{KIND}:channel=0"
+    assert run_agree(root, tmp_path / "out", clip, red) == 0
+    queue = [json.loads(line) for line in (tmp_path / "out" / "queue.jsonl").read_text().splitlines()]
+    assert queue
+    samples = {s.key: s for s in iter_samples(root, split="test")}
+    images = [Image.open(io.BytesIO(samples[q["key"]].image)).convert("RGB") for q in queue]
+    direct = load_judge(clip, device="cpu").predict(images).probability("church")
+    assert [q["judges"][clip]["probability"] for q in queue] == pytest.approx(direct.tolist(), abs=1e-5)

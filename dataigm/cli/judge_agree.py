@@ -78,9 +78,14 @@ def run(cfg) -> int:
     for spec in options.judges:
         parse_judge_spec(spec)
     check_eval_options(
-        options.data, options.split, options.concept, options.bootstrap, options.ci, options.batch_size,
+        options.data,
+        options.split,
+        options.concept,
+        options.bootstrap,
+        options.ci,
+        options.batch_size,
         options.num_workers,
-    )  # fmt: skip
+    )
     if Path(options.out).exists() and not Path(options.out).is_dir():
         raise ValueError(f"--out {options.out} is a file; give a folder for agreement.json and the plots")
     if options.queue is not None and Path(options.queue).is_dir():
