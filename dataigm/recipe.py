@@ -13,9 +13,12 @@ A recipe names the dataset and lists, per concept, its sources; then the rules a
           folder: inputs/church
           source: real
           counts: {train: {target: 4, pair: 4}, test: {target: 1, pair: 1}}
-        - kind: hf_dataset            # a Hugging Face dataset (Hub name or local folder), as `--hf-dataset`
+        - kind: hf_dataset            # a Hugging Face dataset (Hub name or local folder), streamed
           dataset: inputs/hub-church
           source: laion
+        - kind: urls                  # a LAION-style URL list, as `dataigm ingest --urls` (img2dataset)
+          urls: inputs/laion.parquet
+          where: punsafe < 0.1
     rules:
       dedup: {near_distance: 4}       # `dataigm dedup` (false: no dedup)
       balance: {by: split}            # as many targets as pairs per concept x split (false: no balancing)
@@ -51,7 +54,7 @@ from .schema import LABELS, SOURCES
 
 logger = logging.getLogger(__name__)
 
-SOURCE_KINDS = ("generate", "folder", "hf_dataset", "urls", "hf_stream")
+SOURCE_KINDS = ("generate", "folder", "hf_dataset", "urls")
 RULE_KINDS = ("dedup", "balance")
 FINAL_KINDS = ("validate", "info", "card")
 STATE_NAME = f"{META_DIR}/build.json"
@@ -70,13 +73,15 @@ _INGEST_KEYS = (
 )
 _SOURCE_KEYS = {
     "folder": ("folder", *_INGEST_KEYS),
-    "hf_dataset": ("dataset", "hf_config", "hf_split", "image_column", "label_column", *_INGEST_KEYS),
-}
+    "hf_dataset": (
+        "dataset", "hf_config", "hf_split", "image_column", "label_column", "where", "max_per_class", *_INGEST_KEYS
+    ),
+    "urls": (
+        "urls", "split", "where", "pair_words", "max_per_class", "url_column", "caption_column", "license",
+        "processes", "threads", "timeout", "retries", "samples_per_shard", "resize", "image_format", "img2dataset",
+    ),
+}  # fmt: skip
 _RULE_KEYS = {"dedup": ("near_distance", "keep_splits", "keep_sources", "conflicts"), "balance": ("by", "seed")}
-_NOT_YET = {
-    "urls": "URL lists (LAION-style, downloaded with img2dataset)",
-    "hf_stream": "streamed Hub datasets with --where/--class-map",
-}
 
 
 @dataclass(frozen=True)
@@ -168,11 +173,6 @@ def _source_step(path: Path, number: int, concept: str, index: int, entry: Any) 
     options = {k: v for k, v in entry.items() if k != "kind"}
     if kind not in SOURCE_KINDS:
         raise _error(path, where, f"unknown step kind {kind!r}; valid kinds: {', '.join(SOURCE_KINDS)}")
-    if kind in _NOT_YET:
-        raise _error(
-            path, where, f"step kind {kind!r} ({_NOT_YET[kind]}) is not supported by `dataigm build` yet; "
-            "ingest those images with `dataigm ingest` into the same root, then build the rest"
-        )  # fmt: skip
     base = path.parent
     if kind in _SOURCE_KEYS:
         _check_keys(path, where, options, _SOURCE_KEYS[kind], f"a {kind} source")
@@ -182,6 +182,14 @@ def _source_step(path: Path, number: int, concept: str, index: int, entry: Any) 
             options["folder"] = _resolve(base, options["folder"])
             if not Path(options["folder"]).is_dir():
                 raise _error(path, where, f"folder {options['folder']!r} does not exist")
+        if kind == "urls":
+            if "urls" not in options:
+                raise _error(path, where, "a urls source needs 'urls' (a parquet, CSV or JSONL URL list)")
+            options["urls"] = _resolve(base, options["urls"])
+            if not Path(options["urls"]).exists():
+                raise _error(path, where, f"URL list {options['urls']!r} does not exist")
+            if isinstance(options.get("pair_words"), str):
+                options["pair_words"] = [w.strip() for w in options["pair_words"].split(",") if w.strip()]
         if kind == "hf_dataset":
             if "dataset" not in options:
                 raise _error(
@@ -323,7 +331,8 @@ class IngestStep:
     """``folder`` and ``hf_dataset`` sources: plan with :mod:`dataigm.ingest`, choose by ``counts``, ingest."""
 
     def _items(self, step: Step, recipe: Recipe) -> tuple[list, list[str]]:
-        from .ingest import plan_folder, plan_hf_dataset
+        from .ingest import plan_folder
+        from .sources.hub import plan_hf_stream
 
         o, registry = step.options, recipe.registry()
         class_names = _class_map(o.get("class_map"))
@@ -331,7 +340,7 @@ class IngestStep:
         if step.kind == "folder":
             items, _ = plan_folder(o["folder"], step.concept, plan_split, o.get("source"), o.get("label"), class_names, registry)  # fmt: skip
         else:
-            items = plan_hf_dataset(
+            items = plan_hf_stream(
                 o["dataset"],
                 step.concept,
                 image_column=o.get("image_column", "image"),
@@ -342,8 +351,10 @@ class IngestStep:
                 split=plan_split,
                 source=o.get("source") or "real",
                 class_names=class_names,
+                where=o.get("where"),
+                max_per_class=o.get("max_per_class"),
                 registry=registry,
-            )
+            ).items
         wrong = sorted({i.concept for i in items} - {step.concept})
         if wrong:
             raise ValueError(
@@ -385,6 +396,48 @@ class IngestStep:
             registry=recipe.registry(),
             progress=False,
             where=step.where,
+        )
+        return report.summary()
+
+
+class UrlsStep:
+    """A ``urls`` source: a LAION-style URL list, selected by caption and ``where``, downloaded by img2dataset
+    (:func:`dataigm.sources.ingest_urls`); the images go to one split, source ``laion``."""
+
+    _DOWNLOAD = ("processes", "threads", "timeout", "retries", "img2dataset")
+
+    def _selection(self, step: Step, recipe: Recipe):
+        from .sources.captions import CaptionRules
+        from .sources.url_list import read_url_list, select_rows
+        from .sources.where import parse_where
+
+        o = step.options
+        frame = read_url_list(o["urls"])
+        rules = CaptionRules.from_concept(recipe.registry().get(step.concept), o.get("pair_words"))
+        row_filter = parse_where(o.get("where"), frame.head(1000))
+        return select_rows(
+            frame, rules, row_filter, o.get("max_per_class"), o.get("url_column"), o.get("caption_column")
+        )
+
+    def check(self, step: Step, recipe: Recipe) -> None:
+        try:
+            check_split(step.options.get("split", "train"), "split")
+            self._selection(step, recipe)
+        except ValueError as err:
+            raise ValueError(f"{recipe.path.name}: {step.where}: {err}") from None
+
+    def expected(self, step: Step, recipe: Recipe) -> str:
+        selection = self._selection(step, recipe)
+        split = step.options.get("split", "train")
+        chosen = ", ".join(f"{n} {split}/laion/{label}" for label, n in sorted(selection.selected.items()))
+        return f"up to {chosen or 'no images'} (of {selection.seen} rows; failed downloads are counted, not fatal)"
+
+    def run(self, step: Step, recipe: Recipe) -> str:
+        from .sources import ingest_urls
+
+        o = dict(step.options)
+        report = ingest_urls(
+            o.pop("urls"), recipe.out, step.concept, name=recipe.name, registry=recipe.registry(), progress=False, **o
         )
         return report.summary()
 
@@ -462,6 +515,7 @@ class InfoStep:
 DATA_HANDLERS: dict[str, StepHandler] = {
     "folder": IngestStep(),
     "hf_dataset": IngestStep(),
+    "urls": UrlsStep(),
     "dedup": DedupStep(),
     "balance": BalanceStep(),
     "validate": ValidateStep(),

@@ -46,8 +46,24 @@ def _recipe(tmp_path: Path, body: dict) -> Path:
     (tmp_path / "images" / "church").mkdir(parents=True, exist_ok=True)
     (tmp_path / "images" / "church" / "c.png").write_bytes(image_bytes())
     (tmp_path / "empty").mkdir(exist_ok=True)
+    _url_list(tmp_path / "urls.parquet")
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(body), encoding="utf-8")
+    return path
+
+
+def _url_list(path: Path) -> Path:
+    """A LAION-style URL list (nothing is downloaded from it in these tests)."""
+    import pandas as pd
+
+    captions = ["an old church", "a church at night", "a bird on a wire", "an airplane", "a church", "a plate"]
+    pd.DataFrame(
+        {
+            "url": [f"http://127.0.0.1:9/{i}.png" for i in range(len(captions))],
+            "caption": captions,
+            "punsafe": [0.01, 0.5, 0.02, 0.01, 0.03, 0.0],
+        }
+    ).to_parquet(path)
     return path
 
 
@@ -59,8 +75,7 @@ FOLDER = {"kind": "folder", "folder": "images", "source": "real"}
     [
         (
             {"concepts": {"church": [{"kind": "flder", "folder": "images"}]}},
-            "recipe.yaml: concepts.church[0]: unknown step kind 'flder'; valid kinds: generate, folder, hf_dataset, "
-            "urls, hf_stream",
+            "recipe.yaml: concepts.church[0]: unknown step kind 'flder'; valid kinds: generate, folder, hf_dataset, urls",
         ),
         (
             {"concepts": {"church": [{**FOLDER, "folder": "missing"}]}},
@@ -76,7 +91,18 @@ FOLDER = {"kind": "folder", "folder": "images", "source": "real"}
         ({"concepts": {"church": [{**FOLDER, "source": "web"}]}}, "unknown source 'web'; valid sources: real, laion"),
         ({"concepts": {"church": [FOLDER]}, "rules": {"balance": {"by": "class"}}}, "rules.balance.by 'class'"),
         ({"concepts": {"church": [{"kind": "generate", "modles": ["toy"]}]}}, "unknown key 'modles' for a generate"),
-        ({"concepts": {"church": [{"kind": "urls", "urls": "x.parquet"}]}}, "step kind 'urls' (URL lists"),
+        (
+            {"concepts": {"church": [{"kind": "urls", "urls": "x.parquet"}]}},
+            "URL list '{tmp}/x.parquet' does not exist",
+        ),
+        (
+            {"concepts": {"church": [{"kind": "urls", "urls": "urls.parquet", "url_column": "link"}]}},
+            "concepts.church[0]: ",
+        ),
+        (
+            {"concepts": {"church": [{"kind": "urls", "urls": "urls.parquet", "where": "punsafe <"}]}},
+            "concepts.church[0]: --where 'punsafe <' does not parse",
+        ),
         ({"concepts": {"church": [{**FOLDER, "folder": "empty"}]}}, "concepts.church[0]: Input folder"),
     ],
 )
@@ -169,7 +195,12 @@ def test_toy_recipe_builds_a_valid_balanced_dataset_without_duplicates(toy_build
 def _source_shards(root: Path) -> int:
     """Shards written by the source steps (before any revision)."""
     jobs = read_manifest(root)["jobs"]
-    return sum(n for job, entry in jobs.items() if not job.startswith(("dedup-", "balance-")) for _, n in entry["ranges"].values())
+    return sum(
+        n
+        for job, entry in jobs.items()
+        if not job.startswith(("dedup-", "balance-"))
+        for _, n in entry["ranges"].values()
+    )
 
 
 @pytest.mark.slow
@@ -186,10 +217,49 @@ def test_toy_build_killed_anywhere_resumes_to_the_same_dataset(toy_build, toy_wo
     assert read_manifest(root)["shards"] == read_manifest(toy_build)["shards"]
 
 
-def test_paper_recipe_reads_and_names_what_it_needs(tmp_path, capsys):
-    """The paper's recipe cannot run here (it needs the Hub and web downloads) but must parse and say so."""
+def test_url_list_and_hub_where_in_the_plan(toy_workdir, tmp_path, capsys):
+    recipe = {
+        "concepts": {
+            "church": [
+                {"kind": "urls", "urls": str(_url_list(tmp_path / "urls.parquet")), "where": "punsafe < 0.1"},
+                {"kind": "hf_dataset", "dataset": str(toy_workdir / "hub-church"), "where": "label == 1"},
+            ]
+        }
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    code, text, err = _run(["build", str(path), "--out", str(tmp_path / "out"), "--dry-run"], capsys)
+    assert code == 0, err
+    lines = text.splitlines()
+    # "church" captions under punsafe 0.1 are target (2); captions naming a replacement concept are pair (2)
+    assert "1. urls church: up to 2 train/laion/pair, 2 train/laion/target (of 6 rows" in lines[1]
+    assert "2. hf_dataset church: 5 train/real/target" in lines[2]
+    assert not (tmp_path / "out").exists()
+
+
+def test_paper_recipe_parses_but_cannot_run_here(tmp_path, capsys):
+    """The paper's recipe needs gated Hub datasets, web downloads and a GPU: it parses, and says what is missing."""
+    from dataigm.recipe import load_recipe
+
     text = (RECIPES / "dataigm-paper.yaml").read_text()
-    assert "cannot run" in text
-    data = yaml.safe_load(text)
-    assert set(data["concepts"]) == {"nudity", "van_gogh", "church", "parachute"}
+    assert "CANNOT RUN" in text
     shutil.copyfile(RECIPES / "dataigm-paper.yaml", tmp_path / "paper.yaml")
+    argv = ["build", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "dataigm"), "--dry-run"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "laion-metadata/part-00000.parquet' does not exist" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "dataigm").exists()
+    (tmp_path / "laion-metadata").mkdir()
+    _url_list(tmp_path / "laion-metadata" / "part-00000.parquet")
+    recipe = load_recipe(tmp_path / "paper.yaml", out=tmp_path / "dataigm")
+    sources = {(s.concept, s.kind) for s in recipe.steps if s.concept}
+    assert {c for c, _ in sources} == {"nudity", "van_gogh", "church", "parachute"}
+    assert all(
+        (c, k) in sources
+        for c in ("nudity", "van_gogh", "church", "parachute")
+        for k in ("hf_dataset", "urls", "generate")
+    )
+    assert [s.kind for s in recipe.steps if not s.concept] == ["dedup", "balance", "validate", "info", "card"]
+    # offline, the first Hub dataset cannot be reached: one line, nothing written
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "imagenet-1k" in err.lower(), err
+    assert not (tmp_path / "dataigm").exists()
