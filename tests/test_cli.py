@@ -164,16 +164,27 @@ def test_an_undocumented_field_is_a_build_error():
         add_options(ArgumentParser(), _Documented)
 
 
-def test_evaluation_generation_fields_are_job_fields_with_the_same_defaults():
-    from detectors.evaluation.config import GENERATION_FIELDS, EvalConfig
+def test_evaluation_nests_the_sampling_options_that_a_generation_job_extends(tmp_path, capsys):
+    from dataigm.cli import build_parser, main
+    from dataigm.cli.options import options_of
+    from dataigm.sampling import SamplingConfig
+    from detectors.evaluation.config import EvalConfig
     from generation.config import JobConfig
 
-    def defaults(cls):
-        return {f.name: f.default for f in dataclasses.fields(cls)}
-
-    job, evaluation = defaults(JobConfig), defaults(EvalConfig)
-    for name in GENERATION_FIELDS:
-        assert name in job and evaluation[name] == job[name], name
+    assert issubclass(JobConfig, SamplingConfig)  # one class: the same names, defaults and checks
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        yaml.safe_dump({"out": "o", "concepts": ["nudity"], "judge": "x", "generation": {"steps": 3, "height": 64}})
+    )
+    parsed = build_parser().parse_args(["evaluate", "--config", str(config), "--generation.images-per-prompt", "2"])
+    generation = options_of(EvalConfig, parsed.evaluate)["generation"]
+    assert generation == SamplingConfig(steps=3, height=64, images_per_prompt=2)
+    with pytest.raises(ValueError, match=r"Unknown generation option\(s\) \['stepz'\]; valid: images_per_prompt"):
+        EvalConfig(out=str(tmp_path / "e"), concepts=["nudity"], judge="x", models=["m"], generation={"stepz": 3})
+    # a flat option of earlier releases names its nested form
+    with pytest.raises(SystemExit, match="2"):
+        main(["evaluate", "--out", "o", "--concepts", "[nudity]", "--judge", "x", "--steps", "3"])
+    assert "did you mean --generation.steps?" in capsys.readouterr().err
 
 
 def test_evaluation_backbone_defaults_match_the_metric_modules():

@@ -8,6 +8,7 @@ work is imported inside each command's ``run``.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -88,16 +89,28 @@ def _subcommand(parser: ArgumentParser, argv: Sequence[str]) -> tuple[list[str],
 
 
 def _parse_error(parser: ArgumentParser, argv: Sequence[str], err: ArgumentError) -> None:
-    path, _ = _subcommand(parser, argv)
+    path, command = _subcommand(parser, argv)
     message = str(err).replace("\n", " ").strip()
     if path:  # jsonargparse names a nested option "judge.train.out"; the user typed --out
         message = message.replace(".".join(path) + ".", "--")
+    message += _nested_hint(command, message)
     # one line, like every other error of the CLI; `--help` shows the usage
     print(
         f"{' '.join(['dataigm', *path])}: error: {message} (see {' '.join(['dataigm', *path])} --help)",
         file=sys.stderr,
     )
     raise SystemExit(2)
+
+
+def _nested_hint(parser: ArgumentParser, message: str) -> str:
+    """'; did you mean --generation.steps?' when an unknown option is a nested group's (old flat names)."""
+    match = re.search(r"option '([\w-]+)'|unrecognized arguments: --([\w-]+)", message)
+    if not match:
+        return ""
+    name = (match.group(1) or match.group(2)).replace("_", "-")
+    options = [o for action in parser._actions for o in action.option_strings]
+    nested = [o for o in options if o.endswith("." + name)]
+    return f"; did you mean {' or '.join(nested)}?" if nested else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,8 +142,9 @@ def evaluate_models(cfg: DemoConfig, judge_dir: Path, out: Path) -> tuple[dict, 
     models = [{"base": "toy", "name": "org-toy", "method": "ORG"}, *cfg.models]
     eval_cfg = EvalConfig(
         out=str(out), concepts=list(CONCEPTS), judge=f"local-dir:{judge_dir}", models=models, original="org-toy",
-        kinds=["forget", "remove", "replace"], max_prompts=cfg.eval_prompts_per_kind, images_per_prompt=1, height=64, width=64,
-        batch_size=16, base_seed=7, attacks=["homoglyph", "synonym"], clip_model=None, lpips_net=None,
+        kinds=["forget", "remove", "replace"], max_prompts=cfg.eval_prompts_per_kind,
+        generation={"images_per_prompt": 1, "height": 64, "width": 64, "batch_size": 16, "base_seed": 7},
+        attacks=["homoglyph", "synonym"], clip_model=None, lpips_net=None,
         fid_feature=f"local-dir:{judge_dir}", person_detector=None, progress=cfg.progress,
     )  # fmt: skip
     paths = run_evaluation(eval_cfg)

@@ -3,6 +3,8 @@
 A field ``batch_size`` becomes ``--batch-size`` (YAML key ``batch_size``); its help is the field's line in the
 class docstring's Google-style ``Attributes:`` section (a few lines of parsing here instead of a dependency: the
 section's format is ours). Booleans are ``--flag`` / ``--no-flag`` and still accept ``--flag true|false``.
+A field whose type is itself a dataclass is a nested group: ``generation: SamplingConfig`` gives
+``--generation.steps`` (YAML ``generation: {steps: 50}``), its help from the nested class.
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def attribute_help(cls: type) -> dict[str, str]:
     return found
 
 
-def add_flag(parser: ArgumentParser, flag: str, default: bool, help: str) -> None:
+def add_flag(parser: ArgumentParser, flag: str, default: bool, help: str, dest: str | None = None) -> None:
     """A boolean option: ``--flag`` / ``--no-flag``, and the value form ``--flag true|false`` of older docs."""
     parser.add_argument(
         flag,
-        dest=flag[2:].replace("-", "_"),
+        dest=dest or flag[2:].replace("-", "_"),
         action=ActionYesNo(no_prefix="no-"),
         nargs="?",
         default=default,
@@ -79,6 +81,7 @@ def add_options(
     types: Mapping[str, Any] | None = None,
     defaults: Mapping[str, Any] | None = None,
     more_help: Mapping[str, str] | None = None,
+    prefix: str = "",
 ) -> None:
     """Add one option per field of the dataclass ``cls`` to ``parser``.
 
@@ -90,6 +93,7 @@ def add_options(
         types: a type to parse a field as, where its annotation is too loose for the command line.
         defaults: a command-line default that differs from the field's.
         more_help: text appended to a field's help, kept elsewhere once (e.g. the judge kinds' registry).
+        prefix: the dotted path of a nested group (``"generation."``); set by the recursion.
 
     Raises:
         TypeError: a field has no help line (a bug of the config class, caught by the CLI tests).
@@ -103,6 +107,9 @@ def add_options(
         if not helps.get(f.name):
             raise TypeError(f"{cls.__name__}.{f.name} has no line in the Attributes: section of its docstring")
         kind = types.get(f.name, hints[f.name])
+        if dataclasses.is_dataclass(kind):
+            add_options(parser, kind, prefix=f"{prefix}{f.name}.")
+            continue
         default = defaults.get(f.name, _default(f))
         text = " ".join([helps[f.name], *([more_help[f.name]] if f.name in (more_help or {}) else [])])
         extra: dict[str, Any] = {"help": text.replace("``", "`")}  # reST literals read as Markdown ones
@@ -114,15 +121,29 @@ def add_options(
                 extra["default"] = default
             parser.add_argument(f.name, type=kind, nargs=nargs, **extra)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag, dest = "--" + prefix + f.name.replace("_", "-"), prefix + f.name
         if kind is bool:
-            add_flag(parser, flag, default, extra["help"])
+            add_flag(parser, flag, default, extra["help"], dest=dest)
         elif _required(f) and f.name not in defaults:
-            parser.add_argument(flag, dest=f.name, type=kind, required=True, **extra)
+            parser.add_argument(flag, dest=dest, type=kind, required=True, **extra)
         else:
-            parser.add_argument(flag, dest=f.name, type=kind, default=default, **extra)
+            parser.add_argument(flag, dest=dest, type=kind, default=default, **extra)
 
 
 def options_of(cls: type, cfg: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The keyword arguments of ``cls`` from a parsed namespace (the fields ``add_options`` added)."""
-    return {f.name: cfg[f.name] for f in dataclasses.fields(cls) if f.name not in skip}
+    """The keyword arguments of ``cls`` from a parsed namespace (the fields ``add_options`` added).
+
+    A nested group becomes an instance of its dataclass.
+    """
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            group = cfg[f.name]
+            out[f.name] = kind(**{g.name: group[g.name] for g in dataclasses.fields(kind)})
+        else:
+            out[f.name] = cfg[f.name]
+    return out

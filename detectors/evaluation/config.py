@@ -12,15 +12,12 @@ from pathlib import Path
 
 from dataigm.concepts import split_dirs
 from dataigm.prompts import BUILDABLE_KINDS
+from dataigm.sampling import SamplingConfig
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")  # the backbones the lpips package ships calibrations for
 # = person.DEFAULT_DETECTOR and quality.DEFAULT_CLIP (those modules import torch; a test keeps them equal)
 DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
-# The fields passed unchanged to the generation job that renders missing images (``generation.config.JobConfig``
-# has each of them with the same meaning): a documented subset, since detectors may not import generation at
-# module level and the flat names keep every flag and YAML key of earlier runs.
-GENERATION_FIELDS = ("images_per_prompt", "steps", "guidance", "height", "width", "batch_size", "device", "base_seed")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -49,14 +46,10 @@ class EvalConfig:
         paper_prompts: with paper_layout: prompt files of each concept (for CSDR), e.g. {nudity: [prompts.csv]}
         kinds: prompt kinds to render: forget (required), remove, replace, retain
         max_prompts: at most this many prompts per concept and kind (default: all)
-        images_per_prompt: generation: images per prompt and model
-        steps: generation: denoising steps (>= 1) of every model whose spec sets none
-        guidance: generation: classifier-free guidance scale of every model whose spec sets none
-        height: generation: image height, a multiple of 8 (default: the pipeline's own)
-        width: generation: image width, a multiple of 8 (default: the pipeline's own)
-        batch_size: generation: images per pipeline call, or 'auto'
+        generation: how the images of models are rendered (the sampling options of `dataigm generate`:
+            images_per_prompt, base_seed, steps, guidance, height, width, negative_prompt, scheduler, batch_size),
+            e.g. {steps: 50, images_per_prompt: 4}; flags --generation.steps ...
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
-        base_seed: generation: seed of the job; each image's seed derives from it, the prompt id and the index
         attacks: built-in prompt perturbations to attack with (robustness), e.g. [homoglyph, synonym]
         attack_files: JSONL files of attack prompts (from `dataigm prompts import`)
         attack_seed: seed of the built-in perturbations
@@ -87,14 +80,8 @@ class EvalConfig:
     paper_prompts: dict[str, list[str]] = field(default_factory=dict)
     kinds: list[str] = field(default_factory=lambda: ["forget", "remove", "replace"])
     max_prompts: int | None = None
-    images_per_prompt: int = 1
-    steps: int = 50
-    guidance: float = 7.5
-    height: int | None = None
-    width: int | None = None
-    batch_size: int | str = 8
+    generation: SamplingConfig = field(default_factory=SamplingConfig)
     device: str = "auto"
-    base_seed: int = 0
     attacks: list[str] = field(default_factory=list)
     attack_files: list[str] = field(default_factory=list)
     attack_seed: int = 0
@@ -113,6 +100,10 @@ class EvalConfig:
     concepts_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.generation, dict):  # a YAML mapping or keyword dict
+            self.generation = _sampling_from_mapping(self.generation)
+        if not isinstance(self.generation, SamplingConfig):
+            raise ValueError(f"generation must be a mapping of sampling options, got {self.generation!r}")
         self._check_sources()
         self._check_concepts()
         self._check_generation()
@@ -123,10 +114,6 @@ class EvalConfig:
         from dataigm.concepts import load_registry
 
         return load_registry(split_dirs(self.concepts_dir))
-
-    def generation_options(self) -> dict:
-        """The :data:`GENERATION_FIELDS` as keyword arguments of ``generation.config.JobConfig``."""
-        return {name: getattr(self, name) for name in GENERATION_FIELDS}
 
     # -- checks ------------------------------------------------------------------------------------
     def _check_sources(self) -> None:
@@ -198,18 +185,13 @@ class EvalConfig:
             )
         if "forget" not in self.kinds:
             raise ValueError(f"kinds {self.kinds} must include 'forget': forgetting and every attack start from it")
-        for name, low in (("images_per_prompt", 1), ("steps", 1), ("grid_samples", 0), ("max_prompts", 1)):
+        self.generation.check_sampling_options("generation")
+        for name, low in (("grid_samples", 0), ("max_prompts", 1)):
             value = getattr(self, name)
             if value is None and name == "max_prompts":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8):
-                raise ValueError(f"{name} must be a positive multiple of 8, got {value!r}")
-        if not (self.batch_size == "auto" or (type(self.batch_size) is int and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be a positive integer or 'auto', got {self.batch_size!r}")
         if not _DEVICE.match(str(self.device)):
             raise ValueError(f"Unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
         bad_runtime = [
@@ -244,3 +226,13 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _sampling_from_mapping(values: dict) -> SamplingConfig:
+    import dataclasses
+
+    valid = [f.name for f in dataclasses.fields(SamplingConfig)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(f"Unknown generation option(s) {unknown}; valid: {', '.join(valid)}")
+    return SamplingConfig(**values)

@@ -238,7 +238,7 @@ def generation_job(cfg: EvalConfig):
 
     job = JobConfig(
         out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=prompt_paths(cfg),
-        test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir, **cfg.generation_options(),
+        test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir, device=cfg.device, **cfg.generation.sampling_options(),
     )  # fmt: skip
     labels = [s.label for s in job.model_specs()]
     if cfg.original is not None and cfg.original not in labels:
