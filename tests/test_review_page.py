@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import threading
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -122,6 +123,27 @@ def test_a_queue_naming_missing_images_is_refused_in_one_line(root, tmp_path, ca
     err = capsys.readouterr().err
     assert err.startswith("dataigm review: error:") and "1 image(s) that" in err and "data/x.tar#nope" in err
     assert err.count("\n") == 1 and not decisions.exists()
+
+
+def test_a_port_in_use_and_posts_from_other_sites_are_refused(root, queue, tmp_path, capsys):
+    server, thread = start(root, queue, tmp_path / "d.jsonl")
+    port = server.server_address[1]
+    decisions = tmp_path / "other.jsonl"
+    argv = ["review", str(root), "--queue", str(queue), "--decisions", str(decisions), "--port", str(port)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--port {port} is in use" in err and err.count("\n") == 1 and not decisions.exists()
+    request = urllib.request.Request(
+        server.url + "api/decision",
+        data=json.dumps({"index": 0, "decision": "flip"}).encode(),
+        headers={"Origin": "http://example.com"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert read_decisions(tmp_path / "d.jsonl").latest == {}
+    post(server, "/api/stop", {})
+    thread.join(10)
 
 
 def test_decisions_of_another_dataset_are_refused_when_reopening(root, queue, tmp_path, capsys):

@@ -11,6 +11,7 @@ appends to the decisions file (synced before the answer); ``POST /api/stop``.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -52,11 +53,22 @@ class ReviewServer(ThreadingHTTPServer):
                  idle_seconds: float = 1800.0):  # fmt: skip
         self.root = Path(root)
         self.items: list[QueueItem] = load_queue(root, queue_path)
-        self.log = DecisionLog(decisions_path, root, queue_path)
         self.idle_seconds = float(idle_seconds)
         self.last_request = time.monotonic()
         self.page = resources.files(__package__).joinpath("page.html").read_bytes()
-        super().__init__((HOST, port), _Handler)
+        try:
+            super().__init__((HOST, port), _Handler)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise ValueError(
+                    f"--port {port} is in use on {HOST}; give another port, or 0 for a free one"
+                ) from None
+            raise
+        try:  # the decisions file last: a refused start writes nothing
+            self.log = DecisionLog(decisions_path, root, queue_path)
+        except BaseException:
+            self.server_close()
+            raise
 
     @property
     def url(self) -> str:
@@ -154,6 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self.server.last_request = time.monotonic()
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != self.server.url.rstrip("/"):
+            # only the page itself may decide: another site open in the browser must not post here
+            self._json({"error": f"requests from {origin} are refused"}, HTTPStatus.FORBIDDEN)
+            return
         length = int(self.headers.get("Content-Length") or 0)
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
