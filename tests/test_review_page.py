@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -95,6 +97,28 @@ def test_the_server_stops_by_itself_when_idle(root, queue, tmp_path):
     server, thread = start(root, queue, tmp_path / "d.jsonl", idle=0.5)
     thread.join(15)
     assert not thread.is_alive()
+
+
+def test_the_command_prints_its_address_serves_and_stops_when_idle(root, queue, tmp_path):
+    code = "import sys; from dataigm.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["review", str(root), "--queue", str(queue), "--idle-minutes", "0.05"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("review 4 image(s) (0 decided already) at http://127.0.0.1:")
+        url = first.rsplit(" at ", 1)[1].strip()
+        request = urllib.request.Request(url + "api/decision", data=b'{"index": 3, "decision": "keep"}')
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert json.loads(answer.read())["next"] == 0
+        assert proc.wait(timeout=60) == 0  # stopped by itself after 3 idle seconds
+        assert "dataigm curate apply" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    (decision,) = read_decisions(tmp_path / "queue.decisions.jsonl").latest.values()
+    assert (decision["key"], decision["decision"]) == ("real_00004", "keep")
 
 
 def test_a_line_cut_by_a_kill_is_dropped_and_the_rest_kept(root, queue, tmp_path):
