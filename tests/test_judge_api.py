@@ -164,7 +164,7 @@ def test_unknown_judge_kind_lists_the_known_ones(tmp_path):
         ValueError, match="Unknown judge kind 'yolo' in 'yolo:x=1'; known kinds: local-dir, hf-hub, nudenet"
     ):
         load_judge("yolo:x=1")
-    assert set(judge_kinds()) == {"local-dir", "hf-hub", "nudenet", "clip-zeroshot", "imagenet"}
+    assert set(judge_kinds()) == {"local-dir", "hf-hub", "nudenet", "clip-zeroshot", "imagenet", "vlm", "q16", "igmu"}
     with pytest.raises(ValueError, match="not a judge folder"):
         load_judge(f"local-dir:{tmp_path}")
     (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet10t", "num_classes": 2}))

@@ -16,7 +16,7 @@ from detectors.judges import (
     register_judge,
 )
 
-BUILT_IN = ["local-dir", "hf-hub", "nudenet", "clip-zeroshot", "imagenet"]
+BUILT_IN = ["local-dir", "hf-hub", "nudenet", "clip-zeroshot", "imagenet", "vlm", "q16", "igmu"]
 
 
 @pytest.fixture
@@ -34,6 +34,9 @@ def test_built_in_kinds_register_themselves_in_order():
         "nudenet": "detectors.judges.nudenet",
         "clip-zeroshot": "detectors.judges.clip_zeroshot",
         "imagenet": "detectors.judges.imagenet",
+        "vlm": "detectors.judges.vlm",
+        "q16": "detectors.judges.q16",
+        "igmu": "detectors.judges.igmu",
     }
 
 

@@ -20,7 +20,7 @@ from detectors.judges.registry import (
 from detectors.judges.timm_judge import TimmJudge, save_judge
 
 # The built-in kinds register on import, in this order (the order error messages and --help list them).
-for _module in ("timm_judge", "nudenet", "clip_zeroshot", "imagenet"):
+for _module in ("timm_judge", "nudenet", "clip_zeroshot", "imagenet", "vlm", "q16", "igmu"):
     importlib.import_module(f"detectors.judges.{_module}")
 
 __all__ = [
