@@ -135,6 +135,11 @@ def test_kappa_and_agreement_equal_a_hand_computation_overall_and_per_source(roo
     assert first["shard"].startswith("data/church/test/") and set(first["judges"]) == {red, green}
     mean = truth[(first["shard"].rsplit("-", 1)[0], first["key"])][0]
     assert first["judges"][red]["probability"] == pytest.approx(mean[0])
+    # the review page reads it: every queued image found in the root, with its record
+    from dataigm.review import load_queue
+
+    items = load_queue(root, tmp_path / "out" / "queue.jsonl")
+    assert [(i.key, i.cls, i.judges) for i in items] == [(q["key"], q["label"], q["judges"]) for q in queue]
     # plot and card
     with Image.open(tmp_path / "out" / "agreement_church.png") as plot:
         assert plot.size[0] > 200
