@@ -82,8 +82,26 @@ def test_every_device_option_defaults_to_auto():
     ],
 )
 def test_booleans_are_flag_and_no_flag(flags, progress, channels_last):
-    cfg = build_parser().parse_args(["generate", "--out", "o", *flags]).generate
+    from dataigm.cli.options import boolean_values_as_flags
+
+    parser = build_parser()
+    argv = boolean_values_as_flags(parser, ["generate", "--out", "o", *flags])  # as main() does
+    cfg = parser.parse_args(argv).generate
     assert (cfg.progress, cfg.channels_last) == (progress, channels_last)
+
+
+def test_a_boolean_flag_before_a_positional_takes_no_value(tmp_path, capsys):
+    from helpers.data import write_test_root
+
+    from dataigm.cli import main
+
+    root = write_test_root(tmp_path / "root", {("church", "train", "real"): [3]})
+    for argv in (["info", "--json", str(root)], ["info", "--json=true", str(root)], ["info", str(root), "--json"]):
+        assert main(argv) == 0, argv
+        rows = json.loads(capsys.readouterr().out)
+        assert sum(r["count"] for r in rows) == 3, argv
+    assert main(["info", "--json", "false", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["total", "3"]
 
 
 def test_config_file_then_flags_win(tmp_path):

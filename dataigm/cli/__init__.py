@@ -33,6 +33,7 @@ from . import (
     review,
 )
 from .common import command_parser, user_error
+from .options import boolean_values_as_flags
 
 # Command modules: each has ``HELP``, ``configure(parser)`` and ``run(cfg) -> int``.
 COMMANDS = {
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     argv = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
+    argv = boolean_values_as_flags(parser, argv)
     try:
         cfg = parser.parse_args(argv)
     except ArgumentError as err:

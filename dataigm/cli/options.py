@@ -51,15 +51,51 @@ def attribute_help(cls: type) -> dict[str, str]:
 
 
 def add_flag(parser: ArgumentParser, flag: str, default: bool, help: str, dest: str | None = None) -> None:
-    """A boolean option: ``--flag`` / ``--no-flag``, and the value form ``--flag true|false`` of older docs."""
+    """A boolean option: ``--flag`` / ``--no-flag``; :func:`boolean_values_as_flags` keeps ``--flag true|false``.
+
+    The flag takes no value, so a positional may follow it (``dataigm info --json ROOT``).
+    """
     parser.add_argument(
         flag,
         dest=dest or flag[2:].replace("-", "_"),
         action=ActionYesNo(no_prefix="no-"),
-        nargs="?",
+        nargs=0,
         default=default,
         help=help,
     )
+
+
+_BOOLEAN_WORDS = {"true": True, "yes": True, "false": False, "no": False}
+
+
+def boolean_values_as_flags(parser: ArgumentParser, argv: list[str]) -> list[str]:
+    """``--flag true|false`` (and ``--flag=false``), the value form of older docs, as ``--flag`` / ``--no-flag``.
+
+    Only the boolean options of the subcommands that ``argv`` names are rewritten; any other token is kept.
+    """
+    flags: set[str] = set()
+    current = parser
+    for token in ["", *argv]:
+        subcommands = current._subcommands_action  # jsonargparse keeps a parser's subcommands here
+        if token and subcommands is not None and token in subcommands.choices:
+            current = subcommands.choices[token]
+        elif token:
+            continue
+        flags |= {o for a in current._actions if type(a).__name__ == "ActionYesNo" for o in a.option_strings}
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, equals, value = argv[i].partition("=")
+        if name in flags and not name.startswith("--no-"):
+            if not equals and i + 1 < len(argv) and argv[i + 1].lower() in _BOOLEAN_WORDS:
+                value, i = argv[i + 1], i + 1
+            if value.lower() in _BOOLEAN_WORDS:
+                out.append(name if _BOOLEAN_WORDS[value.lower()] else "--no-" + name[2:])
+                i += 1
+                continue
+        out.append(argv[i])
+        i += 1
+    return out
 
 
 def _default(f: dataclasses.Field) -> Any:
