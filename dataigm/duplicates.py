@@ -245,10 +245,13 @@ def hash_root(root: str | Path, workers: int = 1) -> tuple[list[HashedSample], l
             computed = list(pool.map(_hash_shard, [str(root)] * len(todo), todo))
     else:
         computed = [_hash_shard(str(root), relpath) for relpath in todo]
+    checksums = {relpath: entry["sha256"] for relpath, entry in shards}
     for relpath, (samples, unreadable) in zip(todo, computed, strict=True):
         results[relpath] = (samples, unreadable)
-        entry = dict(shards)[relpath]
-        atomic_write_json(_cache_path(root, entry["sha256"]), {"samples": samples, "unreadable": unreadable})
+        try:
+            atomic_write_json(_cache_path(root, checksums[relpath]), {"samples": samples, "unreadable": unreadable})
+        except OSError as err:  # a read-only root is checked all the same, without a cache
+            logger.debug("no hash cache for %s: %s", relpath, err)
     hashed, skipped = [], []
     for relpath, (samples, unreadable) in sorted(results.items()):
         shard = ShardId.parse(relpath)

@@ -71,3 +71,37 @@ def test_info_counts_per_concept_split_source_label(small_root, capsys):
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["concept", "split", "source", "label", "count"]
     assert table.splitlines()[-1].split() == ["total", "26"]
+
+
+def test_validate_prints_the_duplicate_check(small_root, capsys):
+    # small_root's images are one-colour: compared for exact duplicates only, and all distinct
+    assert main(["validate", str(small_root)]) == 0
+    out = capsys.readouterr().out
+    assert "duplicates: 0 group(s) among 26 images" in out
+    assert "26 flat (nearly one-colour) image(s) compared for exact duplicates only" in out
+
+
+def test_validate_finds_an_exact_duplicate_across_splits(tmp_path, capsys):
+    from dataigm import ShardId, write_shard
+
+    root = write_test_root(tmp_path / "r", {("church", "train", "real"): [3]})
+    copy = make_sample("church", "test", "real", 1, label="pair")  # the pixels of train sample 1
+    copy = type(copy)("real_copy1", copy.image, copy.ext, copy.cls, copy.record)
+    write_shard(root, ShardId("church", "test", "real", 0), [copy])
+    assert validate_root(root) == []
+    assert main(["validate", str(root), "--duplicates", "fail"]) == 1
+    out = capsys.readouterr().out
+    assert "1 exact" in out and "1 leak across splits" in out
+    assert "data/church/test/real-00000.tar:real_copy1, data/church/train/real-00000.tar:real_00001" in out
+
+
+def test_an_unfinished_revision_is_a_problem(small_root):
+    from dataigm.manifest import update_manifest
+
+    def pending(manifest):  # what a dedup killed after planning leaves in the manifest
+        manifest["revisions"] = [{"id": "dedup-0123", "reason": "dedup", "status": "writing", "plan": "x.json"}]
+
+    update_manifest(small_root, pending)
+    assert validate_root(small_root) == [
+        f"revision dedup-0123 (dedup) is unfinished (writing): run `dataigm dedup {small_root}` to finish it"
+    ]
