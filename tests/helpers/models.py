@@ -1,0 +1,26 @@
+"""Tiny real models for tests that need them in several modules: an untrained judge in the saved format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def save_untrained_judge(folder: Path, concepts: tuple[str, ...] = ("nudity", "church")) -> Path:
+    """An untrained ``resnet10t`` judge of ``concepts`` with temperature 1 and threshold 0.5, saved to ``folder``."""
+    import torch
+
+    from detectors.judges import save_judge
+    from detectors.judges.model import create_judge_model, judge_data_config
+
+    torch.manual_seed(0)
+    model = create_judge_model("resnet10t", num_concepts=len(concepts), pretrained=False)
+    save_judge(
+        model,
+        folder,
+        list(concepts),
+        dict.fromkeys(concepts, 1.0),
+        dict.fromkeys(concepts, 0.5),
+        "fixed@0.5",
+        judge_data_config(model, 32),
+    )
+    return folder

@@ -1,0 +1,244 @@
+"""SDXL, SD3 and Flux (tiny real pipelines built offline): family detection, per-family options, overrides of the
+denoiser and of each text encoder, LoRA on the Flux transformer, jobs, efficiency and the evaluation."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers.models import save_untrained_judge
+from PIL import Image
+from safetensors.torch import save_file
+
+from dataigm import iter_samples
+from dataigm.validate import validate_root
+from generation.families import check_family, pipeline_class
+from generation.job import JobConfig
+from generation.mapper import call_arguments
+from generation.pipeline import load_pipeline
+from generation.probe import MAX_BATCH, MEMORY_SHARE, batch_from_peaks
+from generation.runner import run_job
+from generation.spec import ModelSpec
+from generation.weights import transformer_state_for
+
+FAMILIES = ("sdxl", "sd3", "flux")
+CLASSES = {"sdxl": "StableDiffusionXLPipeline", "sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}
+SCHEDULERS = {"sdxl": "EulerDiscreteScheduler", "sd3": "FlowMatchEulerDiscreteScheduler"}
+SCHEDULERS["flux"] = SCHEDULERS["sd3"]
+SMALL = dict(concepts=["church"], kinds=["forget"], max_prompts=2, steps=2, height=32, width=32, progress=False)
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory) -> dict:
+    from generation.tiny import save_tiny_family
+
+    root = tmp_path_factory.mktemp("families")
+    return {family: save_tiny_family(root / family, family) for family in FAMILIES}
+
+
+def render(model, prompts=("a church", "a red car"), seeds=(1, 2)) -> np.ndarray:
+    """Images of ``prompts`` with one generator per image, the family's own guidance where it has one."""
+    guidance = 3.5 if model.family.distilled_guidance else 5.0
+    generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    out = model.pipe(**call_arguments(model, list(prompts), generators, (2, guidance, 32, 32, None)))
+    return np.asarray(out.images)
+
+
+def pixels(root) -> dict:
+    return {s.key: np.asarray(Image.open(io.BytesIO(s.image)), dtype=np.int16) for s in iter_samples(root)}
+
+
+def _perturbed(module, only: str, prefix: str = "") -> dict:
+    torch.manual_seed(1)
+    return {prefix + k: v + 0.3 * torch.randn_like(v) for k, v in module.state_dict().items() if only in k}
+
+
+def test_family_is_read_from_the_pipeline_class_or_named(family_dirs, tiny_pipeline_dir):
+    for family, folder in family_dirs.items():
+        assert pipeline_class(str(folder)) == CLASSES[family]
+        assert check_family(ModelSpec(base=str(folder))).name == family
+    assert check_family(ModelSpec(base=str(tiny_pipeline_dir))).name == "sd"
+    assert check_family(ModelSpec(base="org/not-cached")) is None  # decided when it loads
+    with pytest.raises(ValueError, match=r"family 'sdxl' does not match its pipeline FluxPipeline \(family 'flux'\)"):
+        check_family(ModelSpec(base=str(family_dirs["flux"]), family="sdxl"))
+    with pytest.raises(ValueError, match="unknown family 'kandinsky'; valid: sd, sdxl, sd3, flux"):
+        ModelSpec(base="x", family="kandinsky")
+    # keys of other families stay out of the recorded spec while unset (jobs recorded before keep their identity)
+    assert "transformer" not in ModelSpec(base="x").to_dict()
+    assert ModelSpec(base="x", transformer="t.safetensors").to_dict()["transformer"] == "t.safetensors"
+    assert ModelSpec.from_dict(ModelSpec(base="x", cpu_offload=True).to_dict()).cpu_offload is True
+
+
+@pytest.mark.parametrize(
+    ("family", "model", "job", "message"),
+    [
+        ("flux", {"negative_prompt": "blurry"}, {}, r"\(flux\): has no negative prompt .* its spec gives 'blurry'"),
+        ("flux", {}, {"negative_prompt": "blurry"}, r"the job gives 'blurry'; remove it, or set negative_prompt: ''"),
+        ("flux", {"unet": "W"}, {}, r"\(flux\): has no unet; its denoiser is the transformer: give the weights as"),
+        ("sdxl", {"transformer": "W"}, {}, r"\(sdxl\): has no transformer; its denoiser is the unet"),
+        ("sdxl", {"text_encoder_3": "W"}, {}, r"has no text_encoder_3; its text encoders are text_encoder, text_enc"),
+        ("sd3", {"scheduler": "ddim"}, {}, r"\(sd3\): scheduler 'ddim' .* samples with flow matching"),
+        ("sd3", {}, {"scheduler": "euler"}, r"scheduler 'euler' \(from its spec or the job's scheduler\)"),
+    ],
+)
+def test_an_option_the_family_lacks_is_an_error_before_anything_is_written(
+    family_dirs, tmp_path, family, model, job, message
+):
+    weights = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(1)}, weights)
+    spec = {"base": str(family_dirs[family])} | {k: str(weights) if v == "W" else v for k, v in model.items()}
+    root = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        run_job(JobConfig(out=str(root), models=[spec], **SMALL | job))
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_job_is_valid_with_shared_seeds_and_batch_free_images(family_dirs, tmp_path, family):
+    base = str(family_dirs[family])
+    two = run_job(
+        JobConfig(out=str(tmp_path / "two"), models=[base, {"base": base, "name": "copy"}], batch_size=2, **SMALL)
+    )
+    one = run_job(JobConfig(out=str(tmp_path / "one"), models=[base], batch_size=1, **SMALL))
+    assert two.complete and one.complete and two.images == 4
+    assert validate_root(tmp_path / "two") == []
+    records = {s.key: s.record for s in iter_samples(tmp_path / "two")}
+    by_model = {m: {r["prompt_id"]: (k, r) for k, r in records.items() if r["model"] == m} for m in ("copy",)}
+    for record in records.values():
+        assert record["scheduler"] == SCHEDULERS[family] and (record["height"], record["width"]) == (32, 32)
+        # Flux takes its distilled guidance (the pipeline's default 3.5), never the job's CFG scale 7.5
+        assert record["guidance"] == (3.5 if family == "flux" else 7.5) and record["image_flag"] is None
+    images, single = pixels(tmp_path / "two"), pixels(tmp_path / "one")
+    originals = [k for k, r in records.items() if r["model"] != "copy"]
+    assert len(originals) == 2 and single.keys() == set(originals)
+    for key in originals:
+        copy_key, copy_record = by_model["copy"][records[key]["prompt_id"]]
+        assert copy_record["seed"] == records[key]["seed"]  # every model of a job sees the same seeds
+        assert np.abs(images[copy_key] - images[key]).max() <= 1
+        assert np.abs(single[key] - images[key]).max() <= 1  # batch of 1 vs batch of 2: float noise only
+    first, second = (images[k] for k in originals)
+    assert np.abs(first - second).mean() > 1  # two prompts and seeds: two images
+
+
+def test_lora_on_the_flux_transformer_changes_every_image_and_scale_zero_restores(family_dirs, tmp_path):
+    from diffusers import FluxPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    base = str(family_dirs["flux"])
+    pipe = load_pipeline(ModelSpec(base=base)).pipe
+    torch.manual_seed(2)
+    pipe.transformer.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    )
+    FluxPipeline.save_lora_weights(
+        tmp_path / "lora", transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+    )
+    lora = str(tmp_path / "lora")
+    models = [
+        base,
+        {"base": base, "name": "lora", "lora": lora},
+        {"base": base, "name": "off", "lora": lora, "lora_scale": 0.0},
+    ]
+    assert run_job(JobConfig(out=str(tmp_path / "r"), models=models, **SMALL)).complete
+    images = pixels(tmp_path / "r")
+    by = {(s.record["model"], s.record["prompt_id"]): images[s.key] for s in iter_samples(tmp_path / "r")}
+    prompts = {p for _, p in by}
+    assert len(prompts) == 2
+    for prompt in prompts:
+        original = by[("ORG-flux", prompt)]
+        assert np.abs(by[("lora", prompt)] - original).max() > 2
+        assert np.array_equal(by[("off", prompt)], original)  # scale 0 switches the adapter off
+
+
+def test_transformer_and_each_text_encoder_can_be_replaced(family_dirs, tmp_path):
+    flux, sd3, sdxl = (str(family_dirs[f]) for f in ("flux", "sd3", "sdxl"))
+    original = {f: render(load_pipeline(ModelSpec(base=str(d)))) for f, d in family_dirs.items()}
+    loaded = load_pipeline(ModelSpec(base=flux))
+    # a partial transformer state dict (attention only) with the "transformer." prefix of pipeline state dicts
+    state = _perturbed(loaded.pipe.transformer, "attn.to_", prefix="transformer.")
+    save_file(state, tmp_path / "flux-attn.safetensors")
+    model = load_pipeline(ModelSpec(base=flux, transformer=str(tmp_path / "flux-attn.safetensors")))
+    replaced = model.pipe.transformer.state_dict()
+    assert all(torch.equal(replaced[k.removeprefix("transformer.")], v) for k, v in state.items())
+    changes = {"flux transformer": np.abs(render(model) - original["flux"]).max()}
+    # the second SDXL encoder (CLIP with projection) in the published "text_model." layout
+    te2 = _perturbed(load_pipeline(ModelSpec(base=sdxl)).pipe.text_encoder_2, "encoder.layers")
+    save_file(te2, tmp_path / "te2.safetensors")
+    model = load_pipeline(ModelSpec(base=sdxl, text_encoder_2=str(tmp_path / "te2.safetensors")))
+    changes["sdxl text_encoder_2"] = np.abs(render(model) - original["sdxl"]).max()
+    # the T5 encoder of SD3 as a file, and its transformer as a folder of another model
+    t5 = _perturbed(load_pipeline(ModelSpec(base=sd3)).pipe.text_encoder_3, "block.")
+    save_file(t5, tmp_path / "t5.safetensors")
+    model = load_pipeline(ModelSpec(base=sd3, text_encoder_3=str(tmp_path / "t5.safetensors")))
+    changes["sd3 text_encoder_3"] = np.abs(render(model) - original["sd3"]).max()
+    from generation.tiny import save_tiny_family
+
+    other = save_tiny_family(tmp_path / "other-sd3", "sd3", seed=5)
+    model = load_pipeline(ModelSpec(base=sd3, transformer=str(other / "transformer")))
+    changes["sd3 transformer folder"] = np.abs(render(model) - original["sd3"]).max()
+    assert all(change > 0.01 for change in changes.values()), changes
+    with pytest.raises(ValueError, match="Original-layout flux transformer weights could not be converted"):
+        transformer_state_for(loaded.pipe.transformer, {"double_blocks.0.img_attn.qkv.weight": torch.zeros(1)}, "flux")
+    with pytest.raises(ValueError, match="Transformer weights fit no known layout: keys such as \\['input_blocks"):
+        transformer_state_for(loaded.pipe.transformer, {"input_blocks.0.weight": torch.zeros(1)}, "flux")
+
+
+def test_efficiency_counts_the_transformer_and_text_encoders(family_dirs, tmp_path):
+    from detectors.evaluation.efficiency import model_efficiency
+
+    flux = str(family_dirs["flux"])
+    pipe = load_pipeline(ModelSpec(base=flux)).pipe
+    name, tensor = next((k, v) for k, v in pipe.transformer.state_dict().items() if "to_q.weight" in k)
+    changed = tensor.clone()
+    changed[0, :3] += 1.0  # exactly 3 elements
+    save_file({name: changed}, tmp_path / "t.safetensors")
+    spec = ModelSpec(base=flux, name="u", transformer=str(tmp_path / "t.safetensors"))
+    report = model_efficiency(spec, ModelSpec(base=flux))
+    parts = ("transformer", "text_encoder", "text_encoder_2")
+    total = sum(t.numel() for p in parts for t in getattr(pipe, p).state_dict().values())
+    assert report["parts"] == list(parts) and (report["changed"], report["total"]) == (3, total)
+    assert list(report["by_module"]) == [f"transformer.{name.split('.')[0]}"]
+    assert report["checkpoint_bytes"] == (tmp_path / "t.safetensors").stat().st_size
+    with pytest.raises(ValueError, match="are of different families"):
+        model_efficiency(ModelSpec(base=str(family_dirs["sd3"]), name="s"), ModelSpec(base=flux))
+
+
+def test_batch_size_from_the_measured_peaks():
+    gib = 2**30
+    # 1 GiB for any call (text encoders, VAE) plus 2 GiB per image, 40 GiB free: (0.8 * 40 - 1) // 2 = 15
+    assert batch_from_peaks(3 * gib, 5 * gib, 40 * gib) == int((MEMORY_SHARE * 40 - 1) // 2)
+    # with CPU offload the first call also moves a 19 GiB part in (20 GiB for any call): fewer images fit, never 0
+    assert batch_from_peaks(22 * gib, 24 * gib, 40 * gib) == int((MEMORY_SHARE * 40 - 20) // 2)
+    assert batch_from_peaks(50 * gib, 52 * gib, 40 * gib) == 1
+    assert batch_from_peaks(gib, gib, 1000 * gib) == MAX_BATCH  # no measurable growth: the cap
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_generate_validate_evaluate(family_dirs, tiny_clip, tmp_path, family):
+    from dataigm.sampling import SamplingConfig
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
+
+    base = str(family_dirs[family])
+    loaded = load_pipeline(ModelSpec(base=base))
+    denoiser = loaded.family.denoiser
+    state = _perturbed(getattr(loaded.pipe, denoiser), "to_k")
+    save_file(state, tmp_path / "u.safetensors")
+    judge = save_untrained_judge(tmp_path / "judge")
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), concepts=["church"], judge=f"local-dir:{judge}", kinds=["forget", "replace"],
+        models=[base, {"base": base, "name": "u", "method": "ESD", denoiser: str(tmp_path / "u.safetensors")}],
+        max_prompts=2, generation=SamplingConfig(steps=2, height=32, width=32), clip_model=str(tiny_clip),
+        fid_feature="resnet10t", fid_pretrained=False, lpips_random_backbone=True, person_detector=None, progress=False,
+    )  # fmt: skip
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    assert validate_root(tmp_path / "eval" / "images") == []
+    unlearned = report["concepts"]["church"]["u"]
+    assert unlearned["forgetting"]["overall"]["n"] == 2
+    assert unlearned["lpips"]["paired"]["n"] == 2 and unlearned["lpips"]["paired"]["value"] > 0
+    assert unlearned["csdr"]["paired"]["pairs"] == 2  # scored by the evaluation's CLIP, not the generator's encoders
+    efficiency = report["efficiency"]["u"]
+    assert efficiency["parts"][0] == denoiser and efficiency["changed"] == sum(v.numel() for v in state.values())
