@@ -69,6 +69,7 @@ def test_api_serves_the_queue_and_saves_each_decision_at_once(root, queue, tmp_p
     assert [i["key"] for i in state["items"]] == QUEUED and state["next"] == 0
     first = state["items"][0]
     assert (first["label"], first["source"], first["label_source"]) == ("pair", "real", None)
+    assert (first["class_name"], first["other_class_name"]) == ("other", "church")  # the concept's class names
     assert first["judges"]["judge-a"]["probability"] == 0.91
     assert get(server, "/image/2") == samples["real_00003"].image  # the bytes of its shard member
     assert b"dataigm review" in get(server, "/")
@@ -222,7 +223,7 @@ def test_the_page_in_a_real_browser_keys_decisions_file_and_applied_revision(roo
         wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
         # the image is shown large, with its prompt-free record, label and both verdicts
         assert image.size["width"] >= 400 and image.get_attribute("data-index") == "0"
-        assert browser.find_element(By.ID, "label").text == "pair"
+        assert browser.find_element(By.ID, "label").text == "pair (other); f makes it church"
         assert "judge-a" in browser.find_element(By.ID, "judges").text and "no judgement" in browser.page_source
         body = browser.find_element(By.TAG_NAME, "body")
         body.send_keys("f")

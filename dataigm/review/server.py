@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
+from ..manifest import read_manifest
 from ..reader import read_at
 from ..schema import LABELS
 from .decisions import CHOICES, DecisionLog
@@ -56,6 +57,9 @@ class ReviewServer(ThreadingHTTPServer):
         self.idle_seconds = float(idle_seconds)
         self.last_request = time.monotonic()
         self.page = resources.files(__package__).joinpath("page.html").read_bytes()
+        # each concept's class names (e.g. nude / safe), shown next to target / pair
+        concepts = read_manifest(root)["concepts"]
+        self.class_names = {cid: (c["pair_class"], c["target_class"]) for cid, c in concepts.items()}
         try:
             super().__init__((HOST, port), _Handler)
         except OSError as err:
@@ -92,6 +96,8 @@ class ReviewServer(ThreadingHTTPServer):
                     "model": record.get("model"),
                     "prompt": record.get("prompt"),
                     "label": LABELS[item.cls],
+                    "class_name": self.class_names.get(record["concept"], LABELS)[item.cls],
+                    "other_class_name": self.class_names.get(record["concept"], LABELS)[1 - item.cls],
                     "label_source": record.get("label_source"),
                     "reason": item.reason,
                     "judges": item.judges,
