@@ -263,3 +263,36 @@ def test_paper_recipe_parses_but_cannot_run_here(tmp_path, capsys):
     code, _, err = _run(argv, capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "imagenet-1k" in err.lower(), err
     assert not (tmp_path / "dataigm").exists()
+
+
+@pytest.mark.slow
+def test_a_recipe_with_a_url_list_downloads_labels_and_counts_failures(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+    from helpers.web import ImageServer
+
+    with ImageServer() as server:
+        rows = []
+        for i in range(4):
+            server.images[f"church{i}.png"] = image_bytes((200, 20 * i, 10))
+            rows.append({"url": server.url("img", f"church{i}.png"), "caption": f"an old church {i}", "punsafe": 0.0})
+            server.images[f"cat{i}.png"] = image_bytes((10, 20 * i, 200))
+            rows.append({"url": server.url("img", f"cat{i}.png"), "caption": f"a cat on a chair {i}", "punsafe": 0.0})
+        rows.append({"url": server.url("missing", "x.png"), "caption": "a church that is gone", "punsafe": 0.0})
+        rows.append({"url": server.url("page", "y.png"), "caption": "a church page", "punsafe": 0.0})
+        rows.append({"url": server.url("img", "church0.png"), "caption": "church, unsafe", "punsafe": 0.9})
+        pd.DataFrame(rows).to_parquet(tmp_path / "urls.parquet")
+        source = {"kind": "urls", "urls": "urls.parquet", "where": "punsafe < 0.5", "samples_per_shard": 3}
+        source |= {"timeout": 2, "retries": 0, "processes": 1, "threads": 2}
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump({"name": "web", "concepts": {"church": [source]}}))
+        out = tmp_path / "out"
+        code, text, err = _run(["build", str(path), "--out", str(out)], capsys)
+    assert code == 0, err
+    samples = list(iter_samples(out, checksum=True))
+    labels = {json.loads(s.record["origin"])["url"].rsplit("/", 1)[1]: s.record["label"] for s in samples}
+    assert labels == {f"church{i}.png": "target" for i in range(4)} | {f"cat{i}.png": "pair" for i in range(4)}
+    assert {s.record["source"] for s in samples} == {"laion"}
+    assert "1. urls church" in text and "failed" in text  # the two failed URLs are counted, not fatal
+    assert validate_root(out) == []
