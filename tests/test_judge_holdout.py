@@ -143,3 +143,14 @@ def test_holdout_comparison_against_a_direct_computation():
     assert holdout_comparison(y, p, d, held, n_boot=300, ci=0.9, seed=1) == out  # seeded
     nothing_seen = holdout_comparison(y, p, d, np.ones(200, dtype=bool), n_boot=50)
     assert nothing_seen["seen"]["n"] == 0 and nothing_seen["gap"]["accuracy"]["value"] is None
+
+
+def test_method_lists_are_read_from_text_or_lists():
+    from detectors.audit.evaluate import parse_methods
+    from detectors.training.config import TrainConfig
+
+    assert TrainConfig(data="d", out="o", exclude_methods="ESD, UCE").exclude_methods == ["ESD", "UCE"]
+    assert TrainConfig(data="d", out="o", exclude_methods=["ESD,UCE", "ESD"]).exclude_methods == ["ESD", "UCE"]
+    assert TrainConfig(data="d", out="o", exclude_methods="").exclude_methods is None
+    assert parse_methods("ESD,UCE") == parse_methods(["ESD", " UCE"]) == ["ESD", "UCE"]
+    assert parse_methods(None) == []
