@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 EVAL_TAGS = ["dataigm", "machine-unlearning", "evaluation", "text-to-image"]
 REPORT_FILES = ("README.md", "report.json", "report.md", "config.yaml")  # published when present, with the plots
-PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")  # as detectors.evaluation.report writes them
+# An image link of report.md (dataigm.markdown.image): the figures the report shows are the ones it links.
+_IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 ASPECTS = (
     ("forgetting", "share of forget-prompt images the judge calls concept-absent (Wilson interval)", "higher"),
     (
@@ -82,9 +84,11 @@ def report_markdown(report_dir: str | Path) -> str:
 
 
 def plot_files(report_dir: str | Path) -> list[str]:
-    """The chart and grid files ``dataigm evaluate`` wrote into ``report_dir`` (names, sorted)."""
+    """The chart and grid files that ``report.md`` in ``report_dir`` links (names in its order; existing files)."""
     folder = Path(report_dir)
-    return [name for pattern in PLOT_PATTERNS for name in sorted(p.name for p in folder.glob(pattern) if p.is_file())]
+    path = folder / "report.md"
+    links = _IMAGE_LINK.findall(path.read_text(encoding="utf-8")) if path.is_file() else []
+    return [name for name in dict.fromkeys(links) if "/" not in name and (folder / name).is_file()]
 
 
 def report_files(report_dir: str | Path) -> list[str]:

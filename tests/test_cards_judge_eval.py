@@ -351,6 +351,18 @@ def test_push_judge_refuses_bad_input_before_calling_the_hub(judge_run, hub, tmp
     assert hub.calls == []
 
 
+def test_report_files_are_the_figures_report_md_links(report_dir, tmp_path):
+    import re
+    import shutil
+
+    folder = shutil.copytree(report_dir, tmp_path / "report")
+    (folder / "radar-stale.png").write_bytes((folder / "radar-nudity.png").read_bytes())  # not the report's
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (folder / "report.md").read_text())
+    assert "radar-nudity.png" in linked
+    files = report_files(folder)
+    assert [f for f in files if f.endswith(".png")] == linked and "radar-stale.png" not in files
+
+
 def test_push_report_uploads_the_report_and_its_card(report_dir, hub, capsys):
     repo = "my-org/dataigm"
     code = main(["push", "report", str(report_dir), "--repo", repo, "--repo-type", "dataset"])

@@ -39,7 +39,7 @@ COLUMNS = (
     ("ASR ↓", ("robustness", "overall")),
     ("person rate", ("person_rate",)),
 )
-PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")  # the charts and grids beside report.md
+PLOT_PATTERNS = ("radar-*.png", "bars-*.png", "grid-*.png")  # the order of figures in report.md (the card reads it)
 
 
 def _value(entry: dict | None, *path: str):
