@@ -89,12 +89,19 @@ def describe_threshold_rule(rule: str) -> str:
     return f"`{rule}`"
 
 
+def _by_concept(counts: dict | None) -> str:
+    nonzero = {c: n for c, n in (counts or {}).items() if n}
+    return " (" + ", ".join(f"{c}: {n}" for c, n in nonzero.items()) + ")" if nonzero else ""
+
+
 def _metric_tables(metrics: dict) -> str:
     data, boot = metrics.get("data", {}), metrics.get("bootstrap", {})
     intro = (
         f"Measured with `dataigm judge eval` on split `{data.get('split')}` of `{data.get('name')}` "
         f"(manifest sha256 `{data.get('manifest_sha256')}`): {metrics.get('images')} images, "
-        f"{metrics.get('unreadable_images', 0)} unreadable. Each value has a {boot.get('ci', 0.95):.0%} percentile "
+        f"{metrics.get('unreadable_images', 0)} unreadable, {metrics.get('excluded_nan', 0)} left out because the "
+        f"judge returned NaN for them{_by_concept(metrics.get('excluded_nan_by_concept'))}. "
+        f"Each value has a {boot.get('ci', 0.95):.0%} percentile "
         f"bootstrap interval ({boot.get('resamples')} resamples); ECE uses {boot.get('ece_bins', 15)} equal-width bins. "
         "Decisions use the calibrated probability and the threshold below."
     )

@@ -122,6 +122,12 @@ def test_judge_eval_leaves_nan_judgements_out_of_the_metrics_and_counts_them(roo
     assert overall["metrics"]["auroc"]["value"] == pytest.approx(roc_auc_score(y, p))
     write_report(evaluation, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["excluded_nan"] == int(nan.sum())
+    from cards.judge_card import _metric_tables  # the card's "how it was measured" paragraph
+
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert f"{int(nan.sum())} left out because the judge returned NaN for them (church: {int(nan.sum())})" in (
+        _metric_tables(metrics)
+    )
     with open(tmp_path / "out" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["present"] == "" for r in rows] == nan.tolist()  # no judgement is written as none, not as 0
