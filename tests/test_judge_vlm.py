@@ -187,6 +187,10 @@ def test_vlm_without_a_chat_template_is_refused_and_nothing_is_written(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert "has no chat template" in err and "chat_template=PATH" in err
+    # the template is checked before the weights are read
+    shutil.copytree(bare, tmp_path / "no-weights", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(ValueError, match="has no chat template"):
+        load_judge(f"vlm:model={tmp_path / 'no-weights'},concept=church", "cpu")
     template = tmp_path / "template.jinja"
     template.write_text(CHAT_TEMPLATE)
     judge = load_judge(f"vlm:model={bare},concept=church,chat_template={template}", "cpu")

@@ -127,13 +127,10 @@ class VlmJudge(Judge):
         self.dtype = getattr(torch, dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(model)
-            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=self.dtype).eval().to(self.device)
         except OSError as err:
             raise ValueError(
                 f"Cannot load the VLM {model!r} ({err}); give a local folder or a reachable Hub id"
             ) from None
-        except ValueError as err:  # transformers: a configuration without an image-text-to-text class
-            raise ValueError(f"{model!r} is not an image-text-to-text model ({str(err).splitlines()[0]})") from None
         if chat_template is not None:
             path = Path(chat_template)
             if not path.is_file():
@@ -154,6 +151,14 @@ class VlmJudge(Judge):
         shared = sorted(set(self.yes_ids) & set(self.no_ids))
         if shared:
             raise ValueError(f"The yes and no answer words share token(s) {shared}; give distinct words")
+        try:  # the weights last: every option above is checked before gigabytes are read
+            self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=self.dtype).eval().to(self.device)
+        except OSError as err:
+            raise ValueError(
+                f"Cannot load the VLM {model!r} ({err}); give a local folder or a reachable Hub id"
+            ) from None
+        except ValueError as err:  # transformers: a configuration without an image-text-to-text class
+            raise ValueError(f"{model!r} is not an image-text-to-text model ({str(err).splitlines()[0]})") from None
         self._keep_last = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.image_transform = _rgb
 
