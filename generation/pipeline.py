@@ -59,6 +59,11 @@ def torch_dtype(name: str, device: str):
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
+def dtype_name(spec: ModelSpec, family: Family | None) -> str:
+    """The spec's dtype, else its family's (bf16 for SD3 and Flux, fp16 for SD and SDXL)."""
+    return spec.dtype or (family.dtype if family is not None else "fp16")
+
+
 def _revision_of(base: str, revision: str | None) -> str | None:
     """The commit a Hub pipeline resolved to, or the revision asked for (None for a local folder)."""
     from huggingface_hub import constants, model_info
@@ -167,7 +172,7 @@ def load_pipeline(
     base = spec.weights_base
     # The family from model_index.json decides the dtype; checked again against the class that loads.
     family = resolve_family(spec, pipeline_class(base, spec.revision))
-    dtype = torch_dtype(spec.dtype or (family.dtype if family else "fp16"), device)
+    dtype = torch_dtype(dtype_name(spec, family), device)
     # only SD pipelines have a safety checker (others would warn about an unexpected argument)
     extra = {"safety_checker": None, "requires_safety_checker": False} if family is None or family.name == "sd" else {}
     pipe = DiffusionPipeline.from_pretrained(base, revision=spec.revision, dtype=dtype, **extra)

@@ -16,7 +16,7 @@ from dataigm.validate import validate_root
 from generation.families import check_family, pipeline_class
 from generation.job import JobConfig
 from generation.mapper import call_arguments
-from generation.pipeline import load_pipeline
+from generation.pipeline import dtype_name, load_pipeline
 from generation.probe import MAX_BATCH, MEMORY_SHARE, batch_from_peaks
 from generation.runner import run_job
 from generation.spec import ModelSpec
@@ -205,6 +205,24 @@ def test_efficiency_counts_the_transformer_and_text_encoders(family_dirs, tmp_pa
         model_efficiency(ModelSpec(base=str(family_dirs["sd3"]), name="s"), ModelSpec(base=flux))
 
 
+def test_dtype_offload_and_tiling_options(family_dirs, caplog):
+    from generation.families import FAMILIES as KNOWN
+
+    assert {f: dtype_name(ModelSpec(base="x"), KNOWN[f]) for f in KNOWN} == {
+        "sd": "fp16", "sdxl": "fp16", "sd3": "bf16", "flux": "bf16"
+    }  # fmt: skip
+    assert dtype_name(ModelSpec(base="x", dtype="fp32"), KNOWN["flux"]) == "fp32"
+    base = str(family_dirs["flux"])
+    plain = load_pipeline(ModelSpec(base=base))
+    tiled = load_pipeline(ModelSpec(base=base, vae_tiling=True, cpu_offload=True))
+    assert tiled.pipe.vae.use_tiling and not plain.pipe.vae.use_tiling
+    assert "cpu_offload applies on CUDA only" in caplog.text  # said, not silently dropped
+    # a 32 px image is one tile: the same pixels
+    assert np.abs(render(tiled) - render(plain)).max() < 1e-5
+    with pytest.raises(ValueError, match="cpu_offload must be true or false, got 'yes'"):
+        ModelSpec(base=base, cpu_offload="yes")
+
+
 def test_batch_size_from_the_measured_peaks():
     gib = 2**30
     # 1 GiB for any call (text encoders, VAE) plus 2 GiB per image, 40 GiB free: (0.8 * 40 - 1) // 2 = 15
@@ -229,7 +247,7 @@ def test_family_generate_validate_evaluate(family_dirs, tiny_clip, tmp_path, fam
     save_file(state, tmp_path / "u.safetensors")
     judge = save_untrained_judge(tmp_path / "judge")
     cfg = EvalConfig(
-        out=str(tmp_path / "eval"), concepts=["church"], judge=f"local-dir:{judge}", kinds=["forget", "replace"],
+        out=str(tmp_path / "eval"), concepts=["church"], judge=f"local-dir:{judge}", kinds=["forget", "remove", "replace"],
         models=[base, {"base": base, "name": "u", "method": "ESD", denoiser: str(tmp_path / "u.safetensors")}],
         max_prompts=2, generation=SamplingConfig(steps=2, height=32, width=32), clip_model=str(tiny_clip),
         fid_feature="resnet10t", fid_pretrained=False, lpips_random_backbone=True, person_detector=None, progress=False,
