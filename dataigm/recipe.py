@@ -212,8 +212,9 @@ def _source_step(path: Path, number: int, concept: str, index: int, entry: Any) 
         for key in ("prompt_files",):
             if key in options:
                 options[key] = [_resolve(base, p) for p in options[key]]
-        if "out" in options:
-            raise _error(path, where, "a generate step writes to the recipe's 'out'; remove its own 'out'")
+        for key in ("out", "name", "concepts"):
+            if key in options:
+                raise _error(path, where, f"a generate step takes its {key!r} from the recipe; remove it")
         options["concepts"] = [concept]
     return Step(number, kind, concept, options, where)
 

@@ -92,6 +92,10 @@ FOLDER = {"kind": "folder", "folder": "images", "source": "real"}
         ({"concepts": {"church": [FOLDER]}, "rules": {"balance": {"by": "class"}}}, "rules.balance.by 'class'"),
         ({"concepts": {"church": [{"kind": "generate", "modles": ["toy"]}]}}, "unknown key 'modles' for a generate"),
         (
+            {"concepts": {"church": [{"kind": "generate", "models": ["toy"], "concepts": ["nudity"]}]}},
+            "concepts.church[0]: a generate step takes its 'concepts' from the recipe; remove it",
+        ),
+        (
             {"concepts": {"church": [{"kind": "urls", "urls": "x.parquet"}]}},
             "URL list '{tmp}/x.parquet' does not exist",
         ),

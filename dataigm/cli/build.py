@@ -54,11 +54,15 @@ class GenerateStep:
         from generation.job import collect_prompts, plan_items
 
         cfg = self.config(step, recipe)
-        items = plan_items(cfg, collect_prompts(cfg, cfg.registry()))
         models = len(cfg.model_specs())
-        cells = {group: len(group_items) * models for group, group_items in items.items()}
-        return ", ".join(f"{n} {group.split('/', 1)[1]}" for group, n in sorted(cells.items())) + (
-            f" ({models} model(s); labels from the prompt kinds)"
+        cells: dict[str, int] = {}
+        for group, items in plan_items(cfg, collect_prompts(cfg, cfg.registry())).items():
+            for item in items:
+                cell = f"{group.split('/', 1)[1]}/{item.label}"
+                cells[cell] = cells.get(cell, 0) + models
+        return (
+            ", ".join(f"{n} {cell}" for cell, n in sorted(cells.items()))
+            + f" ({models} model(s); labels by prompt kind)"
         )
 
     def run(self, step, recipe) -> str:
