@@ -25,6 +25,13 @@ def _splits(manifest: dict) -> dict[str, list[str]]:
     return {c: sorted(s) for c, s in out.items()}
 
 
+def preload_card_libraries() -> None:
+    """Import what :func:`dataset_card_data` needs (``datasets`` takes about a second): a job calls it in a
+    thread at its start, so the card at its end does not wait for the import."""
+    import datasets.info  # noqa: F401
+    import huggingface_hub  # noqa: F401
+
+
 def dataset_card_data(root: str | Path):
     """``huggingface_hub.DatasetCardData`` with ``configs`` and ``dataset_info`` for the root."""
     from datasets import DatasetInfo

@@ -21,13 +21,14 @@ import errno
 import logging
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .concepts import Concept
-from .dataset_readme import write_dataset_readme
+from .dataset_readme import preload_card_libraries, write_dataset_readme
 from .files import atomic_write_json, atomic_write_text
 from .layout import MANIFEST_NAME, META_DIR, ShardId
 from .manifest import (
@@ -75,6 +76,11 @@ class ShardWorker(Protocol):
     """
 
     def run(self, task: Any) -> ShardResult: ...
+
+
+# A worker may also offer ``run_many(tasks) -> Iterator[ShardResult]`` (one result per task, in order, each as
+# ``run`` would give it): a local run hands it the whole list, so it can overlap one shard's writing with the
+# next one's work (generation's writer thread).
 
 
 def is_transient(err: BaseException) -> bool:
@@ -246,8 +252,11 @@ class ShardJob:
         todo = [t for t in mine if t.shard not in done]
         summary = JobSummary(self.job_id, skipped=len(mine) - len(todo))
         total = sum(_size(t) for t in todo)
+        # the card's libraries load while the shards are written, so the card costs no waiting at the end
+        card_libraries = threading.Thread(target=preload_card_libraries, daemon=True)
+        card_libraries.start()
         with tqdm(total=total, unit=unit, desc=self.job_id.split("-")[0], disable=not progress) as bar:
-            for result in distributor.run(self.worker, todo):
+            for result in self._results(distributor, todo):
                 summary.add(result)
                 bar.update(result.images + len(result.skipped))
         # A new job that wrote nothing leaves no trace (other workers of a partition may share its reservation).
@@ -258,8 +267,19 @@ class ShardJob:
                 others = f" (and {len(summary.failed) - 1} other shard(s))" if len(summary.failed) > 1 else ""
                 kept = "removed" if not before.existed else "left as it was"
                 raise ValueError(f"{first.error}{others}; nothing was written, {self.root} is {kept}")
-        write_dataset_readme(self.root)
+        card_libraries.join()
+        write_dataset_readme(self.root)  # once per job, after its last shard
         return summary
+
+    def _results(self, distributor, tasks: list[Any]):
+        """The tasks' results: a worker with ``run_many`` (a pipelined worker) runs a local distributor's
+        whole list itself; anything else goes through the distributor one task at a time."""
+        from .distribute import LocalDistributor  # distribute imports this module
+
+        run_many = getattr(self.worker, "run_many", None)
+        if run_many is not None and isinstance(distributor, LocalDistributor):
+            return run_many(tasks)
+        return distributor.run(self.worker, tasks)
 
     def _snapshot(self) -> _Before:
         root = Path(self.root)

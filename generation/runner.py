@@ -8,13 +8,17 @@ the models, and :class:`GenerateWorker` (load the model, render, encode, write o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from dataigm.devices import resolve_device
 from dataigm.distribute import make_distributor
 from dataigm.layout import MANIFEST_NAME
 from dataigm.manifest import read_manifest
+from dataigm.sample import Sample
 from dataigm.shardjob import JobSummary, ShardJob, ShardResult, is_transient, one_line, with_retries
 from dataigm.writer import write_shard
 
@@ -98,37 +102,75 @@ class GenerateWorker:
     cfg: JobConfig
     job: str
 
-    def run(self, task: ShardTask) -> ShardResult:
-        """Render and write ``task``'s shard; a failure is returned, not raised."""
+    def _renderer(self, task: ShardTask) -> Callable[[], list[Sample]]:
+        """One attempt at rendering ``task``'s samples; out of memory halves the batch of the next attempt."""
         from .mapper import render_shard
 
         cfg, registry = self.cfg, self.cfg.registry()
         batch_size: list[int | None] = [None]  # halved in place after running out of memory
 
-        def attempt() -> ShardResult:
+        def render() -> list[Sample]:
             import torch
 
             try:
                 model = get_model(cfg, task.model_index, self.job)
                 batch_size[0] = batch_size[0] or choose_batch_size(cfg, model)
-                samples = render_shard(task, model, cfg, registry, batch_size[0])
-                write_shard(cfg.out, task.shard, samples, job_id=self.job)
+                return render_shard(task, model, cfg, registry, batch_size[0])
             except torch.cuda.OutOfMemoryError as err:
                 tried, batch_size[0] = batch_size[0], max(1, (batch_size[0] or 2) // 2)
                 _loaded.clear()
                 torch.cuda.empty_cache()
                 raise RuntimeError(f"out of memory at batch size {tried}: {one_line(err)}") from err
-            except (RuntimeError, ValueError, OSError):  # unreadable checkpoint, pipeline failure, disk
+            except (RuntimeError, ValueError, OSError):  # unreadable checkpoint, pipeline failure
                 _loaded.clear()
                 raise
-            result = ShardResult(task.shard.relpath, images=len(samples))
-            for sample in samples:
-                flag = sample.record["image_flag"]
-                if flag:
-                    result.flags[flag] = result.flags.get(flag, 0) + 1
-            return result
 
-        return with_retries(task.shard, attempt, cfg.retries)
+        return render
+
+    def _write(self, task: ShardTask, samples: list[Sample]) -> ShardResult:
+        write_shard(self.cfg.out, task.shard, samples, job_id=self.job)
+        result = ShardResult(task.shard.relpath, images=len(samples))
+        for sample in samples:
+            flag = sample.record["image_flag"]
+            if flag:
+                result.flags[flag] = result.flags.get(flag, 0) + 1
+        return result
+
+    def run(self, task: ShardTask) -> ShardResult:
+        """Render and write ``task``'s shard; a failure is returned, not raised."""
+        render = self._renderer(task)
+        return with_retries(task.shard, lambda: self._write(task, render()), self.cfg.retries)
+
+    def run_many(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
+        """Each task's result, in order, as :meth:`run` gives it; a writer thread writes shard k while shard
+        k + 1 renders, so writing never holds up the model.
+
+        The shards are the same bytes as :meth:`run`'s. Rendering keeps its retries; a failed write is
+        retried (transient errors only) from the samples held in memory. A shard is done only once its
+        sidecar is written, so a kill at any moment loses at most the shards in flight.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataigm-shard-writer") as writer:
+            previous: Future | ShardResult | None = None
+            for task in tasks:
+                current = self._render_and_submit(task, writer)
+                if previous is not None:
+                    yield previous.result() if isinstance(previous, Future) else previous
+                previous = current
+            if previous is not None:
+                yield previous.result() if isinstance(previous, Future) else previous
+
+    def _render_and_submit(self, task: ShardTask, writer: ThreadPoolExecutor) -> Future | ShardResult:
+        """The future of ``task``'s write, or its failed result when it could not be rendered."""
+        render, samples = self._renderer(task), []
+
+        def attempt() -> ShardResult:
+            samples[:] = render()
+            return ShardResult(task.shard.relpath, images=len(samples))
+
+        rendered = with_retries(task.shard, attempt, self.cfg.retries)
+        if rendered.error is not None:
+            return rendered
+        return writer.submit(with_retries, task.shard, partial(self._write, task, samples), self.cfg.retries)
 
 
 # ---------------------------------------------------------------- the job

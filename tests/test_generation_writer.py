@@ -1,0 +1,106 @@
+"""Generation's writer thread: shard k is written while shard k + 1 renders, to the same bytes, with the same errors."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+import generation.mapper
+import generation.runner
+from generation.job import JobConfig
+from generation.runner import prepare, run_job
+
+SMALL = dict(steps=2, height=64, width=64, samples_per_shard=2, progress=False, concepts=["church"])
+
+
+def job(root, pipeline, **changes) -> JobConfig:
+    options = dict(SMALL, kinds=["forget", "replace"], max_prompts=3, models=[str(pipeline)]) | changes
+    return JobConfig(out=str(root), **options)
+
+
+def tars(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "data").rglob("*.tar"))}
+
+
+@dataclass(frozen=True)
+class OneAtATime:
+    """A distributor that hands the worker one task at a time (what Ray does): no writer thread."""
+
+    shares_reservation = False
+
+    def select(self, tasks):
+        return list(tasks)
+
+    def run(self, worker, tasks):
+        for task in tasks:
+            yield worker.run(task)
+
+
+@pytest.fixture
+def timeline(monkeypatch):
+    """(event, shard, thread name, time) of every render and write, from the real functions."""
+    events = []
+    render, write = generation.mapper.render_shard, generation.runner.write_shard
+
+    def timed_render(task, *args, **kwargs):
+        events.append(("render_start", task.shard.relpath, threading.current_thread().name, time.perf_counter()))
+        out = render(task, *args, **kwargs)
+        events.append(("render_end", task.shard.relpath, threading.current_thread().name, time.perf_counter()))
+        return out
+
+    def timed_write(root, shard, samples, **kwargs):
+        events.append(("write_start", shard.relpath, threading.current_thread().name, time.perf_counter()))
+        out = write(root, shard, samples, **kwargs)
+        events.append(("write_end", shard.relpath, threading.current_thread().name, time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(generation.mapper, "render_shard", timed_render)
+    monkeypatch.setattr(generation.runner, "write_shard", timed_write)
+    return events
+
+
+def _at(events, name, shard):
+    return next(t for e, s, _, t in events if e == name and s == shard)
+
+
+def test_the_writer_thread_overlaps_rendering_and_writes_the_same_bytes(tiny_pipeline_dir, tmp_path, timeline):
+    summary = run_job(job(tmp_path / "threaded", tiny_pipeline_dir))
+    threaded = list(timeline)
+    timeline.clear()
+    serial = prepare(job(tmp_path / "serial", tiny_pipeline_dir)).run(OneAtATime())
+    assert summary.complete and summary.images == serial.images == 6 and summary.written == serial.written == 3
+    assert tars(tmp_path / "threaded") == tars(tmp_path / "serial")  # byte-identical shards
+    shards = [s for e, s, _, _ in threaded if e == "render_start"]
+    assert len(shards) == 3 and {t for e, _, t, _ in threaded if e == "write_start"} == {"dataigm-shard-writer_0"}
+    for shard, following in zip(shards, shards[1:], strict=False):
+        # shard k's write began before shard k + 1 finished rendering: the model never waited for it
+        assert _at(threaded, "write_start", shard) < _at(threaded, "render_end", following)
+        assert _at(timeline, "write_end", shard) <= _at(timeline, "render_start", following)  # one at a time
+    assert {t for e, _, t, _ in timeline if e == "write_start"} == {"MainThread"}
+
+
+def test_a_failed_write_is_that_shards_result_and_transient_ones_are_retried(tiny_pipeline_dir, tmp_path, monkeypatch):
+    write = generation.runner.write_shard
+    calls: dict[str, int] = {}
+    order = []
+
+    def flaky_write(root, shard, samples, **kwargs):
+        calls[shard.relpath] = calls.get(shard.relpath, 0) + 1
+        order.append(shard.relpath)
+        if len(calls) == 1 and calls[shard.relpath] == 1:
+            raise OSError(errno.EIO, "I/O error")  # transient: retried from the samples in memory
+        if len(calls) == 2:
+            raise ValueError("the disk refuses this shard")  # deterministic: the shard fails
+        return write(root, shard, samples, **kwargs)
+
+    monkeypatch.setattr(generation.runner, "write_shard", flaky_write)
+    summary = run_job(job(tmp_path / "r", tiny_pipeline_dir, retries=1))
+    first, second, third = dict.fromkeys(order)
+    assert calls == {first: 2, second: 1, third: 1}
+    assert summary.written == 2 and summary.images == 4 and [r.shard for r in summary.failed] == [second]
+    assert "ValueError: the disk refuses this shard" in summary.failed[0].error and not summary.failed[0].retryable
+    assert set(tars(tmp_path / "r")) == {first, third}
