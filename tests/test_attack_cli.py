@@ -1,0 +1,217 @@
+"""``dataigm attack`` end to end on a tiny pipeline: the prompt file and its provenance, generate and evaluate
+reading it as it is, resume after a kill or a half-written line, and bad input refused in one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from dataigm.cli import main
+from dataigm.prompts import PromptRecord, build_prompts, read_prompts, write_prompts
+from generation.seeds import item_seed
+
+RAB = ["--population", "6", "--generations", "3", "--tokens", "3"]
+UDA = ["--tokens", "2", "--iterations", "2", "--timesteps", "2", "--target-steps", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than on a shared, busy CPU's several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def attack(model, out, method="ring_a_bell", *more) -> list[str]:
+    options = RAB if method == "ring_a_bell" else UDA
+    return [
+        "attack", "--method", method, "--model", str(model), "--concept", "nudity", "--out", str(out),
+        "--max-prompts", "2", "--device", "cpu", "--no-progress", *options, *more,
+    ]  # fmt: skip
+
+
+def only_file(out):
+    (path,) = sorted(out.glob("*.jsonl"))
+    return path
+
+
+def test_prompt_file_names_its_provenance_and_generate_renders_it(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "attack"
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    path = only_file(out)
+    assert path.name == "nudity-ring_a_bell-ORG-tiny.jsonl" and (out / "attack.yaml").is_file()
+    records = read_prompts(path)
+    sources = {r.prompt_id: r for r in build_prompts("nudity", ["forget"])}
+    assert len(records) == 2
+    for record in records:
+        source = sources[record.parent_id]
+        assert record.kind == "adversarial" and record.attack == "ring_a_bell" and record.concept == "nudity"
+        assert record.source_text == source.text and record.seed == item_seed(0, source.prompt_id, 0)
+        assert record.target_model["base"] == str(tiny_pipeline_dir) and len(record.target_checksum) == 64
+        assert record.attack_options == {
+            "method": "ring_a_bell", "tokens": 3, "eta": 3.0, "population": 6, "generations": 3,
+            "mutation_rate": 0.25, "crossover_rate": 0.5, "concept_prompts": None, "base_seed": 0, "dtype": None,
+        }  # fmt: skip
+        assert record.fitness > 0 and record.loss is None and len(record.extra["token_ids"]) == 3
+    # generate renders the file as it is: one image per adversarial prompt, recording the attack and its seed
+    root = tmp_path / "root"
+    argv = ["generate", "--out", str(root), "--models", json.dumps([str(tiny_pipeline_dir)])]
+    argv += ["--prompt-files", json.dumps([str(path)]), "--steps", "2", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    from dataigm import iter_samples
+
+    samples = {s.record["prompt_id"]: s.record for s in iter_samples(root)}
+    assert set(samples) == {r.prompt_id for r in records}
+    for record in records:
+        assert samples[record.prompt_id]["attack"] == "ring_a_bell"
+        assert samples[record.prompt_id]["seed"] == record.seed
+        assert samples[record.prompt_id]["prompt_kind"] == "adversarial"
+
+
+def test_evaluate_takes_the_file_as_attack_prompts(tiny_pipeline_dir, tmp_path):
+    out = tmp_path / "attack"
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import eval_prompts, generation_job
+    from generation.job import collect_prompts
+
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge="clip:" + str(tiny_pipeline_dir),
+        models=[str(tiny_pipeline_dir)], attack_files=[str(only_file(out))],
+        clip_model=None, lpips_net=None, person_detector=None,
+    )  # fmt: skip
+    eval_prompts(cfg, cfg.registry())  # the evaluation's own prompt files, written before it renders
+    job = generation_job(cfg)
+    prompts = [p for p in collect_prompts(job, cfg.registry()) if p.kind == "adversarial"]
+    assert [p.prompt_id for p in prompts] == [r.prompt_id for r in read_prompts(only_file(out))]
+
+
+def test_rerun_skips_done_prompts_and_drops_a_half_written_line(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "attack"
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    path = only_file(out)
+    whole = path.read_text()
+    first, second = whole.splitlines(keepends=True)
+    path.write_text(first + second[: len(second) // 2])  # killed while writing the second line
+    capsys.readouterr()
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    assert "(1 already done)" in capsys.readouterr().out
+    assert path.read_text() == whole  # the same prompt, found again from its own seed
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    assert "(2 already done)" in capsys.readouterr().out and path.read_text() == whole
+
+
+def test_a_run_with_other_options_is_refused(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "attack"
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    before = only_file(out).read_text()
+    capsys.readouterr()
+    assert main(attack(tiny_pipeline_dir, out, "ring_a_bell", "--eta", "5.5")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "['eta']" in err and "another --out" in err
+    assert only_file(out).read_text() == before
+
+
+def _bad_inputs(tmp_path, tiny):
+    remove = tmp_path / "remove.jsonl"
+    write_prompts(build_prompts("nudity", ["remove"])[:2], remove)
+    church = tmp_path / "church.jsonl"
+    write_prompts(build_prompts("church", ["forget"])[:2], church)
+    same = tmp_path / "same.jsonl"
+    write_prompts(
+        [
+            PromptRecord("n-forget-000", "nudity", "forget", "a person on a beach"),
+            PromptRecord("n-remove-000", "nudity", "remove", "a person on a beach", parent_id="n-forget-000"),
+        ],
+        same,
+    )
+    return [
+        (["--method", "p4d"], "Unknown attack method 'p4d'; valid: unlearndiffatk, ring_a_bell"),
+        (["--tokens", "0"], "tokens must be an integer >= 1, got 0"),
+        (["--tokens", "80"], "tokens 80 cannot be used by ring_a_bell: the text encoder takes 77 tokens"),
+        (["--prompts", str(remove)], "holds prompts of kind ['remove']; attacks start from kind forget"),
+        (["--prompts", str(church)], "holds prompts of concept(s) ['church'], not 'nudity'"),
+        (["--model", "toy"], "has no text encoder the attack can reach"),
+        (["--concept-prompts", str(same)], "Concept 'nudity' has no prompt pairs with and without its target words"),
+        (["--concept", "unicorn"], "Unknown concept 'unicorn'; known concepts:"),
+        (["--schedule", "cosine"], "Unknown schedule 'cosine'; valid: sequential, random"),
+    ]
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tiny_pipeline_dir, tmp_path, capsys):
+    for more, message in _bad_inputs(tmp_path, tiny_pipeline_dir):
+        out = tmp_path / "never"
+        assert main([*attack(tiny_pipeline_dir, out), *more]) == 2, more
+        err = capsys.readouterr().err
+        assert err.startswith("dataigm attack: error: ") and err.count("\n") == 1, err
+        assert message in err, (message, err)
+        assert not out.exists(), more
+
+
+def test_unlearndiffatk_target_images_given_or_rendered(tiny_pipeline_dir, tmp_path, capsys):
+    out = tmp_path / "rendered"
+    assert main(attack(tiny_pipeline_dir, out, "unlearndiffatk")) == 0
+    records = read_prompts(only_file(out))
+    targets = sorted(p.name for p in (out / "targets").glob("*.png"))
+    assert targets == sorted(f"{r.parent_id}.png" for r in records)
+    for record in records:
+        assert record.text.endswith(record.source_text) and record.loss > 0 and record.fitness is None
+    # the same images given as a folder: the same adversarial prompts
+    given = tmp_path / "given"
+    argv = attack(tiny_pipeline_dir, given, "unlearndiffatk", "--target-images", str(out / "targets"))
+    assert main(argv) == 0
+    assert [r.text for r in read_prompts(only_file(given))] == [r.text for r in records]
+    assert not (given / "targets").exists()
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    capsys.readouterr()
+    assert main(attack(tiny_pipeline_dir, tmp_path / "never", "unlearndiffatk", "--target-images", str(missing))) == 2
+    assert "has no image for prompt(s)" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+# Runs in the child: after the first prompt is appended the run sleeps, so the kill lands mid-run.
+_CHILD = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+from generation.attacks import runner
+_append = runner._append
+def _append_then_pause(path, records):
+    _append(path, records)
+    time.sleep(3600)
+runner._append = _append_then_pause
+from dataigm.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.slow
+def test_killed_attack_resumes_to_the_uninterrupted_result(tiny_pipeline_dir, tmp_path):
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    argv = [*attack(tiny_pipeline_dir, killed, "unlearndiffatk"), "--batch-size", "1"]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(argv=argv)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    try:
+        while not list(killed.glob("*.jsonl")) or not next(killed.glob("*.jsonl")).read_text().endswith("\n"):
+            assert child.poll() is None, f"the attack ended (exit {child.returncode}) before the kill"
+            assert time.monotonic() < deadline, "no prompt done within 600 s"
+            time.sleep(0.05)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert len(read_prompts(only_file(killed))) == 1
+    assert main([*attack(tiny_pipeline_dir, killed, "unlearndiffatk"), "--batch-size", "1"]) == 0
+    assert main([*attack(tiny_pipeline_dir, whole, "unlearndiffatk"), "--batch-size", "2"]) == 0
+    resumed, uninterrupted = read_prompts(only_file(killed)), read_prompts(only_file(whole))
+    assert [r.text for r in resumed] == [r.text for r in uninterrupted]
+    assert [r.extra["token_ids"] for r in resumed] == [r.extra["token_ids"] for r in uninterrupted]
+    for a, b in zip(resumed, uninterrupted, strict=True):
+        assert abs(a.loss - b.loss) < 1e-4
