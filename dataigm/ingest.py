@@ -50,6 +50,8 @@ class IngestItem:
     label: str
     origin: str
     read: Callable[[], bytes] = field(compare=False, repr=False)
+    # position in a stream (a Hub dataset's row): items are written in this order, then by origin
+    order: int = field(default=0, compare=False)
 
     @property
     def group(self) -> str:
@@ -467,7 +469,7 @@ def ingest(
     registry = registry or load_registry()
     concepts = [registry.get(cid) for cid in sorted({i.concept for i in items})]
     groups: dict[str, list[IngestItem]] = {}
-    for item in sorted(items, key=lambda i: (i.group, i.origin)):
+    for item in sorted(items, key=lambda i: (i.group, i.order, i.origin)):
         groups.setdefault(item.group, []).append(item)
     tasks = []
     for group, group_items in groups.items():

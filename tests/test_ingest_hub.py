@@ -147,3 +147,18 @@ def test_bad_input_is_one_line_and_writes_nothing(hub_dataset, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not root.exists()
+
+
+def test_images_are_read_in_one_forward_stream_and_written_in_row_order(hub_dataset, tmp_path):
+    from dataigm.ingest import ingest
+    from dataigm.sources import plan_hf_stream
+
+    plan = plan_hf_stream(str(hub_dataset), "church", class_names={str(k): "pair" for k in range(5)})
+    assert len(plan.items) == N
+    ingest(plan.items, tmp_path / "root", samples_per_shard=7, progress=False)
+    cursor = plan.items[0].read.func.__self__
+    assert cursor.restarts == 1  # the rows came in order: rows 2, 10, 11 ... never sent it back to the start
+    first = sorted((tmp_path / "root" / "data" / "church" / "train").glob("*.tar"))[0]
+    from dataigm import iter_shard
+
+    assert [s.record["origin"].rsplit(":", 1)[1] for s in iter_shard(first)] == [str(i) for i in range(7)]

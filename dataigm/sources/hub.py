@@ -9,6 +9,7 @@ by one batch and one shard, so ImageNet-1k or WikiArt sized datasets work.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class StreamCursor:
         self._rows: Iterator | None = None
         self._position = -1  # index of the last row taken from the stream
         self._last: tuple[int, bytes] | None = None
+        self.restarts = 0  # streams opened: 1 when every read goes forward
 
     def _restart(self) -> None:
         from datasets import Image
@@ -66,6 +68,7 @@ class StreamCursor:
         stream = _load_stream(self.name, self.config, self.split)
         stream = stream.cast_column(self.image_column, Image(decode=False)).select_columns([self.image_column])
         self._rows, self._position = iter(stream), -1
+        self.restarts += 1
 
     def read(self, index: int) -> bytes:
         """The stored bytes of row ``index``'s image."""
@@ -91,7 +94,8 @@ class StreamCursor:
         return data
 
     def reader(self, index: int) -> Callable[[], bytes]:
-        return lambda: self.read(index)
+        """A reader of row ``index`` (``reader.func.__self__`` is this cursor)."""
+        return functools.partial(self.read, index)
 
 
 _MISSING = "?"  # a label value the default class names do not know
@@ -244,7 +248,9 @@ def plan_hf_stream(
         parse_where(where, pd.DataFrame({c: [] for c in metadata_columns}))
     cursor = StreamCursor(name, hf_config, hf_split, image_column)
     items = [
-        IngestItem(target.id, our_split, source, row_label, f"hf:{name}:{hf_split}:{index}", cursor.reader(index))
+        IngestItem(
+            target.id, our_split, source, row_label, f"hf:{name}:{hf_split}:{index}", cursor.reader(index), index
+        )
         for index, row_label in chosen
     ]
     counts = {"rows_seen": seen, "rows_after_where": passed, "rows_selected": dict(sorted(per_class.items()))}

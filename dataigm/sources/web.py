@@ -25,7 +25,7 @@ from pathlib import Path
 from ..concepts import ConceptRegistry, load_registry
 from ..distribute import make_distributor
 from ..files import atomic_write_json
-from ..layout import META_DIR, ShardId, check_split
+from ..layout import MANIFEST_NAME, META_DIR, ShardId, check_split
 from ..manifest import DEFAULT_NAME, check_root, read_manifest
 from ..sample import Sample
 from ..schema import LABELS, make_key
@@ -329,7 +329,7 @@ def _job_complete(root: str | Path, job_id: str) -> bool:
     """Whether every shard of an earlier run of the job is done (then nothing needs downloading)."""
     from ..writer import shard_is_done
 
-    if not (Path(root) / "dataigm.json").exists():
+    if not (Path(root) / MANIFEST_NAME).exists():
         return False
     shards = _job_shards(root, job_id)
     return bool(shards) and all(shard_is_done(root, s) for s in shards)
