@@ -203,3 +203,27 @@ def test_killed_ingest_resumes_to_the_uninterrupted_result(tmp_path):
     assert validate_root(root) == []
     tars = lambda r: {p.name: p.read_bytes() for p in (r / "data").rglob("*.tar")}  # noqa: E731
     assert tars(root) == tars(full) and len(tars(full)) == 12
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("nsfw=target,sfw=pair", {"nsfw": "target", "sfw": "pair"}),
+        ("497=target,281,404, 423=pair", {"497": "target", "281": "pair", "404": "pair", "423": "pair"}),
+        ("", {}),
+    ],
+)
+def test_class_map_names_can_share_a_label(text, expected):
+    from dataigm.ingest import parse_class_map
+
+    assert parse_class_map(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("497=target,281", "entry '281' has no label"), ("a=target,,b=pair", "empty class name")]
+)
+def test_class_map_without_a_label_is_refused(text, message):
+    from dataigm.ingest import parse_class_map
+
+    with pytest.raises(ValueError, match=message):
+        parse_class_map(text)
