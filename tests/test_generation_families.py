@@ -15,7 +15,7 @@ from dataigm import iter_samples
 from dataigm.validate import validate_root
 from generation.families import check_family, pipeline_class
 from generation.job import JobConfig
-from generation.mapper import call_arguments
+from generation.mapper import call_arguments, sampling_of
 from generation.pipeline import dtype_name, load_pipeline
 from generation.probe import MAX_BATCH, MEMORY_SHARE, batch_from_peaks
 from generation.runner import run_job
@@ -221,6 +221,29 @@ def test_dtype_offload_and_tiling_options(family_dirs, caplog):
     assert np.abs(render(tiled) - render(plain)).max() < 1e-5
     with pytest.raises(ValueError, match="cpu_offload must be true or false, got 'yes'"):
         ModelSpec(base=base, cpu_offload="yes")
+
+
+def test_flux_takes_its_own_guidance_not_the_cfg_scales(family_dirs, tmp_path):
+    from dataigm.prompts import PromptRecord
+    from generation.job import WorkItem
+
+    cfg = JobConfig(out=str(tmp_path / "r"), models=["x"], concepts=["church"], guidance=9.0, negative_prompt="blur")
+    plain = WorkItem(PromptRecord("p0", "church", "forget", "a church"), 0, 1, "train")
+    own = WorkItem(PromptRecord("p1", "church", "forget", "a church", guidance=4.0), 0, 1, "train")
+    flux, sdxl = (load_pipeline(ModelSpec(base=str(family_dirs[f]))) for f in ("flux", "sdxl"))
+    assert sampling_of(plain, sdxl, cfg)[1:] == (9.0, None, None, "blur") and sampling_of(own, sdxl, cfg)[1] == 4.0
+    with pytest.raises(ValueError, match="has no negative prompt"):
+        sampling_of(plain, flux, cfg)
+    cfg.negative_prompt = None
+    assert sampling_of(plain, flux, cfg)[1] == sampling_of(own, flux, cfg)[1] == 3.5  # the pipeline's default
+    flux.spec = ModelSpec(base="x", guidance=1.5)
+    assert sampling_of(own, flux, cfg)[1] == 1.5
+    # the guidance really is an input of the distilled transformer
+    seeded = lambda: [torch.Generator("cpu").manual_seed(1)]  # noqa: E731 (the same noise for both)
+    low, high = (
+        flux.pipe(**call_arguments(flux, ["a church"], seeded(), (2, g, 32, 32, None))).images for g in (1.0, 8.0)
+    )
+    assert np.abs(np.asarray(low) - np.asarray(high)).max() > 0.01
 
 
 def test_batch_size_from_the_measured_peaks():
