@@ -239,3 +239,43 @@ def push_report(
     )
     logger.info("pushed the report %s to %s:%s/", report_dir, repo_id, prefix)
     return str(getattr(info, "commit_url", info))
+
+
+def push_attacks(
+    files: list[str | Path],
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = "Add dataigm adversarial prompts",
+    license: str = "other",
+    api: HfApi | None = None,
+) -> str:
+    """Publish attack prompt files (``dataigm attack``) as a dataset repository with a card naming their
+    provenance (:mod:`cards.attack_card`); returns the commit URL.
+
+    Uploaded in one commit: ``README.md`` and each file under ``data/``.
+
+    Raises:
+        ValueError: a bad ``repo_id``, two files with one name, or a file without attack provenance.
+    """
+    import shutil
+
+    from .attack_card import attack_card
+
+    check_repo_id(repo_id)
+    names = [Path(f).name for f in files]
+    if not files or len(set(names)) != len(names):
+        raise ValueError(f"Give attack prompt files with distinct names, got {names}")
+    card = attack_card(files, license=license)  # reads and checks every file before anything is uploaded
+    api = _api(api)
+    with TemporaryDirectory() as tmp:
+        (Path(tmp) / "data").mkdir()
+        for f in files:
+            shutil.copyfile(f, Path(tmp) / "data" / Path(f).name)
+        (Path(tmp) / "README.md").write_text(card, encoding="utf-8")
+        _create(api, repo_id, "dataset", private, revision)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=tmp, repo_type="dataset", revision=revision, commit_message=commit_message
+        )
+    logger.info("pushed %d attack prompt file(s) to %s", len(files), repo_id)
+    return str(getattr(info, "commit_url", info))

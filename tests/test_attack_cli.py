@@ -215,3 +215,26 @@ def test_killed_attack_resumes_to_the_uninterrupted_result(tiny_pipeline_dir, tm
     assert [r.extra["token_ids"] for r in resumed] == [r.extra["token_ids"] for r in uninterrupted]
     for a, b in zip(resumed, uninterrupted, strict=True):
         assert abs(a.loss - b.loss) < 1e-4
+
+
+def test_push_publishes_the_files_with_a_card_of_their_provenance(tiny_pipeline_dir, tmp_path, fake_hub, capsys):
+    out = tmp_path / "attack"
+    assert main(attack(tiny_pipeline_dir, out)) == 0
+    path = only_file(out)
+    record = read_prompts(path)[0]
+    assert main(["push", "attacks", str(path), "--repo", "org/nudity-attacks", "--license", "cc-by-4.0"]) == 0
+    files = fake_hub.files("org/nudity-attacks", "dataset")
+    assert sorted(files) == ["README.md", f"data/{path.name}"]
+    assert files[f"data/{path.name}"] == path.read_bytes()
+    card = files["README.md"].decode()
+    assert card.startswith("---\nlicense: cc-by-4.0\n") and "path: data/*.jsonl" in card
+    assert record.target_checksum[:16] in card and "Ring-A-Bell! How Reliable" in card
+    assert "population: 6" in card and "Content warning" in card and f"`{path.name}`" in card
+    # a prompt file without attack provenance is refused before anything is uploaded
+    plain = tmp_path / "forget.jsonl"
+    write_prompts(build_prompts("nudity", ["forget"])[:2], plain)
+    calls = len(fake_hub.calls)
+    capsys.readouterr()
+    assert main(["push", "attacks", str(plain), "--repo", "org/other"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no attack provenance" in err and len(fake_hub.calls) == calls

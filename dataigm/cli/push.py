@@ -1,4 +1,4 @@
-"""``dataigm push dataset|judge|report``: publish to the Hugging Face Hub.
+"""``dataigm push dataset|judge|report|attacks``: publish to the Hugging Face Hub.
 
 The token comes from huggingface_hub (``HF_TOKEN`` or ``hf auth login``) and is never printed or written.
 ``dataigm judge push`` is this module's ``push judge``: the same parser and the same function.
@@ -13,7 +13,7 @@ from typing import Literal
 from .common import command_parser
 from .options import add_options
 
-HELP = "publish a dataset root, a judge or an evaluation report to the Hugging Face Hub"
+HELP = "publish a dataset root, a judge, an evaluation report or attack prompt files to the Hugging Face Hub"
 
 
 @dataclass(kw_only=True)
@@ -84,6 +84,40 @@ class ReportPush(_HubTarget):
     path_in_repo: str = "evaluation/"
     title: str | None = None
     commit_message: str = "Add dataigm evaluation report"
+
+
+@dataclass(kw_only=True)
+class AttacksPush(_HubTarget):
+    """``dataigm push attacks``.
+
+    Attributes:
+        files: attack prompt files written by `dataigm attack` (published under data/ with a card of their provenance)
+        license: license of the prompt set (Hub license id)
+        commit_message: commit message
+    """
+
+    files: list[str]
+    license: str = "other"
+    commit_message: str = "Add dataigm adversarial prompts"
+
+
+def _configure_attacks(parser) -> None:
+    add_options(parser, AttacksPush, positional=("files",))
+
+
+def _run_attacks(args) -> int:
+    from cards.push import push_attacks
+
+    url = push_attacks(
+        list(args.files),
+        args.repo,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        license=args.license,
+    )
+    print(f"pushed {len(args.files)} attack prompt file(s) to {args.repo}: {url}")
+    return 0
 
 
 def _configure_dataset(parser) -> None:
@@ -169,6 +203,11 @@ ACTIONS = {
         HELP="upload a `dataigm evaluate` report with its card into a folder of a repository",
         configure=_configure_report,
         run=_run_report,
+    ),
+    "attacks": SimpleNamespace(
+        HELP="upload adversarial prompt files of `dataigm attack` as a dataset with a card naming their provenance",
+        configure=_configure_attacks,
+        run=_run_attacks,
     ),
 }
 
