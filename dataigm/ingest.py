@@ -304,7 +304,7 @@ def plan_hf_dataset(
 # ---------------------------------------------------------------- writing
 
 
-def _encode(data: bytes, resize: int | None, image_format: str | None) -> tuple[bytes, str, int, int]:
+def encode_image(data: bytes, resize: int | None, image_format: str | None) -> tuple[bytes, str, int, int]:
     """Check that ``data`` decodes; re-encode only when asked (or for formats shards do not keep)."""
     from PIL import Image
 
@@ -365,7 +365,7 @@ def unreadable_reason(err: BaseException) -> str:
 
 
 # PIL raises these for unreadable images (OSError also covers files that cannot be read)
-_UNREADABLE = (OSError, ValueError, SyntaxError)
+UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError)
 
 
 def _check_something_readable(items: Sequence[IngestItem], where: str | None) -> None:
@@ -378,7 +378,7 @@ def _check_something_readable(items: Sequence[IngestItem], where: str | None) ->
             with Image.open(io.BytesIO(item.read())) as img:
                 img.load()
             return
-        except _UNREADABLE as err:
+        except UNREADABLE_ERRORS as err:
             reasons[unreadable_reason(err)] += 1
     counted = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     raise ValueError(
@@ -512,8 +512,8 @@ def _build_samples(chunk, categories, resize, image_format, license) -> tuple[li
     for item in chunk:
         try:
             original = item.read()
-            data, ext, height, width = _encode(original, resize, image_format)
-        except _UNREADABLE as err:
+            data, ext, height, width = encode_image(original, resize, image_format)
+        except UNREADABLE_ERRORS as err:
             reason = unreadable_reason(err)
             logger.warning("skipping unreadable image %s: %s", item.origin, reason)
             skipped.append({"file": item.origin, "reason": reason})

@@ -262,3 +262,22 @@ def test_killed_while_downloading_resumes_without_fetching_done_shards_again(web
     assert all(server.requests[u] == before[u] + 1 for u in shard0)  # not fetched again
     assert _tars(root) == _tars(full) and _sidecars(root) == _sidecars(full)
     assert validate_root(root) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("HTTP Error 404: Not Found", "HTTP 404"),
+        ("HTTP Error 503: Service Unavailable", "HTTP 503"),
+        ("The read operation timed out", "timeout"),
+        ("<urlopen error timed out>", "timeout"),
+        ("<urlopen error [Errno 111] Connection refused>", "connection refused"),
+        ("<urlopen error [Errno -2] Name or service not known>", "unknown host"),
+        ("Use of image disallowed by X-Robots-Tag directive", "disallowed by X-Robots-Tag"),
+        ("something\nodd   happened", "something odd happened"),
+    ],
+)
+def test_download_failures_get_short_countable_reasons(message, reason):
+    from dataigm.sources.img2dataset import failure_reason
+
+    assert failure_reason(message) == reason

@@ -136,7 +136,7 @@ class WebShardWorker:
         return result
 
     def _samples(self, task: WebTask, fetched: dict[int, i2d.Fetched]) -> tuple[list[Sample], list[dict]]:
-        from ..ingest import _UNREADABLE, _encode, unreadable_reason
+        from ..ingest import UNREADABLE_ERRORS, encode_image, unreadable_reason
 
         samples, skipped = [], []
         for row in task.rows:
@@ -146,8 +146,8 @@ class WebShardWorker:
                 skipped.append({"file": row.url, "reason": reason})
                 continue
             try:
-                data, ext, height, width = _encode(result.image, self.resize, self.image_format)
-            except _UNREADABLE as err:
+                data, ext, height, width = encode_image(result.image, self.resize, self.image_format)
+            except UNREADABLE_ERRORS as err:
                 skipped.append({"file": row.url, "reason": unreadable_reason(err)})
                 continue
             origin = {"url": row.url, "caption": row.caption, **json.loads(row.metadata)}
