@@ -281,3 +281,21 @@ def test_download_failures_get_short_countable_reasons(message, reason):
     from dataigm.sources.img2dataset import failure_reason
 
     assert failure_reason(message) == reason
+
+
+def test_parquet_csv_and_jsonl_lists_read_alike(tmp_path):
+    from dataigm.sources import read_url_list
+
+    frame = pd.DataFrame(
+        {"URL": ["http://a/1.png", "http://a/2.png"], "TEXT": ["a church", None], "punsafe": [0.1, 0.2]}
+    )
+    frame.to_parquet(tmp_path / "l.parquet")
+    frame.to_csv(tmp_path / "l.csv", index=False)
+    frame.to_json(tmp_path / "l.jsonl", orient="records", lines=True)
+    (tmp_path / "folder").mkdir()
+    frame.to_parquet(tmp_path / "folder" / "part-0.parquet")
+    for name in ("l.parquet", "l.csv", "l.jsonl", "folder"):
+        got = read_url_list(tmp_path / name)
+        assert list(got.columns) == ["URL", "TEXT", "punsafe"], name
+        assert got["URL"].tolist() == frame["URL"].tolist() and got["punsafe"].tolist() == [0.1, 0.2], name
+        assert got["TEXT"].iloc[0] == "a church" and pd.isna(got["TEXT"].iloc[1]), name
