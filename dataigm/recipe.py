@@ -286,7 +286,8 @@ def load_recipe(path: str | Path, out: str | Path | None = None) -> Recipe:
 
 
 def read_state(root: str | Path) -> dict:
-    """``{"steps": {step id: {"title", "summary"}}}`` of the finished steps of builds into ``root``."""
+    """``{"steps": {step id: {"title", "summary"}}, "recipe": {...}}``: the finished steps of builds into ``root``
+    and the resolved steps of the last one."""
     path = Path(root) / STATE_NAME
     if not path.exists():
         return {"steps": {}}
@@ -575,6 +576,15 @@ def run_recipe(
     """
     check_recipe(recipe, handlers)
     open_root(recipe.out, name=recipe.name)
+    state = read_state(recipe.out)  # the resolved recipe travels with the dataset (its last build)
+    state["recipe"] = {
+        "path": str(recipe.path),
+        "name": recipe.name,
+        "steps": [
+            {"id": s.id, "kind": s.kind, "concept": s.concept, "options": dict(s.options)} for s in recipe.steps
+        ],
+    }
+    atomic_write_json(recipe.out / STATE_NAME, state)
     results = []
     for step in recipe.steps:
         done = read_state(recipe.out)["steps"].get(step.id)

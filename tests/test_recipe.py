@@ -187,7 +187,8 @@ def test_toy_recipe_builds_a_valid_balanced_dataset_without_duplicates(toy_build
     assert [(r["reason"], r["status"]) for r in manifest["revisions"]] == [("dedup", "done"), ("balance", "done")]
     assert manifest["revisions"][0]["dropped"] >= 1
     assert "dataigm-toy" in (root / "README.md").read_text()
-    assert len(read_state(root)["steps"]) == 8
+    state = read_state(root)
+    assert len(state["steps"]) == 8 and [s["id"] for s in state["recipe"]["steps"]] == list(state["steps"])
     # planned again: every step done; built again: nothing changes
     code, text, _ = _run(["build", str(toy_workdir / "toy.yaml"), "--out", str(root), "--dry-run"], capsys)
     assert code == 0 and text.count("[done]") == 8
