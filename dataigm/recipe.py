@@ -93,11 +93,13 @@ class Step:
     concept: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     where: str = ""  # its place in the recipe, for messages: concepts.church[1]
+    after: tuple[str, ...] = ()  # a rule's inputs: the ids of the steps before it
 
     @property
     def id(self) -> str:
-        """Names the step by what it does, so a step whose options changed is not taken as done."""
-        text = json.dumps([self.kind, self.concept, dict(self.options)], sort_keys=True, default=str)
+        """Names the step by what it does (and a rule by what it is applied to), so a step whose options changed
+        is not taken as done, and dedup runs again after a source was added or changed."""
+        text = json.dumps([self.kind, self.concept, dict(self.options), self.after], sort_keys=True, default=str)
         return f"{self.kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
     def title(self) -> str:
@@ -273,7 +275,8 @@ def load_recipe(path: str | Path, out: str | Path | None = None) -> Recipe:
         if not isinstance(options, Mapping):
             raise _error(path, f"rules.{kind}", f"give its options as a mapping, true or false; got {options!r}")
         _check_keys(path, f"rules.{kind}", options, _RULE_KEYS[kind], f"the {kind} rule")
-        steps.append(Step(len(steps) + 1, kind, None, dict(options), f"rules.{kind}"))
+        after = tuple(s.id for s in steps)
+        steps.append(Step(len(steps) + 1, kind, None, dict(options), f"rules.{kind}", after))
     for kind in FINAL_KINDS:
         steps.append(Step(len(steps) + 1, kind, None, {}, kind))
     out_path = Path(_resolve(path.parent, target)) if out is None else Path(out)

@@ -67,6 +67,14 @@ def _url_list(path: Path) -> Path:
     return path
 
 
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 FOLDER = {"kind": "folder", "folder": "images", "source": "real"}
 
 
@@ -301,3 +309,37 @@ def test_a_recipe_with_a_url_list_downloads_labels_and_counts_failures(tmp_path,
     assert {s.record["source"] for s in samples} == {"laion"}
     assert "1. urls church" in text and "failed" in text  # the two failed URLs are counted, not fatal
     assert validate_root(out) == []
+
+
+@pytest.mark.slow
+def test_dedup_runs_again_after_a_source_is_added(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    def texture(seed: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        image = Image.fromarray(rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)).resize((48, 48))
+        return _png(image)
+
+    for name, seeds in (("church", range(4)), ("other", range(10, 14))):
+        (tmp_path / "a" / name).mkdir(parents=True)
+        for seed in seeds:
+            (tmp_path / "a" / name / f"{seed}.png").write_bytes(texture(seed))
+    (tmp_path / "b" / "church").mkdir(parents=True)
+    (tmp_path / "b" / "church" / "again.png").write_bytes(texture(0))  # the same pixels as a/church/0.png
+    (tmp_path / "b" / "church" / "new.png").write_bytes(texture(99))
+    first = {"kind": "folder", "folder": "a", "source": "real", "class_map": {"other": "pair"}}
+    recipe = {"name": "grow", "concepts": {"church": [first]}, "rules": {"dedup": True}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    assert _run(["build", str(path), "--out", str(out)], capsys)[0] == 0
+    recipe["concepts"]["church"].append({"kind": "folder", "folder": "b", "source": "laion", "label": "target"})
+    path.write_text(yaml.safe_dump(recipe))
+    code, plan, _ = _run(["build", str(path), "--out", str(out), "--dry-run"], capsys)
+    assert [line.split("]")[0].strip() for line in plan.splitlines()[1:4]] == ["[done", "[todo", "[todo"]
+    assert _run(["build", str(path), "--out", str(out)], capsys)[0] == 0
+    origins = {(s.record["source"], s.record["origin"]) for s in iter_samples(out)}
+    assert ("laion", "church/new.png") in origins and ("real", "church/0.png") in origins
+    assert ("laion", "church/again.png") not in origins
+    assert find_duplicates(out).groups == []
