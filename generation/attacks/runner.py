@@ -40,9 +40,9 @@ class AttackSummary:
         return f"{self.attacked + self.resumed} adversarial prompt(s) in {self.path}{done}"
 
 
-def output_path(cfg: AttackConfig, spec: ModelSpec) -> Path:
-    """``<out>/<concept>-<method>-<model>.jsonl``."""
-    return Path(cfg.out) / f"{cfg.concept}-{cfg.method}-{spec.label}.jsonl"
+def output_path(out: str | os.PathLike, concept: str, method: str, model_label: str) -> Path:
+    """The prompt file of an attack: ``<out>/<concept>-<method>-<model>.jsonl``."""
+    return Path(out) / f"{concept}-{method}-{model_label}.jsonl"
 
 
 def source_prompts(cfg: AttackConfig) -> list[PromptRecord]:
@@ -174,7 +174,7 @@ def run_attack(cfg: AttackConfig) -> AttackSummary:
         unlearndiffatk.check_pipeline(model.pipe, spec.label)
     options = cfg.outcome_options()
     checksum = model_checksum(spec, model.model_revision)
-    path = output_path(cfg, spec)
+    path = output_path(cfg.out, cfg.concept, cfg.method, spec.label)
     done = read_done(path, options, checksum)
     pending = [r for r in sources if r.prompt_id not in done]
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
