@@ -295,8 +295,11 @@ def test_dedup_killed_mid_revision_finishes_when_run_again(tmp_path):
     clean = tmp_path / "clean"
     shutil.copytree(root, clean)
     dedup_root(clean)
+    before = read_manifest(root)["shards"]
     done = kill_mid_run(["dedup", str(root)], root, pause_after=len(list((root / "data").rglob("*.tar"))) + 1)
     assert done >= 1
+    for relpath, entry in before.items():  # killed while writing the copies: every old shard is still whole
+        assert hashlib.sha256((root / relpath).read_bytes()).hexdigest() == entry["sha256"]
     problems = validate_root(root)
     assert any("revision dedup-" in p and "is unfinished" in p for p in problems), problems
     assert main(["dedup", str(root)]) == 0
