@@ -159,6 +159,13 @@ def test_hashes_are_cached_by_shard_content(tmp_path):
     assert find_duplicates(root).to_dict() == first
 
 
+def test_hashing_in_worker_processes_gives_the_same_report(tmp_path):
+    root = _write_root(tmp_path / "root")
+    in_process = find_duplicates(root).to_dict()
+    shutil.rmtree(root / ".cache")
+    assert find_duplicates(root, workers=2).to_dict() == in_process
+
+
 def test_validate_reports_duplicates_and_fails_only_when_asked(tmp_path, capsys):
     root = _write_root(tmp_path / "root")
     assert validate_root(root) == []  # duplicates are not integrity problems (push still works)
