@@ -12,6 +12,7 @@ import timm
 import torch
 import yaml
 from helpers.data import write_color_root
+from helpers.models import TINY_PROBE
 
 import detectors.training.features
 import detectors.training.trainer
@@ -21,17 +22,7 @@ from detectors.audit.evaluate import evaluate_judge
 
 # the default judge's architecture family (CLIP ViT-B/32, QuickGELU) at a tiny size
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
-# a small probe: a randomly initialised ResNet at 32 px keeps colour in its pooled features
-PROBE = dict(
-    model="resnet10t",
-    pretrained=False,
-    img_size=32,
-    epochs=4,
-    batch_size=16,
-    lr=0.01,
-    val_fraction=0.25,
-    progress=False,
-)
+PROBE = TINY_PROBE
 
 
 @pytest.fixture(scope="module")

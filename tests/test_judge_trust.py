@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.data import write_color_root
+from helpers.models import TINY_PROBE
 from PIL import Image
 
 from dataigm.cli import main
@@ -21,17 +22,8 @@ from detectors import Judge, TrainConfig, load_judge, train_judge
 from detectors.audit.evaluate import evaluate_judge, write_report
 from detectors.judges import JUDGE_REGISTRY
 
-# a small probe, as in test_judge_train
-PROBE = dict(
-    model="resnet10t",
-    pretrained=False,
-    img_size=32,
-    epochs=2,
-    batch_size=16,
-    lr=0.01,
-    val_fraction=0.25,
-    progress=False,
-)
+# the shared test probe, trained for fewer epochs
+PROBE = {**TINY_PROBE, "epochs": 2}
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Judge training at test size: a randomly initialised ResNet at 32 px (its pooled features keep colour, which the
+# colour roots of helpers.data label), trained as a linear probe. Tests override what they vary.
+TINY_PROBE = dict(
+    model="resnet10t",
+    pretrained=False,
+    img_size=32,
+    epochs=4,
+    batch_size=16,
+    lr=0.01,
+    val_fraction=0.25,
+    progress=False,
+)
+
 
 def save_untrained_judge(folder: Path, concepts: tuple[str, ...] = ("nudity", "church")) -> Path:
     """An untrained ``resnet10t`` judge of ``concepts`` with temperature 1 and threshold 0.5, saved to ``folder``."""
