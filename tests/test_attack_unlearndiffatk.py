@@ -51,7 +51,7 @@ def test_timestep_grid_is_the_released_one():
 def test_projection_returns_the_token_of_an_exact_embedding(attacked):
     _, text, _ = attacked
     ids = text.candidates[torch.tensor([3, 50, 400])]
-    assert nearest_tokens(text.table[ids] + 1e-4, text.table, text.candidates).tolist() == ids.tolist()
+    assert nearest_tokens(text.table[ids] + 1e-4, text.vocab, text.candidates).tolist() == ids.tolist()
 
 
 def test_loss_falls_and_equals_the_loss_of_the_real_tokens(attacked):

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from dataigm.files import sha256_file
@@ -75,6 +76,11 @@ class TextSide:
         """The input embedding of every vocabulary row (detached)."""
         return self.encoder.get_input_embeddings().weight.detach()
 
+    @cached_property
+    def vocab(self):
+        """The input embeddings of :attr:`candidates` in float32 (C, D), made once."""
+        return self.table[self.candidates].float()
+
     @property
     def pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
@@ -130,11 +136,13 @@ def _input_embeddings_replaced(encoder, replace, start: int) -> Iterator[None]:
         handle.remove()
 
 
-def nearest_tokens(embeddings, table, candidates):
-    """The candidate token nearest (Euclidean) to each embedding: ids shaped like ``embeddings[..., 0]``."""
+def nearest_tokens(embeddings, vocab, candidates):
+    """The candidate token nearest (Euclidean) to each embedding: ids shaped like ``embeddings[..., 0]``.
+
+    ``vocab`` holds the candidates' embeddings (:attr:`TextSide.vocab`).
+    """
     import torch
 
-    vocab = table[candidates].float()
     flat = embeddings.detach().float().reshape(-1, vocab.shape[-1])
     distances = torch.cdist(flat, vocab)
     return candidates[distances.argmin(dim=-1)].reshape(embeddings.shape[:-1])

@@ -134,14 +134,14 @@ def attack_batch(
         else:
             t = torch.tensor([grid[int(torch.randint(len(grid), (1,), generator=g))] for g in generators])
         noise = _noise(generators, shape, device)
-        hard = table[nearest_tokens(adversarial, table, candidates)].float()
+        hard = table[nearest_tokens(adversarial, text.vocab, candidates)].float()
         used = adversarial + (hard - adversarial).detach()  # forward with real tokens, gradient to the embeddings
         losses = loss_of(latents, ids, used, t, noise)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # a sum, not a mean: each prompt's gradient is what it would be alone
         optimizer.step()
         history.append(losses.detach().cpu().tolist())
-    final = nearest_tokens(adversarial, table, candidates)
+    final = nearest_tokens(adversarial, text.vocab, candidates)
     end_loss = evaluate(loss_of, latents, ids, final, seeds, grid)
     start_loss = evaluate(loss_of, latents, ids, start, seeds, grid)
     return [
