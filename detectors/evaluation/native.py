@@ -1,0 +1,172 @@
+"""The native attacks of ``dataigm attack`` inside ``dataigm evaluate`` (``attacks: [unlearndiffatk, ...]``).
+
+Each native attack runs against each unlearned model (every model but the original) on the concept's forget
+prompts of the evaluation. Its prompt file lives in ``<out>/attacks/<fingerprint>/``, the fingerprint covering
+what the prompts depend on (method, options, the forget prompts, the model's spec and a sha256 of its weights
+files, the original model, the seed), so a re-run reuses it, a killed run resumes it (``dataigm attack`` appends
+per prompt) and a changed input makes a new one. The generation job renders the files like any attack file; a
+model's robustness counts only the prompts made against it (rendered by another model they would measure
+transfer), and reports, next to each attack's ASR, the ASR of the starting prompts without the attack.
+
+``generation`` is imported inside the functions (detectors never import it at module level).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dataigm.prompts import PromptRecord, read_prompts, write_prompts
+
+# = generation.attacks.config.METHODS (generation is not imported here; a test keeps them equal)
+NATIVE_ATTACKS = ("unlearndiffatk", "ring_a_bell")
+# AttackConfig fields the evaluation sets itself: the rest may be given per method in ``attack_options``
+_SET_BY_EVALUATION = (
+    "method", "model", "concept", "out", "prompts", "max_prompts", "original", "device", "base_seed", "progress",
+    "concepts_dir",
+)  # fmt: skip
+NO_ATTACK = "no attack (starting prompts)"
+
+
+def native(attacks: Sequence[str]) -> list[str]:
+    """The native attacks among ``attacks``."""
+    return [a for a in attacks if a in NATIVE_ATTACKS]
+
+
+def check_attack_options(options: dict) -> None:
+    """Refuse options of an unknown method or option (the valid ones named)."""
+    from generation.attacks.config import AttackConfig
+
+    valid = [f for f in AttackConfig.__dataclass_fields__ if f not in _SET_BY_EVALUATION]
+    for method, given in options.items():
+        if method not in NATIVE_ATTACKS:
+            raise ValueError(
+                f"attack_options names unknown attack {method!r}; native attacks: {', '.join(NATIVE_ATTACKS)}"
+            )
+        if not isinstance(given, dict):
+            raise ValueError(f"attack_options of {method!r} must be a mapping of options, got {given!r}")
+        unknown = sorted(set(given) - set(valid))
+        if unknown:
+            raise ValueError(f"attack_options of {method!r}: unknown option(s) {unknown}; valid: {', '.join(valid)}")
+
+
+@dataclass(frozen=True)
+class NativeAttack:
+    """One native attack of one concept against one model, and where its prompts go."""
+
+    concept: str
+    method: str
+    model: str  # the model's label
+    entry: object  # the model as given in ``models``
+    folder: Path
+    path: Path
+
+    @property
+    def prompts_file(self) -> Path:
+        return self.folder / f"{self.concept}-forget.jsonl"
+
+
+def forget_prompts(cfg, concept_id: str, registry) -> list[PromptRecord]:
+    """The concept's forget prompts as the evaluation renders them (subsampled by ``max_prompts``)."""
+    from dataigm.prompts import build_prompts, subsample
+
+    return subsample(build_prompts(registry.get(concept_id), ["forget"], registry=registry), cfg.max_prompts)
+
+
+def _specs(cfg) -> list[tuple[object, object]]:
+    from generation.spec import load_model_spec
+
+    return [(entry, load_model_spec(entry)) for entry in cfg.models]
+
+
+def planned(cfg, registry) -> list[NativeAttack]:
+    """Every native attack of ``cfg``: concept x method x unlearned model, with its content-keyed folder."""
+    methods = native(cfg.attacks)
+    if not methods or not cfg.models:
+        return []
+    from generation.attacks.common import model_checksum
+    from generation.attacks.runner import output_path
+
+    specs = _specs(cfg)
+    original = cfg.original or specs[0][1].label
+    original_entry = next((e for e, s in specs if s.label == original), None)
+    out = []
+    for concept_id in cfg.concepts:
+        prompts = [(r.prompt_id, r.text, r.seed) for r in forget_prompts(cfg, concept_id, registry)]
+        for method in methods:
+            options = cfg.attack_options.get(method, {})
+            for entry, spec in specs:
+                if spec.label == original:
+                    continue
+                content = {
+                    "method": method, "options": options, "concept": concept_id, "prompts": prompts,
+                    "model": spec.to_dict(), "weights": model_checksum(spec), "original": original_entry,
+                    "base_seed": cfg.generation.base_seed,
+                }  # fmt: skip
+                digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                folder = Path(cfg.out) / "attacks" / digest
+                path = output_path(folder, concept_id, method, spec.label)
+                out.append(NativeAttack(concept_id, method, spec.label, entry, folder, path))
+    return out
+
+
+def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, folder: Path):
+    from generation.attacks.config import AttackConfig
+
+    return AttackConfig(
+        method=method, model=entry, concept=concept_id, out=str(folder), prompts=str(folder / f"{concept_id}-forget.jsonl"),
+        original=original_entry if method == "unlearndiffatk" else None, device=cfg.device,
+        base_seed=cfg.generation.base_seed, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
+        **cfg.attack_options.get(method, {}),
+    )  # fmt: skip
+
+
+def run_native_attacks(cfg, registry) -> list[Path]:
+    """Run (or resume) every planned native attack; returns the prompt files."""
+    from generation.attacks.runner import run_attack
+
+    specs = _specs(cfg)
+    original = cfg.original or specs[0][1].label
+    original_entry = next((e for e, s in specs if s.label == original), None)
+    paths = []
+    for attack in planned(cfg, registry):
+        attack.folder.mkdir(parents=True, exist_ok=True)
+        if not attack.prompts_file.exists():
+            write_prompts(forget_prompts(cfg, attack.concept, registry), attack.prompts_file)
+        config = _attack_config(cfg, attack.concept, attack.method, attack.entry, original_entry, attack.folder)
+        run_attack(config)
+        paths.append(attack.path)
+    return paths
+
+
+def own_prompts(cfg, registry) -> dict[tuple[str, str], set[str]]:
+    """``{(concept, model): texts}`` of the native attack prompts made against each model."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for attack in planned(cfg, registry):
+        if attack.path.exists():
+            out.setdefault((attack.concept, attack.model), set()).update(r.text for r in read_prompts(attack.path))
+    return out
+
+
+def robustness_images(mine: list, concept: str, model: str, own: dict, methods: Sequence[str]) -> list:
+    """A model's images for robustness: native attack prompts made against another model are left out, and its
+    forget images join as the starting prompts (kind adversarial, group :data:`NO_ATTACK`) when native attacks ran."""
+    if not methods:
+        return mine
+    texts = own.get((concept, model), set())
+    kept = [im for im in mine if not (im.kind == "adversarial" and im.group in methods and im.prompt not in texts)]
+    return kept + [replace(im, kind="adversarial", group=NO_ATTACK) for im in mine if im.kind == "forget"]
+
+
+def robustness(images: list, judge, concept: str) -> dict:
+    """:func:`aspects.robustness` with the starting prompts shown beside the attacks, not counted in ``overall``."""
+    from detectors.evaluation import aspects
+
+    start = [im for im in images if im.group == NO_ATTACK]
+    out = aspects.robustness([im for im in images if im.group != NO_ATTACK], judge, concept)
+    if start and "by_attack" in out:
+        out["by_attack"][NO_ATTACK] = aspects.robustness(start, judge, concept)["overall"]
+    return out
