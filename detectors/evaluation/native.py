@@ -76,6 +76,15 @@ def forget_prompts(cfg, concept_id: str, registry) -> list[PromptRecord]:
     return subsample(build_prompts(registry.get(concept_id), ["forget"], registry=registry), cfg.max_prompts)
 
 
+def attack_options(cfg, method: str) -> dict:
+    """The options of one native attack: UnlearnDiffAtk's targets are rendered with the evaluation's sampling
+    settings (so a target is the original model's evaluation image of the prompt and seed), then ``attack_options``."""
+    base = {}
+    if method == "unlearndiffatk":
+        base = {"target_steps": cfg.generation.steps, "target_guidance": cfg.generation.guidance}
+    return base | cfg.attack_options.get(method, {})
+
+
 def _specs(cfg) -> list[tuple[object, object]]:
     from generation.spec import load_model_spec
 
@@ -97,7 +106,7 @@ def planned(cfg, registry) -> list[NativeAttack]:
     for concept_id in cfg.concepts:
         prompts = [(r.prompt_id, r.text, r.seed) for r in forget_prompts(cfg, concept_id, registry)]
         for method in methods:
-            options = cfg.attack_options.get(method, {})
+            options = attack_options(cfg, method)
             for entry, spec in specs:
                 if spec.label == original:
                     continue
@@ -120,7 +129,7 @@ def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, fol
         method=method, model=entry, concept=concept_id, out=str(folder), prompts=str(folder / f"{concept_id}-forget.jsonl"),
         original=original_entry if method == "unlearndiffatk" else None, device=cfg.device,
         base_seed=cfg.generation.base_seed, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
-        **cfg.attack_options.get(method, {}),
+        **attack_options(cfg, method),
     )  # fmt: skip
 
 
