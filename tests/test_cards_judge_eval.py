@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from helpers.data import COLOR_LAYOUT, color_png, write_color_root, write_paper_layout
 from helpers.hub import FakeHub
+from helpers.models import TINY_PROBE
 from huggingface_hub import ModelCard
 
 from cards import eval_card, push_judge, push_report, report_files, write_eval_card, write_judge_card
@@ -64,15 +65,7 @@ def judge_run(tmp_path_factory):
         TrainConfig(
             data=str(root),
             out=str(base / "run"),
-            model="resnet10t.c3_in1k",
-            pretrained=False,
-            img_size=32,
-            epochs=3,
-            batch_size=16,
-            lr=0.01,
-            val_fraction=0.25,
-            threshold_rule="fpr@0.1",
-            progress=False,
+            **{**TINY_PROBE, "model": "resnet10t.c3_in1k", "epochs": 3, "threshold_rule": "fpr@0.1"},
         )
     )
     eval_dir = base / "eval"

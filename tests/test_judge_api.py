@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.data import write_color_root
+from helpers.models import TINY_PROBE
 from PIL import Image
 
 from dataigm.cli import main
@@ -26,15 +27,7 @@ def trained(tmp_path_factory):
     config = TrainConfig(
         data=str(root),
         out=str(base / "run"),
-        model="resnet10t.c3_in1k",
-        pretrained=False,
-        img_size=32,
-        epochs=3,
-        batch_size=16,
-        lr=0.01,
-        val_fraction=0.25,
-        threshold_rule="fpr@0.1",
-        progress=False,
+        **{**TINY_PROBE, "model": "resnet10t.c3_in1k", "epochs": 3, "threshold_rule": "fpr@0.1"},
     )
     return root, train_judge(config)
 
