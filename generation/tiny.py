@@ -219,7 +219,7 @@ def build_tiny_sd3_pipeline(work_dir: str | Path, seed: int = 0):
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
         sample_size=16, patch_size=1, in_channels=4, out_channels=4, num_layers=1, attention_head_dim=8,
-        num_attention_heads=2, caption_projection_dim=16, pos_embed_max_size=16,
+        num_attention_heads=2, caption_projection_dim=16, pos_embed_max_size=32,  # up to 64 px
         joint_attention_dim=16,  # T5 d_model; the CLIP states (8 + 8) are padded to it
         pooled_projection_dim=16,  # both CLIP projections (8 + 8)
     )  # fmt: skip
