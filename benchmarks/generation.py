@@ -5,11 +5,20 @@ once per image in fp32 with default settings, each image saved as a PNG file. Ou
 prompts with the same seeds through ``generation.runner.run_job``: batched calls with one generator
 per image, PNG encoding overlapped with the next batch, samples written as validated shards.
 
-    python benchmarks/generation.py                 # tiny pipeline on the CPU (random weights)
+    python benchmarks/generation.py                 # tiny SD pipeline on the CPU (random weights)
+    python benchmarks/generation.py --family all    # tiny SD, SDXL, SD3 and Flux pipelines, one after the other
     python benchmarks/generation.py --sd14 --device cuda --steps 50 --images 64 --batch-size 16
 
 ``--sd14`` builds the Stable Diffusion v1.4 architecture with random weights (the real model's
 compute, ~82.8 TFLOP per 512 px image with 50 steps and guidance) for GPU measurements.
+
+At full size on a GPU, ``--base`` names a real pipeline (a folder or a Hub id in the local cache); ours runs in
+the family's dtype (fp16 for SDXL, bf16 for Flux), the loop in fp32 as the per-image scripts do::
+
+    python benchmarks/generation.py --family sdxl --base stabilityai/stable-diffusion-xl-base-1.0 \
+        --device cuda --size 1024 --steps 30 --images 64 --batch-size auto --runs 3
+    python benchmarks/generation.py --family flux --base black-forest-labs/FLUX.1-dev \
+        --device cuda --size 1024 --steps 28 --images 32 --batch-size auto --runs 3
 """
 
 from __future__ import annotations
@@ -26,13 +35,14 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would hide the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+FAMILIES = ("sd", "sdxl", "sd3", "flux")
 
 
-def build_pipeline_folder(work: Path, sd14: bool) -> Path:
-    from generation.tiny import save_tiny_pipeline
+def build_pipeline_folder(work: Path, sd14: bool, family: str = "sd") -> Path:
+    from generation.tiny import save_tiny_family
 
     if not sd14:
-        return save_tiny_pipeline(work / "tiny")
+        return save_tiny_family(work / f"tiny-{family}", family)
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -79,9 +89,11 @@ def prompts_and_seeds(n: int):
 def run_loop(folder: Path, records, seeds, out: Path, args) -> float:
     """The baseline: one call per image, fp32, PNG files."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    # only SD pipelines have a safety checker to switch off
+    extra = {"safety_checker": None, "requires_safety_checker": False} if args.family == "sd" else {}
+    pipe = DiffusionPipeline.from_pretrained(folder, **extra)
     pipe = pipe.to(args.device)
     pipe.set_progress_bar_config(disable=True)
     out.mkdir(parents=True)
@@ -103,7 +115,7 @@ def run_ours(folder: Path, records, out: Path, args) -> float:
     prompts = out.parent / f"{out.name}.jsonl"
     write_prompts(records, prompts)
     cfg = JobConfig(
-        out=str(out), models=[{"base": str(folder), "dtype": args.dtype}], prompt_files=[str(prompts)], steps=args.steps,
+        out=str(out), models=[{"base": str(folder), "dtype": args.dtype, "name": "bench"}], prompt_files=[str(prompts)], steps=args.steps,
         height=args.size, width=args.size, batch_size=args.batch_size, samples_per_shard=args.images, device=args.device,
         progress=False, test_fraction=0.0,
     )  # fmt: skip
@@ -123,24 +135,37 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", default="16", help="an integer or auto")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp16", help="ours (half precision applies on GPU only)")
+    parser.add_argument("--dtype", default=None, help="ours (default: the family's; half precision on GPU only)")
     parser.add_argument("--sd14", action="store_true", help="SD v1.4 architecture, random weights")
+    parser.add_argument("--family", default="sd", choices=[*FAMILIES, "all"], help="tiny pipeline(s) to build")
+    parser.add_argument("--base", default=None, help="a real pipeline (folder or cached Hub id) instead of a tiny one")
     args = parser.parse_args()
+    if args.batch_size != "auto":
+        args.batch_size = int(args.batch_size)
     import torch
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}")
     print(f"images={args.images} steps={args.steps} size={args.size} batch={args.batch_size} runs={args.runs}")
+    print("each run: the loop, then ours, on the same prompts and seeds; pipeline loading is outside both timings")
+    for family in FAMILIES if args.family == "all" else [args.family]:
+        args.family = family
+        compare(args)
+
+
+def compare(args) -> None:
+    """``args.runs`` alternating runs of the loop and of ours for one family; prints one table."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        folder = build_pipeline_folder(work, args.sd14)
+        folder = args.base or build_pipeline_folder(work, args.sd14, args.family)
         records, seeds = prompts_and_seeds(args.images)
         loop, ours = [], []
         for run in range(args.runs):
             loop.append(run_loop(folder, records, seeds, work / f"loop{run}", args))
             ours.append(run_ours(folder, records, work / f"ours{run}", args))
+    print(f"\nfamily {args.family} ({args.base or 'tiny, random weights'})")
     rate = lambda times: args.images / statistics.median(times)  # noqa: E731
     print(f"{'method':<28}{'median s':>10}{'images/s':>10}{'ratio':>8}   runs (s)")
     print(
