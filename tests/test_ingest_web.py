@@ -299,3 +299,15 @@ def test_parquet_csv_and_jsonl_lists_read_alike(tmp_path):
         assert list(got.columns) == ["URL", "TEXT", "punsafe"], name
         assert got["URL"].tolist() == frame["URL"].tolist() and got["punsafe"].tolist() == [0.1, 0.2], name
         assert got["TEXT"].iloc[0] == "a church" and pd.isna(got["TEXT"].iloc[1]), name
+
+
+@pytest.mark.parametrize("route", ["missing", "page"])
+def test_an_unreachable_or_malformed_remote_url_list_is_one_line(tmp_path, capsys, route):
+    root = tmp_path / "root"
+    with ImageServer() as server:
+        args = ["ingest", "--urls", server.url(route, "list.parquet"), "--out", str(root), "--concept", "church"]
+        assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a readable parquet URL list" in err, err
+    assert ("404" in err) == (route == "missing"), err
+    assert not root.exists()
