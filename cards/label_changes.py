@@ -16,8 +16,8 @@ def label_changes_section(manifest: dict) -> str | None:
     parts = [
         "## Labels checked by a person\n\n"
         "Labels reviewed with `dataigm review` and applied with `dataigm curate apply`: a flipped or confirmed "
-        'label has `label_source = "person"`; the label it had before is kept in the revision\'s plan '
-        "(`meta/revisions/<revision>.json`)."
+        'label has `label_source = "person"` and `previous_label`, the label it had before (the revision\'s plan, '
+        "`meta/revisions/<revision>.json`, keeps it too)."
     ]
     for revision in revisions:
         rows = revision.get("labels_changed", [])

@@ -1,8 +1,9 @@
 """Labels a person has checked, written as a new revision of the shards that hold them (``dataigm curate apply``).
 
 The decisions come from ``dataigm review`` (:mod:`dataigm.review.decisions`): ``flip`` swaps an image's label,
-``keep`` confirms it, ``skip`` leaves it alone. Each changed record gets ``label_source = "person"``; the label it
-had before is kept in the revision's plan (``meta/revisions/<id>.json``, ``relabel``), next to the decision.
+``keep`` confirms it, ``skip`` leaves it alone. Each changed record gets ``label_source = "person"`` and
+``previous_label``, the label it had before the decision; the revision's plan (``meta/revisions/<id>.json``,
+``relabel``) keeps it too, next to the decision and the label source it replaced.
 
 Shards are immutable, so the revision follows :mod:`dataigm.revision`: every affected shard is copied with the
 new labels to a new shard number of its group (a done copy is skipped on a re-run), then the revision is entered
@@ -27,13 +28,12 @@ from .reader import index_shard, iter_shard, read_sidecar
 from .review.decisions import Decisions, check_same_dataset, dataset_identity, read_decisions
 from .revision import REVISIONS_DIR, finish_revisions, pending_revisions
 from .sample import Sample
-from .schema import LABELS, SCHEMA_VERSION
+from .schema import LABELS, PERSON, SCHEMA_VERSION
 from .writer import shard_is_done, write_shard
 
 logger = logging.getLogger(__name__)
 
 REASON = "curate"
-PERSON = "person"  # the label_source of a label a person set or confirmed
 NO_METHOD = "none"
 
 
@@ -131,7 +131,7 @@ def _relabelled(sample: Sample, change: dict | None) -> Sample:
     if change is None:
         return sample
     cls = LABELS.index(change["label"])
-    record = dict(sample.record, label=change["label"], label_source=PERSON)
+    record = dict(sample.record, label=change["label"], label_source=PERSON, previous_label=change["previous"])
     return Sample(sample.key, sample.image, sample.ext, cls, record)
 
 

@@ -39,6 +39,7 @@ def sample_features(
     class_labels = {
         "concept": list(concept_ids),
         "label": list(LABELS),
+        "previous_label": list(LABELS),  # null unless a person checked the label
         "category": list(LEAVES),
         "source": list(SOURCES),
     }

@@ -4,7 +4,8 @@ A sample is ``KEY.<image ext>`` + ``KEY.cls`` + ``KEY.json``. Every field below 
 record (null where it does not apply) because ``datasets`` streaming fails on ragged json.
 
 Versions: each field names the schema version that added it (``Field.since``). Version 2 added ``model``
-(the model spec's label) and ``label_source`` (who set the label). This dataigm writes
+(the model spec's label) and ``label_source`` (who set the label); version 3 added ``previous_label`` (the label
+an image had before a person checked it, so a curated record says what it changed). This dataigm writes
 :data:`SCHEMA_VERSION` only; records of an older version (:data:`SCHEMA_VERSIONS`) are read and
 validated against the fields of their own version, so roots written earlier still load and validate.
 """
@@ -17,8 +18,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-SCHEMA_VERSION = "2"
-SCHEMA_VERSIONS = ("1", "2")  # every version this dataigm reads, oldest first
+SCHEMA_VERSION = "3"
+SCHEMA_VERSIONS = ("1", "2", "3")  # every version this dataigm reads, oldest first
 SOURCES = ("real", "laion", "generated")
 LABELS = ("pair", "target")  # index = the value of ``cls``
 PROMPT_KINDS = ("forget", "remove", "replace", "retain", "adversarial", "multilingual")
@@ -27,6 +28,7 @@ IMAGE_EXTENSIONS = ("png", "jpg", "webp")
 # Who set a sample's label: the prompt it was generated from, a generator that knows what it drew (the toy
 # world), the folder it was ingested from, a judge, a person.
 LABEL_SOURCES = ("prompt", "generator", "folder", "judge", "person")
+PERSON = "person"  # the label source of a label a person set or confirmed (it has a ``previous_label``)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ FIELDS: tuple[Field, ...] = (
     Field("sha256", (str,), False, "sha256 of the image bytes"),
     Field("image_flag", (str,), True, "a defect found when the image was made: 'nan' or 'all_black'"),
     Field("label_source", (str,), True, "who set the label: prompt, generator, folder, judge or person", "2"),
+    Field(
+        "previous_label",
+        (str,),
+        True,
+        "the label before a person checked it ('target' or 'pair'; null unless label_source is 'person')",
+        "3",
+    ),
 )
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS)
 _GENERATED_REQUIRED = ("prompt_id", "prompt", "prompt_kind", "model_id", "method", "seed")
@@ -158,6 +167,13 @@ def validate_record(record: Mapping, cls: int | None = None, concepts: Mapping |
         _check_choice(record, "image_flag", IMAGE_FLAGS)
     if record.get("label_source") is not None:
         _check_choice(record, "label_source", LABEL_SOURCES)
+    if record.get("previous_label") is not None:
+        _check_choice(record, "previous_label", LABELS)
+        if record["label_source"] != PERSON:
+            raise SchemaError(
+                f"Field 'previous_label' = {record['previous_label']!r} with label_source "
+                f"{record['label_source']!r}: only a label a person checked has a previous label"
+            )
     if not _SHA_RE.match(record["sha256"]):
         raise SchemaError(f"Field 'sha256' = {record['sha256']!r} is not a lower-case hex sha256")
     if record["height"] <= 0 or record["width"] <= 0:

@@ -69,9 +69,10 @@ def test_apply_writes_a_revision_with_the_decided_labels_and_nothing_else_change
         assert image == old_image
         if decided.get(key) == "flip":
             assert cls == 1 - old_cls and record["label"] == ("pair", "target")[cls]
-            assert record["label_source"] == "person"
+            assert record["label_source"] == "person" and record["previous_label"] == old_record["label"]
         elif decided.get(key) == "keep":
-            assert cls == old_cls and record == dict(old_record, label_source="person")
+            assert cls == old_cls
+            assert record == dict(old_record, label_source="person", previous_label=old_record["label"])
         else:  # skipped or not queued: untouched
             assert (cls, record) == (old_cls, old_record)
     # the old shards are retired, the copies are indexed; the other shards are as they were
@@ -107,6 +108,13 @@ def test_apply_writes_a_revision_with_the_decided_labels_and_nothing_else_change
     ds = load_dataset(str(root), split="test")
     labels = {row["__key__"]: row["cls"] for row in ds}
     assert labels["real_00001"] == 1 and labels["generated_00102"] == 0
+    # ... and each record's previous label (a class id of json.label's names; null where no person decided)
+    names = ds.features["json"]["previous_label"].names
+    previous = {row["__key__"]: row["json"]["previous_label"] for row in ds}
+    assert names == ["pair", "target"]
+    assert (names[previous["real_00001"]], names[previous["generated_00102"]]) == ("pair", "target")
+    assert names[previous["real_00002"]] == before["real_00002"][1]["label"]  # kept: the same label, confirmed
+    assert previous["real_00003"] is None and previous["real_00004"] is None  # skipped; not queued
 
 
 def test_a_second_apply_reports_it_done_and_changes_nothing(root, tmp_path, capsys):

@@ -81,8 +81,8 @@ def test_check_key_refuses(key):
 # ---------------------------------------------------------------- schema versions
 
 
-def _as_schema_1(root):
-    """Rewrite a root as schema 1 wrote it: records without ``model``/``label_source``, version "1" everywhere.
+def _as_schema(root, version: str):
+    """Rewrite a root as schema ``version`` wrote it: records without the later fields, ``version`` everywhere.
 
     The tars are rebuilt member by member (same order and headers), then sidecars, manifest and README follow.
     """
@@ -101,9 +101,9 @@ def _as_schema_1(root):
             for member in src:
                 data = src.extractfile(member).read()
                 if member.name.endswith(".json"):
-                    record = json.loads(data)
-                    del record["model"], record["label_source"]
-                    data = json.dumps(record | {"schema_version": "1"}, separators=(",", ":")).encode()
+                    kept = {f.name for f in fields_of(version)}
+                    record = {k: v for k, v in json.loads(data).items() if k in kept}
+                    data = json.dumps(record | {"schema_version": version}, separators=(",", ":")).encode()
                     member.size = len(data)
                 dst.addfile(member, io.BytesIO(data))
         path.write_bytes(buffer.getvalue())
@@ -117,34 +117,47 @@ def _as_schema_1(root):
         update_manifest(
             root, lambda m, r=shard.relpath, s=sidecar: m["shards"][r].update(size=s["size"], sha256=s["sha256"])
         )
-    update_manifest(root, lambda m: m.update(schema_version="1"))
-    assert read_manifest(root)["schema_version"] == "1"
+    update_manifest(root, lambda m: m.update(schema_version=version))
+    assert read_manifest(root)["schema_version"] == version
     write_dataset_readme(root)
     return root
 
 
-def test_version_2_adds_model_and_label_source():
-    assert SCHEMA_VERSION == "2" and SCHEMA_VERSIONS == ("1", "2")
-    assert {"model", "label_source"} <= set(FIELD_NAMES)
-    assert not {"model", "label_source"} & {f.name for f in fields_of("1")}
+def test_each_version_adds_its_fields():
+    assert SCHEMA_VERSION == "3" and SCHEMA_VERSIONS == ("1", "2", "3")
+    assert {"model", "label_source", "previous_label"} <= set(FIELD_NAMES)
+    assert not {"model", "label_source", "previous_label"} & {f.name for f in fields_of("1")}
+    assert {f.name for f in fields_of("3")} - {f.name for f in fields_of("2")} == {"previous_label"}
     record = _valid_record() | {"model": "ESD_x", "label_source": "folder"}
     validate_record(record, cls=1)
     with pytest.raises(SchemaError, match="'label_source' = 'guess'; valid values: prompt, generator, folder"):
         validate_record(record | {"label_source": "guess"})
-    with pytest.raises(SchemaError, match="this dataigm reads versions 1, 2"):
+    with pytest.raises(SchemaError, match="this dataigm reads versions 1, 2, 3"):
         validate_record(record | {"schema_version": "9"})
 
 
-def test_a_schema_1_record_validates_against_its_own_fields_and_is_never_written():
-    old = {k: v for k, v in _valid_record().items() if k not in ("model", "label_source")} | {"schema_version": "1"}
+def test_only_a_label_a_person_checked_has_a_previous_label():
+    record = _valid_record() | {"label_source": "person", "previous_label": "pair"}
+    validate_record(record, cls=1)
+    with pytest.raises(SchemaError, match="'previous_label' = 'maybe'; valid values: pair, target"):
+        validate_record(record | {"previous_label": "maybe"})
+    with pytest.raises(SchemaError, match="'previous_label' = 'pair' with label_source 'prompt'"):
+        validate_record(record | {"label_source": "prompt"})
+
+
+@pytest.mark.parametrize(("version", "later"), [("1", ["model"]), ("2", ["previous_label"])])
+def test_an_older_record_validates_against_its_own_fields_and_is_never_written(version, later):
+    kept = {f.name for f in fields_of(version)}
+    old = {k: v for k, v in _valid_record().items() if k in kept} | {"schema_version": version}
     validate_record(old, cls=1)
-    with pytest.raises(SchemaError, match=r"Unknown field\(s\) \['model'\]"):
-        validate_record(old | {"model": "x"})
-    with pytest.raises(SchemaError, match="this dataigm writes '2'"):
+    with pytest.raises(SchemaError, match=rf"Unknown field\(s\) \[{later[0]!r}\]"):
+        validate_record(old | {later[0]: None})
+    with pytest.raises(SchemaError, match="this dataigm writes '3'"):
         normalize_record(old)
 
 
-def test_a_root_written_by_schema_1_still_loads_and_validates(tmp_path):
+@pytest.mark.parametrize(("version", "absent"), [("1", "model"), ("2", "previous_label")])
+def test_a_root_written_by_an_older_schema_still_loads_and_validates(tmp_path, version, absent):
     import datasets
     from helpers.data import write_test_root
 
@@ -152,19 +165,21 @@ def test_a_root_written_by_schema_1_still_loads_and_validates(tmp_path):
     from dataigm.features import sample_features
     from dataigm.validate import validate_root
 
-    root = _as_schema_1(
-        write_test_root(tmp_path / "old", {("church", "train", "real"): [3], ("church", "test", "real"): [2]})
+    root = _as_schema(
+        write_test_root(tmp_path / "old", {("church", "train", "real"): [3], ("church", "test", "real"): [2]}),
+        version,
     )
     assert validate_root(root) == []
     records = [s.record for s in iter_samples(root)]
-    assert len(records) == 5 and all("model" not in r and r["schema_version"] == "1" for r in records)
+    assert len(records) == 5 and all(absent not in r and r["schema_version"] == version for r in records)
     # the README declares exactly the keys the old records hold, so datasets reads them (streaming too)
-    assert "model" not in sample_features(["church"], ("a", "b"), schema_version="1")["json"]
+    assert absent not in sample_features(["church"], ("a", "b"), schema_version=version)["json"]
     datasets.disable_progress_bars()
     loaded = datasets.load_dataset(str(root), "church", split="train", cache_dir=str(tmp_path / "hf"))
-    assert len(loaded) == 3 and "model" not in loaded[0]["json"]
+    assert len(loaded) == 3 and absent not in loaded[0]["json"]
+    assert set(loaded[0]["json"]) == {f.name for f in fields_of(version)}
     streamed = next(iter(datasets.load_dataset(str(root), "church", split="test", streaming=True)))
-    assert streamed["json"]["schema_version"] == "1"
+    assert streamed["json"]["schema_version"] == version
 
 
 def test_ingested_records_say_their_label_came_from_the_folder(image_folder, tmp_path):
@@ -174,5 +189,5 @@ def test_ingested_records_say_their_label_came_from_the_folder(image_folder, tmp
     root = tmp_path / "root"
     assert main(["ingest", str(image_folder), "--out", str(root), "--concept", "church", "--split", "train"]) == 0
     records = [s.record for s in iter_samples(root)]
-    assert records and all(r["schema_version"] == "2" for r in records)
-    assert {(r["model"], r["label_source"]) for r in records} == {(None, "folder")}
+    assert records and all(r["schema_version"] == SCHEMA_VERSION for r in records)
+    assert {(r["model"], r["label_source"], r["previous_label"]) for r in records} == {(None, "folder", None)}
