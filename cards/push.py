@@ -12,6 +12,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING
 
+from dataigm.revision import retired_shards
 from dataigm.validate import validate_root
 
 from .dataset_card import write_dataset_card
@@ -99,8 +100,33 @@ def push_dataset(
             commit_message=commit_message or "Upload DataIGM dataset with dataigm",
             ignore_patterns=ignore,
         )
+    _delete_retired(api, repo_id, root, revision)
     logger.info("pushed %s to %s", root, repo_id)
     return str(url)
+
+
+def _delete_retired(api, repo_id: str, root: str | Path, revision: str | None) -> None:
+    """Delete from the Hub the shard tars that a revision of ``root`` retired (dedup, curate).
+
+    An upload adds and replaces files but never removes one, and the card's configs read ``data/*/<split>/*.tar``:
+    without this, a root pushed, revised and pushed again would serve the old shards beside their replacements.
+    """
+    retired = retired_shards(root)
+    if not retired:
+        return
+    from huggingface_hub import CommitOperationDelete
+
+    remote = set(api.list_repo_files(repo_id, repo_type="dataset", revision=revision))
+    stale = sorted(shard for shard in retired if shard in remote and not (Path(root) / shard).exists())
+    if stale:
+        api.create_commit(
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=revision,
+            operations=[CommitOperationDelete(path_in_repo=shard) for shard in stale],
+            commit_message=f"Delete {len(stale)} shard(s) retired by a dataset revision",
+        )
+        logger.info("deleted %d retired shard(s) from %s", len(stale), repo_id)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,24 @@ def test_interrupted_push_resumes_with_the_same_upload(small_root, large_folder)
     assert hub.files("org/dataigm", repo_type="dataset") == _pushable_files(small_root)
 
 
+@pytest.mark.parametrize("large_folder", [False, True], ids=["upload_folder", "upload_large_folder"])
+def test_a_pushed_revision_deletes_the_retired_shards_on_the_hub(small_root, large_folder):
+    from dataigm.manifest import read_manifest
+    from dataigm.reader import index_shard
+    from dataigm.revision import drop_samples, finish_revisions
+
+    hub = FakeHub(large_folder=large_folder)
+    push_dataset(small_root, "org/dataigm", api=hub.client())
+    shard = sorted(read_manifest(small_root)["shards"])[0]
+    keys = {sample.key for sample in index_shard(small_root / shard)}
+    drop_samples(small_root, {shard: keys}, reason="test")  # every sample of one shard: it is retired
+    finish_revisions(small_root)
+    assert not (small_root / shard).exists() and shard in hub.files("org/dataigm", repo_type="dataset")
+    push_dataset(small_root, "org/dataigm", api=hub.client())
+    assert hub.calls_of("create_commit") == [{"repo_id": "org/dataigm", "deleted": [shard], "revision": None}]
+    assert hub.files("org/dataigm", repo_type="dataset") == _pushable_files(small_root)  # nothing stale is served
+
+
 def test_invalid_root_is_not_pushed(small_root):
     (small_root / "meta/church/test/real-00000.json").unlink()
     hub = FakeHub()

@@ -96,6 +96,28 @@ class FakeHfApi:
         )
         return filename in self._repo(repo_id, repo_type).get(revision or MAIN, {})
 
+    def list_repo_files(self, repo_id, *, repo_type=None, revision=None, **kwargs) -> list[str]:
+        self.hub.calls.append(("list_repo_files", {"repo_id": repo_id, "repo_type": repo_type, "revision": revision}))
+        return sorted(self._repo(repo_id, repo_type).get(revision or MAIN, {}))
+
+    def create_commit(self, repo_id, operations, *, commit_message, repo_type=None, revision=None, **kwargs):
+        """Deletions only (what our code commits this way); any other operation is a test bug."""
+        from huggingface_hub import CommitOperationDelete
+
+        files = self._repo(repo_id, repo_type).setdefault(revision or MAIN, {})
+        for op in operations:
+            assert isinstance(op, CommitOperationDelete), op
+            files.pop(op.path_in_repo)
+        paths = sorted(op.path_in_repo for op in operations)
+        self.hub.calls.append(("create_commit", {"repo_id": repo_id, "deleted": paths, "revision": revision}))
+        oid = f"{len(self.hub.calls):040x}"
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/{repo_id}/commit/{oid}",
+            commit_message=commit_message,
+            commit_description="",
+            oid=oid,
+        )
+
     def _upload(self, call: str, folder_path, path_in_repo, allow_patterns, ignore_patterns, **record) -> dict:
         """Record the call, fail if asked to, and return the chosen files ``{path in repo: bytes}``."""
         folder = Path(folder_path)
