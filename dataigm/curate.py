@@ -29,6 +29,7 @@ from .review.decisions import Decisions, check_same_dataset, dataset_identity, r
 from .revision import REVISIONS_DIR, finish_revisions, pending_revisions
 from .sample import Sample
 from .schema import LABELS, PERSON, SCHEMA_VERSION
+from .validate import finish_command
 from .writer import shard_is_done, write_shard
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,8 @@ def apply_decisions(root: str | Path, decisions_path: str | Path) -> CurationSum
     others = pending_revisions(root)
     if others:
         raise ValueError(
-            f"{root} has an unfinished revision {others[0]['id']}; finish it first (run the command that started it "
-            "again); nothing was written"
+            f"{root} has an unfinished revision {others[0]['id']}; finish it first with "
+            f"`{finish_command(root, others[0])}`; nothing was written"
         )
     resumed = revision in manifest["jobs"]  # a run killed while writing the copies: the manifest changed since
     identity = dataset_identity(root)

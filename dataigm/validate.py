@@ -67,9 +67,24 @@ def validate_root(root: str | Path) -> list[str]:
         if revision.get("status") != "done":
             problems.append(
                 f"revision {revision['id']} ({revision.get('reason')}) is unfinished ({revision.get('status')}): "
-                f"run `dataigm dedup {root}` to finish it"
+                f"run `{finish_command(root, revision)}` to finish it"
             )
     return problems
+
+
+def finish_command(root: Path, revision: dict) -> str:
+    """The command that finishes an unfinished ``revision`` of the manifest: the one that started it.
+
+    A curate revision is named by its decisions (``dataigm curate apply`` with the file its plan names); dedup and
+    balance revisions are finished by ``dataigm dedup``, which finishes any pending revision first.
+    """
+    if revision.get("reason") != "curate":  # dataigm.curate.REASON
+        return f"dataigm dedup {root}"
+    try:
+        decisions = json.loads((Path(root) / revision["plan"]).read_text(encoding="utf-8"))["rules"]["decisions"]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        decisions = "FILE"  # the plan is unreadable: the person knows which file they applied
+    return f"dataigm curate apply {root} --decisions {decisions}"
 
 
 def _empty_shard(sidecar_path: Path) -> bool:

@@ -149,6 +149,9 @@ def test_an_apply_killed_halfway_finishes_on_a_re_run(root, tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         dataigm.curate.apply_decisions(root, decisions)
     assert (root / "data/church/test/real-00000.tar").exists()  # nothing retired before every copy is complete
+    if stop_at == "swap":  # validate names the command that finishes it: this apply, not dedup
+        finish = f"run `dataigm curate apply {root} --decisions {decisions}` to finish it"
+        assert any(p.startswith("revision curate-") and p.endswith(finish) for p in validate_root(root))
     monkeypatch.undo()
     summary = dataigm.curate.apply_decisions(root, decisions)
     assert summary.state == "resumed" and summary.flipped == 3
