@@ -29,6 +29,12 @@ def read_agreement(folder: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def agreement_plots(report: dict, folder: str | Path) -> list[Path]:
+    """The kappa-matrix plots (``agreement_<concept>.png``) of ``report`` that exist in ``folder``."""
+    paths = (Path(folder) / f"agreement_{concept}.png" for concept in report["raters"])
+    return [path for path in paths if path.is_file()]
+
+
 def _metric(cell: dict) -> str:
     low, high = cell["ci"]
     return with_ci(cell["value"], low, high)
@@ -63,10 +69,11 @@ def agreement_section(report: dict, folder: str | Path | None = None, level: int
             + (", ".join(f"`{escape(n)}` {k}" for n, k in excluded.items()) or "none")
             + "."
         )
+    plots = {path.name for path in agreement_plots(report, folder)} if folder is not None else set()
     for concept, raters in report["raters"].items():
         parts.append(f"{h}# {concept}")
         plot = f"agreement_{concept}.png"
-        if folder is not None and (Path(folder) / plot).is_file():
+        if plot in plots:
             parts.append(image(plot, f"{concept}: kappa matrix"))
         rows = [r for r in report["rows"] if r["concept"] == concept]
         overall = [r for r in rows if r["source"] == ALL and r["method"] == ALL]

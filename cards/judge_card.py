@@ -3,7 +3,8 @@
 Inputs: the judge folder's ``config.json`` (concepts, class names, temperatures, thresholds and rule, the
 training dataset and its revision, validation metrics) and, when given, the folder written by
 ``dataigm judge eval`` (``metrics.json`` with every group's metrics and intervals, ``roc_<concept>.png``,
-``reliability_<concept>.png``). The YAML comes from huggingface_hub's ``ModelCardData`` (with a
+``reliability_<concept>.png``), and a ``dataigm judge agree`` folder (its agreement section and kappa matrices,
+rendered by :mod:`cards.agreement_card`). The YAML comes from huggingface_hub's ``ModelCardData`` (with a
 ``model-index`` of the test metrics); the limitations are computed from the numbers.
 """
 
@@ -15,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .agreement_card import agreement_plots, agreement_section, read_agreement
 from .dataset_card import PAPER_CITATION
 from .limitations import ALL, GAP_POINTS, limitations, rows_by_concept
 from .markdown import image, number, table, with_ci
@@ -289,6 +291,7 @@ def judge_card(
     dataset_repo: str | None = None,
     license: str = "other",
     gap_points: float = GAP_POINTS,
+    agreement_dir: str | Path | None = None,
 ) -> ModelCard:
     """The judge's ``huggingface_hub.ModelCard``; plots are linked by file name (see :func:`write_judge_card`).
 
@@ -300,6 +303,8 @@ def judge_card(
         dataset_repo: the training dataset's Hub repository, linked and listed in the metadata.
         license: the judge's license (Hub license id).
         gap_points: groups more than this many accuracy points below the overall value are named.
+        agreement_dir: a ``dataigm judge agree`` folder in which this judge is one of the judges: the card gets
+            its agreement section (the agreement card's, with the kappa-matrix plots).
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -358,6 +363,8 @@ def judge_card(
             "## Plots\n\nROC curves (all images and one per source) and reliability diagrams of the test split.\n\n"
             + "\n\n".join(f"### {concept}\n\n" + " ".join(links) for concept, links in by_concept.items())
         )
+    if agreement_dir is not None:
+        parts.append(agreement_section(read_agreement(agreement_dir), agreement_dir, level=2))
     parts.append("## Limitations\n\n" + "\n".join(f"- {line}" for line in limitations(config, metrics, gap_points)))
     parts.append("## How to load\n\n" + _usage(repo, concepts))
     parts.append("## Citation\n\n```bibtex\n" + PAPER_CITATION + "\n```")
@@ -372,17 +379,22 @@ def write_judge_card(
     dataset_repo: str | None = None,
     license: str = "other",
     gap_points: float = GAP_POINTS,
+    agreement_dir: str | Path | None = None,
 ) -> Path:
     """Write the judge card as ``README.md`` in ``out_dir`` (default: the judge folder), with the eval
-    folder's ROC and reliability plots copied next to it; returns the README path.
+    folder's ROC and reliability plots (and the agreement folder's kappa matrices) copied next to it; returns
+    the README path.
 
     The other arguments are :func:`judge_card`'s.
     """
-    card = judge_card(judge_dir, eval_dir, repo_id, dataset_repo, license, gap_points)
+    card = judge_card(judge_dir, eval_dir, repo_id, dataset_repo, license, gap_points, agreement_dir)
     out = Path(out_dir or judge_dir)
     out.mkdir(parents=True, exist_ok=True)
     concepts = list(read_judge_config(judge_dir)["concepts"])
-    for _, path in _plots(None if eval_dir is None else Path(eval_dir), concepts):
+    plots = [path for _, path in _plots(None if eval_dir is None else Path(eval_dir), concepts)]
+    if agreement_dir is not None:
+        plots += agreement_plots(read_agreement(agreement_dir), agreement_dir)
+    for path in plots:
         if path.resolve() != (out / path.name).resolve():
             shutil.copyfile(path, out / path.name)
     readme = out / "README.md"

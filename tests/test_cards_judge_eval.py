@@ -242,6 +242,38 @@ def test_metrics_of_another_judge_are_refused(judge_run, tmp_path):
         write_judge_card(judge_dir, other, tmp_path / "card")
 
 
+def test_judge_card_includes_the_agreement_section_and_its_kappa_matrices(judge_run, tiny_clip, tmp_path):
+    from cards.agreement_card import agreement_section, read_agreement
+
+    judge_dir, eval_dir = judge_run
+    judge = f"local-dir:{judge_dir}"
+    clip = f"clip-zeroshot:model={tiny_clip},target=church,anchor=a field,concept=church,threshold=0.5"
+    agree = tmp_path / "agree"
+    code = main(
+        ["judge", "agree", "--judges", judge, clip, "--data", str(eval_dir.parent / "colors"), "--out", str(agree)]
+        + ["--bootstrap", "100"]
+    )
+    assert code == 0
+    report = read_agreement(agree)
+    assert {judge, clip, "labels"} <= set(report["raters"]["church"])
+    text = ModelCard.load(write_judge_card(judge_dir, eval_dir, tmp_path / "card", agreement_dir=agree)).text
+    # the agreement card's own rendering (one renderer), placed before the limitations
+    rendered = agreement_section(report, agree, level=2)
+    assert rendered.startswith("## Agreement between judges\n")
+    assert "## Agreement between judges\n" + _section(text, "Agreement between judges") == rendered + "\n"
+    assert text.index("## Agreement between judges") < text.index("## Limitations")
+    pair = next(r for r in report["rows"] if r["concept"] == "church" and {r["a"], r["b"]} == {judge, clip} and r["n"])
+    assert f"{pair['agreement']['value']:.3f}" in rendered
+    for concept in report["raters"]:
+        name = f"agreement_{concept}.png"
+        assert (tmp_path / "card" / name).read_bytes() == (agree / name).read_bytes() and f"]({name})" in text
+    # without the folder the card has no such section; a folder without agreement.json is refused
+    assert "Agreement between judges" not in ModelCard.load(write_judge_card(judge_dir, eval_dir, tmp_path)).text
+    with pytest.raises(ValueError, match="holds no agreement.json"):
+        write_judge_card(judge_dir, eval_dir, tmp_path / "x", agreement_dir=eval_dir)
+    assert not (tmp_path / "x").exists()
+
+
 # -- the evaluation card ---------------------------------------------------------------------------------
 
 
