@@ -52,6 +52,7 @@ class IngestItem:
     read: Callable[[], bytes] = field(compare=False, repr=False)
     # position in a stream (a Hub dataset's row): items are written in this order, then by origin
     order: int = field(default=0, compare=False)
+    label_source: str = field(default="folder", compare=False)  # who set ``label`` (schema.LABEL_SOURCES)
 
     @property
     def group(self) -> str:
@@ -534,7 +535,7 @@ def _build_samples(chunk, categories, resize, image_format, license) -> tuple[li
             "width": width,
             "origin": item.origin,
             "license": license,
-            "label_source": "folder",
+            "label_source": item.label_source,
         }
         samples.append(Sample(key, data, ext, LABELS.index(item.label), record))
     return samples, skipped

@@ -5,7 +5,8 @@ record (null where it does not apply) because ``datasets`` streaming fails on ra
 
 Versions: each field names the schema version that added it (``Field.since``). Version 2 added ``model``
 (the model spec's label) and ``label_source`` (who set the label); version 3 added ``previous_label`` (the label
-an image had before a person checked it, so a curated record says what it changed). This dataigm writes
+an image had before a person checked it, so a curated record says what it changed) and the label sources
+``caption`` and ``dataset`` (web and Hub ingests). This dataigm writes
 :data:`SCHEMA_VERSION` only; records of an older version (:data:`SCHEMA_VERSIONS`) are read and
 validated against the fields of their own version, so roots written earlier still load and validate.
 """
@@ -26,8 +27,9 @@ PROMPT_KINDS = ("forget", "remove", "replace", "retain", "adversarial", "multili
 IMAGE_FLAGS = ("nan", "all_black")
 IMAGE_EXTENSIONS = ("png", "jpg", "webp")
 # Who set a sample's label: the prompt it was generated from, a generator that knows what it drew (the toy
-# world), the folder it was ingested from, a judge, a person.
-LABEL_SOURCES = ("prompt", "generator", "folder", "judge", "person")
+# world), the folder it was ingested from, the caption of a web image (words of the concept), the label column
+# of the dataset a row came from, a judge, a person.
+LABEL_SOURCES = ("prompt", "generator", "folder", "caption", "dataset", "judge", "person")
 PERSON = "person"  # the label source of a label a person set or confirmed (it has a ``previous_label``)
 
 
@@ -69,7 +71,13 @@ FIELDS: tuple[Field, ...] = (
     Field("license", (str,), True, "license of the image"),
     Field("sha256", (str,), False, "sha256 of the image bytes"),
     Field("image_flag", (str,), True, "a defect found when the image was made: 'nan' or 'all_black'"),
-    Field("label_source", (str,), True, "who set the label: prompt, generator, folder, judge or person", "2"),
+    Field(
+        "label_source",
+        (str,),
+        True,
+        "who set the label: prompt, generator, folder, caption, dataset, judge or person",
+        "2",
+    ),
     Field(
         "previous_label",
         (str,),

@@ -92,6 +92,7 @@ def test_streamed_rows_where_class_map_by_number_and_name_and_cap(hub_dataset, t
         assert hashlib.sha256(sample.image).hexdigest() == hashlib.sha256(image_bytes(color)).hexdigest()
         assert sample.record["source"] == "real" and sample.record["split"] == "train"
         assert sample.record["origin"] == f"hf:{hub_dataset}:train:{i}"
+        assert sample.record["label_source"] == "dataset"  # the dataset's label column, through --class-map
     # the selection pass stopped after the batch in which both classes were full, not at the end of the dataset
     out = capsys.readouterr().out
     assert f"{(max(expected) // 4 + 1) * 4} rows read" in out and max(expected) < N - 4, out
@@ -108,6 +109,11 @@ def test_where_on_the_label_column_without_cap(hub_dataset, tmp_path):
     )
     expected = _expected(lambda r: r["label"] in (2, 0) and r["title"] != "picture 5", {2: "target", 0: "pair"}, None)
     assert {i: s.record["label"] for i, s in _ingested(root).items()} == expected
+    from datasets import load_dataset
+
+    rows = {int(r["json"]["origin"].rsplit(":", 1)[1]): r for r in load_dataset(str(root), split="train")}
+    assert {i: r["cls"] for i, r in rows.items()} == {i: int(label == "target") for i, label in expected.items()}
+    assert {r["json"]["label_source"] for r in rows.values()} == {"dataset"}
 
 
 def test_a_folder_dataset_without_column_projection(tmp_path):

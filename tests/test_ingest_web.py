@@ -104,7 +104,19 @@ def test_selected_labelled_and_kept_with_provenance(web):
         assert origin["similarity"] == pytest.approx(row["similarity"])
         assert sample.record["license"] == ("cc-by-4.0" if url in churches else "unknown")
         assert (sample.record["width"], sample.record["height"]) == (16, 12)
+        assert sample.record["label_source"] == "caption"  # the concept's words in the caption chose the label
     assert validate_root(root) == []
+
+
+def test_load_dataset_reads_the_labels_and_their_source(web):
+    from datasets import load_dataset
+
+    server, _, root, _ = web
+    rows = list(load_dataset(str(root), split="train"))
+    assert len(rows) == 10
+    for row in rows:
+        is_church = "/church" in row["json"]["origin"]
+        assert row["cls"] == int(is_church) and row["json"]["label_source"] == "caption"
 
 
 def test_failures_are_counted_by_reason_and_written_next_to_the_shards(web):

@@ -22,6 +22,8 @@ from ..schema import SOURCES
 from .where import parse_where
 
 BATCH = 1000  # rows per batch of the selection pass
+# label_source of every row: its label column (through --class-map) or --label, the user's word for the whole set
+DATASET_LABEL = "dataset"
 
 
 @dataclass
@@ -249,7 +251,14 @@ def plan_hf_stream(
     cursor = StreamCursor(name, hf_config, hf_split, image_column)
     items = [
         IngestItem(
-            target.id, our_split, source, row_label, f"hf:{name}:{hf_split}:{index}", cursor.reader(index), index
+            target.id,
+            our_split,
+            source,
+            row_label,
+            f"hf:{name}:{hf_split}:{index}",
+            cursor.reader(index),
+            index,
+            label_source=DATASET_LABEL,
         )
         for index, row_label in chosen
     ]

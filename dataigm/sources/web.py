@@ -161,7 +161,7 @@ class WebShardWorker:
                 "width": width,
                 "origin": json.dumps(origin, ensure_ascii=False, sort_keys=True),
                 "license": row.license or self.license,
-                "label_source": None,  # set from the caption: the schema has no name for that yet
+                "label_source": "caption",  # the concept's words in the caption chose the label
             }
             key = make_key(SOURCE, f"r{row.row:09d}", hashlib.sha1(row.url.encode()).hexdigest()[:10])
             samples.append(Sample(key, data, ext, LABELS.index(row.label), record))
