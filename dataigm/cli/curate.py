@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from .common import command_parser
+from .actions import configure_actions, run_action
 from .options import add_options
 
 HELP = "apply labels a person checked (dataigm review) as a new revision of the affected shards"
@@ -50,12 +50,8 @@ ACTIONS = {
 
 
 def configure(parser) -> None:
-    sub = parser.add_subcommands(dest="action")
-    for name, action in ACTIONS.items():
-        command = command_parser(action.HELP)
-        sub.add_subcommand(name, command, help=action.HELP)  # attach first, then configure (jsonargparse)
-        action.configure(command)
+    configure_actions(parser, ACTIONS)
 
 
 def run(cfg) -> int:
-    return ACTIONS[cfg.action].run(cfg[cfg.action])
+    return run_action(cfg, ACTIONS)

@@ -12,7 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from . import judge_agree, push
-from .common import command_parser, save_config
+from .actions import configure_actions, run_action
+from .common import save_config
+from .judge_run import JudgeRunOptions, check_run_options, load_judges, run_arguments
 from .options import add_options, options_of
 
 HELP = "train, measure and publish judges (timm content classifiers)"
@@ -49,40 +51,22 @@ def _run_train(cfg) -> int:
     return 0
 
 
-@dataclass
-class JudgeEvalOptions:
-    """The options of ``dataigm judge eval``.
+@dataclass(kw_only=True)
+class JudgeEvalOptions(JudgeRunOptions):
+    """The options of ``dataigm judge eval`` (with those of every judge run).
 
     Attributes:
         judge: the judge to measure, KIND:OPTIONS; kinds:
         data: dataset root
         out: folder for metrics.json, predictions.csv and plots
-        split: split to measure on
-        concept: dataset concept for a one-concept baseline judge
         holdout_methods: unlearning methods to report as held out (e.g. ESD,UCE), next to the methods the judge
             saw in training (default: the methods its training excluded, from its config.json; none for baselines)
-        bootstrap: bootstrap resamples (0: no intervals)
-        ci: confidence level of the intervals
-        seed: bootstrap seed
-        batch_size: images per judge call
-        num_workers: DataLoader workers
-        device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
-        progress: show a progress bar
     """
 
     judge: str
     data: str
     out: str
-    split: str = "test"
-    concept: str | None = None
     holdout_methods: list[str] | None = None
-    bootstrap: int = 1000
-    ci: float = 0.95
-    seed: int = 0
-    batch_size: int = 32
-    num_workers: int = 0
-    device: str = "auto"
-    progress: bool = True
 
 
 def _configure_eval(parser) -> None:
@@ -97,30 +81,14 @@ def _configure_eval(parser) -> None:
 
 
 def _run_eval(cfg) -> int:
-    from detectors.audit.evaluate import check_eval_options, evaluate_judge, format_holdout, format_rows, write_report
-    from detectors.judges import load_judge
+    from detectors.audit.evaluate import evaluate_judge, format_holdout, format_rows, write_report
 
     # every option first: a bad one is refused before the judge or any image is loaded
-    check_eval_options(cfg.data, cfg.split, cfg.concept, cfg.bootstrap, cfg.ci, cfg.batch_size, cfg.num_workers)
+    check_run_options(cfg)
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         raise ValueError(f"--out {cfg.out} is a file; give a folder for metrics.json and the plots")
-    try:
-        judge = load_judge(cfg.judge, device=cfg.device)  # each judge kind resolves auto
-    except ImportError as err:  # an optional dependency of a baseline judge
-        raise ValueError(str(err)) from None
-    evaluation = evaluate_judge(
-        judge,
-        cfg.data,
-        split=cfg.split,
-        concept=cfg.concept,
-        holdout_methods=cfg.holdout_methods,
-        n_boot=cfg.bootstrap,
-        ci=cfg.ci,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-        progress=cfg.progress,
-    )
+    judge = load_judges([cfg.judge], cfg.device)[cfg.judge]
+    evaluation = evaluate_judge(judge, cfg.data, holdout_methods=cfg.holdout_methods, **run_arguments(cfg))
     paths = write_report(evaluation, cfg.out)
     save_config(cfg, Path(cfg.out) / "config.yaml")
     print(format_rows(evaluation.report))
@@ -151,12 +119,8 @@ ACTIONS = {
 
 
 def configure(parser) -> None:
-    sub = parser.add_subcommands(dest="action")
-    for name, action in ACTIONS.items():
-        command = command_parser(action.HELP)
-        sub.add_subcommand(name, command, help=action.HELP)  # attach first, then configure (jsonargparse)
-        action.configure(command)
+    configure_actions(parser, ACTIONS)
 
 
 def run(cfg) -> int:
-    return ACTIONS[cfg.action].run(cfg[cfg.action])
+    return run_action(cfg, ACTIONS)

@@ -12,44 +12,27 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .common import save_config
+from .judge_run import JudgeRunOptions, check_run_options, load_judges, run_arguments
 from .options import add_options, attribute_help, options_of
 
 HELP = "measure how far judges agree (Cohen's kappa, raw agreement) and write the images to review"
 
 
-@dataclass
-class JudgeAgreeOptions:
-    """The options of ``dataigm judge agree``.
+@dataclass(kw_only=True)
+class JudgeAgreeOptions(JudgeRunOptions):
+    """The options of ``dataigm judge agree`` (with those of every judge run).
 
     Attributes:
         judges: two or more judges to compare, KIND:OPTIONS each (separated by spaces); kinds:
         data: dataset root
         out: folder for agreement.json, queue.jsonl, agreement.md and the plots
         queue: where to write the review queue (default: OUT/queue.jsonl)
-        split: split to measure on
-        concept: dataset concept for one-concept baseline judges
-        bootstrap: bootstrap resamples of the kappa intervals (0: no intervals)
-        ci: confidence level of the intervals
-        seed: bootstrap seed
-        batch_size: images per judge call
-        num_workers: DataLoader workers
-        device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
-        progress: show a progress bar
     """
 
     data: str
     out: str
     judges: list[str] = field(default_factory=list)
     queue: str | None = None
-    split: str = "test"
-    concept: str | None = None
-    bootstrap: int = 1000
-    ci: float = 0.95
-    seed: int = 0
-    batch_size: int = 32
-    num_workers: int = 0
-    device: str = "auto"
-    progress: bool = True
 
 
 def configure(parser) -> None:
@@ -69,45 +52,20 @@ def configure(parser) -> None:
 def run(cfg) -> int:
     from cards.agreement_card import write_agreement_card
     from detectors.audit.agree import check_judge_names, format_rows, judge_agreement, write_agreement
-    from detectors.audit.evaluate import check_eval_options
-    from detectors.judges import load_judge, parse_judge_spec
+    from detectors.judges import parse_judge_spec
 
     options = JudgeAgreeOptions(**options_of(JudgeAgreeOptions, cfg))
     # every option and judge spec first: a bad one is refused before any judge or image is loaded
     check_judge_names(options.judges)
     for spec in options.judges:
         parse_judge_spec(spec)
-    check_eval_options(
-        options.data,
-        options.split,
-        options.concept,
-        options.bootstrap,
-        options.ci,
-        options.batch_size,
-        options.num_workers,
-    )
+    check_run_options(options)
     if Path(options.out).exists() and not Path(options.out).is_dir():
         raise ValueError(f"--out {options.out} is a file; give a folder for agreement.json and the plots")
     if options.queue is not None and Path(options.queue).is_dir():
         raise ValueError(f"--queue {options.queue} is a folder; give a file path for the review queue (JSON lines)")
-    judges = {}
-    for spec in options.judges:
-        try:
-            judges[spec] = load_judge(spec, device=options.device)
-        except ImportError as err:  # an optional dependency of a baseline judge
-            raise ValueError(str(err)) from None
-    agreement = judge_agreement(
-        judges,
-        options.data,
-        split=options.split,
-        concept=options.concept,
-        n_boot=options.bootstrap,
-        ci=options.ci,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        num_workers=options.num_workers,
-        progress=options.progress,
-    )
+    judges = load_judges(options.judges, options.device)
+    agreement = judge_agreement(judges, options.data, **run_arguments(options))
     paths = write_agreement(agreement, options.out, options.queue)
     card = write_agreement_card(options.out)
     save_config(cfg, Path(options.out) / "config.yaml")
