@@ -259,8 +259,11 @@ def test_the_page_in_a_real_browser_keys_decisions_file_and_applied_revision(roo
     assert latest == {"real_00001": "flip", "real_00002": "keep", "real_00003": "flip", "real_00004": "flip"}
     summary = apply_decisions(root, decisions)
     assert (summary.flipped, summary.confirmed) == (3, 1)
-    after = {s.key: (s.cls, s.record["label_source"]) for s in iter_samples(root, split="test")}
+    after = {
+        s.key: (s.cls, s.record["label_source"], s.record["previous_label"]) for s in iter_samples(root, split="test")
+    }
+    names = ("pair", "target")
     for key in QUEUED:
         flipped = latest[key] == "flip"
-        assert after[key] == (1 - labels[key] if flipped else labels[key], "person")
-    assert after["real_00005"] == (labels["real_00005"], None)
+        assert after[key] == (1 - labels[key] if flipped else labels[key], "person", names[labels[key]])
+    assert after["real_00005"] == (labels["real_00005"], None, None)
