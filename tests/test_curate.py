@@ -190,3 +190,17 @@ def test_a_file_that_is_not_a_decisions_file_is_refused(root, tmp_path, capsys):
     bad.write_text('{"key": "x"}\n')
     assert main(["curate", "apply", str(root), "--decisions", str(bad)]) == 2
     assert "is not a decisions file" in capsys.readouterr().err
+
+
+def test_a_root_of_an_older_schema_is_refused_and_nothing_is_written(tmp_path, capsys):
+    """Copies of schema 3 next to older records would make the root's json ragged (load_dataset fails on it)."""
+    from dataigm.manifest import update_manifest
+
+    root = write_root(tmp_path / "root")
+    update_manifest(root, lambda m: m.update(schema_version="2"))  # as a root written before previous_label
+    decisions = review(root, tmp_path)
+    shards = sorted(p.name for p in (root / "data").rglob("*.tar"))
+    assert main(["curate", "apply", str(root), "--decisions", str(decisions)]) == 2
+    err = capsys.readouterr().err
+    assert "holds schema version 2 records; curation writes version 3" in err and err.count("\n") == 1
+    assert sorted(p.name for p in (root / "data").rglob("*.tar")) == shards and "revisions" not in read_manifest(root)
