@@ -35,6 +35,8 @@ class JobConfig(SamplingConfig):
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
         compile: torch.compile the UNet
         channels_last: channels-last UNet memory format
+        png_compress_level: zlib level of the stored PNGs, 0 (none) to 9 (smallest): the pixels are the same at every
+            level, lower levels encode faster into bigger files (recorded with the job; not part of its identity)
         num_workers: partition shards over this many workers (default: torchrun / SLURM array / 1)
         worker_index: this worker's index in the partition
         distributor: local or ray
@@ -58,6 +60,7 @@ class JobConfig(SamplingConfig):
     device: str = "auto"
     compile: bool = False
     channels_last: bool = False
+    png_compress_level: int = 6
     num_workers: int | None = None
     worker_index: int | None = None
     distributor: str = "local"
@@ -76,6 +79,10 @@ class JobConfig(SamplingConfig):
         if self.samples_per_shard < 1 or self.retries < 0:
             raise ValueError(
                 f"samples_per_shard must be >= 1 and retries >= 0, got {self.samples_per_shard}, {self.retries}"
+            )
+        if isinstance(self.png_compress_level, bool) or self.png_compress_level not in range(10):
+            raise ValueError(
+                f"png_compress_level must be 0 (no compression) to 9 (smallest), got {self.png_compress_level!r}"
             )
         if not 0 <= self.test_fraction < 1:
             raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")

@@ -28,7 +28,7 @@ MAX_PLANNED_IMAGES = 2_000_000
 # Options that decide how the work is cut up and run, never what an image looks like: not part of a job's identity.
 _NOT_WORK = (
     "out", "batch_size", "samples_per_shard", "retries", "device", "compile", "channels_last", "num_workers",
-    "worker_index", "distributor", "ray_address", "num_gpus", "progress", "name",
+    "worker_index", "distributor", "ray_address", "num_gpus", "progress", "name", "png_compress_level",
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -29,13 +30,22 @@ def image_flag(image: np.ndarray) -> str | None:
     return None
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode_png(image: np.ndarray, level: int = 6) -> bytes:
+    """PNG bytes of a float image in [0, 1] at zlib ``level`` (6: Pillow's default)."""
     from PIL import Image
 
     pixels = (np.nan_to_num(image, nan=0.0).clip(0, 1) * 255).round().astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
+
+
+def encoder_threads() -> int:
+    """PNG encoding threads: the host's usable cores (Pillow's encoder releases the GIL)."""
+    try:
+        return max(2, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(2, os.cpu_count() or 1)
 
 
 def sampling_of(item: WorkItem, model: LoadedModel, cfg: JobConfig) -> tuple:
@@ -105,13 +115,13 @@ def render_shard(
     """The samples of ``task`` in plan order; PNG encoding runs in threads while the next batch renders."""
     settings = lambda item: sampling_of(item, model, cfg)  # noqa: E731
     pending: list[tuple[WorkItem, tuple, Future, str | None, tuple[int, int]]] = []
-    with ThreadPoolExecutor(max_workers=2) as encoder:
+    with ThreadPoolExecutor(max_workers=encoder_threads()) as encoder:
         for batch in batches(task.items, batch_size, settings):
             batch_settings = settings(batch[0])
             images, truths = generate_batch(model, batch, batch_settings)
             for i, (item, image) in enumerate(zip(batch, images, strict=True)):
                 present = truths[i].get(item.prompt.concept) if truths is not None else None
-                encoded = encoder.submit(encode_png, image)
+                encoded = encoder.submit(encode_png, image, cfg.png_compress_level)
                 pending.append((item, batch_settings, encoded, image_flag(image), image.shape[:2], present))
             on_batch(len(batch))
         return [

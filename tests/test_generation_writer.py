@@ -104,3 +104,37 @@ def test_a_failed_write_is_that_shards_result_and_transient_ones_are_retried(tin
     assert summary.written == 2 and summary.images == 4 and [r.shard for r in summary.failed] == [second]
     assert "ValueError: the disk refuses this shard" in summary.failed[0].error and not summary.failed[0].retryable
     assert set(tars(tmp_path / "r")) == {first, third}
+
+
+def test_png_level_is_recorded_with_the_job_and_keeps_every_pixel(tiny_pipeline_dir, tmp_path):
+    import io
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from dataigm import iter_samples
+    from generation.mapper import encode_png
+
+    image = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    assert encode_png(image) == buffer.getvalue()  # the default level is Pillow's: the same bytes as before
+
+    fast, default = tmp_path / "fast", tmp_path / "default"
+    run_job(job(fast, tiny_pipeline_dir, png_compress_level=0))
+    run_job(job(default, tiny_pipeline_dir))
+
+    def decoded(root):
+        return {s.key: np.asarray(Image.open(io.BytesIO(s.image))) for s in iter_samples(root)}
+
+    a, b = decoded(fast), decoded(default)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)  # the same pixels
+    assert sum(map(len, tars(fast).values())) > sum(map(len, tars(default).values()))  # stored uncompressed
+    manifest = json.loads((fast / "dataigm.json").read_text())
+    (config,) = [j["config"] for j in manifest["jobs"].values()]
+    assert config["png_compress_level"] == 0
+    again = run_job(job(fast, tiny_pipeline_dir, png_compress_level=9))  # the same work: nothing to redo
+    assert (again.written, again.skipped) == (0, 3)
+    with pytest.raises(ValueError, match="png_compress_level must be 0 .* to 9 .*, got 10"):
+        job(fast, tiny_pipeline_dir, png_compress_level=10)
