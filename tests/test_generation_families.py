@@ -94,6 +94,17 @@ def test_an_option_the_family_lacks_is_an_error_before_anything_is_written(
     assert not root.exists()
 
 
+def test_the_command_line_names_the_flux_option_in_one_line(family_dirs, tmp_path, capsys):
+    from dataigm.cli import main
+
+    root = tmp_path / "out"
+    argv = ["generate", "--out", str(root), "--models", f"[{family_dirs['flux']}]", "--concepts", "[church]"]
+    assert main([*argv, "--negative-prompt", "blurry", "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "has no negative prompt" in error and "'blurry'" in error
+    assert not root.exists()
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_job_is_valid_with_shared_seeds_and_batch_free_images(family_dirs, tmp_path, family):
     base = str(family_dirs[family])
