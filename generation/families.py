@@ -102,19 +102,22 @@ def family_of_class(class_name: str) -> Family | None:
 
 
 def pipeline_class(ref: str, revision: str | None = None) -> str | None:
-    """``_class_name`` of the ``model_index.json`` of a pipeline folder, or of a Hub pipeline already in the cache.
+    """``_class_name`` of the ``model_index.json`` of a pipeline folder or Hub pipeline.
 
-    None when it cannot be read without downloading; the class is checked again once the pipeline is loaded.
+    A Hub pipeline's index comes from the cache, else (online) is downloaded: a small file the pipeline's
+    loading needs anyway. None when it cannot be read; the class is checked again once the pipeline is loaded.
     """
     path = Path(ref)
     if path.is_dir():
         index = path / "model_index.json"
     else:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
         try:
             cached = try_to_load_from_cache(ref, "model_index.json", revision=revision)
-        except ValueError:  # not a repo id
+            if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
+                cached = hf_hub_download(ref, "model_index.json", revision=revision)
+        except Exception:  # noqa: BLE001 - not a repo id, unreachable, private: loading will say why
             return None
         if not isinstance(cached, str):
             return None
