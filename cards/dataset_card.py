@@ -1,17 +1,20 @@
 """The dataset card of a DataIGM root: Hub YAML from the data layer, a body from the manifest.
 
 Counts come from ``dataigm.info.count_samples`` (the same numbers as ``dataigm info``), models and
-settings from the generation jobs recorded in the manifest.
+settings from the generation jobs recorded in the manifest, web and Hub sources from the ingest jobs' recorded
+configurations and their ``meta/<job>-counts.json``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dataigm.dataset_readme import write_dataset_readme
 from dataigm.info import count_samples
+from dataigm.layout import META_DIR
 from dataigm.manifest import read_manifest
-from dataigm.markdown import table
+from dataigm.markdown import escape, table
 from dataigm.schema import FIELDS
 from dataigm.taxonomy import tree
 
@@ -57,7 +60,7 @@ def _models(manifest: dict) -> str:
     rows, settings = [], []
     for job_id, job in manifest["jobs"].items():
         config = job.get("config")
-        if not config:
+        if not config or "models" not in config:  # an ingest job's config names its source instead
             continue
         for m in config["models"]:
             overrides = (
@@ -96,6 +99,71 @@ def _models(manifest: dict) -> str:
     )
 
 
+def _source_name(config: dict) -> str:
+    """A URL list or a local dataset by its file or folder name (a card must not carry local paths); a Hub
+    dataset by its id."""
+    if config["ingest"] == "urls":
+        return f"URL list `{Path(config['urls']).name}`"
+    dataset = config["dataset"]
+    where = f"Hub dataset `{dataset}`" if not Path(dataset).exists() else f"local dataset `{Path(dataset).name}`"
+    return f"{where} ({config.get('hf_config') or 'default'} config, {config.get('hf_split', 'train')} split)"
+
+
+def _selection(config: dict) -> str:
+    parts = []
+    if config.get("where"):
+        parts.append(f"where `{config['where']}`")
+    if config["ingest"] == "urls":
+        parts.append(config["selection"])
+    elif config.get("label"):
+        parts.append(f"every row {config['label']}")
+    elif config.get("class_names"):
+        classes = ", ".join(f"{k}={v}" for k, v in config["class_names"].items())
+        parts.append(f"column `{config.get('label_column')}`: {classes}")
+    else:
+        parts.append(f"column `{config.get('label_column')}` names the class")
+    if config.get("max_per_class"):
+        parts.append(f"at most {config['max_per_class']} per class")
+    return escape("; ".join(parts))
+
+
+def _per_class(counts: dict) -> str:
+    return ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "0"
+
+
+def _ingests(root: Path, manifest: dict) -> str | None:
+    """The web and Hub ingest jobs: source, selection rules and counts (from ``meta/<job>-counts.json``)."""
+    rows = []
+    for job_id, job in manifest["jobs"].items():
+        config = job.get("config") or {}
+        if config.get("ingest") not in ("urls", "hf_dataset"):
+            continue
+        counts_path = root / META_DIR / f"{job_id}-counts.json"
+        counts = json.loads(counts_path.read_text(encoding="utf-8")) if counts_path.exists() else {}
+        written = counts.get("downloaded", counts.get("written"))
+        failed = counts.get("failed_by_reason") or {}
+        rows.append(
+            (
+                job_id,
+                _source_name(config),
+                f"{config['concept']} / {config['split']}",
+                _selection(config),
+                counts.get("rows_seen", "-"),
+                _per_class(counts["rows_selected"]) if "rows_selected" in counts else "-",
+                _per_class(written) if written is not None else "-",
+                ", ".join(f"{n} {reason}" for reason, n in failed.items()) or ("0" if counts else "-"),
+                f"`{counts_path.relative_to(root).as_posix()}`" if counts else "-",
+            )
+        )
+    if not rows:
+        return None
+    header = ("job", "source", "concept / split", "selection", "rows", "selected", "written", "left out", "counts")
+    return (
+        "## Web and Hub sources\n\nImages downloaded from URL lists (by img2dataset) or streamed from datasets, "
+        "the rules that chose and labelled them, and what came of it.\n\n" + table(header, rows)
+    )
+
+
 def render_body(root: str | Path, repo_id: str | None = None) -> str:
     """The card's Markdown body (without the YAML)."""
     manifest = read_manifest(root)
@@ -121,6 +189,9 @@ def render_body(root: str | Path, repo_id: str | None = None) -> str:
     rows = [(*key, n) for key, n in sorted(counts.items())] + [("**total**", "", "", "", total)]
     parts.append("## Counts\n\n" + table(("concept", "split", "source", "label", "images"), rows))
     parts.append("## Models and generation settings\n\n" + _models(manifest))
+    ingests = _ingests(Path(root), manifest)
+    if ingests:
+        parts.append(ingests)
     checked = label_changes_section(manifest)
     if checked:
         parts.append(checked)

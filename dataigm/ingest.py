@@ -62,6 +62,7 @@ class IngestItem:
 @dataclass
 class IngestReport:
     samples: int = 0
+    job_id: str = ""
     shards_written: int = 0
     shards_skipped: int = 0
     skipped_files: list[dict] = field(default_factory=list)
@@ -266,40 +267,12 @@ def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, regist
 # ---------------------------------------------------------------- planning a Hugging Face dataset
 
 
-def plan_hf_dataset(
-    name: str,
-    concept: str,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    label: str | None = None,
-    hf_config: str | None = None,
-    hf_split: str = "train",
-    split: str | None = None,
-    source: str = "real",
-    class_names: dict[str, str] | None = None,
-    registry: ConceptRegistry | None = None,
-    where: str | None = None,
-    max_per_class: int | None = None,
-) -> list[IngestItem]:
+def plan_hf_dataset(name: str, concept: str, **options) -> list[IngestItem]:
     """Label the rows of a Hugging Face dataset (Hub name or local folder), streamed; image bytes are kept as
     stored. The items of :func:`dataigm.sources.hub.plan_hf_stream` (see there for the options)."""
     from .sources.hub import plan_hf_stream
 
-    return plan_hf_stream(
-        name,
-        concept,
-        image_column=image_column,
-        label_column=label_column,
-        label=label,
-        hf_config=hf_config,
-        hf_split=hf_split,
-        split=split,
-        source=source,
-        class_names=class_names,
-        where=where,
-        max_per_class=max_per_class,
-        registry=registry,
-    ).items
+    return plan_hf_stream(name, concept, **options).items
 
 
 # ---------------------------------------------------------------- writing
@@ -435,6 +408,7 @@ def ingest(
     registry: ConceptRegistry | None = None,
     progress: bool = True,
     where: str | None = None,
+    config: dict | None = None,
 ) -> IngestReport:
     """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished.
 
@@ -454,6 +428,8 @@ def ingest(
         registry: the concept registry.
         progress: show a progress bar.
         where: what the items come from (a folder, a dataset), named in messages.
+        config: the job's resolved options (the source and how its rows were chosen), recorded in the manifest
+            and in ``meta/<job>.yaml``; the dataset card lists them.
 
     Raises:
         ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
@@ -489,6 +465,7 @@ def ingest(
         concepts=concepts,
         plan={"samples_per_shard": samples_per_shard},
         description=f"ingest of {len(items)} images",
+        config=config,
         name=name,
     )
     job.check()
@@ -501,6 +478,7 @@ def ingest(
         )
     return IngestReport(
         samples=summary.images,
+        job_id=job_id,
         shards_written=summary.written,
         shards_skipped=summary.skipped,
         skipped_files=summary.skipped_inputs,

@@ -401,8 +401,23 @@ class IngestStep:
             registry=recipe.registry(),
             progress=False,
             where=step.where,
+            config=self._config(step) if step.kind == "hf_dataset" else None,
         )
         return report.summary()
+
+    @staticmethod
+    def _config(step: Step) -> dict:
+        """A Hub source's options as its ingest job's configuration (the dataset card lists them)."""
+        o = step.options
+        splits = sorted(o["counts"]) if "counts" in o else [o.get("split") or o.get("hf_split", "train")]
+        return {
+            "ingest": "hf_dataset",
+            "concept": step.concept,
+            **{k: v for k, v in o.items() if k != "class_map"},
+            "class_names": _class_map(o.get("class_map")),
+            "split": ", ".join(splits),
+            "recipe_step": step.id,
+        }
 
 
 class UrlsStep:

@@ -142,6 +142,43 @@ def test_failures_are_counted_by_reason_and_written_next_to_the_shards(web):
     assert sorted(_sidecars(root)) == [f"meta/church/train/laion-{k:05d}.json" for k in range(5)]
 
 
+def test_the_card_names_a_generation_job_and_the_url_ingest_beside_it(web, tmp_path):
+    import shutil
+
+    import yaml
+
+    from cards import write_dataset_card
+
+    _, urls, full, _ = web
+    root = tmp_path / "root"
+    shutil.copytree(full, root)
+    args = ["generate", "--models", "[toy]", "--concepts", "[church]", "--kinds", "[forget]", "--max-prompts", "2"]
+    assert main([*args, "--images-per-prompt", "1", "--out", str(root), "--no-progress"]) == 0
+    jobs = read_manifest(root)["jobs"]
+    web_job = next(j for j in jobs if j.startswith("web-"))
+    config = jobs[web_job]["config"]  # the resolved options, also in meta/<job>.yaml
+    assert config == yaml.safe_load((root / "meta" / f"{web_job}.yaml").read_text())
+    assert (config["ingest"], config["urls"], config["where"]) == (
+        "urls",
+        str(urls),
+        "punsafe < 0.5 and similarity > 0.3",
+    )
+    text = write_dataset_card(root).read_text()
+    generation = next(line for line in text.splitlines() if line.startswith("| generate-"))
+    assert "| toy |" in generation
+    row = next(line for line in text.splitlines() if line.startswith(f"| {web_job} |"))
+    cells = [c.strip() for c in row.strip("|").split(" | ")]
+    assert cells[1:3] == ["URL list `urls.parquet`", "church / train"]
+    assert cells[3].startswith("where `punsafe < 0.5 and similarity > 0.3`; target: captions naming church")
+    assert cells[4:] == [
+        "18",
+        "5 pair, 9 target",
+        "4 pair, 6 target",
+        "2 HTTP 404, 1 not a recognised image format, 1 timeout",
+        f"`meta/{web_job}-counts.json`",
+    ]
+
+
 def test_a_finished_job_run_again_downloads_nothing_and_changes_nothing(web, capsys):
     server, urls, root, _ = web
     before, sidecars, requests = _tars(root), _sidecars(root), sum(server.requests.values())

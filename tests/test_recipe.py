@@ -194,7 +194,10 @@ def test_toy_recipe_builds_a_valid_balanced_dataset_without_duplicates(toy_build
     manifest = read_manifest(root)
     assert [(r["reason"], r["status"]) for r in manifest["revisions"]] == [("dedup", "done"), ("balance", "done")]
     assert manifest["revisions"][0]["dropped"] >= 1
-    assert "dataigm-toy" in (root / "README.md").read_text()
+    card = (root / "README.md").read_text()
+    assert "dataigm-toy" in card and "| toy |" in card  # the generation job's model ...
+    hub = next(line for line in card.splitlines() if "local dataset `hub-church`" in line)  # ... and the Hub source
+    assert "church / train | column `label`: church=target, other=pair |" in hub
     state = read_state(root)
     assert len(state["steps"]) == 8 and [s["id"] for s in state["recipe"]["steps"]] == list(state["steps"])
     # planned again: every step done; built again: nothing changes

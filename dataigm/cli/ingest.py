@@ -121,6 +121,19 @@ def _check_inputs(cfg) -> None:
                 raise ValueError(f"--{option.replace('_', '-')} does not apply to --urls: captions set the labels")
 
 
+def _write_options(cfg, registry) -> dict:
+    """The options of writing shards, the same for every input."""
+    return {
+        "samples_per_shard": cfg.samples_per_shard,
+        "resize": cfg.resize,
+        "image_format": cfg.image_format,
+        "license": cfg.license,
+        "name": cfg.name,
+        "registry": registry,
+        "progress": cfg.progress,
+    }
+
+
 def _run_urls(cfg, registry) -> None:
     from ..sources import ingest_urls
     from ..sources.captions import parse_words
@@ -135,21 +148,49 @@ def _run_urls(cfg, registry) -> None:
         max_per_class=cfg.max_per_class,
         url_column=cfg.url_column,
         caption_column=cfg.caption_column,
-        license=cfg.license,
         processes=cfg.processes,
         threads=cfg.threads,
         timeout=cfg.timeout,
         retries=cfg.retries,
-        samples_per_shard=cfg.samples_per_shard,
-        resize=cfg.resize,
-        image_format=cfg.image_format,
-        name=cfg.name,
-        registry=registry,
-        progress=cfg.progress,
         img2dataset=cfg.img2dataset,
+        **_write_options(cfg, registry),
     )
     _finish(cfg)
     print(report.summary())
+
+
+def _run_hf_dataset(cfg, registry, class_names) -> None:
+    from ..sources.hub import ingest_hf_dataset
+
+    report, counts = ingest_hf_dataset(
+        cfg.hf_dataset,
+        cfg.out,
+        cfg.concept,
+        image_column=cfg.image_column,
+        label_column=cfg.label_column,
+        label=cfg.label,
+        hf_config=cfg.hf_config,
+        hf_split=cfg.hf_split,
+        split=cfg.split,
+        source=cfg.source or "real",
+        class_names=class_names,
+        where=cfg.where,
+        max_per_class=cfg.max_per_class,
+        **_write_options(cfg, registry),
+    )
+    _finish(cfg)
+    selected = ", ".join(f"{n} {label}" for label, n in counts["rows_selected"].items()) or "none"
+    print(f"{counts['rows_seen']} rows read, {counts['rows_after_where']} after --where, selected: {selected}")
+    _print_report(report)
+    print(f"counts in {counts['counts_file']}")
+
+
+def _print_report(report, ignored: tuple[str, ...] | list[str] = ()) -> None:
+    print(report.summary())
+    for skipped in report.skipped_files:
+        print(f"  skipped {skipped['file']}: {skipped['reason']}")
+    for name in ignored:
+        print(f"  ignored {name} (not an image file)")
 
 
 def _finish(cfg) -> None:
@@ -164,48 +205,11 @@ def run(cfg) -> int:
     if cfg.urls is not None:
         _run_urls(cfg, registry)
         return 0
-    ignored: list[str] = []
-    counts = None
     if cfg.hf_dataset is not None:
-        from ..sources.hub import plan_hf_stream
-
-        plan = plan_hf_stream(
-            cfg.hf_dataset,
-            cfg.concept,
-            image_column=cfg.image_column,
-            label_column=cfg.label_column,
-            label=cfg.label,
-            hf_config=cfg.hf_config,
-            hf_split=cfg.hf_split,
-            split=cfg.split,
-            source=cfg.source or "real",
-            class_names=class_names,
-            where=cfg.where,
-            max_per_class=cfg.max_per_class,
-            registry=registry,
-        )
-        items, counts = plan.items, plan.counts
-    else:
-        items, ignored = plan_folder(cfg.folder, cfg.concept, cfg.split, cfg.source, cfg.label, class_names, registry)
-    report = ingest(
-        items,
-        cfg.out,
-        samples_per_shard=cfg.samples_per_shard,
-        resize=cfg.resize,
-        image_format=cfg.image_format,
-        license=cfg.license,
-        name=cfg.name,
-        registry=registry,
-        progress=cfg.progress,
-        where=repr(cfg.folder) if cfg.folder is not None else f"--hf-dataset {cfg.hf_dataset!r}",
-    )
+        _run_hf_dataset(cfg, registry, class_names)
+        return 0
+    items, ignored = plan_folder(cfg.folder, cfg.concept, cfg.split, cfg.source, cfg.label, class_names, registry)
+    report = ingest(items, cfg.out, where=repr(cfg.folder), **_write_options(cfg, registry))
     _finish(cfg)
-    if counts is not None:
-        selected = ", ".join(f"{n} {label}" for label, n in counts["rows_selected"].items()) or "none"
-        print(f"{counts['rows_seen']} rows read, {counts['rows_after_where']} after --where, selected: {selected}")
-    print(report.summary())
-    for skipped in report.skipped_files:
-        print(f"  skipped {skipped['file']}: {skipped['reason']}")
-    for name in ignored:
-        print(f"  ignored {name} (not an image file)")
+    _print_report(report, ignored)
     return 0

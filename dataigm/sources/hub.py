@@ -10,6 +10,7 @@ by one batch and one shard, so ImageNet-1k or WikiArt sized datasets work.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ from pathlib import Path
 
 from ..concepts import ConceptRegistry, load_registry
 from ..layout import check_split
+from ..manifest import DEFAULT_NAME
 from ..prompts import slug
 from ..schema import SOURCES
+from .counts import write_job_counts
 from .where import parse_where
 
 BATCH = 1000  # rows per batch of the selection pass
@@ -267,57 +270,68 @@ def plan_hf_stream(
 
 
 def ingest_hf_dataset(
-    name: str,
+    dataset: str,
     root: str | Path,
     concept: str,
     *,
-    image_column: str = "image",
-    label_column: str | None = "label",
-    label: str | None = None,
-    hf_config: str | None = None,
-    hf_split: str = "train",
-    split: str | None = None,
-    source: str = "real",
-    class_names: dict[str, str] | None = None,
-    where: str | None = None,
-    max_per_class: int | None = None,
     registry: ConceptRegistry | None = None,
-    **write_options,
+    samples_per_shard: int = 1000,
+    resize: int | None = None,
+    image_format: str | None = None,
+    license: str | None = None,
+    name: str = DEFAULT_NAME,
+    progress: bool = True,
+    **selection,
 ):
     """Stream a Hugging Face dataset into ``root``: :func:`plan_hf_stream`, then :func:`dataigm.ingest.ingest`.
 
+    The job records its resolved selection (dataset, split, ``where``, class map, cap) as its configuration and
+    writes its counts (rows seen, after ``where``, selected, written, left out by reason) to
+    ``meta/<job>-counts.json``.
+
     Args:
-        name: Hub dataset id or local folder.
+        dataset: Hub dataset id or local folder.
         root: the dataset root, created when missing.
         concept: the concept the rows are labelled for.
-        write_options: passed to :func:`dataigm.ingest.ingest` (``samples_per_shard``, ``resize``,
-            ``image_format``, ``license``, ``name``, ``progress``).
-        **others: as in :func:`plan_hf_stream`.
+        registry: the concept registry.
+        samples_per_shard: images per shard.
+        resize: re-encode with the shorter side at this size.
+        image_format: re-encode every image to this format.
+        license: license recorded in every sample.
+        name: dataset name recorded in the manifest.
+        progress: show a progress bar.
+        **selection: the options of :func:`plan_hf_stream` (``where``, ``class_names``, ``max_per_class``, ...).
 
     Returns:
-        ``(report, counts)``: the :class:`dataigm.ingest.IngestReport` and the selection's counts.
+        ``(report, counts)``: the :class:`dataigm.ingest.IngestReport` and the job's counts.
+
+    Raises:
+        ValueError: what :func:`plan_hf_stream` and :func:`dataigm.ingest.ingest` refuse, or no row selected;
+            nothing is written then.
     """
     from ..ingest import ingest
 
-    plan = plan_hf_stream(
-        name,
-        concept,
-        image_column=image_column,
-        label_column=label_column,
-        label=label,
-        hf_config=hf_config,
-        hf_split=hf_split,
-        split=split,
-        source=source,
-        class_names=class_names,
-        where=where,
-        max_per_class=max_per_class,
-        registry=registry,
-    )
+    bound = inspect.signature(plan_hf_stream).bind(dataset, concept, registry=registry, **selection)
+    bound.apply_defaults()
+    plan = plan_hf_stream(*bound.args, **bound.kwargs)
     if not plan.items:
         raise ValueError(
-            f"no row of --hf-dataset {name!r} is selected ({plan.counts['rows_seen']} rows, "
+            f"no row of --hf-dataset {dataset!r} is selected ({plan.counts['rows_seen']} rows, "
             f"{plan.counts['rows_after_where']} after --where); nothing was written"
         )
-    report = ingest(plan.items, root, registry=registry, where=f"--hf-dataset {name!r}", **write_options)
-    return report, plan.counts
+    options = {k: v for k, v in bound.arguments.items() if k not in ("name", "registry")}
+    config = {"ingest": "hf_dataset", "dataset": dataset, **options, "split": plan.items[0].split}
+    report = ingest(
+        plan.items,
+        root,
+        samples_per_shard=samples_per_shard,
+        resize=resize,
+        image_format=image_format,
+        license=license,
+        name=name,
+        registry=registry,
+        progress=progress,
+        where=f"--hf-dataset {dataset!r}",
+        config={**config, "resize": resize, "format": image_format, "license": license},
+    )
+    return report, write_job_counts(root, report.job_id, plan.counts)

@@ -18,21 +18,20 @@ import hashlib
 import json
 import logging
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..concepts import ConceptRegistry, load_registry
 from ..distribute import make_distributor
-from ..files import atomic_write_json
-from ..layout import MANIFEST_NAME, META_DIR, ShardId, check_split
-from ..manifest import DEFAULT_NAME, check_root, read_manifest
+from ..layout import MANIFEST_NAME, ShardId, check_split
+from ..manifest import DEFAULT_NAME, check_root
 from ..sample import Sample
 from ..schema import LABELS, make_key
 from ..shardjob import ShardJob, ShardResult, with_retries
 from ..writer import write_shard
 from . import img2dataset as i2d
 from .captions import CaptionRules
+from .counts import job_shards, write_job_counts
 from .url_list import UrlSelection, read_url_list, select_rows
 from .where import parse_where
 
@@ -281,6 +280,18 @@ def ingest_urls(
         concepts=[target],
         plan={"samples_per_shard": samples_per_shard},
         description=f"web ingest of {len(rows)} URLs from {Path(str(urls)).name}",
+        config={
+            "ingest": "urls",
+            "urls": str(urls),
+            "concept": target.id,
+            "split": split,
+            "where": where,
+            "selection": rules.describe(),
+            "max_per_class": max_per_class,
+            "url_column": url_column,
+            "caption_column": caption_column,
+            **{k: v for k, v in options.items() if k != "where"},
+        },
         name=name,
     )
     job.check()
@@ -292,7 +303,7 @@ def ingest_urls(
         i2d.download(url_list, downloads, download_options, command)
     summary = job.run(make_distributor("local", 1, 0), progress=progress, unit="img")
     report = WebIngestReport(job_id, shards_written=summary.written, shards_skipped=summary.skipped)
-    report.counts = _final_counts(root, job_id, selection)
+    report.counts = write_job_counts(root, job_id, selection.counts(), written_key="downloaded")
     if summary.failed:
         failures = "; ".join(f"{r.shard}: {r.error}" for r in summary.failed[:3])
         raise ValueError(
@@ -318,41 +329,11 @@ def _write_url_list(path: Path, rows: list[WebRow]) -> None:
     tmp.replace(path)
 
 
-def _job_shards(root: str | Path, job_id: str) -> list[ShardId]:
-    ranges = read_manifest(root)["jobs"].get(job_id, {}).get("ranges", {})
-    return [
-        ShardId(*group.split("/"), i) for group, (start, n) in sorted(ranges.items()) for i in range(start, start + n)
-    ]
-
-
 def _job_complete(root: str | Path, job_id: str) -> bool:
     """Whether every shard of an earlier run of the job is done (then nothing needs downloading)."""
     from ..writer import shard_is_done
 
     if not (Path(root) / MANIFEST_NAME).exists():
         return False
-    shards = _job_shards(root, job_id)
+    shards = job_shards(root, job_id)
     return bool(shards) and all(shard_is_done(root, s) for s in shards)
-
-
-def _final_counts(root: str | Path, job_id: str, selection: UrlSelection) -> dict:
-    """The selection's counts plus, from the job's shard sidecars, the images written and failures by reason."""
-    downloaded: Counter = Counter()
-    failed: Counter = Counter()
-    for shard in _job_shards(root, job_id):
-        sidecar_path = Path(root) / shard.sidecar_relpath
-        if not sidecar_path.exists():
-            continue
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        downloaded.update(sidecar.get("labels", {}))
-        failed.update(e["reason"] for e in sidecar.get("errors", []))
-    counts_file = f"{META_DIR}/{job_id}-counts.json"
-    counts = {
-        **selection.counts(),
-        "downloaded": dict(sorted(downloaded.items())),
-        "failed": sum(failed.values()),
-        "failed_by_reason": dict(sorted(failed.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "counts_file": counts_file,
-    }
-    atomic_write_json(Path(root) / counts_file, counts)
-    return counts
