@@ -2,6 +2,7 @@
 ``--class-map`` (integer labels or ClassLabel names), capped by ``--max-per-class``."""
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers.data import image_bytes
 
-from dataigm import iter_samples
+from dataigm import iter_samples, read_manifest
 from dataigm.cli import main
 from dataigm.validate import validate_root
 
@@ -97,6 +98,19 @@ def test_streamed_rows_where_class_map_by_number_and_name_and_cap(hub_dataset, t
     out = capsys.readouterr().out
     assert f"{(max(expected) // 4 + 1) * 4} rows read" in out and max(expected) < N - 4, out
     assert _arrow_files() == arrow_before  # streamed: no Arrow copy of the dataset in the cache
+    # the counts and the resolved selection are written next to the shards
+    ((job, entry),) = read_manifest(root)["jobs"].items()
+    counts = json.loads((root / "meta" / f"{job}-counts.json").read_text())
+    assert counts["rows_selected"] == counts["written"] == {"pair": 4, "target": 4} and counts["failed"] == 0
+    assert f"counts in meta/{job}-counts.json" in out
+    config = entry["config"]
+    assert (config["ingest"], config["dataset"], config["where"], config["max_per_class"]) == (
+        "hf_dataset",
+        str(hub_dataset),
+        "artist == 22",
+        4,
+    )
+    assert config["class_names"] == {"1": "target", "tiger_cat": "pair", "4": "pair"}
     assert validate_root(root) == []
 
 
