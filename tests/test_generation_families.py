@@ -196,6 +196,21 @@ def test_transformer_and_each_text_encoder_can_be_replaced(family_dirs, tmp_path
         transformer_state_for(loaded.pipe.transformer, {"input_blocks.0.weight": torch.zeros(1)}, "flux")
 
 
+def test_an_original_layout_sd3_checkpoint_loads_to_the_same_weights(family_dirs, tmp_path):
+    from helpers.sd3_layout import to_original_sd3
+
+    sd3 = str(family_dirs["sd3"])
+    transformer = load_pipeline(ModelSpec(base=sd3)).pipe.transformer
+    torch.manual_seed(3)
+    changed = {k: v + 0.1 * torch.randn_like(v) for k, v in transformer.state_dict().items()}
+    original = to_original_sd3(changed, transformer.config.num_layers)
+    assert any(k.startswith("model.diffusion_model.joint_blocks.0.x_block.attn.qkv") for k in original)
+    save_file(original, tmp_path / "sd3-original.safetensors")
+    loaded = load_pipeline(ModelSpec(base=sd3, transformer=str(tmp_path / "sd3-original.safetensors")))
+    for key, value in loaded.pipe.transformer.state_dict().items():
+        assert torch.equal(value, changed[key]), key
+
+
 def test_efficiency_counts_the_transformer_and_text_encoders(family_dirs, tmp_path):
     from detectors.evaluation.efficiency import model_efficiency
 
