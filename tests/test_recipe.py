@@ -233,6 +233,54 @@ def test_toy_build_killed_anywhere_resumes_to_the_same_dataset(toy_build, toy_wo
     assert read_manifest(root)["shards"] == read_manifest(toy_build)["shards"]
 
 
+# Runs in the child: the build stops for good just before it removes the first retired shard's tar, i.e. after
+# the dedup revision swapped the manifest and retired that shard's sidecar (the clean-up step), and says so.
+_PAUSE_IN_CLEAN_UP = """
+import pathlib, sys, time
+_unlink = pathlib.Path.unlink
+def _pause_before_tar(self, *args, **kwargs):
+    if self.suffix == ".tar":
+        pathlib.Path({marker!r}).touch()
+        time.sleep(3600)
+    return _unlink(self, *args, **kwargs)
+pathlib.Path.unlink = _pause_before_tar
+from dataigm.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.slow
+def test_toy_build_killed_while_retiring_old_shards_resumes_to_the_same_dataset(toy_build, toy_workdir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, marker = tmp_path / "toy", tmp_path / "paused"
+    argv = ["build", str(toy_workdir / "toy.yaml"), "--out", str(root)]
+    child = _PAUSE_IN_CLEAN_UP.format(marker=str(marker), argv=argv)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the build never reached its clean-up"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    (revision,) = read_manifest(root)["revisions"]
+    assert (revision["reason"], revision["status"]) == ("dedup", "retiring")  # killed after the swap
+    plan = yaml.safe_load((root / revision["plan"]).read_text())
+    assert all((root / old).exists() for old in plan["replaced"])  # no old tar removed yet
+    assert main(argv) == 0
+    assert validate_root(root) == []
+    assert [r["status"] for r in read_manifest(root)["revisions"]] == ["done", "done"]
+    assert not any((root / old).exists() for old in plan["replaced"])  # the clean-up was finished
+    assert _content(root) == _content(toy_build)
+    assert read_manifest(root)["shards"] == read_manifest(toy_build)["shards"]
+
+
 def test_url_list_and_hub_where_in_the_plan(toy_workdir, tmp_path, capsys):
     recipe = {
         "concepts": {
