@@ -161,6 +161,7 @@ def push_judge(
     dataset_repo: str | None = None,
     license: str = "other",
     api: HfApi | None = None,
+    agreement_dir: str | Path | None = None,
 ) -> JudgePush:
     """Publish the judge saved in ``judge_dir`` with its card; the weights go through timm's ``push_to_hf_hub``.
 
@@ -174,6 +175,7 @@ def push_judge(
         judge_dir: a folder saved by ``dataigm judge train`` (``config.json``, ``model.safetensors``).
         repo_id: the model repository, ``ORG/NAME`` (created when missing).
         eval_dir: a ``dataigm judge eval`` folder of this judge, for the card's metrics and plots.
+        agreement_dir: a ``dataigm judge agree`` folder, for the card's agreement section and kappa matrices.
         revision: the branch to push to (created when missing).
         api: a ``huggingface_hub.HfApi`` for the card commit (tests give a fake; timm makes its own).
 
@@ -187,7 +189,15 @@ def push_judge(
     config = read_judge_config(judge_dir)
     model = _judge_model(judge_dir, config)
     with TemporaryDirectory(prefix="dataigm-card-") as staging:
-        write_judge_card(judge_dir, eval_dir, staging, repo_id=repo_id, dataset_repo=dataset_repo, license=license)
+        write_judge_card(
+            judge_dir,
+            eval_dir,
+            staging,
+            repo_id=repo_id,
+            dataset_repo=dataset_repo,
+            license=license,
+            agreement_dir=agreement_dir,
+        )
         api = _api(api)
         _create(api, repo_id, "model", private, revision)
         has_readme = api.file_exists(repo_id, "README.md", repo_type="model", revision=revision)

@@ -242,7 +242,7 @@ def test_metrics_of_another_judge_are_refused(judge_run, tmp_path):
         write_judge_card(judge_dir, other, tmp_path / "card")
 
 
-def test_judge_card_includes_the_agreement_section_and_its_kappa_matrices(judge_run, tiny_clip, tmp_path):
+def test_judge_card_includes_the_agreement_section_and_its_kappa_matrices(judge_run, tiny_clip, tmp_path, hub):
     from cards.agreement_card import agreement_section, read_agreement
 
     judge_dir, eval_dir = judge_run
@@ -272,6 +272,19 @@ def test_judge_card_includes_the_agreement_section_and_its_kappa_matrices(judge_
     with pytest.raises(ValueError, match="holds no agreement.json"):
         write_judge_card(judge_dir, eval_dir, tmp_path / "x", agreement_dir=eval_dir)
     assert not (tmp_path / "x").exists()
+    # the commands: `dataigm card --judge ... --agreement DIR` and `dataigm push judge ... --agreement DIR`
+    copy = shutil.copytree(judge_dir, tmp_path / "judge-copy")
+    assert main(["card", "--judge", str(copy), "--eval", str(eval_dir), "--agreement", str(agree)]) == 0
+    assert _section(ModelCard.load(copy / "README.md").text, "Agreement between judges") == _section(
+        text, "Agreement between judges"
+    )
+    assert (
+        main(["push", "judge", str(judge_dir), "--repo", REPO, "--eval", str(eval_dir), "--agreement", str(agree)])
+        == 0
+    )
+    pushed = hub.files(REPO)
+    assert pushed["agreement_church.png"] == (agree / "agreement_church.png").read_bytes()
+    assert "## Agreement between judges" in pushed["README.md"].decode()
 
 
 # -- the evaluation card ---------------------------------------------------------------------------------

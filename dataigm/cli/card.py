@@ -18,6 +18,7 @@ class CardOptions:
         root: dataset root: write its dataset card
         judge: judge folder: write its model card there
         eval: with --judge: its `dataigm judge eval` folder
+        agreement: with --judge: a `dataigm judge agree` folder whose section (and kappa matrices) the card shows
         report: `dataigm evaluate` folder: write its card
         repo: Hub repo id used in the loading examples
         dataset_repo: with --judge: training dataset's Hub id
@@ -27,6 +28,7 @@ class CardOptions:
     root: str | None = None
     judge: str | None = None
     eval: str | None = None
+    agreement: str | None = None
     report: str | None = None
     repo: str | None = None
     dataset_repo: str | None = None
@@ -42,13 +44,19 @@ def run(cfg) -> int:
     if len(modes) != 1:
         given = ", ".join(modes) or "none"
         raise ValueError(f"Give exactly one of: a dataset ROOT, --judge DIR, --report DIR (given: {given})")
-    if cfg.eval and not cfg.judge:
-        raise ValueError("--eval goes with --judge DIR (the judge whose `dataigm judge eval` folder it is)")
+    for name in ("eval", "agreement"):
+        if cfg.get(name) and not cfg.judge:
+            raise ValueError(f"--{name} goes with --judge DIR (the judge whose `dataigm judge {name}` folder it is)")
     if cfg.judge:
         from cards import write_judge_card
 
         path = write_judge_card(
-            cfg.judge, cfg.eval, repo_id=cfg.repo, dataset_repo=cfg.dataset_repo, license=cfg.license
+            cfg.judge,
+            cfg.eval,
+            repo_id=cfg.repo,
+            dataset_repo=cfg.dataset_repo,
+            license=cfg.license,
+            agreement_dir=cfg.agreement,
         )
     elif cfg.report:
         from cards import write_eval_card

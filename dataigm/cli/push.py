@@ -51,6 +51,7 @@ class JudgePush(_HubTarget):
     Attributes:
         judge: folder of a saved judge (OUT/judge of `dataigm judge train`); or give it as --judge
         eval: `dataigm judge eval` folder of this judge
+        agreement: `dataigm judge agree` folder whose section (and kappa matrices) the card shows
         overwrite_card: replace a README.md already in the repository
         dataset_repo: training dataset's Hub id, ORG/NAME
         license: license of the judge (Hub license id)
@@ -60,6 +61,7 @@ class JudgePush(_HubTarget):
 
     judge: str | None = None
     eval: str | None = None
+    agreement: str | None = None
     overwrite_card: bool = False
     dataset_repo: str | None = None
     license: str = "other"
@@ -142,6 +144,7 @@ def run_judge_push(judge_dir: str, args) -> int:
         judge_dir,
         args.repo,
         eval_dir=args.eval,
+        agreement_dir=args.agreement,
         private=args.private,
         revision=args.revision,
         commit_message=args.commit_message,
