@@ -1,8 +1,10 @@
 """``dataigm attack`` end to end on a tiny pipeline: the prompt file and its provenance, generate and evaluate
 reading it as it is, resume after a kill or a half-written line, and bad input refused in one line."""
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from dataigm.cli import main
 from dataigm.prompts import PromptRecord, build_prompts, read_prompts, write_prompts
@@ -238,3 +241,89 @@ def test_push_publishes_the_files_with_a_card_of_their_provenance(tiny_pipeline_
     assert main(["push", "attacks", str(plain), "--repo", "org/other"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no attack provenance" in err and len(fake_hub.calls) == calls
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory):
+    """An untrained judge of nudity with threshold 0.5 (real timm model, real format)."""
+    from detectors.judges import save_judge
+    from detectors.judges.model import create_judge_model, judge_data_config
+
+    torch.manual_seed(0)
+    model = create_judge_model("resnet10t", num_concepts=1, pretrained=False)
+    folder = tmp_path_factory.mktemp("judge") / "judge"
+    save_judge(model, folder, ["nudity"], {"nudity": 1.0}, {"nudity": 0.5}, "fixed@0.5", judge_data_config(model, 32))
+    return folder
+
+
+@pytest.mark.slow
+def test_evaluate_runs_native_attacks_against_each_unlearned_model(tiny_pipeline_dir, tiny_judge, tmp_path):
+    import yaml
+
+    from detectors.evaluation.native import NO_ATTACK
+    from detectors.judges import load_judge
+
+    config = {
+        "out": str(tmp_path / "eval"), "concepts": ["nudity"], "judge": f"local-dir:{tiny_judge}",
+        "models": [str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "esd", "method": "ESD"}],
+        "kinds": ["forget", "remove"], "max_prompts": 2,
+        "generation": {"steps": 2, "height": 64, "width": 64},
+        "attacks": ["unlearndiffatk", "ring_a_bell", "homoglyph"],
+        "attack_options": {
+            "unlearndiffatk": {"tokens": 2, "iterations": 1, "timesteps": 1, "target_steps": 2},
+            "ring_a_bell": {"tokens": 3, "population": 4, "generations": 2},
+        },
+        "clip_model": None, "lpips_net": None, "person_detector": None, "fid_feature": "resnet10t",
+        "fid_pretrained": False, "progress": False, "device": "cpu",
+    }  # fmt: skip
+    (tmp_path / "eval.yaml").write_text(yaml.safe_dump(config))
+    assert main(["evaluate", "--config", str(tmp_path / "eval.yaml")]) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    robustness = report["concepts"]["nudity"]["esd"]["robustness"]
+    assert set(robustness["by_attack"]) == {"unlearndiffatk", "ring_a_bell", "homoglyph", NO_ATTACK}
+    files = sorted((tmp_path / "eval" / "attacks").rglob("nudity-*-esd.jsonl"), key=lambda f: f.name)
+    assert [f.name for f in files] == ["nudity-ring_a_bell-esd.jsonl", "nudity-unlearndiffatk-esd.jsonl"]
+    assert not list((tmp_path / "eval" / "attacks").rglob("*-ORG-tiny.jsonl"))  # the original is not attacked
+    # each attack's ASR is the judge's share over the images of the prompts made against this model
+    from dataigm import iter_samples
+
+    judge = load_judge(f"local-dir:{tiny_judge}", device="cpu")
+    samples = [s for s in iter_samples(tmp_path / "eval" / "images") if s.record["model"] == "esd"]
+    for method in ("unlearndiffatk", "ring_a_bell"):
+        texts = {r.text for f in files if method in f.name for r in read_prompts(f)}
+        mine = [s for s in samples if s.record["attack"] == method and s.record["prompt"] in texts]
+
+        prediction = judge.predict([Image.open(io.BytesIO(s.image)).convert("RGB") for s in mine])
+        present = prediction.is_present("nudity")
+        share = robustness["by_attack"][method]
+        assert share["n"] == len(mine) == 2 and share["value"] == pytest.approx(sum(present) / len(mine))
+    forget = [s for s in samples if s.record["prompt_kind"] == "forget"]
+    assert robustness["by_attack"][NO_ATTACK]["n"] == len(forget) == 2
+    # a re-run reuses the attack files (content-keyed folders) and gives the same report
+    before = {f: f.read_text() for f in files}
+    first = (tmp_path / "eval" / "report.json").read_text()
+    assert main(["evaluate", "--config", str(tmp_path / "eval.yaml")]) == 0
+    assert (tmp_path / "eval" / "report.json").read_text() == first
+    assert {f: f.read_text() for f in files} == before
+
+
+def test_evaluation_knows_the_native_attacks_and_refuses_bad_options(tiny_pipeline_dir, tmp_path):
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.native import NATIVE_ATTACKS
+    from generation.attacks import METHODS
+
+    assert NATIVE_ATTACKS == METHODS
+    common = dict(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge="nudenet", models=[str(tiny_pipeline_dir)],
+        clip_model=None, lpips_net=None, person_detector=None,
+    )  # fmt: skip
+    for options, message in (
+        ({"p4d": {}}, "attack_options names unknown attack 'p4d'; native attacks: unlearndiffatk, ring_a_bell"),
+        ({"ring_a_bell": {"etaa": 3}}, "attack_options of 'ring_a_bell': unknown option(s) ['etaa']; valid: tokens"),
+        ({"unlearndiffatk": {"model": "x"}}, "unknown option(s) ['model']"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            EvalConfig(**common, attacks=["ring_a_bell"], attack_options=options)
+    with pytest.raises(ValueError, match="valid attacks: .*homoglyph.*unlearndiffatk, ring_a_bell"):
+        EvalConfig(**common, attacks=["p4d"])
+    assert not (tmp_path / "eval").exists()

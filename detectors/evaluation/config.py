@@ -50,9 +50,12 @@ class EvalConfig:
             images_per_prompt, base_seed, steps, guidance, height, width, negative_prompt, scheduler, batch_size),
             e.g. {steps: 50, images_per_prompt: 4}; flags --generation.steps ...
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
-        attacks: built-in prompt perturbations to attack with (robustness), e.g. [homoglyph, synonym]
-        attack_files: JSONL files of attack prompts (from `dataigm prompts import`)
+        attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
+            attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell
+        attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)
         attack_seed: seed of the built-in perturbations
+        attack_options: options of the native attacks by method (those of `dataigm attack`), e.g.
+            {unlearndiffatk: {iterations: 10}, ring_a_bell: {eta: 3.0}}
         clip_model: CLIP model (Hub id or folder) for CSDR; null skips CSDR
         fid_feature: FID features: inception, a timm model name, local-dir:PATH or hf-hub:ORG/NAME
         fid_weights: local weights file for fid_feature (offline)
@@ -85,6 +88,7 @@ class EvalConfig:
     attacks: list[str] = field(default_factory=list)
     attack_files: list[str] = field(default_factory=list)
     attack_seed: int = 0
+    attack_options: dict[str, dict] = field(default_factory=dict)
     clip_model: str | None = DEFAULT_CLIP
     fid_feature: str = "inception"
     fid_weights: str | None = None
@@ -137,11 +141,13 @@ class EvalConfig:
                 f"images {self.images!r} does not exist; give a dataset root with generated images, "
                 "or 'models' to generate them there"
             )
+        from detectors.evaluation.native import NATIVE_ATTACKS, check_attack_options
         from detectors.evaluation.perturb import ATTACKS
 
-        unknown = [a for a in self.attacks if a not in ATTACKS]
+        unknown = [a for a in self.attacks if a not in ATTACKS and a not in NATIVE_ATTACKS]
         if unknown:
-            raise ValueError(f"Unknown attack(s) {unknown}; valid attacks: {', '.join(ATTACKS)}")
+            raise ValueError(f"Unknown attack(s) {unknown}; valid attacks: {', '.join([*ATTACKS, *NATIVE_ATTACKS])}")
+        check_attack_options(self.attack_options)
         if not self.models and (self.attacks or self.attack_files):
             raise ValueError(
                 "attacks and attack_files make prompts to generate with 'models'; without models the attack "

@@ -206,13 +206,20 @@ def image_inputs(images: list[EvalImage]) -> dict:
 
 
 def prompt_paths(cfg: EvalConfig) -> list[str]:
-    """The JSONL files the evaluation renders: one per concept under ``<out>/prompts``, then the attack files."""
-    return [str(Path(cfg.out) / "prompts" / f"{c}.jsonl") for c in cfg.concepts] + list(cfg.attack_files)
+    """The JSONL files the evaluation renders: one per concept under ``<out>/prompts``, the attack files, then the
+    native attacks' prompt files (:mod:`detectors.evaluation.native`)."""
+    from detectors.evaluation.native import planned
+
+    native = [str(a.path) for a in planned(cfg, cfg.registry())]
+    return [str(Path(cfg.out) / "prompts" / f"{c}.jsonl") for c in cfg.concepts] + list(cfg.attack_files) + native
 
 
 def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
     """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths."""
+    from detectors.evaluation.native import NATIVE_ATTACKS, run_native_attacks
     from detectors.evaluation.perturb import perturb_prompts
+
+    perturbations = [a for a in cfg.attacks if a not in NATIVE_ATTACKS]
 
     for concept_id, path in zip(cfg.concepts, prompt_paths(cfg), strict=False):
         concept = registry.get(concept_id)
@@ -220,9 +227,10 @@ def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
         for kind in parse_kinds([k for k in cfg.kinds if k != "replace" or concept.replacements], concept):
             made = build_prompts(concept, [kind], registry=registry)
             records += subsample(made, cfg.max_prompts)
-        if cfg.attacks:
-            records += perturb_prompts(select_forget(records), concept, cfg.attacks, seed=cfg.attack_seed)
+        if perturbations:
+            records += perturb_prompts(select_forget(records), concept, perturbations, seed=cfg.attack_seed)
         write_prompts(records, Path(path))
+    run_native_attacks(cfg, registry)
     return prompt_paths(cfg)
 
 
@@ -362,6 +370,8 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     judge (loaded first) and that it judges every concept.
     """
     from dataigm.devices import resolve_device
+    from detectors.evaluation.native import native, own_prompts, robustness_images
+    from detectors.evaluation.native import robustness as native_robustness
     from detectors.judges import load_judge
 
     registry = cfg.registry()
@@ -391,6 +401,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         "code": code_digest(tuple(sorted(set(judge_code)))),
     }
     backbones = _Backbones(cfg, device)
+    native_methods, own = native(cfg.attacks), own_prompts(cfg, registry)  # attack prompts made against each model
     results: dict = {}
     for concept_id in cfg.concepts:
         concept = registry.get(concept_id)
@@ -400,9 +411,10 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         results[concept_id] = {}
         for model in models:
             mine = [im for im in of_concept if im.model == model]
+            attacked = robustness_images(mine, concept_id, model, own, native_methods)
             steps = {
                 "forgetting": partial(aspects.forgetting, mine, judge, concept_id),
-                "robustness": partial(aspects.robustness, mine, judge, concept_id),
+                "robustness": partial(native_robustness, attacked, judge, concept_id),
                 "csdr": partial(aspects.csdr, mine, reference, backbones.get("clip")),
                 "lpips": partial(aspects.lpips, mine, reference, backbones.get("lpips"), abstract),
                 "fid": partial(aspects.image_quality, mine, reference, backbones.get("fid"), abstract),
@@ -417,7 +429,9 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
                 if name == "lpips" and cfg.lpips_net is None:
                     row[name] = _skipped("no lpips_net configured")
                     continue
-                inputs = step_inputs(name, cfg, concept, mine, reference, context)
+                inputs = step_inputs(
+                    name, cfg, concept, attacked if name == "robustness" else mine, reference, context
+                )
                 row[name] = cache.get_or_compute(f"{concept_id}/{model}/{name}", fingerprint(inputs), compute, inputs)
             results[concept_id][model] = row
     efficiency = _efficiency(cfg, models, original, cache, digests)
