@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary folder)")
+    parser.add_argument("--skip-training", action="store_true", help="measure the loader only")
     args = parser.parse_args(argv)
     for name in ("n", "size", "input", "img_size", "train_n", "epochs", "batch_size", "runs"):
         if getattr(args, name) < 1:
@@ -262,6 +263,8 @@ def report(args, loader: dict, training: dict) -> str:
         f"  a GPU probe extracting {GPU_PROBE_RATE:.0f} img/s needs ~{GPU_PROBE_RATE / decode:.0f} such cores to decode "
         f"(before: ~{GPU_PROBE_RATE / base:.0f})"
     )
+    if training is None:
+        return "\n".join(lines)
     model = med(training["model_only"])
     lines += ["", f"training loop, {args.model} at {args.img_size} px, batch {args.batch_size}, images/s"]
     for key, name in (("model_only", "model only (tensors in memory)"), ("before", "train_judge, loader before"),
@@ -289,10 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         started = time.perf_counter()
         for name, n, size in (("loader", args.n, args.size), ("train", args.train_n, args.img_size * 2)):
-            if not (workdir / name / "dataigm.json").exists():
+            if not (workdir / name / "dataigm.json").exists() and not (name == "train" and args.skip_training):
                 write_root(workdir / name, n, size)
         loader = loader_runs(args, workdir / "loader", workdir / "cache")
-        training = training_runs(args, workdir / "train", workdir)
+        training = None if args.skip_training else training_runs(args, workdir / "train", workdir)
         print(report(args, loader, training))
         load = os.getloadavg()
         print(f"\nload average at the end {load[0]:.1f}; total {time.perf_counter() - started:.0f} s")
