@@ -13,7 +13,7 @@ from pathlib import Path
 from dataigm.dataset_readme import write_dataset_readme
 from dataigm.info import count_samples
 from dataigm.layout import META_DIR
-from dataigm.manifest import read_manifest
+from dataigm.manifest import MODEL_WEIGHT_KEYS, read_manifest
 from dataigm.markdown import escape, table
 from dataigm.schema import FIELDS
 from dataigm.taxonomy import tree
@@ -63,9 +63,7 @@ def _models(manifest: dict) -> str:
         if not config or "models" not in config:  # an ingest job's config names its source instead
             continue
         for m in config["models"]:
-            overrides = (
-                ", ".join(f"{k}={m[k]}" for k in ("pipeline", "unet", "text_encoder", "lora") if m.get(k)) or "-"
-            )
+            overrides = ", ".join(f"{k}={m[k]}" for k in MODEL_WEIGHT_KEYS[1:] if m.get(k)) or "-"
             rows.append(
                 (
                     job_id,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from dataigm.manifest import MODEL_WEIGHT_KEYS
 from dataigm.markdown import table
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def _models(report: dict) -> str:
         rows = []
         for name, spec in zip(names, specs, strict=True):
             spec = {"base": spec} if isinstance(spec, str) else spec
-            parts = ", ".join(f"{k}=`{spec[k]}`" for k in ("unet", "text_encoder", "lora", "pipeline") if spec.get(k))
+            parts = ", ".join(f"{k}=`{spec[k]}`" for k in MODEL_WEIGHT_KEYS[1:] if spec.get(k))
             role = "original" if name == report.get("original") else "unlearned"
             rows.append((f"`{name}`", role, spec.get("method") or "ORG", f"`{spec.get('base', '-')}`", parts or "-"))
         return table(("model", "role", "method", "base", "unlearned parts"), rows)

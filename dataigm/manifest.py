@@ -26,6 +26,18 @@ DEFAULT_NAME = "dataigm"
 # Concept fields that decide what a label means; a dataset cannot change them after writing.
 _LABEL_FIELDS = ("category", "target_class", "pair_class")
 _ALLOWED_FOREIGN = {README_NAME, ".gitattributes", ".git", ".cache", ".dataigm.lock"}
+# The keys of a recorded model spec (a generation job's ``config.models``) that name weights: what a model computes
+# with. Cache keys hash their files, cards list them; generation.pipeline's PARTS are these minus base/pipeline/lora.
+MODEL_WEIGHT_KEYS = (
+    "base",
+    "pipeline",
+    "unet",
+    "transformer",
+    "text_encoder",
+    "text_encoder_2",
+    "text_encoder_3",
+    "lora",
+)
 
 
 def new_manifest(name: str) -> dict:

@@ -309,3 +309,20 @@ def test_family_generate_validate_evaluate(family_dirs, tiny_clip, tmp_path, fam
     assert unlearned["csdr"]["paired"]["pairs"] == 2  # scored by the evaluation's CLIP, not the generator's encoders
     efficiency = report["efficiency"]["u"]
     assert efficiency["parts"][0] == denoiser and efficiency["changed"] == sum(v.numel() for v in state.values())
+
+
+def test_every_part_a_spec_can_replace_is_hashed_into_cache_keys_and_shown_on_cards(tmp_path):
+    from dataigm.manifest import MODEL_WEIGHT_KEYS
+    from detectors.evaluation.flow import Digests, spec_content
+    from generation.pipeline import PARTS
+    from generation.spec import load_model_spec
+
+    assert set(MODEL_WEIGHT_KEYS) == {"base", "pipeline", "lora", *PARTS}
+    for part in ("transformer", "text_encoder_2", "text_encoder_3"):
+        weights = tmp_path / f"{part}.safetensors"
+        weights.write_bytes(b"one")
+        spec = load_model_spec({"base": "some/flux", "name": "m", "family": "flux", part: str(weights)})
+        before = spec_content(spec, Digests())
+        weights.write_bytes(b"two")  # the same path, other weights: the cached result must not be reused
+        after = spec_content(spec, Digests())
+        assert before["files"][part] != after["files"][part], part

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from dataigm.files import atomic_write_json, sha256_file
+from dataigm.manifest import MODEL_WEIGHT_KEYS
 from dataigm.prompts import build_prompts, parse_kinds, subsample, write_prompts
 from detectors.evaluation import aspects
 from detectors.evaluation.config import EvalConfig
@@ -464,7 +465,7 @@ def _skipped(reason: str) -> dict:
 def spec_content(spec, digests: Digests) -> dict:
     """A model spec by content: its fields, and the sha256 of each local file or folder it names."""
     fields = spec.to_dict()
-    files = {k: digests.maybe_path(fields.get(k)) for k in ("base", "pipeline", "unet", "text_encoder", "lora")}
+    files = {k: digests.maybe_path(fields.get(k)) for k in MODEL_WEIGHT_KEYS}
     return {"spec": fields, "files": {k: v for k, v in files.items() if v is not None}}
 
 

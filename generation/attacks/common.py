@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from dataigm.files import sha256_file
+from dataigm.manifest import MODEL_WEIGHT_KEYS
 from dataigm.prompts import PromptRecord
 
 from ..seeds import item_seed
@@ -180,6 +181,6 @@ def model_checksum(spec: ModelSpec, revision: str | None = None) -> str:
     parts = {
         "spec": spec.to_dict(),
         "revision": revision,
-        "weights": {k: _weights_of(getattr(spec, k)) for k in ("base", "pipeline", "unet", "text_encoder", "lora")},
+        "weights": {k: _weights_of(getattr(spec, k)) for k in MODEL_WEIGHT_KEYS},
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
