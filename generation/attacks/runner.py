@@ -181,7 +181,7 @@ def run_attack(cfg: AttackConfig) -> AttackSummary:
     atomic_write_text(Path(cfg.out) / "attack.yaml", _yaml(cfg.to_dict()))
     seeds = {r.prompt_id: prompt_seed(r, cfg.base_seed) for r in pending}
     if cfg.method == "unlearndiffatk":
-        targets = _targets(cfg, spec, pending, seeds, device)
+        targets = _targets(cfg, model, pending, seeds, device)
     else:
         vector = ring_a_bell.concept_vector(text, pairs)
     bar = _progress(len(pending), cfg.progress)
@@ -239,7 +239,7 @@ def _record(source, seed, cfg, spec, checksum, options, text) -> dict:
     }
 
 
-def _targets(cfg: AttackConfig, spec: ModelSpec, pending, seeds: dict, device: str) -> dict[str, Path]:
+def _targets(cfg: AttackConfig, model, pending, seeds: dict, device: str) -> dict[str, Path]:
     """The target image of each pending prompt: supplied, rendered by an earlier run, or rendered now."""
     if cfg.target_images is not None:
         return {r.prompt_id: given_target(cfg, r.prompt_id) for r in pending}
@@ -253,7 +253,8 @@ def _targets(cfg: AttackConfig, spec: ModelSpec, pending, seeds: dict, device: s
     from ..pipeline import load_pipeline
     from .unlearndiffatk import render_targets
 
-    original = load_pipeline(original_spec(cfg, spec), device)
+    wanted = original_spec(cfg, model.spec)
+    original = model if wanted == model.spec else load_pipeline(wanted, device)  # the attacked model is the original
     for i in range(0, len(missing), cfg.batch_size):
         batch = missing[i : i + cfg.batch_size]
         by_guidance: dict[float, list[PromptRecord]] = {}
