@@ -335,17 +335,19 @@ def _class_map(value: Any) -> dict[str, str]:
 class IngestStep:
     """``folder`` and ``hf_dataset`` sources: plan with :mod:`dataigm.ingest`, choose by ``counts``, ingest."""
 
-    def _items(self, step: Step, recipe: Recipe) -> tuple[list, list[str]]:
+    def _items(self, step: Step, recipe: Recipe) -> tuple[list, list[str], dict | None]:
+        """The items chosen, the shortfalls, and a Hub source's selection counts (None for a folder)."""
         from .ingest import plan_folder
         from .sources.hub import plan_hf_stream
 
         o, registry = step.options, recipe.registry()
         class_names = _class_map(o.get("class_map"))
         plan_split = None if "counts" in o else o.get("split")
+        selection = None
         if step.kind == "folder":
             items, _ = plan_folder(o["folder"], step.concept, plan_split, o.get("source"), o.get("label"), class_names, registry)  # fmt: skip
         else:
-            items = plan_hf_stream(
+            plan = plan_hf_stream(
                 o["dataset"],
                 step.concept,
                 image_column=o.get("image_column", "image"),
@@ -359,13 +361,14 @@ class IngestStep:
                 where=o.get("where"),
                 max_per_class=o.get("max_per_class"),
                 registry=registry,
-            ).items
+            )
+            items, selection = plan.items, plan.counts
         wrong = sorted({i.concept for i in items} - {step.concept})
         if wrong:
             raise ValueError(
                 f"{recipe.path.name}: {step.where}: images of concept {wrong[0]!r} in a {step.concept} source"
             )
-        return _select(items, o.get("counts"), None)
+        return (*_select(items, o.get("counts"), None), selection)
 
     def check(self, step: Step, recipe: Recipe) -> None:
         try:
@@ -374,7 +377,7 @@ class IngestStep:
             raise ValueError(f"{recipe.path.name}: {step.where}: {err}") from None
 
     def expected(self, step: Step, recipe: Recipe) -> str:
-        items, short = self._items(step, recipe)
+        items, short, _ = self._items(step, recipe)
         cells: dict[str, int] = {}
         for item in items:
             cells[f"{item.split}/{item.source}/{item.label}"] = (
@@ -386,7 +389,7 @@ class IngestStep:
     def run(self, step: Step, recipe: Recipe) -> str:
         from .ingest import ingest
 
-        items, short = self._items(step, recipe)
+        items, short, selection = self._items(step, recipe)
         for line in short:
             logger.warning("%s: fewer images than asked: %s", step.where, line)
         o = step.options
@@ -401,8 +404,12 @@ class IngestStep:
             registry=recipe.registry(),
             progress=False,
             where=step.where,
-            config=self._config(step) if step.kind == "hf_dataset" else None,
+            config=self._config(step) if selection is not None else None,
         )
+        if selection is not None:  # written per label next to the shards, as a command-line Hub ingest does
+            from .sources.counts import write_job_counts
+
+            write_job_counts(recipe.out, report.job_id, selection)
         return report.summary()
 
     @staticmethod

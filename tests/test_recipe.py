@@ -198,6 +198,7 @@ def test_toy_recipe_builds_a_valid_balanced_dataset_without_duplicates(toy_build
     assert "dataigm-toy" in card and "| toy |" in card  # the generation job's model ...
     hub = next(line for line in card.splitlines() if "local dataset `hub-church`" in line)  # ... and the Hub source
     assert "church / train | column `label`: church=target, other=pair |" in hub
+    assert hub.endswith("-counts.json` |")  # the job's counts file, next to its shards
     state = read_state(root)
     assert len(state["steps"]) == 8 and [s["id"] for s in state["recipe"]["steps"]] == list(state["steps"])
     # planned again: every step done; built again: nothing changes
