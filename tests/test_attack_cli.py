@@ -327,3 +327,25 @@ def test_evaluation_knows_the_native_attacks_and_refuses_bad_options(tiny_pipeli
     with pytest.raises(ValueError, match="valid attacks: .*homoglyph.*unlearndiffatk, ring_a_bell"):
         EvalConfig(**common, attacks=["p4d"])
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_run_against_changed_weights_is_refused(tiny_pipeline_dir, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir, model)
+    out = tmp_path / "attack"
+    assert main(attack(model, out)) == 0
+    before = only_file(out).read_text()
+    weights = next((model / "text_encoder").glob("*.safetensors"))
+    state = load_file(weights)
+    name = next(iter(state))
+    state[name] = state[name] + 0.01  # other weights behind the same path
+    save_file(state, weights)
+    capsys.readouterr()
+    assert main(attack(model, out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model weights (checksum)" in err
+    assert only_file(out).read_text() == before
