@@ -103,7 +103,9 @@ def _source_name(config: dict) -> str:
     if config["ingest"] == "urls":
         return f"URL list `{Path(config['urls']).name}`"
     dataset = config["dataset"]
-    where = f"Hub dataset `{dataset}`" if not Path(dataset).exists() else f"local dataset `{Path(dataset).name}`"
+    # judged by its form too: the card may be rendered where the folder is not
+    local = Path(dataset).exists() or dataset.startswith((".", "/", "~")) or dataset.count("/") != 1
+    where = f"local dataset `{Path(dataset).name}`" if local else f"Hub dataset `{dataset}`"
     return f"{where} ({config.get('hf_config') or 'default'} config, {config.get('hf_split', 'train')} split)"
 
 

@@ -210,3 +210,24 @@ def test_cli_push_never_shows_the_token(small_root, fake_hub, monkeypatch, capsy
         for p in small_root.rglob("*")
         if p.is_file() and p.suffix in (".md", ".json", ".yaml")
     )
+
+
+def test_card_names_a_hub_source_by_its_id_and_a_local_one_by_its_folder_name(small_root):
+    from cards.dataset_card import render_body
+    from dataigm.manifest import update_manifest
+
+    def add_jobs(manifest: dict) -> None:
+        for job, dataset in (("ingest-hub", "huggan/wikiart"), ("ingest-local", "/somewhere/else/my-folder")):
+            config = {"ingest": "hf_dataset", "dataset": dataset, "hf_split": "train", "concept": "church"}
+            config |= {"split": "train", "label_column": "artist", "class_names": {"vincent-van-gogh": "target"}}
+            manifest["jobs"][job] = {"ranges": {}, "config": config | {"where": "style == 1 | style == 2"}}
+
+    update_manifest(small_root, add_jobs)
+    rows = {
+        line.split(" | ")[0]: line for line in render_body(small_root).splitlines() if line.startswith("| ingest-")
+    }
+    assert "| Hub dataset `huggan/wikiart` (default config, train split) |" in rows["| ingest-hub"]
+    local = rows["| ingest-local"]
+    assert "| local dataset `my-folder` (default config, train split) |" in local and "/somewhere" not in local
+    # a where with a pipe stays in its cell; no counts file: dashes
+    assert "where `style == 1 \\| style == 2`; column `artist`: vincent-van-gogh=target | - | - | - | - | - |" in local
