@@ -17,9 +17,9 @@ listed):
    The decode rate also says how many cores a GPU probe needs to extract features at 2,000 images/s
    (one pass over the images: the decode path counts, not the cache).
 
-2. **training loop**: ``train_judge(mode=finetune, augment=False)`` of ``--model`` (default resnet18 at
-   64 px, random weights) against the same model's forward + backward + AdamW step on tensors already in
-   memory (``model only``), in images/s. The run is measured with the loader as it was (``--num-workers 0``,
+2. **training loop**: ``train_judge(mode=finetune, augment=False)`` of ``--model`` (default resnet18 at 64 px,
+   random weights) over ``--train-n`` PNGs of ``--size`` px, against the same model's forward + backward + AdamW
+   step on tensors already in memory (``model only``), in images/s. The run is measured with the loader as it was (``--num-workers 0``,
    no pixel cache) and as it is now (pixel cache, workers sized to the host). The epochs' own timings
    (``train_images_per_s``, which excludes building the cache) are used; the first epoch is left out as a
    warm-up when there are several.
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             f"default judge loader workers here: {default_num_workers()}"
         )
         started = time.perf_counter()
-        for name, n, size in (("loader", args.n, args.size), ("train", args.train_n, args.img_size * 2)):
+        for name, n, size in (("loader", args.n, args.size), ("train", args.train_n, args.size)):
             if not (workdir / name / "dataigm.json").exists() and not (name == "train" and args.skip_training):
                 write_root(workdir / name, n, size)
         loader = loader_runs(args, workdir / "loader", workdir / "cache")
