@@ -159,11 +159,29 @@ def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
     :meth:`dataigm.shardjob.ShardJob.check`) instead of rendering every image a second time.
     """
     work = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_WORK}
+    work["models"] = [
+        spec | {"dtype": _work_dtype(m)} for spec, m in zip(work["models"], cfg.model_specs(), strict=True)
+    ]
     # the prompts themselves stand for concepts, kinds, max_prompts, prompt_files and concepts_dir
     for k in ("concepts", "kinds", "max_prompts", "prompt_files", "concepts_dir"):
         work.pop(k)
     work["prompts"] = sorted((p.to_dict() for p in prompts), key=lambda d: d["prompt_id"])
     return "generate-" + hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _work_dtype(spec: ModelSpec) -> str:
+    """The dtype a model runs in: its own, else its family's (what the spec recorded before families existed).
+
+    An unset dtype and the family's default are the same work, and jobs recorded with ``dtype: fp16`` for an SD
+    pipeline keep their identity.
+    """
+    if spec.dtype is not None:
+        return spec.dtype
+    from .families import pipeline_class, resolve_family
+    from .pipeline import dtype_name
+
+    family = None if spec.is_toy else resolve_family(spec, pipeline_class(spec.weights_base, spec.revision))
+    return dtype_name(spec, family)
 
 
 def legacy_job(cfg: JobConfig, manifest: dict | None) -> str | None:

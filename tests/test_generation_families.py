@@ -326,3 +326,21 @@ def test_every_part_a_spec_can_replace_is_hashed_into_cache_keys_and_shown_on_ca
         weights.write_bytes(b"two")  # the same path, other weights: the cached result must not be reused
         after = spec_content(spec, Digests())
         assert before["files"][part] != after["files"][part], part
+
+
+def test_an_unset_dtype_is_the_family_dtype_in_the_job_identity(family_dirs, tiny_pipeline_dir):
+    from generation.config import JobConfig
+    from generation.job import collect_prompts, job_id
+
+    def identity(models):
+        cfg = JobConfig(out="unused", models=models, concepts=["church"], kinds=["forget"], max_prompts=2, steps=2)
+        return job_id(cfg, collect_prompts(cfg, cfg.registry()))
+
+    for family, default, other in (("sd", "fp16", "bf16"), ("flux", "bf16", "fp16")):
+        base = str(tiny_pipeline_dir if family == "sd" else family_dirs[family])
+        unset = identity([{"base": base, "name": "m"}])
+        assert unset == identity([{"base": base, "name": "m", "dtype": default}]), family
+        assert unset != identity([{"base": base, "name": "m", "dtype": other}]), family
+    # the identity a version before model families gave this job (its specs recorded dtype: fp16): re-running
+    # such a job after upgrading finds its shards (changes when the built-in church prompts change)
+    assert identity([{"base": "toy", "name": "org"}]) == "generate-83c9bf0ea6e50d8b"
