@@ -10,17 +10,17 @@ import tempfile
 import time
 from pathlib import Path
 
-# Runs in the child: after its ``pause_after``-th shard tar is renamed into place (before that shard's
-# sidecar is written) the job sleeps, so the kill always lands mid-run however fast the machine is.
+# Runs in the child: once ``pause_after`` shard tars are in the root (counted as the parent counts them, so a job
+# that rewrites shards of an existing root pauses at the same point), right after a tar is renamed into place and
+# before that shard's sidecar is written, the job sleeps: the kill always lands mid-run however fast the machine is.
 _CHILD = """
 import os, sys, time
-_replace, _tars = os.replace, []
+from pathlib import Path
+_replace = os.replace
 def _replace_then_pause(src, dst, *args, **kwargs):
     _replace(src, dst, *args, **kwargs)
-    if str(dst).endswith(".tar"):
-        _tars.append(dst)
-        if len(_tars) >= {pause_after}:
-            time.sleep(3600)
+    if str(dst).endswith(".tar") and len(list(Path({root!r}, "data").rglob("*.tar"))) >= {pause_after}:
+        time.sleep(3600)
 os.replace = _replace_then_pause
 from dataigm.cli import main
 sys.exit(main({argv!r}))
@@ -36,7 +36,7 @@ def kill_mid_run(argv: list[str], root: Path, pause_after: int = 3, timeout: flo
     Raises:
         AssertionError: the job ended on its own, or did not reach ``pause_after`` shards within ``timeout``.
     """
-    code = _CHILD.format(pause_after=pause_after, argv=list(argv))
+    code = _CHILD.format(pause_after=pause_after, argv=list(argv), root=str(root))
     err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child never blocks on a full pipe
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + timeout
