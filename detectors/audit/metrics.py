@@ -61,13 +61,9 @@ def bootstrap_intervals(
     """Percentile bootstrap intervals ``{metric: (low, high)}`` from ``n_boot`` resamples of the images."""
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci={ci!r} must be strictly between 0 and 1")
-    y = np.asarray(targets).astype(np.float64)
-    p = np.asarray(probs, dtype=np.float64)
-    d = np.asarray(present).astype(np.float64)
-    n = y.size
-    if n == 0 or n_boot <= 0:
+    if np.asarray(targets).size == 0 or n_boot <= 0:
         return {m: (None, None) for m in METRICS}
-    replicates = bootstrap_replicates(y, p, d, n_boot, seed, n_bins)
+    replicates = bootstrap_replicates(targets, probs, present, n_boot, seed, n_bins)
     return {name: percentile_interval(replicates[name], ci) for name in METRICS}
 
 
