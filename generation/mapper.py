@@ -1,4 +1,4 @@
-"""Render the work items of one shard into samples: batched pipeline calls, encoding off the main thread."""
+"""Render the work items of one shard into samples: batched pipeline calls, encoding in a pool off the rendering path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import io
 import logging
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
+from functools import partial
 
 import numpy as np
 
@@ -110,29 +111,36 @@ def render_shard(
     cfg: JobConfig,
     registry: ConceptRegistry,
     batch_size: int,
-    on_batch: Callable[[int], None] = lambda n: None,
-) -> list[Sample]:
-    """The samples of ``task`` in plan order; PNG encoding runs in threads while the next batch renders."""
+    encoder: Executor,
+) -> list[Future[Sample]]:
+    """Render ``task``'s batches; each sample (its PNG encoding) is a future of ``encoder``, in plan order.
+
+    Returns once the last batch is rendered: the encodes of a shard finish while the next one renders,
+    so a pool that outlives the shard keeps the model busy. :func:`shard_samples` waits for them.
+    """
     settings = lambda item: sampling_of(item, model, cfg)  # noqa: E731
-    pending: list[tuple[WorkItem, tuple, Future, str | None, tuple[int, int]]] = []
-    with ThreadPoolExecutor(max_workers=encoder_threads()) as encoder:
-        for batch in batches(task.items, batch_size, settings):
-            batch_settings = settings(batch[0])
-            images, truths = generate_batch(model, batch, batch_settings)
-            for i, (item, image) in enumerate(zip(batch, images, strict=True)):
-                present = truths[i].get(item.prompt.concept) if truths is not None else None
-                encoded = encoder.submit(encode_png, image, cfg.png_compress_level)
-                pending.append((item, batch_settings, encoded, image_flag(image), image.shape[:2], present))
-            on_batch(len(batch))
-        return [
-            _sample(item, s, f.result(), flag, shape, present, model, registry)
-            for item, s, f, flag, shape, present in pending
-        ]
+    pending: list[Future[Sample]] = []
+    for batch in batches(task.items, batch_size, settings):
+        batch_settings = settings(batch[0])
+        images, truths = generate_batch(model, batch, batch_settings)
+        for i, (item, image) in enumerate(zip(batch, images, strict=True)):
+            present = truths[i].get(item.prompt.concept) if truths is not None else None
+            sample = partial(_sample, item, batch_settings, image, present, model, registry, cfg.png_compress_level)
+            pending.append(encoder.submit(sample))
+    return pending
 
 
-def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, model: LoadedModel, registry) -> Sample:
+def shard_samples(pending: list[Future[Sample]]) -> list[Sample]:
+    """The samples of :func:`render_shard`, once encoded; an encoding error is raised here."""
+    return [future.result() for future in pending]
+
+
+def _sample(
+    item: WorkItem, settings: tuple, image: np.ndarray, present, model: LoadedModel, registry, level
+) -> Sample:
     """The sample of one image; its label is the ground truth when the pipeline knows it, else the prompt's."""
     steps, guidance, _, _, _ = settings
+    png, flag, (height, width) = encode_png(image, level), image_flag(image), image.shape[:2]
     concept = registry.get(item.prompt.concept)
     label = item.label if present is None else ("target" if present else "pair")
     record = {
@@ -156,8 +164,8 @@ def _sample(item: WorkItem, settings: tuple, png: bytes, flag, shape, present, m
         "steps": steps,
         "guidance": None if guidance is None else float(guidance),  # None: a model without guidance input
         "scheduler": model.scheduler,
-        "height": int(shape[0]),
-        "width": int(shape[1]),
+        "height": int(height),
+        "width": int(width),
         "image_flag": flag,
         "label_source": "prompt" if present is None else "generator",
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,6 +32,7 @@ from .job import (
     plan_items,
     plan_shards,
 )
+from .mapper import encoder_threads
 from .pipeline import LoadedModel, checkpoint_of, load_pipeline
 from .preflight import check_inputs
 
@@ -102,20 +103,21 @@ class GenerateWorker:
     cfg: JobConfig
     job: str
 
-    def _renderer(self, task: ShardTask) -> Callable[[], list[Sample]]:
-        """One attempt at rendering ``task``'s samples; out of memory halves the batch of the next attempt."""
+    def _renderer(self, task: ShardTask, encoder: Executor) -> Callable[[], list[Future[Sample]]]:
+        """One attempt at rendering ``task``: its samples as futures of ``encoder`` (see
+        :func:`~generation.mapper.render_shard`); out of memory halves the batch of the next attempt."""
         from .mapper import render_shard
 
         cfg, registry = self.cfg, self.cfg.registry()
         batch_size: list[int | None] = [None]  # halved in place after running out of memory
 
-        def render() -> list[Sample]:
+        def render() -> list[Future[Sample]]:
             import torch
 
             try:
                 model = get_model(cfg, task.model_index, self.job)
                 batch_size[0] = batch_size[0] or choose_batch_size(cfg, model)
-                return render_shard(task, model, cfg, registry, batch_size[0])
+                return render_shard(task, model, cfg, registry, batch_size[0], encoder)
             except torch.cuda.OutOfMemoryError as err:
                 tried, batch_size[0] = batch_size[0], max(1, (batch_size[0] or 2) // 2)
                 _loaded.clear()
@@ -127,7 +129,10 @@ class GenerateWorker:
 
         return render
 
-    def _write(self, task: ShardTask, samples: list[Sample]) -> ShardResult:
+    def _write(self, task: ShardTask, pending: list[Future[Sample]]) -> ShardResult:
+        from .mapper import shard_samples
+
+        samples = shard_samples(pending)
         write_shard(self.cfg.out, task.shard, samples, job_id=self.job)
         result = ShardResult(task.shard.relpath, images=len(samples))
         for sample in samples:
@@ -138,39 +143,43 @@ class GenerateWorker:
 
     def run(self, task: ShardTask) -> ShardResult:
         """Render and write ``task``'s shard; a failure is returned, not raised."""
-        render = self._renderer(task)
-        return with_retries(task.shard, lambda: self._write(task, render()), self.cfg.retries)
+        with ThreadPoolExecutor(max_workers=encoder_threads(), thread_name_prefix="dataigm-encoder") as encoder:
+            render = self._renderer(task, encoder)
+            return with_retries(task.shard, lambda: self._write(task, render()), self.cfg.retries)
 
     def run_many(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
-        """Each task's result, in order, as :meth:`run` gives it; a writer thread writes shard k while shard
-        k + 1 renders, so writing never holds up the model.
+        """Each task's result, in order, as :meth:`run` gives it, with the model kept busy: shard k's last
+        encodes finish and shard k is written (by a writer thread) while shard k + 1 renders.
 
         The shards are the same bytes as :meth:`run`'s. Rendering keeps its retries; a failed write is
         retried (transient errors only) from the samples held in memory. A shard is done only once its
         sidecar is written, so a kill at any moment loses at most the shards in flight.
         """
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataigm-shard-writer") as writer:
+        with (
+            ThreadPoolExecutor(max_workers=encoder_threads(), thread_name_prefix="dataigm-encoder") as encoder,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataigm-shard-writer") as writer,
+        ):
             previous: Future | ShardResult | None = None
             for task in tasks:
-                current = self._render_and_submit(task, writer)
+                current = self._render_and_submit(task, encoder, writer)
                 if previous is not None:
                     yield previous.result() if isinstance(previous, Future) else previous
                 previous = current
             if previous is not None:
                 yield previous.result() if isinstance(previous, Future) else previous
 
-    def _render_and_submit(self, task: ShardTask, writer: ThreadPoolExecutor) -> Future | ShardResult:
+    def _render_and_submit(self, task: ShardTask, encoder: Executor, writer: Executor) -> Future | ShardResult:
         """The future of ``task``'s write, or its failed result when it could not be rendered."""
-        render, samples = self._renderer(task), []
+        render, pending = self._renderer(task, encoder), []
 
         def attempt() -> ShardResult:
-            samples[:] = render()
-            return ShardResult(task.shard.relpath, images=len(samples))
+            pending[:] = render()
+            return ShardResult(task.shard.relpath, images=len(pending))
 
         rendered = with_retries(task.shard, attempt, self.cfg.retries)
         if rendered.error is not None:
             return rendered
-        return writer.submit(with_retries, task.shard, partial(self._write, task, samples), self.cfg.retries)
+        return writer.submit(with_retries, task.shard, partial(self._write, task, pending), self.cfg.retries)
 
 
 # ---------------------------------------------------------------- the job

@@ -44,7 +44,7 @@ class OneAtATime:
 def timeline(monkeypatch):
     """(event, shard, thread name, time) of every render and write, from the real functions."""
     events = []
-    render, write = generation.mapper.render_shard, generation.runner.write_shard
+    render, write = generation.mapper.render_shard, generation.runner.write_shard  # rendering, then writing
 
     def timed_render(task, *args, **kwargs):
         events.append(("render_start", task.shard.relpath, threading.current_thread().name, time.perf_counter()))
@@ -81,6 +81,36 @@ def test_the_writer_thread_overlaps_rendering_and_writes_the_same_bytes(tiny_pip
         assert _at(threaded, "write_start", shard) < _at(threaded, "render_end", following)
         assert _at(timeline, "write_end", shard) <= _at(timeline, "render_start", following)  # one at a time
     assert {t for e, _, t, _ in timeline if e == "write_start"} == {"MainThread"}
+
+
+def test_the_next_shard_renders_while_the_last_encodes_of_this_one_run(
+    tiny_pipeline_dir, tmp_path, timeline, monkeypatch
+):
+    sample, shard_of, encoded = generation.mapper._sample, {}, {}
+
+    def slow_sample(item, *args):  # a slow PNG encoder: the model must not wait for it
+        time.sleep(0.5)
+        out = sample(item, *args)
+        encoded.setdefault(shard_of[id(item)], []).append(time.perf_counter())
+        return out
+
+    render = generation.mapper.render_shard
+
+    def recording_render(task, *args):
+        shard_of.update(dict.fromkeys(map(id, task.items), task.shard.relpath))
+        return render(task, *args)
+
+    monkeypatch.setattr(generation.mapper, "_sample", slow_sample)
+    monkeypatch.setattr(generation.mapper, "render_shard", recording_render)
+    summary = run_job(job(tmp_path / "pooled", tiny_pipeline_dir))
+    shards = [s for e, s, _, _ in timeline if e == "render_start"]
+    assert summary.complete and len(shards) == 3
+    for shard, following in zip(shards, shards[1:], strict=False):
+        assert _at(timeline, "render_start", following) < max(encoded[shard])  # began before shard's encodes ended
+        assert max(encoded[shard]) <= _at(timeline, "write_start", shard)
+    monkeypatch.setattr(generation.mapper, "_sample", sample)
+    serial = prepare(job(tmp_path / "serial", tiny_pipeline_dir)).run(OneAtATime())
+    assert serial.images == summary.images == 6 and tars(tmp_path / "pooled") == tars(tmp_path / "serial")
 
 
 def test_a_failed_write_is_that_shards_result_and_transient_ones_are_retried(tiny_pipeline_dir, tmp_path, monkeypatch):
