@@ -6,6 +6,7 @@ The YAML is produced by ``huggingface_hub`` and ``datasets`` from the features, 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .features import default_class_names, sample_features
@@ -107,6 +108,20 @@ def merge_body(old_body: str | None, generated: str | None, fallback: str) -> st
     return f"{GENERATED_BEGIN}\n{(generated or fallback).strip()}\n{GENERATED_END}\n"
 
 
+# The YAML front matter of a card (the Hub's format: a block between two ``---`` lines at the top)
+_FRONT_MATTER = re.compile(r"^\s*---[\r\n]+[\S\s]*?[\r\n]+---(?:\r\n|\n|$)")
+
+
+def card_body(text: str) -> str:
+    """The text of a card after its YAML front matter (all of it when there is none).
+
+    Splitting is enough: the YAML is regenerated, and parsing it (hundreds of data files) costs a job's
+    every README refresh a fraction of a second.
+    """
+    match = _FRONT_MATTER.match(text)
+    return text[match.end() :] if match else text
+
+
 def write_dataset_readme(root: str | Path, body: str | None = None, **card_fields) -> Path:
     """Write ``<root>/README.md``: the YAML is always regenerated, the body merged by :func:`merge_body`.
 
@@ -115,15 +130,13 @@ def write_dataset_readme(root: str | Path, body: str | None = None, **card_field
         body: generated body text (the cards package renders the full card); None keeps what is there.
         card_fields: extra ``DatasetCardData`` fields (license, size_categories...).
     """
-    from huggingface_hub import DatasetCard
-
     root = Path(root)
     manifest = read_manifest(root)
     path = root / README_NAME
-    old_body = DatasetCard.load(path).text if path.exists() else None
+    old_body = card_body(path.read_text(encoding="utf-8")) if path.exists() else None
     card_data = dataset_card_data(root)
     for key, value in card_fields.items():
         setattr(card_data, key, value)
     text = merge_body(old_body, body, _minimal_body(manifest))
-    atomic_write_text(path, str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{text.lstrip()}")))
+    atomic_write_text(path, f"---\n{card_data.to_yaml()}\n---\n\n{text.lstrip()}")
     return path

@@ -159,11 +159,10 @@ def load_pipeline(
     The safety checker is off because the dataset needs the concept images it would black out; the
     job records this in its configuration.
     """
+    if spec.is_toy:  # before importing diffusers, which the toy world does not need (seconds of imports)
+        return _load_toy(spec, device)
     import torch
     from diffusers import DiffusionPipeline
-
-    if spec.is_toy:
-        return _load_toy(spec, device)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 

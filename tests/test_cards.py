@@ -231,3 +231,18 @@ def test_card_names_a_hub_source_by_its_id_and_a_local_one_by_its_folder_name(sm
     assert "| local dataset `my-folder` (default config, train split) |" in local and "/somewhere" not in local
     # a where with a pipe stays in its cell; no counts file: dashes
     assert "where `style == 1 \\| style == 2`; column `artist`: vincent-van-gogh=target | - | - | - | - | - |" in local
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "---\nlicense: other\nconfigs:\n- config_name: a\n---\n\n# Title\n\nBody --- with dashes\n---\n",
+        "---\r\nlicense: other\r\n---\r\nBody after CRLF\r\n",
+        "  \n---\nx: 1\n---",
+        "# No front matter\n\n---\nnot: yaml at the top\n---\n",
+    ],
+)
+def test_the_body_split_from_a_card_is_huggingface_hubs(text):
+    from dataigm.dataset_readme import card_body
+
+    assert card_body(text) == DatasetCard(text).text
