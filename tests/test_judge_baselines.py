@@ -66,7 +66,7 @@ def test_nudenet_adapter_runs_for_real(tmp_path):
         ("nudenet:threshold=high", "option threshold='high'"),
         ("nudenet:color=red", "Unknown option\\(s\\) \\['color'\\] for judge kind 'nudenet'; valid options: preset"),
         ("clip-zeroshot:target=nude", "needs option\\(s\\) \\['model', 'anchor'\\]"),
-        ("imagenet:model=resnet10t", "needs option classes"),
+        ("imagenet:model=resnet10t", "needs option\\(s\\) \\['classes'\\] \\(classes: ImageNet class ids"),
         ("imagenet:classes=497,decision=top5", "Unknown decision 'top5'; valid decisions: top1, threshold"),
     ],
 )

@@ -15,6 +15,7 @@ from detectors.judges import (
     parse_judge_spec,
     register_judge,
 )
+from detectors.judges.options import Option, parse_options, resolve_options, split_spec
 
 BUILT_IN = ["local-dir", "hf-hub", "nudenet", "clip-zeroshot", "imagenet", "vlm", "q16", "igmu"]
 
@@ -103,6 +104,63 @@ def test_register_judge_adds_a_kind_that_load_judge_finds(scratch_kind):
     register_judge(scratch_kind, help="again", example="scratch")(load_scratch)  # the same loader: no error
     with pytest.raises(ValueError, match="'scratch' is registered already"):
         register_judge(scratch_kind, help="other", example="scratch")(lambda spec, device=None: None)
+
+
+# every (kind, required option) of the registry at collection time: a kind registered with its option table is
+# covered without editing this table
+REQUIRED = [(k.name, o.name) for k in JUDGE_REGISTRY.values() for o in k.options if o.required]
+
+
+def test_the_built_in_kinds_declare_their_required_options():
+    assert REQUIRED == [
+        ("clip-zeroshot", "model"),
+        ("clip-zeroshot", "target"),
+        ("clip-zeroshot", "anchor"),
+        ("imagenet", "classes"),
+        ("vlm", "model"),
+        ("q16", "prompts"),
+        ("igmu", "task"),
+        ("igmu", "head"),
+    ]
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["absent", "blank"])
+@pytest.mark.parametrize(("kind", "option"), REQUIRED)
+def test_a_missing_required_option_is_refused_with_one_message(kind, option, blank):
+    """The registered example minus one required option (or with it blank) -> the uniform error, before loading."""
+    registered = JUDGE_REGISTRY[kind]
+    given = parse_options(split_spec(registered.example)[1])
+    assert option in given, f"the example of {kind!r} does not show its required option {option!r}"
+    given = {k: v for k, v in given.items() if k != option} | ({option: " "} if blank else {})
+    help_line = {o.name: o.help for o in registered.options}[option]
+    with pytest.raises(ValueError) as info:
+        load_judge(f"{kind}:" + ",".join(f"{k}={v}" for k, v in given.items()), "cpu")
+    assert str(info.value) == (
+        f"Judge {kind!r} needs option(s) [{option!r}] ({option}: {help_line}); e.g. {registered.example}"
+    )
+
+
+@pytest.mark.parametrize("kind", [k.name for k in JUDGE_REGISTRY.values() if k.options])
+def test_each_example_resolves_with_its_option_table(kind):
+    registered = JUDGE_REGISTRY[kind]
+    options = resolve_options(kind, parse_options(split_spec(registered.example)[1]), registered.options)
+    assert all(options[o.name] not in (None, "", []) for o in registered.options if o.required)
+
+
+def test_required_comes_from_the_flag_in_every_message():
+    assert not [(k.name, o.name) for k in JUDGE_REGISTRY.values() for o in k.options if "required" in o.help]
+    options = (Option("path", str, None, "a file", required=True), Option("size", int, 3, "pixels"))
+    assert [o.text for o in options] == ["a file (required)", "pixels"]
+    with pytest.raises(ValueError, match="valid options: path \\(a file \\(required\\)\\), size \\(pixels\\)$"):
+        resolve_options("scratch", {"colour": "red"}, options)
+    with pytest.raises(ValueError, match="^Judge 'scratch' needs option\\(s\\) \\['path'\\] \\(path: a file\\)$"):
+        resolve_options("scratch", {"size": "4"}, options)  # no example given: none shown
+    assert resolve_options("scratch", {"path": "x"}, options, "scratch:path=x") == {"path": "x", "size": 3}
+
+
+def test_every_missing_required_option_is_named_at_once():
+    with pytest.raises(ValueError, match="needs option\\(s\\) \\['model', 'target', 'anchor'\\] \\(model: "):
+        load_judge("clip-zeroshot:template=a photo of {}", "cpu")
 
 
 @pytest.mark.parametrize("name", ["c", "Upper", "has space", "x:y"])

@@ -200,7 +200,7 @@ def test_vlm_without_a_chat_template_is_refused_and_nothing_is_written(tmp_path,
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ("concept=church", "needs option model"),
+        ("concept=church", "needs option\\(s\\) \\['model'\\] .*; e.g. vlm:model="),
         ("model=M,concept=church,colour=red", "Unknown option\\(s\\) \\['colour'\\] for judge kind 'vlm'; valid"),
         ("model=M,concept=church,dtype=int8", "Unknown dtype 'int8'; valid dtypes: auto, float32"),
         ("model=M", "needs a concept .* or a question"),
@@ -271,5 +271,5 @@ def test_q16_prompt_files_are_read_safely(tmp_path, tiny_clip):
     save_q16_prompts(tmp_path / "large.p", dim=768)
     with pytest.raises(ValueError, match="768-dimensional, but .* embeds images in 8 dimensions"):
         load_judge(f"q16:prompts={tmp_path / 'large.p'},model={tiny_clip}", "cpu")
-    with pytest.raises(ValueError, match="needs option prompts"):
+    with pytest.raises(ValueError, match="needs option\\(s\\) \\['prompts'\\]"):
         load_judge(f"q16:model={tiny_clip}", "cpu")

@@ -20,10 +20,12 @@ from detectors.judges.registry import register_judge
 if TYPE_CHECKING:
     import torch
 
+# the registered example, also shown by the error for a missing required option
+EXAMPLE = "clip-zeroshot:model=openai/clip-vit-base-patch32,target=nude,anchor=properly dressed"
 OPTIONS = (
-    Option("model", str, None, "a CLIPModel folder or Hub id (required)"),
-    Option("target", str, None, "text of the concept, e.g. nude (required)"),
-    Option("anchor", str, None, "text without it, e.g. properly dressed (required)"),
+    Option("model", str, None, "a CLIPModel folder or Hub id", required=True),
+    Option("target", str, None, "text of the concept, e.g. nude", required=True),
+    Option("anchor", str, None, "text without it, e.g. properly dressed", required=True),
     Option("template", str, "{}", "prompt template, e.g. 'a photo of {}'"),
     Option("concept", str, None, "the dataset concept this judge scores (default: the target text)"),
     Option("threshold", float, 0.5, "target probability from which the concept counts as present"),
@@ -79,12 +81,7 @@ class ClipZeroShotJudge(Judge):
     def from_spec(cls, spec: str, device: str = "cpu") -> ClipZeroShotJudge:
         """Build from ``clip-zeroshot:model=…,target=…,anchor=…[,template=…,concept=…,threshold=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
-        missing = [name for name in ("model", "target", "anchor") if not options[name]]
-        if missing:
-            raise ValueError(
-                f"Judge {kind!r} needs option(s) {missing}, e.g. {kind}:model=openai/clip-vit-base-patch32,target=nude,anchor=properly dressed"
-            )
+        options = resolve_options(kind, parse_options(rest), OPTIONS, EXAMPLE)
         return cls(spec=spec, device=device, **options)
 
     def to(self, device) -> ClipZeroShotJudge:
@@ -117,7 +114,8 @@ class ClipZeroShotJudge(Judge):
     "clip-zeroshot",
     help="CLIP zero-shot 'CLIP accuracy' (target text against anchor text); options model, target, anchor, "
     "template, concept, threshold",
-    example="clip-zeroshot:model=openai/clip-vit-base-patch32,target=nude,anchor=properly dressed",
+    example=EXAMPLE,
+    options=OPTIONS,
 )
 def load_clip_zeroshot(spec: str, device: str | None = None) -> ClipZeroShotJudge:
     """``clip-zeroshot:OPTIONS`` -> :class:`ClipZeroShotJudge` on ``device`` (auto: CUDA when available)."""

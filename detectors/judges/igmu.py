@@ -36,9 +36,17 @@ if TYPE_CHECKING:
 # the repository's task folders -> dataset concepts (a concept id is accepted as the task too)
 TASKS = {"nudity": "nudity", "object_church": "church", "object_parachute": "parachute", "style_vangogh": "van_gogh"}
 PAPER_CLIP = "openai/clip-vit-base-patch32"
+# the registered example, also shown by the error for a missing required option
+EXAMPLE = f"igmu:task=nudity,head=IGMU/Weights/nudity/classifier_head.pth,clip={PAPER_CLIP}"
 OPTIONS = (
-    Option("task", str, None, f"the head's task: {', '.join(TASKS)} (or its concept: {', '.join(TASKS.values())})"),
-    Option("head", str, None, "the task's classifier_head.pth from the IGMU repository (required)"),
+    Option(
+        "task",
+        str,
+        None,
+        f"the head's task: {', '.join(TASKS)} (or its concept: {', '.join(TASKS.values())})",
+        required=True,
+    ),
+    Option("head", str, None, "the task's classifier_head.pth from the IGMU repository", required=True),
     Option("clip", str, PAPER_CLIP, "the CLIP model the head was trained on (folder or Hub id)"),
     Option("concept", str, None, "the dataset concept this judge scores (default: the task's)"),
     Option("threshold", float, 0.5, "probability from which the concept counts as present (the paper rounds)"),
@@ -155,13 +163,7 @@ class IgmuJudge(Judge):
     def from_spec(cls, spec: str, device: str = "cpu") -> IgmuJudge:
         """Build from ``igmu:task=…,head=PATH[,clip=…,concept=…,threshold=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
-        missing = [name for name in ("task", "head") if not options[name]]
-        if missing:
-            raise ValueError(
-                f"Judge {kind!r} needs option(s) {missing}, e.g. "
-                f"{kind}:task=nudity,head=IGMU/Weights/nudity/classifier_head.pth,clip={PAPER_CLIP}"
-            )
+        options = resolve_options(kind, parse_options(rest), OPTIONS, EXAMPLE)
         return cls(spec=spec, device=device, **options)
 
     def to(self, device) -> IgmuJudge:
@@ -207,7 +209,8 @@ def _task(task: str) -> str:
     "igmu",
     help="the IGMU paper's released MultClf head (classifier_head.pth) on CLIP ViT-B/32 features; options task, "
     "head, clip, concept, threshold",
-    example=f"igmu:task=nudity,head=IGMU/Weights/nudity/classifier_head.pth,clip={PAPER_CLIP}",
+    example=EXAMPLE,
+    options=OPTIONS,
 )
 def load_igmu(spec: str, device: str | None = None) -> IgmuJudge:
     """``igmu:OPTIONS`` -> :class:`IgmuJudge` on ``device`` (auto: CUDA when available)."""

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     import torch
 
 DECISIONS = ("top1", "threshold")
+# the registered example, also shown by the error for a missing required option
+EXAMPLE = "imagenet:model=resnet50.a1_in1k,classes=497"
 OPTIONS = (
     Option("model", str, "resnet50.a1_in1k", "a timm ImageNet-1k classifier"),
-    Option("classes", to_int_list, None, "ImageNet class ids joined with '|', e.g. 497 (required)"),
+    Option("classes", to_int_list, None, "ImageNet class ids joined with '|', e.g. 497", required=True),
     Option("concept", str, None, "the dataset concept this judge scores (default: imagenet-<ids>)"),
     Option("decision", str, "top1", f"decision rule: {', '.join(DECISIONS)}"),
     Option("threshold", float, 0.5, "probability threshold for decision=threshold"),
@@ -72,9 +74,7 @@ class ImageNetJudge(Judge):
     def from_spec(cls, spec: str, device: str = "cpu") -> ImageNetJudge:
         """Build from ``imagenet:model=…,classes=…[,concept=…,decision=…,threshold=…,pretrained=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
-        if not options["classes"]:
-            raise ValueError(f"Judge {kind!r} needs option classes, e.g. {kind}:model=resnet50.a1_in1k,classes=497")
+        options = resolve_options(kind, parse_options(rest), OPTIONS, EXAMPLE)
         return cls(spec=spec, device=device, **options)
 
     def to(self, device) -> ImageNetJudge:
@@ -105,7 +105,8 @@ class ImageNetJudge(Judge):
     "imagenet",
     help="a timm ImageNet-1k classifier on some class ids (top-1 rule); options model, classes, concept, "
     "decision, threshold, pretrained, pretrained_path",
-    example="imagenet:model=resnet50.a1_in1k,classes=497",
+    example=EXAMPLE,
+    options=OPTIONS,
 )
 def load_imagenet(spec: str, device: str | None = None) -> ImageNetJudge:
     """``imagenet:OPTIONS`` -> :class:`ImageNetJudge` on ``device`` (auto: CUDA when available)."""

@@ -62,21 +62,53 @@ def to_int_list(value: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a baseline judge: its name, a converter from text, its default and a help line."""
+    """One option of a judge kind.
+
+    Attributes:
+        name: the key in ``key=value``.
+        convert: text -> value; raises ``ValueError`` on a bad value.
+        default: the value when the option is not given (unused for a required option).
+        help: one line saying what the option is; :attr:`text` adds "(required)" from ``required``.
+        required: the kind cannot be built without it; :func:`resolve_options` refuses its absence.
+    """
 
     name: str
     convert: Callable[[str], Any]
     default: Any
     help: str
+    required: bool = False
+
+    @property
+    def text(self) -> str:
+        """The help line as error messages show it."""
+        return f"{self.help} (required)" if self.required else self.help
 
 
-def resolve_options(kind: str, given: Mapping[str, str], options: Sequence[Option]) -> dict[str, Any]:
-    """Convert ``given`` with ``options``, filling defaults; unknown names and bad values raise naming the valid ones."""
+def resolve_options(
+    kind: str, given: Mapping[str, str], options: Sequence[Option], example: str = ""
+) -> dict[str, Any]:
+    """Convert ``given`` with ``options``, filling defaults.
+
+    Args:
+        kind: the judge kind, for messages.
+        given: the options as text (:func:`parse_options`).
+        options: the kind's option table.
+        example: a complete spec of the kind (its registered example), shown when a required option is missing.
+
+    Raises:
+        ValueError: an unknown name (naming the valid ones), a missing or blank required option (naming the
+            missing ones with their help, and ``example``), or a value its converter refuses.
+    """
     known = {o.name: o for o in options}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        valid = ", ".join(f"{o.name} ({o.help})" for o in options)
+        valid = ", ".join(f"{o.name} ({o.text})" for o in options)
         raise ValueError(f"Unknown option(s) {unknown} for judge kind {kind!r}; valid options: {valid}")
+    missing = [o for o in options if o.required and not str(given.get(o.name, "")).strip()]
+    if missing:
+        what = "; ".join(f"{o.name}: {o.help}" for o in missing)
+        e_g = f"; e.g. {example}" if example else ""
+        raise ValueError(f"Judge {kind!r} needs option(s) {[o.name for o in missing]} ({what}){e_g}")
     out = {}
     for name, option in known.items():
         if name not in given:
@@ -85,5 +117,5 @@ def resolve_options(kind: str, given: Mapping[str, str], options: Sequence[Optio
         try:
             out[name] = option.convert(given[name])
         except ValueError as err:
-            raise ValueError(f"Judge {kind!r}, option {name}={given[name]!r}: {err} ({option.help})") from None
+            raise ValueError(f"Judge {kind!r}, option {name}={given[name]!r}: {err} ({option.text})") from None
     return out

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 Q16_CLIP = "openai/clip-vit-large-patch14"
 LOGIT_SCALE = 100.0  # Q16 scores 100 x cosine similarity, as CLIP's zero-shot classifier does
+# the registered example, also shown by the error for a missing required option
+EXAMPLE = f"q16:prompts=Q16/data/ViT-L-14/prompts.p,model={Q16_CLIP},concept=nudity"
 OPTIONS = (
-    Option("prompts", str, None, "the Q16 prompts file, e.g. Q16/data/ViT-L-14/prompts.p (required)"),
+    Option("prompts", str, None, "the Q16 prompts file, e.g. Q16/data/ViT-L-14/prompts.p", required=True),
     Option("model", str, Q16_CLIP, "the CLIP model the prompts were tuned for (folder or Hub id)"),
     Option("concept", str, "inappropriate", "the dataset concept this judge scores, e.g. nudity or violence"),
     Option("threshold", float, 0.5, "probability of 'inappropriate' from which the concept counts as present"),
@@ -136,11 +138,7 @@ class Q16Judge(Judge):
     def from_spec(cls, spec: str, device: str = "cpu") -> Q16Judge:
         """Build from ``q16:prompts=PATH[,model=…,concept=…,threshold=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
-        if not options["prompts"]:
-            raise ValueError(
-                f"Judge {kind!r} needs option prompts, e.g. {kind}:prompts=Q16/data/ViT-L-14/prompts.p,model={Q16_CLIP}"
-            )
+        options = resolve_options(kind, parse_options(rest), OPTIONS, EXAMPLE)
         return cls(spec=spec, device=device, **options)
 
     def to(self, device) -> Q16Judge:
@@ -174,7 +172,8 @@ class Q16Judge(Judge):
     "q16",
     help="Q16 (CLIP + the published prompt embeddings for inappropriate content, from a local file); options "
     "prompts, model, concept, threshold",
-    example=f"q16:prompts=Q16/data/ViT-L-14/prompts.p,model={Q16_CLIP},concept=nudity",
+    example=EXAMPLE,
+    options=OPTIONS,
 )
 def load_q16(spec: str, device: str | None = None) -> Q16Judge:
     """``q16:OPTIONS`` -> :class:`Q16Judge` on ``device`` (auto: CUDA when available)."""

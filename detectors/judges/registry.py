@@ -9,10 +9,12 @@ The help of each kind exists here only: error messages and the CLI read it throu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from detectors.judges.options import Option
 
 if TYPE_CHECKING:
     from detectors.judges.base import Judge
@@ -34,25 +36,31 @@ class JudgeKind:
         loader: ``loader(spec, device) -> Judge``; it receives the whole spec.
         help: one line saying what the kind is.
         example: a spec that shows its options.
+        options: its ``key=value`` options (empty for a kind whose spec is not options, such as ``local-dir``);
+            the kind's loader resolves them with ``resolve_options(kind, given, options, example)``.
     """
 
     name: str
     loader: JudgeLoader
     help: str
     example: str
+    options: tuple[Option, ...] = ()
 
 
 JUDGE_REGISTRY: dict[str, JudgeKind] = {}
 
 
-def register_judge(name: str, *, help: str, example: str) -> Callable[[JudgeLoader], JudgeLoader]:
+def register_judge(
+    name: str, *, help: str, example: str, options: Sequence[Option] = ()
+) -> Callable[[JudgeLoader], JudgeLoader]:
     """Decorator: register ``loader(spec, device) -> Judge`` as the judge kind ``name``.
 
     Args:
         name: the spec prefix; lowercase letters, digits and dashes, at least two characters (a single
             letter would shadow a Windows drive).
         help: one line for error messages and ``--help``.
-        example: a complete spec of this kind.
+        example: a complete spec of this kind; also what the kind's missing-option error shows.
+        options: the kind's option table, the one its loader resolves the spec with.
 
     Raises:
         ValueError: a malformed name, or one registered already by another loader.
@@ -64,7 +72,7 @@ def register_judge(name: str, *, help: str, example: str) -> Callable[[JudgeLoad
         known = JUDGE_REGISTRY.get(name)
         if known is not None and known.loader is not loader:
             raise ValueError(f"Judge kind {name!r} is registered already (by {known.loader.__module__})")
-        JUDGE_REGISTRY[name] = JudgeKind(name, loader, help, example)
+        JUDGE_REGISTRY[name] = JudgeKind(name, loader, help, example, tuple(options))
         return loader
 
     return decorator

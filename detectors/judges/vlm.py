@@ -44,8 +44,10 @@ QUESTIONS = {
 ANSWER_INSTRUCTION = " Answer with yes or no."
 # what processors raise for an image they cannot take (too small for the patch grid, empty, odd shape)
 _REFUSED = (ValueError, TypeError, ZeroDivisionError)
+# the registered example, also shown by the error for a missing required option
+EXAMPLE = "vlm:model=Qwen/Qwen2.5-VL-7B-Instruct,concept=nudity"
 OPTIONS = (
-    Option("model", str, None, "an image-text-to-text model folder or Hub id (required)"),
+    Option("model", str, None, "an image-text-to-text model folder or Hub id", required=True),
     Option("concept", str, None, "the dataset concept; a registry concept fills the default question"),
     Option("question", str, None, "the yes/no question; may use {name}, {target}, {targets} of the concept"),
     Option("yes", to_list, ["yes", "Yes"], "answer words meaning present, joined with '|'"),
@@ -166,11 +168,7 @@ class VlmJudge(Judge):
     def from_spec(cls, spec: str, device: str = "cpu") -> VlmJudge:
         """Build from ``vlm:model=…[,concept=…,question=…,yes=…,no=…,threshold=…,dtype=…,chat_template=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
-        if not options["model"]:
-            raise ValueError(
-                f"Judge {kind!r} needs option model, e.g. {kind}:model=Qwen/Qwen2.5-VL-7B-Instruct,concept=nudity"
-            )
+        options = resolve_options(kind, parse_options(rest), OPTIONS, EXAMPLE)
         return cls(spec=spec, device=device, **options)
 
     def to(self, device) -> VlmJudge:
@@ -259,7 +257,8 @@ def _answer_ids(tokenizer, words: list[str], side: str, model: str) -> list[int]
     "vlm",
     help="a vision-language model (transformers image-text-to-text) asked a yes/no question, P(present) from its "
     "yes/no next-token scores; options model, concept, question, yes, no, threshold, dtype, chat_template",
-    example="vlm:model=Qwen/Qwen2.5-VL-7B-Instruct,concept=nudity",
+    example=EXAMPLE,
+    options=OPTIONS,
 )
 def load_vlm(spec: str, device: str | None = None) -> VlmJudge:
     """``vlm:OPTIONS`` -> :class:`VlmJudge` on ``device`` (auto: CUDA when available)."""
