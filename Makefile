@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # img2dataset (the URL-list downloader of `dataigm ingest --urls`) pins webdataset<0.3 and pandas<3, so it gets an
-# environment of its own inside .venv, which dataigm finds by itself (README, "Web and Hub sources").
+# environment of its own inside .venv, which dataigm finds by itself (README, "Web and Hub sources"); its
+# dependencies are pinned in constraints-img2dataset.txt, and editing that file re-installs them.
 IMG2DATASET_STAMP := $(VENV)/img2dataset/.installed
-$(IMG2DATASET_STAMP): $(STAMP)
+$(IMG2DATASET_STAMP): $(STAMP) constraints-img2dataset.txt
 	test -x $(VENV)/img2dataset/bin/python || $(BIN)/python -m venv $(VENV)/img2dataset
-	$(VENV)/img2dataset/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/img2dataset/bin/python -m pip install --quiet "img2dataset==1.47.0"
+	$(VENV)/img2dataset/bin/python -m pip install --quiet -c constraints-img2dataset.txt --upgrade pip
+	$(VENV)/img2dataset/bin/python -m pip install --quiet -c constraints-img2dataset.txt "img2dataset==1.47.0"
 	touch $(IMG2DATASET_STAMP)
 
 install: $(STAMP) $(IMG2DATASET_STAMP)
