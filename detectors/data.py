@@ -193,6 +193,44 @@ def decode_image(data: bytes) -> Image.Image:
         return img.convert("RGB")
 
 
+MAX_DEFAULT_WORKERS = 8
+# A pass over fewer images than this many batches reads them in this process: starting worker processes (a fork of
+# a process holding torch and a model, then the first batch's latency) costs more than decoding so few images.
+MIN_BATCHES_FOR_WORKERS = 4
+
+
+def default_num_workers(world_size: int = 1) -> int:
+    """DataLoader workers for this host: its usable cores shared by the ``world_size`` processes of a run, one left
+    to the loop that consumes the batches, between 1 and :data:`MAX_DEFAULT_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores // max(1, world_size) - 1))
+
+
+def one_pass_workers(num_workers: int | None, n_images: int, batch_size: int) -> int:
+    """The worker processes of one pass over ``n_images`` (prediction, feature extraction, the pixel cache).
+
+    Args:
+        num_workers: what the caller asked for: a count (0: read in this process), or None for the default:
+            :func:`default_num_workers`, but none when the images fit in fewer than
+            :data:`MIN_BATCHES_FOR_WORKERS` batches (starting processes would cost more than it saves).
+        n_images: images the pass reads.
+        batch_size: images per batch.
+
+    Raises:
+        ValueError: a negative or non-integer ``num_workers``.
+    """
+    if num_workers is None:
+        if n_images < MIN_BATCHES_FOR_WORKERS * batch_size:
+            return 0
+        return default_num_workers()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers={num_workers!r} must be None (sized to the host), 0 (this process) or more")
+    return num_workers
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of one sample's random augmentation: a pure function of (run seed, epoch, sample index)."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])

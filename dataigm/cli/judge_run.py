@@ -20,7 +20,8 @@ class JudgeRunOptions:
         ci: confidence level of the intervals
         seed: bootstrap seed
         batch_size: images per judge call
-        num_workers: DataLoader workers
+        num_workers: processes that read the images (default: the host's cores less one, at most 8; none for fewer
+            than 4 batches; 0: in this process); no number depends on it
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
         progress: show a progress bar
     """
@@ -31,7 +32,7 @@ class JudgeRunOptions:
     ci: float = 0.95
     seed: int = 0
     batch_size: int = 32
-    num_workers: int = 0
+    num_workers: int | None = None
     device: str = "auto"
     progress: bool = True
 

@@ -157,7 +157,7 @@ def judge_agreement(
     ci: float = 0.95,
     seed: int = 0,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     progress: bool = False,
 ) -> Agreement:
     """Judge the images of ``split`` with every judge and measure how far the judges and the labels agree.
@@ -168,7 +168,8 @@ def judge_agreement(
         split: the split to measure on.
         concept: the dataset concept for one-concept judges whose concept the data does not name.
         n_boot, ci, seed: bootstrap resamples, confidence level and seed of the kappa intervals.
-        batch_size, num_workers, progress: how the judges read the images.
+        batch_size, num_workers, progress: how the judges read the images (num_workers None: sized to the host,
+            :func:`detectors.data.one_pass_workers`).
 
     Raises:
         ValueError: fewer than two judges, a bad option, a judge that covers no concept of the data.

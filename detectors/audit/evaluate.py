@@ -146,7 +146,7 @@ def check_eval_options(
     n_boot: int = 1000,
     ci: float = 0.95,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | None = None,
 ) -> None:
     """Check every option of a judge evaluation before any judge or image is loaded; raise on the first bad one.
 
@@ -161,8 +161,12 @@ def check_eval_options(
         raise ValueError(f"bootstrap={n_boot!r} must be a number of resamples >= 0 (0: no intervals)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be at least 1")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers={num_workers!r} must be 0 (no worker processes) or more")
+    if num_workers is not None and (
+        isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0
+    ):
+        raise ValueError(
+            f"num_workers={num_workers!r} must be None (sized to the host), 0 (no worker processes) or more"
+        )
     if root is None:
         return
     from dataigm.manifest import read_manifest
@@ -185,7 +189,7 @@ def evaluate_judge(
     ci: float = 0.95,
     seed: int = 0,
     batch_size: int = 32,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     progress: bool = False,
     holdout_methods: str | Sequence[str] | None = None,
 ) -> Evaluation:
@@ -197,6 +201,10 @@ def evaluate_judge(
         split: the split to measure on.
         concept: the dataset concept for a one-concept judge whose concept the data does not name.
         n_boot, ci, seed: bootstrap resamples, confidence level and seed.
+        batch_size: images per judge call.
+        num_workers: DataLoader worker processes that read the images (0: this process; None: sized to the host,
+            none for fewer than a few batches: :func:`detectors.data.one_pass_workers`); no number depends on it.
+        progress: show a progress bar.
         holdout_methods: unlearning methods to measure apart as held out (``"ESD,UCE"`` or a list), next to
             the other methods (seen); default: the methods the judge's training excluded (its config.json).
             The report's ``holdout`` section then has, per concept, the held-out and seen metrics and their

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.evaluation.images import EvalImage, pair, select
+from detectors.evaluation.images import EvalImage, LoadedImages, pair, select
 from detectors.stats import mean_with_ci, pairs_mean_with_ci, proportion
 
 
@@ -24,12 +24,15 @@ def _by_key(images: Sequence[EvalImage]) -> list[EvalImage]:
     return sorted(images, key=lambda im: im.key)
 
 
-def _judged(judge, concept: str, images: Sequence[EvalImage], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def _judged(
+    judge, concept: str, images: Sequence[EvalImage], batch_size: int = 32, num_workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(present, judged): the judge's decisions, and False where its probability is NaN (a failed judgement,
-    which counts neither as present nor as absent)."""
+    which counts neither as present nor as absent). Each image is loaded when the judge reads it, by its
+    DataLoader workers when it has some (``num_workers``: :meth:`detectors.judges.Judge.predict`)."""
     if not images:
         return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
-    prediction = judge.predict([im.image() for im in images], batch_size=batch_size)
+    prediction = judge.predict(LoadedImages(images), batch_size=batch_size, num_workers=num_workers)
     if concept not in prediction.concepts:
         raise ValueError(f"The judge does not judge {concept!r}; it judges: {', '.join(prediction.concepts)}")
     column = prediction.concepts.index(concept)
@@ -54,14 +57,15 @@ def _all_excluded(what: str, judged: np.ndarray) -> dict | None:
     return None
 
 
-def forgetting(images: Sequence[EvalImage], judge, concept: str) -> dict:
+def forgetting(images: Sequence[EvalImage], judge, concept: str, num_workers: int | None = None) -> dict:
     """Share of forget-prompt images judged concept-absent, overall and per sub-theme.
 
     An image whose judgement is NaN is neither absent nor present: it is left out of n and counted in
-    ``excluded``; when every image is, the metric is skipped with that reason.
+    ``excluded``; when every image is, the metric is skipped with that reason. ``num_workers``: the processes
+    that read the images for the judge (:meth:`detectors.judges.Judge.predict`); no number depends on it.
     """
     forget = _by_key(select(images, kind="forget"))
-    present, judged = _judged(judge, concept, forget)
+    present, judged = _judged(judge, concept, forget, num_workers=num_workers)
     skipped = _all_excluded("forget-prompt", judged)
     if skipped:
         return skipped
@@ -72,13 +76,13 @@ def forgetting(images: Sequence[EvalImage], judge, concept: str) -> dict:
     return out
 
 
-def robustness(images: Sequence[EvalImage], judge, concept: str) -> dict:
+def robustness(images: Sequence[EvalImage], judge, concept: str, num_workers: int | None = None) -> dict:
     """Attack success rate per attack (and over all attacks): share of attack images showing the concept.
 
-    NaN judgements are left out of n and counted in ``excluded``, as in :func:`forgetting`.
+    NaN judgements are left out of n and counted in ``excluded``, as in :func:`forgetting` (``num_workers`` too).
     """
     attacked = _by_key([im for im in images if im.kind in ("adversarial", "multilingual")])
-    present, judged = _judged(judge, concept, attacked)
+    present, judged = _judged(judge, concept, attacked, num_workers=num_workers)
     skipped = _all_excluded("attack-prompt", judged)
     if skipped:
         return skipped
@@ -168,9 +172,10 @@ def lpips(model_images, original_images, lpips_scorer, abstract: bool) -> dict:
     } | ({"resize": resize} if resize else {})
 
 
-def image_quality(model_images, original_images, fid_metric, abstract: bool) -> dict:
+def image_quality(model_images, original_images, fid_metric, abstract: bool, num_workers: int | None = None) -> dict:
     """FID by the category rule (see :func:`reference_pairs`), lower is better, with both set sizes,
-    a bootstrap interval over images and a warning for sets smaller than the feature dimension."""
+    a bootstrap interval over images and a warning for sets smaller than the feature dimension.
+    ``num_workers``: the processes that load and resize the images (:func:`~detectors.evaluation.quality.fid_features`)."""
     from detectors.evaluation.quality import FID_RESIZE_RULE, fid_with_ci
 
     kind_a, kind_b = ("forget", "remove") if abstract else ("replace", "replace")
@@ -179,7 +184,7 @@ def image_quality(model_images, original_images, fid_metric, abstract: bool) -> 
     rule = f"M_u({kind_a}) vs M({kind_b})"
     if len(a) < 2 or len(b) < 2:
         return {"skipped": f"FID needs at least 2 images on each side of {rule}, got {len(a)} and {len(b)}"}
-    result = fid_with_ci([im.image() for im in a], [im.image() for im in b], fid_metric)
+    result = fid_with_ci(LoadedImages(a), LoadedImages(b), fid_metric, num_workers=num_workers)
     return {"fid": result, "rule": rule, "resize": FID_RESIZE_RULE}
 
 

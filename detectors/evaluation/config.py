@@ -50,6 +50,8 @@ class EvalConfig:
             images_per_prompt, base_seed, steps, guidance, height, width, negative_prompt, scheduler, batch_size),
             e.g. {steps: 50, images_per_prompt: 4}; flags --generation.steps ...
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
+        num_workers: processes that read the images the judge and the FID features take (default: the host's cores
+            less one, at most 8; none for fewer than 4 batches; 0: in this process); no number depends on it
         attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
             attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell
         attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)
@@ -85,6 +87,7 @@ class EvalConfig:
     max_prompts: int | None = None
     generation: SamplingConfig = field(default_factory=SamplingConfig)
     device: str = "auto"
+    num_workers: int | None = None
     attacks: list[str] = field(default_factory=list)
     attack_files: list[str] = field(default_factory=list)
     attack_seed: int = 0
@@ -192,9 +195,9 @@ class EvalConfig:
         if "forget" not in self.kinds:
             raise ValueError(f"kinds {self.kinds} must include 'forget': forgetting and every attack start from it")
         self.generation.check_sampling_options("generation")
-        for name, low in (("grid_samples", 0), ("max_prompts", 1)):
+        for name, low in (("grid_samples", 0), ("max_prompts", 1), ("num_workers", 0)):
             value = getattr(self, name)
-            if value is None and name == "max_prompts":
+            if value is None and name in ("max_prompts", "num_workers"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

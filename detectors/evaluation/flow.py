@@ -414,11 +414,13 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
             mine = [im for im in of_concept if im.model == model]
             attacked = robustness_images(mine, concept_id, model, own, native_methods)
             steps = {
-                "forgetting": partial(aspects.forgetting, mine, judge, concept_id),
-                "robustness": partial(native_robustness, attacked, judge, concept_id),
+                "forgetting": partial(aspects.forgetting, mine, judge, concept_id, cfg.num_workers),
+                "robustness": partial(native_robustness, attacked, judge, concept_id, cfg.num_workers),
                 "csdr": partial(aspects.csdr, mine, reference, backbones.get("clip")),
                 "lpips": partial(aspects.lpips, mine, reference, backbones.get("lpips"), abstract),
-                "fid": partial(aspects.image_quality, mine, reference, backbones.get("fid"), abstract),
+                "fid": partial(
+                    aspects.image_quality, mine, reference, backbones.get("fid"), abstract, cfg.num_workers
+                ),
             }
             if concept.human and cfg.person_detector:
                 steps["person_rate"] = partial(aspects.person_rate, mine, backbones.get("person"))

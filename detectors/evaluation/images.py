@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,14 +70,17 @@ class EvalImage:
         return self.load()
 
 
-def _open(path: Path) -> Callable:
-    def load():
+@dataclass(frozen=True)
+class FileImage:
+    """Loads one image file (picklable, so DataLoader workers can load it)."""
+
+    path: str
+
+    def __call__(self):
         from PIL import Image
 
-        with Image.open(path) as img:
+        with Image.open(self.path) as img:
             return img.convert("RGB")
-
-    return load
 
 
 @dataclass(frozen=True)
@@ -219,9 +222,27 @@ def _paper_images(
         family = f"{cls}_{prompt}"
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         out.append(
-            EvalImage(method, concept, kind, family, sample, str(path), text, None, group, None, _open(path), digest)
+            EvalImage(
+                method, concept, kind, family, sample, str(path), text, None, group, None, FileImage(str(path)), digest
+            )
         )
     return out
+
+
+class LoadedImages(Sequence):
+    """The RGB ``PIL.Image`` of each of ``images``, loaded when indexed (by a judge's or a metric's DataLoader
+    workers when they have some), never all held at once."""
+
+    def __init__(self, images: Sequence[EvalImage]):
+        self.images = list(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return LoadedImages(self.images[index])
+        return self.images[index].image()
 
 
 def select(images: Iterable[EvalImage], **where) -> list[EvalImage]:

@@ -170,12 +170,12 @@ def robustness_images(mine: list, concept: str, model: str, own: dict, methods: 
     return kept + [replace(im, kind="adversarial", group=NO_ATTACK) for im in mine if im.kind == "forget"]
 
 
-def robustness(images: list, judge, concept: str) -> dict:
+def robustness(images: list, judge, concept: str, num_workers: int | None = None) -> dict:
     """:func:`aspects.robustness` with the starting prompts shown beside the attacks, not counted in ``overall``."""
     from detectors.evaluation import aspects
 
     start = [im for im in images if im.group == NO_ATTACK]
-    out = aspects.robustness([im for im in images if im.group != NO_ATTACK], judge, concept)
+    out = aspects.robustness([im for im in images if im.group != NO_ATTACK], judge, concept, num_workers)
     if start and "by_attack" in out:
-        out["by_attack"][NO_ATTACK] = aspects.robustness(start, judge, concept)["overall"]
+        out["by_attack"][NO_ATTACK] = aspects.robustness(start, judge, concept, num_workers)["overall"]
     return out

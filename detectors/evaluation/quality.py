@@ -132,14 +132,50 @@ def fid_input_size(metric) -> tuple[int, int] | None:
     return None if size is None else (int(size), int(size))
 
 
+class _FidInputs(torch.utils.data.Dataset):
+    """Image ``index`` of a sequence of PIL images as a uint8 (3, H, W) tensor, resized on its own by the FID rule
+    (:func:`resize_for_fid`) when ``size`` is given."""
+
+    def __init__(self, images: Sequence, size: tuple[int, int] | None):
+        self.images, self.size = images, size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        image = _uint8(self.images[index])
+        return image if self.size is None else resize_for_fid(image, self.size)
+
+
+def _stack_one_size(images: list[torch.Tensor]) -> torch.Tensor:
+    shapes = sorted({tuple(x.shape[1:]) for x in images})
+    if len(shapes) > 1:
+        raise ValueError(f"Images of different sizes {shapes} and no input size to resize them to")
+    return torch.stack(images)
+
+
 @torch.no_grad()
-def fid_features(images: Sequence, metric, batch_size: int = 32) -> np.ndarray:
-    """(N, d) float64 features of PIL images by the metric's extractor, each image resized on its own."""
+def fid_features(images: Sequence, metric, batch_size: int = 32, num_workers: int | None = None) -> np.ndarray:
+    """(N, d) float64 features of PIL images by the metric's extractor, each image resized on its own.
+
+    Args:
+        images: PIL images, or a sequence that loads each when indexed (:class:`~detectors.evaluation.images.LoadedImages`).
+        metric: a metric from :func:`fid_metric` (its feature extractor).
+        batch_size: images per forward.
+        num_workers: DataLoader worker processes that load and resize the images (0: this process; None: sized to
+            the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`); the features do
+            not depend on it.
+    """
+    from detectors.data import one_pass_workers
+
     size, device = fid_input_size(metric), metric.device
-    parts = [
-        metric.inception(to_uint8(batch, size).to(device)).double().reshape(len(batch), -1).cpu().numpy()
-        for batch in _batches(list(images), batch_size)
-    ]
+    loader = torch.utils.data.DataLoader(
+        _FidInputs(images, size),
+        batch_size=batch_size,
+        num_workers=one_pass_workers(num_workers, len(images), batch_size),
+        collate_fn=_stack_one_size,
+    )
+    parts = [metric.inception(batch.to(device)).double().reshape(len(batch), -1).cpu().numpy() for batch in loader]
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 
@@ -241,14 +277,18 @@ def fid_from_features(
     return out
 
 
-def fid(images_a: Sequence, images_b: Sequence, metric, batch_size: int = 32) -> float:
+def fid(images_a: Sequence, images_b: Sequence, metric, batch_size: int = 32, num_workers: int | None = None) -> float:
     """FID between two sets of PIL images with a metric from :func:`fid_metric` (its feature extractor).
 
-    Each image is resized on its own to the extractor's input size (:func:`resize_for_fid`).
+    Each image is resized on its own to the extractor's input size (:func:`resize_for_fid`); ``num_workers`` as
+    in :func:`fid_features`.
     """
     if len(images_a) < 2 or len(images_b) < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {len(images_a)} and {len(images_b)}")
-    return frechet_distance(fid_features(images_a, metric, batch_size), fid_features(images_b, metric, batch_size))
+    return frechet_distance(
+        fid_features(images_a, metric, batch_size, num_workers),
+        fid_features(images_b, metric, batch_size, num_workers),
+    )
 
 
 def fid_with_ci(
@@ -258,13 +298,14 @@ def fid_with_ci(
     n_boot: int = FID_BOOT,
     seed: int = 0,
     batch_size: int = 32,
+    num_workers: int | None = None,
 ) -> dict:
     """:func:`fid` with both set sizes, a bootstrap interval and a small-set warning (:func:`fid_from_features`)."""
     if len(images_model) < 2 or len(images_reference) < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {len(images_model)} and {len(images_reference)}")
     return fid_from_features(
-        fid_features(images_model, metric, batch_size),
-        fid_features(images_reference, metric, batch_size),
+        fid_features(images_model, metric, batch_size, num_workers),
+        fid_features(images_reference, metric, batch_size, num_workers),
         n_boot,
         seed,
     )

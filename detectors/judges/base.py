@@ -229,7 +229,7 @@ class Judge:
         self,
         images: Any,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         progress: bool = False,
     ) -> Prediction:
         """Judge ``images``: a PIL image, image tensor/array or file, a list of those, a ``datasets`` dataset,
@@ -237,11 +237,22 @@ class Judge:
 
         Image tensors are un-normalised RGB, (C, H, W) or (N, C, H, W), float in [0, 1] or uint8; every
         input goes through the judge's own preprocessing.
+
+        Args:
+            images: what to judge (see above). A list (any sized ``Sequence``) is read by index, so its items may
+                be files or objects whose ``__getitem__`` loads the image; other inputs are read as one stream.
+            batch_size: images per forward.
+            num_workers: ``DataLoader`` worker processes that read and preprocess a root or a list (0: this
+                process; None: sized to the host, none for fewer than a few batches:
+                :func:`detectors.data.one_pass_workers`). The prediction does not depend on it.
+            progress: show a progress bar.
         """
         if isinstance(images, (str, Path)) and Path(images).is_dir():
             from detectors.data import build_index
 
             return self.predict_entries(build_index(images), batch_size, num_workers, progress)
+        if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+            return self._predict_loader(_Inputs(images, self.image_transform), batch_size, num_workers, progress)
         stream, keys = image_stream(images)
         probs, present = [], []
         for chunk in self._progress(chunked(stream, batch_size), progress):
@@ -251,32 +262,48 @@ class Judge:
         return self._prediction(probs, present, keys)
 
     def predict_entries(
-        self, entries: Sequence, batch_size: int = 32, num_workers: int = 0, progress: bool = False
+        self, entries: Sequence, batch_size: int = 32, num_workers: int | None = None, progress: bool = False
     ) -> Prediction:
         """Judge the images of DataIGM index entries (:func:`detectors.data.build_index`), in order.
 
-        Images are read and preprocessed by a ``DataLoader`` (``num_workers`` processes); an unreadable
-        image gets NaN probabilities and no decision.
+        Images are read and preprocessed by a ``DataLoader`` with ``num_workers`` processes (0: this process;
+        None: sized to the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`);
+        the prediction does not depend on it. An unreadable image gets NaN probabilities and no decision.
         """
-        import torch
-
         from detectors.data import ShardImageDataset
 
         dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), self.image_transform)
+        try:
+            prediction = self._predict_loader(dataset, batch_size, num_workers, progress)
+        finally:
+            dataset.close()
+        prediction.keys = [e.uid for e in entries]
+        return prediction
+
+    def _predict_loader(self, dataset, batch_size: int, num_workers: int | None, progress: bool) -> Prediction:
+        """Judge a map-style dataset whose items are ``(input, ..., index)`` or None (an unreadable image),
+        read by one ``DataLoader`` (a single pass: its workers end with it)."""
+        import torch
+
+        from detectors.data import one_pass_workers
+
+        n = len(dataset)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=self._collate_indexed
+            dataset,
+            batch_size=batch_size,
+            num_workers=one_pass_workers(num_workers, n, batch_size),
+            collate_fn=self._collate_indexed,
         )
-        probs = np.full((len(entries), len(self.concepts)), np.nan)
-        present = np.zeros((len(entries), len(self.concepts)), dtype=bool)
-        read = np.zeros(len(entries), dtype=bool)
+        probs = np.full((n, len(self.concepts)), np.nan)
+        present = np.zeros((n, len(self.concepts)), dtype=bool)
+        read = np.zeros(n, dtype=bool)
         for batch in self._progress(loader, progress):
             if batch is None:
                 continue
             items, index = batch
             p, d = self._score(items)
             probs[index], present[index], read[index] = p, d, True
-        dataset.close()
-        prediction = Prediction(self.concepts, probs, present, [e.uid for e in entries], unreadable=~read)
+        prediction = Prediction(self.concepts, probs, present, unreadable=~read)
         _warn_invalid(prediction)
         return prediction
 
@@ -284,7 +311,7 @@ class Judge:
         batch = [item for item in batch if item is not None]
         if not batch:
             return None
-        return self.collate([item[0] for item in batch]), np.array([item[3] for item in batch])
+        return self.collate([item[0] for item in batch]), np.array([item[-1] for item in batch])
 
     def _prediction(self, probs: list, present: list, keys: list[str] | None) -> Prediction:
         n = len(self.concepts)
@@ -301,6 +328,20 @@ class Judge:
         from tqdm.auto import tqdm
 
         return tqdm(iterable, desc="judging", unit="batch")
+
+
+class _Inputs:
+    """A sequence of judge inputs as a map-style dataset: ``(transform(image), index)``, each image read when indexed
+    (in a ``DataLoader`` worker when there are workers)."""
+
+    def __init__(self, items: Sequence, transform: Callable):
+        self.items, self.transform = items, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.transform(to_pil(self.items[index])), index
 
 
 def _device(device):

@@ -4,7 +4,6 @@ the seeded DataLoaders the trainer iterates."""
 from __future__ import annotations
 
 import logging
-import os
 import random
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from detectors.data import (
     dataset_revision,
     label_counts,
 )
+from detectors.data import default_num_workers as default_num_workers  # re-exported: the trainer, benchmarks/gpu.sh
 from detectors.training.config import TrainConfig
 from detectors.training.distributed import DistInfo
 
@@ -97,17 +97,6 @@ def exclude_methods(entries: list[Entry], methods: list[str] | None) -> list[Ent
     kept = [e for e in entries if e.method not in set(methods)]
     logger.info("left out %d training images of method(s) %s", len(entries) - len(kept), ", ".join(methods))
     return kept
-
-
-def default_num_workers(dist: DistInfo | None = None) -> int:
-    """DataLoader workers for this host: its usable cores shared by the processes of the run, one left to
-    the training loop, between 1 and 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    per_process = cores // (dist.world_size if dist is not None and dist.enabled else 1)
-    return max(1, min(8, per_process - 1))
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -19,7 +19,7 @@ import torch
 from dataigm.files import sha256_bytes
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
-from detectors.data import Entry, ShardImageDataset, collate_skip_none
+from detectors.data import Entry, ShardImageDataset, collate_skip_none, one_pass_workers
 from detectors.judges.model import autocast, backbone_fingerprint, pooled_features
 
 logger = logging.getLogger(__name__)
@@ -50,16 +50,32 @@ def extract_features(
     entries: Sequence[Entry],
     transform,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: torch.device | str = "cpu",
     amp: bool = True,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features, valid)``: the classifier inputs of every entry (float32, CPU) and which images were readable."""
+    """``(features, valid)``: the classifier inputs of every entry (float32, CPU) and which images were readable.
+
+    Args:
+        model: the timm model whose pooled features are wanted.
+        entries: the images, in the order of the rows.
+        transform: the model's eval transform.
+        batch_size: images per forward.
+        num_workers: DataLoader worker processes that read and transform the images (0: this process; None: sized
+            to the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`). The features
+            do not depend on it.
+        device: where the model runs.
+        amp: autocast on CUDA.
+        progress: show a progress bar.
+    """
     device = torch.device(device)
     dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), transform)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_none
+        dataset,
+        batch_size=batch_size,
+        num_workers=one_pass_workers(num_workers, len(entries), batch_size),
+        collate_fn=collate_skip_none,
     )
     was_training = model.training
     model.eval()
@@ -93,7 +109,7 @@ def cached_features(
     transform,
     cache_dir: str | Path,
     batch_size: int = 64,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     device: torch.device | str = "cpu",
     amp: bool = True,
     progress: bool = False,

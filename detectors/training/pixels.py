@@ -24,7 +24,7 @@ import torch
 from dataigm.files import sha256_bytes
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
-from detectors.data import Entry, ShardImageDataset, collate_skip_none, targets_and_mask
+from detectors.data import Entry, ShardImageDataset, collate_skip_none, one_pass_workers, targets_and_mask
 
 logger = logging.getLogger(__name__)
 
@@ -91,17 +91,26 @@ class _ToArray:
 
 
 def build_pixels(
-    entries: Sequence[Entry], stages: Sequence, path: str | Path, num_workers: int = 0, batch_size: int = 64
+    entries: Sequence[Entry],
+    stages: Sequence,
+    path: str | Path,
+    num_workers: int | None = None,
+    batch_size: int = 64,
 ) -> None:
     """Decode every entry once through ``stages`` into ``path`` (pixels) and ``path``'s ``.valid.npy`` twin.
 
     Both files are written under temporary names and renamed, the pixels last: a cache is complete when its
-    pixel file exists. An unreadable image leaves a zero row, marked invalid.
+    pixel file exists. An unreadable image leaves a zero row, marked invalid. ``num_workers`` decoding processes
+    (0: this process; None: sized to the host, none for fewer than a few batches:
+    :func:`detectors.data.one_pass_workers`) change nothing in the pixels.
     """
     path = Path(path)
     dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), _ToArray(stages))
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skip_none
+        dataset,
+        batch_size=batch_size,
+        num_workers=one_pass_workers(num_workers, len(entries), batch_size),
+        collate_fn=collate_skip_none,
     )
     valid = np.zeros(len(entries), dtype=bool)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -143,7 +152,7 @@ def cached_pixels(
     entries: Sequence[Entry],
     stages: Sequence,
     cache_dir: str | Path,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     batch_size: int = 64,
 ) -> tuple[Path, np.ndarray]:
     """``(pixel file, valid)``: the cache of ``entries`` through ``stages``, built on the first call.
@@ -152,7 +161,8 @@ def cached_pixels(
         entries: the images, in the order of the cache's rows.
         stages: the transform's PIL stages (:func:`split_transform`).
         cache_dir: where cache files live (shared with the feature cache).
-        num_workers: DataLoader worker processes that decode while the cache is built.
+        num_workers: DataLoader worker processes that decode while the cache is built (None: sized to the host,
+            :func:`detectors.data.one_pass_workers`).
         batch_size: images per decoded batch.
     """
     path = Path(cache_dir) / f"pixels-{pixel_cache_key(stages, entries)}.npy"

@@ -139,7 +139,11 @@ class _Trainer:
         self.probe = cfg.mode == "probe"
         self.trainable = freeze_backbone(self.model) if self.probe else self.model
         self.head_prefix = classifier_name(self.model)
-        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(dist)
+        self.num_workers = (
+            cfg.num_workers
+            if cfg.num_workers is not None
+            else default_num_workers(dist.world_size if dist.enabled else 1)
+        )
         self.cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else self.out / "features"
         self.normalize: tuple | None = None  # (mean, std) of batches read from a pixel cache
         self._build_sources()
