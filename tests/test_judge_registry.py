@@ -48,6 +48,19 @@ def test_help_lists_every_kind_with_its_example():
         assert f"(e.g. {JUDGE_REGISTRY[kind].example})" in line and JUDGE_REGISTRY[kind].help in line
 
 
+@pytest.mark.parametrize("kind", BUILT_IN)
+def test_each_kind_registers_the_option_table_its_loader_resolves_and_help_lists_it(kind):
+    """A kind module's OPTIONS is its registered table, so help and the missing-option error cannot drift."""
+    import importlib
+
+    registered = JUDGE_REGISTRY[kind]
+    table = getattr(importlib.import_module(registered.loader.__module__), "OPTIONS", ())
+    assert registered.options == tuple(table)
+    (line,) = [line for line in judge_kinds_help().splitlines() if line.startswith(f"{kind}:")]
+    for option in table:
+        assert (f"{option.name} (required)" if option.required else option.name) in line
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

@@ -112,8 +112,7 @@ class ClipZeroShotJudge(Judge):
 
 @register_judge(
     "clip-zeroshot",
-    help="CLIP zero-shot 'CLIP accuracy' (target text against anchor text); options model, target, anchor, "
-    "template, concept, threshold",
+    help="CLIP zero-shot 'CLIP accuracy' (target text against anchor text)",
     example=EXAMPLE,
     options=OPTIONS,
 )

@@ -207,8 +207,7 @@ def _task(task: str) -> str:
 
 @register_judge(
     "igmu",
-    help="the IGMU paper's released MultClf head (classifier_head.pth) on CLIP ViT-B/32 features; options task, "
-    "head, clip, concept, threshold",
+    help="the IGMU paper's released MultClf head (classifier_head.pth) on CLIP ViT-B/32 features",
     example=EXAMPLE,
     options=OPTIONS,
 )

@@ -103,8 +103,7 @@ class ImageNetJudge(Judge):
 
 @register_judge(
     "imagenet",
-    help="a timm ImageNet-1k classifier on some class ids (top-1 rule); options model, classes, concept, "
-    "decision, threshold, pretrained, pretrained_path",
+    help="a timm ImageNet-1k classifier on some class ids (top-1 rule)",
     example=EXAMPLE,
     options=OPTIONS,
 )

@@ -101,7 +101,7 @@ class NudeNetJudge(Judge):
     def from_spec(cls, spec: str) -> NudeNetJudge:
         """Build from ``nudenet[:preset=…,classes=…,threshold=…,concept=…]``."""
         kind, rest = split_spec(spec)
-        options = resolve_options(kind, parse_options(rest), OPTIONS)
+        options = resolve_options(kind, parse_options(rest), OPTIONS, "nudenet:preset=paper6,threshold=0.6")
         if options["preset"] not in PRESETS:
             raise ValueError(f"Unknown NudeNet preset {options['preset']!r}; valid presets: {', '.join(PRESETS)}")
         classes = tuple(options["classes"] or PRESETS[options["preset"]])
@@ -137,8 +137,9 @@ class NudeNetJudge(Judge):
 
 @register_judge(
     "nudenet",
-    help="NudeNet's ONNX detector (CPU), one concept; options preset, classes, threshold, concept",
+    help="NudeNet's ONNX detector (CPU), one concept",
     example="nudenet:preset=paper6,threshold=0.6",
+    options=OPTIONS,
 )
 def load_nudenet(spec: str, device: str | None = None) -> NudeNetJudge:
     """``nudenet[:OPTIONS]`` -> :class:`NudeNetJudge` (runs on CPU whatever ``device`` says)."""

@@ -170,8 +170,7 @@ class Q16Judge(Judge):
 
 @register_judge(
     "q16",
-    help="Q16 (CLIP + the published prompt embeddings for inappropriate content, from a local file); options "
-    "prompts, model, concept, threshold",
+    help="Q16 (CLIP + the published prompt embeddings for inappropriate content, from a local file)",
     example=EXAMPLE,
     options=OPTIONS,
 )

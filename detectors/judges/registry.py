@@ -84,8 +84,14 @@ def judge_kinds() -> list[str]:
 
 
 def judge_kinds_help(separator: str = "\n") -> str:
-    """One entry per kind, ``KIND: HELP (e.g. EXAMPLE)``, joined by ``separator`` (the CLI's help text)."""
-    return separator.join(f"{k.name}: {k.help} (e.g. {k.example})" for k in JUDGE_REGISTRY.values())
+    """One entry per kind, ``KIND: HELP; options A (required), B, ... (e.g. EXAMPLE)``, joined by ``separator``
+    (the CLI's help text); the option list comes from the kind's registered table."""
+    return separator.join(f"{k.name}: {k.help}{_options_list(k)} (e.g. {k.example})" for k in JUDGE_REGISTRY.values())
+
+
+def _options_list(kind: JudgeKind) -> str:
+    names = [f"{o.name} (required)" if o.required else o.name for o in kind.options]
+    return f"; options {', '.join(names)}" if names else ""
 
 
 def parse_judge_spec(spec: str) -> tuple[str, str]:

@@ -256,7 +256,7 @@ def _answer_ids(tokenizer, words: list[str], side: str, model: str) -> list[int]
 @register_judge(
     "vlm",
     help="a vision-language model (transformers image-text-to-text) asked a yes/no question, P(present) from its "
-    "yes/no next-token scores; options model, concept, question, yes, no, threshold, dtype, chat_template",
+    "yes/no next-token scores",
     example=EXAMPLE,
     options=OPTIONS,
 )
