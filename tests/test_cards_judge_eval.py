@@ -313,7 +313,7 @@ def test_eval_card_numbers_equal_report_json(report_dir):
             assert cells[col].endswith(f"({', '.join(sizes)})")  # FID: both set sizes too
         assert cells[2].startswith("skipped: needs forget images")  # CSDR needs prompt texts the paper layout lacks
     assert "needs forget images" in _section(card.text, "nudity")
-    for name in ("radar-nudity.png", "grid-nudity.png", "bars-nudity-forgetting.png"):
+    for name in ("radar-nudity.png", "grid-nudity.png", "bars-nudity.png"):  # bars: one panel per axis
         assert (report_dir / name).exists() and f"]({name})" in card.text
     assert eval_card(report_dir, title="ESD on nudity").text.lstrip().startswith("# ESD on nudity\n")
 

@@ -250,7 +250,10 @@ def markdown(report: dict, plots: list[str] | None = None) -> str:
 
 
 def plots(report: dict, out: Path) -> list[Path]:
-    """A radar chart per concept and a bar chart per axis (models side by side)."""
+    """Per concept, a radar chart (of the axes some model has, when there are three) and one figure of bar
+    charts, one panel per axis (models side by side); a skipped number is marked, never drawn as 0."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -261,28 +264,42 @@ def plots(report: dict, out: Path) -> list[Path]:
     axes_names = list(NORMALISATION)
     paths = []
     for concept, by_model in scores.items():
-        angles = np.linspace(0, 2 * np.pi, len(axes_names), endpoint=False).tolist()
-        fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
-        for model, row in by_model.items():
-            values = [row[a] if row[a] is not None else 0.0 for a in axes_names]
-            ax.plot(angles + angles[:1], values + values[:1], label=model)
-            ax.fill(angles + angles[:1], values + values[:1], alpha=0.1)
-        ax.set_xticks(angles, axes_names)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{concept} (1 = best)")
-        ax.legend(loc="lower right", fontsize=7)
-        paths.append(out / f"radar-{concept}.png")
-        fig.savefig(paths[-1], dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        for axis in axes_names:
-            fig, ax = plt.subplots(figsize=(5, 3))
-            models = list(by_model)
-            ax.bar(models, [by_model[m][axis] or 0.0 for m in models])
+        # a skipped number is never drawn as 0: an axis no model has is left out and named, a missing bar is marked
+        shown = [a for a in axes_names if any(row[a] is not None for row in by_model.values())]
+        skipped = [a for a in axes_names if a not in shown]
+        title = f"{concept} (1 = best)" + (f"\nskipped: {', '.join(skipped)}" if skipped else "")
+        if len(shown) >= 3:  # a radar needs three axes
+            angles = np.linspace(0, 2 * np.pi, len(shown), endpoint=False).tolist()
+            fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
+            for model, row in by_model.items():
+                values = [np.nan if row[a] is None else row[a] for a in shown]
+                ax.plot(angles + angles[:1], values + values[:1], label=model)
+                ax.fill(angles + angles[:1], np.nan_to_num(values + values[:1]), alpha=0.1)
+            ax.set_xticks(angles, shown)
             ax.set_ylim(0, 1)
-            ax.set_title(f"{concept}: {axis} ({NORMALISATION[axis]})", fontsize=8)
-            paths.append(out / f"bars-{concept}-{axis}.png")
+            ax.set_title(title)
+            ax.legend(loc="lower right", fontsize=7)
+            paths.append(out / f"radar-{concept}.png")
             fig.savefig(paths[-1], dpi=100, metadata={"Software": None})
             plt.close(fig)
+        models = list(by_model)
+        fig, panels = plt.subplots(
+            1, len(axes_names), figsize=(2.6 * len(axes_names), 3.6), sharey=True, layout="constrained"
+        )
+        for ax, axis in zip(np.atleast_1d(panels), axes_names, strict=True):
+            values = [by_model[m][axis] for m in models]
+            ax.bar(models, [np.nan if v is None else v for v in values])
+            for i, value in enumerate(values):
+                if value is None:
+                    ax.text(i, 0.02, "skipped", rotation=90, ha="center", va="bottom", fontsize=7, color="grey")
+            ax.set_xlim(-0.5, len(models) - 0.5)  # a panel of skipped numbers only has no bars to place it
+            ax.set_ylim(0, 1)
+            ax.set_title(textwrap.fill(f"{axis} ({NORMALISATION[axis]})", 30), fontsize=7)
+            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        fig.suptitle(f"{concept} (1 = best)")
+        paths.append(out / f"bars-{concept}.png")
+        fig.savefig(paths[-1], dpi=100, metadata={"Software": None})
+        plt.close(fig)
     return paths
 
 
