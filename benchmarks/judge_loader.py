@@ -24,10 +24,17 @@ listed):
    (``train_images_per_s``, which excludes building the cache) are used; the first epoch is left out as a
    warm-up when there are several.
 
+3. **prediction**: images/s of ``judge.predict_entries`` (one pass, as ``dataigm judge eval`` and the evaluation
+   judge) with ``num_workers=0`` (in process), the default (``None``: :func:`detectors.data.one_pass_workers`) and
+   :func:`detectors.data.default_num_workers` forced, in two cases: a ``--predict-model`` judge (default resnet18,
+   random weights) at ``--input`` px over the ``--n`` PNGs of ``--size`` px, and the demo's judge eval (resnet10t at
+   64 px over ``--small-n`` 64 px PNGs), where the default reads in process.
+
 Run from the repository root::
 
-    python benchmarks/judge_loader.py                  # about 4 minutes on 2 idle cores
+    python benchmarks/judge_loader.py                  # about 4 minutes on 2 idle cores, plus the prediction
     python benchmarks/judge_loader.py --n 64 --runs 1  # a quick look
+    python benchmarks/judge_loader.py --only prediction
 """
 
 from __future__ import annotations
@@ -61,8 +68,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="repetitions (default: %(default)s)")
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temporary folder)")
     parser.add_argument("--skip-training", action="store_true", help="measure the loader only")
+    parser.add_argument(
+        "--predict-model", default="resnet18", help="judge model of the prediction (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--small-n", type=int, default=704, help="64 px images of the demo-sized prediction (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--only", choices=("loader", "training", "prediction"), help="run one measurement (default: all three)"
+    )
     args = parser.parse_args(argv)
-    for name in ("n", "size", "input", "img_size", "train_n", "epochs", "batch_size", "runs"):
+    for name in ("n", "size", "input", "img_size", "train_n", "epochs", "batch_size", "runs", "small_n"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
@@ -240,12 +256,67 @@ def training_runs(args, root: Path, work: Path) -> dict:
     return out
 
 
+def _saved_judge(folder: Path, model_name: str, input_size: int) -> str:
+    """A one-concept judge of ``model_name`` at random weights, saved as a trained judge is; its spec."""
+    import torch
+
+    from detectors.judges import save_judge
+    from detectors.judges.model import create_judge_model, judge_data_config
+
+    if not (folder / "config.json").exists():
+        torch.manual_seed(0)
+        model = create_judge_model(model_name, 1, pretrained=False)
+        config = judge_data_config(model, input_size)
+        save_judge(model, folder, ["church"], {"church": 1.0}, {"church": 0.5}, "fixed@0.5", config)
+    return f"local-dir:{folder}"
+
+
+def prediction_runs(args, cases: list[tuple[str, Path, str]]) -> dict:
+    """images/s of ``predict_entries`` per case with 0 workers, the default and the host's count forced."""
+    import numpy as np
+
+    from detectors.data import build_index, default_num_workers
+    from detectors.judges import load_judge
+
+    settings = {"0 workers": 0, "default": None, f"{default_num_workers()} worker(s) forced": default_num_workers()}
+    out = {}
+    for label, root, spec in cases:
+        judge = load_judge(spec, device="cpu")
+        entries = build_index(root)
+        rates = {name: [] for name in settings}
+        judge.predict_entries(entries[: args.batch_size], num_workers=0)  # warm-up, untimed
+        reference = None
+        for _ in range(args.runs):
+            for name, workers in settings.items():
+                start = time.perf_counter()
+                prediction = judge.predict_entries(entries, batch_size=args.batch_size, num_workers=workers)
+                rates[name].append(len(entries) / (time.perf_counter() - start))
+                if reference is None:
+                    reference = prediction.probabilities
+                assert np.array_equal(prediction.probabilities, reference)  # the same whatever the workers
+        out[label] = rates
+    return out
+
+
 def _runs(values) -> str:
     return " ".join(f"{v:.1f}" for v in values)
 
 
-def report(args, loader: dict, training: dict) -> str:
+def prediction_report(args, prediction: dict) -> str:
     med = statistics.median
+    lines = [f"prediction (judge.predict_entries, batch {args.batch_size}), images/s (median of {args.runs}; runs)"]
+    for label, rates in prediction.items():
+        base = med(rates["0 workers"])
+        lines.append(f"  {label}")
+        for name, values in rates.items():
+            lines.append(f"    {name:<26} {med(values):8.1f}  {med(values) / base:5.2f}x   {_runs(values)}")
+    return "\n".join(lines)
+
+
+def report(args, loader: dict | None, training: dict | None) -> str:
+    med = statistics.median
+    if loader is None:
+        return "" if training is None else _training_report(args, training)
     base = med(loader["before"])
     lines = [
         f"loader at {args.input} px from {args.size} px PNGs, one core, images/s (median of {args.runs}; runs)",
@@ -265,8 +336,13 @@ def report(args, loader: dict, training: dict) -> str:
     )
     if training is None:
         return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + _training_report(args, training)
+
+
+def _training_report(args, training: dict) -> str:
+    med = statistics.median
     model = med(training["model_only"])
-    lines += ["", f"training loop, {args.model} at {args.img_size} px, batch {args.batch_size}, images/s"]
+    lines = [f"training loop, {args.model} at {args.img_size} px, batch {args.batch_size}, images/s"]
     for key, name in (("model_only", "model only (tensors in memory)"), ("before", "train_judge, loader before"),
                       ("now", "train_judge, loader now")):  # fmt: skip
         lines.append(
@@ -282,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        from detectors.training.data import default_num_workers
+        from detectors.data import default_num_workers
 
         load = os.getloadavg()
         print(
@@ -291,12 +367,33 @@ def main(argv: list[str] | None = None) -> int:
             f"default judge loader workers here: {default_num_workers()}"
         )
         started = time.perf_counter()
-        for name, n, size in (("loader", args.n, args.size), ("train", args.train_n, args.size)):
-            if not (workdir / name / "dataigm.json").exists() and not (name == "train" and args.skip_training):
+        wanted = {"loader", "training", "prediction"} if args.only is None else {args.only}
+        if args.skip_training:
+            wanted.discard("training")
+        roots = [("loader", args.n, args.size)] if wanted & {"loader", "prediction"} else []
+        roots += [("train", args.train_n, args.size)] if "training" in wanted else []
+        roots += [("small", args.small_n, 64)] if "prediction" in wanted else []
+        for name, n, size in roots:
+            if not (workdir / name / "dataigm.json").exists():
                 write_root(workdir / name, n, size)
-        loader = loader_runs(args, workdir / "loader", workdir / "cache")
-        training = None if args.skip_training else training_runs(args, workdir / "train", workdir)
-        print(report(args, loader, training))
+        loader = loader_runs(args, workdir / "loader", workdir / "cache") if "loader" in wanted else None
+        training = training_runs(args, workdir / "train", workdir) if "training" in wanted else None
+        text = report(args, loader, training)
+        if "prediction" in wanted:
+            cases = [
+                (
+                    f"{args.predict_model} at {args.input} px over {args.n} PNGs of {args.size} px",
+                    workdir / "loader",
+                    _saved_judge(workdir / "judge-large", args.predict_model, args.input),
+                ),
+                (
+                    f"resnet10t at 64 px over {args.small_n} PNGs of 64 px (the demo's judge eval)",
+                    workdir / "small",
+                    _saved_judge(workdir / "judge-small", "resnet10t", 64),
+                ),
+            ]
+            text = "\n\n".join(t for t in (text, prediction_report(args, prediction_runs(args, cases))) if t)
+        print(text)
         load = os.getloadavg()
         print(f"\nload average at the end {load[0]:.1f}; total {time.perf_counter() - started:.0f} s")
     finally:

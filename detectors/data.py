@@ -197,6 +197,10 @@ MAX_DEFAULT_WORKERS = 8
 # A pass over fewer images than this many batches reads them in this process: starting worker processes (a fork of
 # a process holding torch and a model, then the first batch's latency) costs more than decoding so few images.
 MIN_BATCHES_FOR_WORKERS = 4
+# Nor does a pass over images smaller than this (pixels): such an image decodes and resizes in well under a
+# millisecond, so a worker saves almost nothing and competes with the model for the cores (measured on 2 cores:
+# benchmarks/judge_loader.py).
+MIN_PIXELS_FOR_WORKERS = 128 * 128
 
 
 def default_num_workers(world_size: int = 1) -> int:
@@ -209,15 +213,20 @@ def default_num_workers(world_size: int = 1) -> int:
     return max(1, min(MAX_DEFAULT_WORKERS, cores // max(1, world_size) - 1))
 
 
-def one_pass_workers(num_workers: int | None, n_images: int, batch_size: int) -> int:
+def one_pass_workers(
+    num_workers: int | None, n_images: int, batch_size: int, image_pixels: Callable[[], int | None] | None = None
+) -> int:
     """The worker processes of one pass over ``n_images`` (prediction, feature extraction, the pixel cache).
 
     Args:
         num_workers: what the caller asked for: a count (0: read in this process), or None for the default:
             :func:`default_num_workers`, but none when the images fit in fewer than
-            :data:`MIN_BATCHES_FOR_WORKERS` batches (starting processes would cost more than it saves).
+            :data:`MIN_BATCHES_FOR_WORKERS` batches or the first image has fewer than
+            :data:`MIN_PIXELS_FOR_WORKERS` pixels (starting processes would cost more than they save).
         n_images: images the pass reads.
         batch_size: images per batch.
+        image_pixels: returns the pixel count of a typical (the first) image, or None when unknown; called only
+            when the default needs it.
 
     Raises:
         ValueError: a negative or non-integer ``num_workers``.
@@ -225,10 +234,24 @@ def one_pass_workers(num_workers: int | None, n_images: int, batch_size: int) ->
     if num_workers is None:
         if n_images < MIN_BATCHES_FOR_WORKERS * batch_size:
             return 0
+        pixels = image_pixels() if image_pixels is not None else None
+        if pixels is not None and pixels < MIN_PIXELS_FOR_WORKERS:
+            return 0
         return default_num_workers()
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers={num_workers!r} must be None (sized to the host), 0 (this process) or more")
     return num_workers
+
+
+def entry_pixels(entries: Sequence[Entry]) -> int | None:
+    """Width x height of the first entry's image, read from its header (no decoding); None when it is unreadable."""
+    if not entries:
+        return None
+    try:
+        with Image.open(io.BytesIO(entries[0].read_bytes())) as img:
+            return img.width * img.height
+    except (UnidentifiedImageError, OSError, ShardError):
+        return None
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

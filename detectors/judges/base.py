@@ -252,7 +252,8 @@ class Judge:
 
             return self.predict_entries(build_index(images), batch_size, num_workers, progress)
         if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
-            return self._predict_loader(_Inputs(images, self.image_transform), batch_size, num_workers, progress)
+            inputs = _Inputs(images, self.image_transform)
+            return self._predict_loader(inputs, batch_size, num_workers, progress, inputs.first_pixels)
         stream, keys = image_stream(images)
         probs, present = [], []
         for chunk in self._progress(chunked(stream, batch_size), progress):
@@ -270,17 +271,21 @@ class Judge:
         None: sized to the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`);
         the prediction does not depend on it. An unreadable image gets NaN probabilities and no decision.
         """
-        from detectors.data import ShardImageDataset
+        from detectors.data import ShardImageDataset, entry_pixels
 
         dataset = ShardImageDataset(entries, sorted({e.concept for e in entries}), self.image_transform)
         try:
-            prediction = self._predict_loader(dataset, batch_size, num_workers, progress)
+            prediction = self._predict_loader(
+                dataset, batch_size, num_workers, progress, lambda: entry_pixels(entries)
+            )
         finally:
             dataset.close()
         prediction.keys = [e.uid for e in entries]
         return prediction
 
-    def _predict_loader(self, dataset, batch_size: int, num_workers: int | None, progress: bool) -> Prediction:
+    def _predict_loader(
+        self, dataset, batch_size: int, num_workers: int | None, progress: bool, image_pixels: Callable
+    ) -> Prediction:
         """Judge a map-style dataset whose items are ``(input, ..., index)`` or None (an unreadable image),
         read by one ``DataLoader`` (a single pass: its workers end with it)."""
         import torch
@@ -291,7 +296,7 @@ class Judge:
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=batch_size,
-            num_workers=one_pass_workers(num_workers, n, batch_size),
+            num_workers=one_pass_workers(num_workers, n, batch_size, image_pixels),
             collate_fn=self._collate_indexed,
         )
         probs = np.full((n, len(self.concepts)), np.nan)
@@ -342,6 +347,13 @@ class _Inputs:
 
     def __getitem__(self, index: int):
         return self.transform(to_pil(self.items[index])), index
+
+    def first_pixels(self) -> int | None:
+        """Width x height of the first image (it is loaded once more for this)."""
+        if not len(self.items):
+            return None
+        image = to_pil(self.items[0])
+        return image.width * image.height
 
 
 def _device(device):

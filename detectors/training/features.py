@@ -19,7 +19,7 @@ import torch
 from dataigm.files import sha256_bytes
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
-from detectors.data import Entry, ShardImageDataset, collate_skip_none, one_pass_workers
+from detectors.data import Entry, ShardImageDataset, collate_skip_none, entry_pixels, one_pass_workers
 from detectors.judges.model import autocast, backbone_fingerprint, pooled_features
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def extract_features(
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        num_workers=one_pass_workers(num_workers, len(entries), batch_size),
+        num_workers=one_pass_workers(num_workers, len(entries), batch_size, lambda: entry_pixels(entries)),
         collate_fn=collate_skip_none,
     )
     was_training = model.training

@@ -24,7 +24,14 @@ import torch
 from dataigm.files import sha256_bytes
 from dataigm.layout import ShardId
 from dataigm.reader import read_sidecar
-from detectors.data import Entry, ShardImageDataset, collate_skip_none, one_pass_workers, targets_and_mask
+from detectors.data import (
+    Entry,
+    ShardImageDataset,
+    collate_skip_none,
+    entry_pixels,
+    one_pass_workers,
+    targets_and_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +116,7 @@ def build_pixels(
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
-        num_workers=one_pass_workers(num_workers, len(entries), batch_size),
+        num_workers=one_pass_workers(num_workers, len(entries), batch_size, lambda: entry_pixels(entries)),
         collate_fn=collate_skip_none,
     )
     valid = np.zeros(len(entries), dtype=bool)
