@@ -187,3 +187,20 @@ def test_judge_evaluation_is_the_same_with_workers(data):
     assert serial.report["unreadable_images"] == 0 and serial.report["rows"]
     with_workers = evaluate_judge(judge, root, split="test", n_boot=20, batch_size=BATCH, num_workers=2)
     assert with_workers.report == serial.report
+
+
+def test_commands_refuse_a_bad_worker_count(tmp_path):
+    from detectors.audit.evaluate import check_eval_options
+    from detectors.evaluation.config import EvalConfig
+
+    write_paper_layout(tmp_path / "paper")
+    options = dict(
+        out=str(tmp_path / "out"), concepts=["nudity"], judge="nudenet", paper_layout=str(tmp_path / "paper"),
+        paper_tasks={"nudity": "Nudity"},
+    )  # fmt: skip
+    assert EvalConfig(**options).num_workers is None and EvalConfig(**options, num_workers=0).num_workers == 0
+    with pytest.raises(ValueError, match="num_workers must be an integer >= 0, got -1"):
+        EvalConfig(**options, num_workers=-1)
+    check_eval_options(num_workers=None)
+    with pytest.raises(ValueError, match=r"num_workers=-2 must be None \(sized to the host\), 0"):
+        check_eval_options(num_workers=-2)

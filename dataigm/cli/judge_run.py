@@ -21,7 +21,7 @@ class JudgeRunOptions:
         seed: bootstrap seed
         batch_size: images per judge call
         num_workers: processes that read the images (default: the host's cores less one, at most 8; none for fewer
-            than 4 batches; 0: in this process); no number depends on it
+            than 4 batches or images under 128x128 px; 0: in this process); no number depends on it
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps
         progress: show a progress bar
     """

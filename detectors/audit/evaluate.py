@@ -203,7 +203,7 @@ def evaluate_judge(
         n_boot, ci, seed: bootstrap resamples, confidence level and seed.
         batch_size: images per judge call.
         num_workers: DataLoader worker processes that read the images (0: this process; None: sized to the host,
-            none for fewer than a few batches: :func:`detectors.data.one_pass_workers`); no number depends on it.
+            none for a small pass or small images: :func:`detectors.data.one_pass_workers`); no number depends on it.
         progress: show a progress bar.
         holdout_methods: unlearning methods to measure apart as held out (``"ESD,UCE"`` or a list), next to
             the other methods (seen); default: the methods the judge's training excluded (its config.json).

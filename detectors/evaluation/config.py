@@ -51,7 +51,8 @@ class EvalConfig:
             e.g. {steps: 50, images_per_prompt: 4}; flags --generation.steps ...
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
         num_workers: processes that read the images the judge and the FID features take (default: the host's cores
-            less one, at most 8; none for fewer than 4 batches; 0: in this process); no number depends on it
+            less one, at most 8; none for fewer than 4 batches or images under 128x128 px; 0: in this process); no
+            number depends on it
         attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
             attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell
         attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)

@@ -167,7 +167,7 @@ def fid_features(images: Sequence, metric, batch_size: int = 32, num_workers: in
         metric: a metric from :func:`fid_metric` (its feature extractor).
         batch_size: images per forward.
         num_workers: DataLoader worker processes that load and resize the images (0: this process; None: sized to
-            the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`); the features do
+            the host, none for a small pass or small images: :func:`detectors.data.one_pass_workers`); the features do
             not depend on it.
     """
     from detectors.data import one_pass_workers

@@ -243,7 +243,7 @@ class Judge:
                 be files or objects whose ``__getitem__`` loads the image; other inputs are read as one stream.
             batch_size: images per forward.
             num_workers: ``DataLoader`` worker processes that read and preprocess a root or a list (0: this
-                process; None: sized to the host, none for fewer than a few batches:
+                process; None: sized to the host, none for a small pass or small images:
                 :func:`detectors.data.one_pass_workers`). The prediction does not depend on it.
             progress: show a progress bar.
         """
@@ -268,7 +268,7 @@ class Judge:
         """Judge the images of DataIGM index entries (:func:`detectors.data.build_index`), in order.
 
         Images are read and preprocessed by a ``DataLoader`` with ``num_workers`` processes (0: this process;
-        None: sized to the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`);
+        None: sized to the host, none for a small pass or small images: :func:`detectors.data.one_pass_workers`);
         the prediction does not depend on it. An unreadable image gets NaN probabilities and no decision.
         """
         from detectors.data import ShardImageDataset, entry_pixels

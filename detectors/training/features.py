@@ -63,7 +63,7 @@ def extract_features(
         transform: the model's eval transform.
         batch_size: images per forward.
         num_workers: DataLoader worker processes that read and transform the images (0: this process; None: sized
-            to the host, none for fewer than a few batches: :func:`detectors.data.one_pass_workers`). The features
+            to the host, none for a small pass or small images: :func:`detectors.data.one_pass_workers`). The features
             do not depend on it.
         device: where the model runs.
         amp: autocast on CUDA.

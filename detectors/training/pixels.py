@@ -108,7 +108,7 @@ def build_pixels(
 
     Both files are written under temporary names and renamed, the pixels last: a cache is complete when its
     pixel file exists. An unreadable image leaves a zero row, marked invalid. ``num_workers`` decoding processes
-    (0: this process; None: sized to the host, none for fewer than a few batches:
+    (0: this process; None: sized to the host, none for a small pass or small images:
     :func:`detectors.data.one_pass_workers`) change nothing in the pixels.
     """
     path = Path(path)
