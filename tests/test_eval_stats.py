@@ -374,3 +374,52 @@ def test_proportion_and_mean_state_their_rule():
     assert p["ci"] == pytest.approx(list(_wilson(3, 10)), abs=1e-9) and "Wilson" in p["ci_rule"]
     m = mean_with_ci([1.0, 2.0, 4.0])
     assert "bootstrap" in m["ci_rule"] and m["value"] == pytest.approx(7 / 3)
+
+
+@pytest.mark.parametrize("n_a,n_b,d", [(30, 24, 96), (120, 90, 8)])
+def test_each_fid_bootstrap_replicate_is_scipys_fid_of_the_resampled_sets(n_a, n_b, d):
+    """Replicates are computed batched from multiplicities; each equals the FID of the sets drawn with repeats."""
+    import torch
+
+    from detectors.evaluation.quality import fid_replicates
+
+    rng = np.random.default_rng(d)
+    fa, fb = rng.normal(size=(n_a, d)), rng.normal(size=(n_b, d)) + 0.3
+    wa = rng.multinomial(n_a, np.full(n_a, 1 / n_a), size=7)
+    wb = rng.multinomial(n_b, np.full(n_b, 1 / n_b), size=7)
+    got = fid_replicates(torch.as_tensor(fa), torch.as_tensor(fb), wa, wb).numpy()
+    expected = [
+        _scipy_fid(np.repeat(fa, ka, axis=0), np.repeat(fb, kb, axis=0)) for ka, kb in zip(wa, wb, strict=True)
+    ]
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-6)
+
+
+def test_a_small_set_warning_is_logged_once_and_kept_in_every_result(caplog):
+    rng = np.random.default_rng(3)
+    with caplog.at_level(logging.WARNING):
+        results = [fid_from_features(rng.normal(size=(7, 33)), rng.normal(size=(5, 33)), n_boot=10) for _ in range(3)]
+    assert all("rank-deficient" in r["warning"] and "7 model and 5 reference" in r["warning"] for r in results)
+    assert sum("7 model and 5 reference" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_timm_fid_extractor_needs_no_torchmetrics_and_gives_its_features():
+    """A timm FID extractor is built without importing torchmetrics (seconds of imports); its features are
+    the ones torchmetrics' metric around the same extractor computes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, timm\n"
+        "from detectors.evaluation.quality import fid_metric\n"
+        "metric = fid_metric('resnet10t', pretrained=False)\n"
+        "assert 'torchmetrics' not in sys.modules, 'torchmetrics imported'\n"
+        "print(tuple(metric.inception.size), metric.device)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["(176,", "176)", "cpu"]  # resnet10t's data config
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    metric = _timm_fid_metric()
+    images = torch.stack([torch.from_numpy(np.asarray(_noise(i, (64, 64)))).permute(2, 0, 1) for i in range(3)])
+    reference = FrechetInceptionDistance(feature=metric.inception)
+    assert torch.equal(metric.inception(images), reference.inception(images))

@@ -91,19 +91,40 @@ class TimmFeatures(torch.nn.Module):
         return self.model.forward_head(self.model.forward_features((x - self.mean) / self.std), pre_logits=True)
 
 
+class TimmFid(torch.nn.Module):
+    """What :func:`fid_features` uses of an FID metric (``inception``: the extractor, ``device``) for a timm
+    extractor, without importing torchmetrics (seconds of imports for a metric class whose state goes unused)."""
+
+    def __init__(self, extractor: TimmFeatures):
+        super().__init__()
+        self.inception = extractor
+
+    @property
+    def device(self) -> torch.device:
+        return self.inception.mean.device
+
+
 def fid_metric(
     feature: str | torch.nn.Module = "inception",
     weights_path: str | None = None,
     device: str = "cpu",
     pretrained: bool = True,
 ):
-    """A torchmetrics FID metric; ``feature`` is ``inception``, a timm model name, or a module.
+    """The feature extractor of an FID, as ``metric.inception``: ``feature`` is ``inception`` (torchmetrics'
+    FID metric and its Inception), a timm model name or model (:class:`TimmFid`), or another module
+    (torchmetrics' metric around it).
 
     ``weights_path`` is a local file for the Inception network or the timm model (offline use);
     ``pretrained=False`` gives a timm model random weights (tests only: such an FID means nothing).
-    The metric serves as the feature extractor (``metric.inception``); :func:`fid` and
-    :func:`fid_with_ci` compute the distance from the extracted features.
+    :func:`fid` and :func:`fid_with_ci` compute the distance from the extracted features.
     """
+    if isinstance(feature, str) and feature != "inception":
+        import timm
+
+        options = {"pretrained_cfg_overlay": {"file": weights_path}} if weights_path else {}
+        feature = timm.create_model(feature, pretrained=pretrained, num_classes=0, **options)
+    if hasattr(feature, "default_cfg"):  # a timm model
+        return TimmFid(TimmFeatures(feature)).to(device)
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     if feature == "inception":
@@ -111,14 +132,7 @@ def fid_metric(
             feature=2048, feature_extractor_weights_path=weights_path, reset_real_features=True
         )
     else:
-        if isinstance(feature, str):
-            import timm
-
-            options = {"pretrained_cfg_overlay": {"file": weights_path}} if weights_path else {}
-            feature = timm.create_model(feature, pretrained=pretrained, num_classes=0, **options)
-        metric = FrechetInceptionDistance(
-            feature=feature if not hasattr(feature, "default_cfg") else TimmFeatures(feature)
-        )
+        metric = FrechetInceptionDistance(feature=feature)
     return metric.to(device)
 
 
