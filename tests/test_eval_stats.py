@@ -423,3 +423,22 @@ def test_a_timm_fid_extractor_needs_no_torchmetrics_and_gives_its_features():
     images = torch.stack([torch.from_numpy(np.asarray(_noise(i, (64, 64)))).permute(2, 0, 1) for i in range(3)])
     reference = FrechetInceptionDistance(feature=metric.inception)
     assert torch.equal(metric.inception(images), reference.inception(images))
+
+
+def test_the_reference_features_are_extracted_once_for_every_model():
+    metric = _timm_fid_metric()
+    seen = []
+    metric.inception.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    reference = [_eval_image("ORG", "remove", "f", i, _noise(200 + i, (64, 64))) for i in range(6)]
+    models = {
+        name: [_eval_image(name, "forget", "f", i, _noise(seed + i, (64, 64))) for i in range(5)]
+        for name, seed in (("ESD", 300), ("UCE", 400))
+    }
+    alone = {m: aspects.image_quality(ims, reference, metric, abstract=True)["fid"] for m, ims in models.items()}
+    seen.clear()
+    shared = aspects.FidFeatures(metric)
+    together = {m: aspects.image_quality(ims, reference, shared, abstract=True)["fid"] for m, ims in models.items()}
+    assert sum(seen) == 6 + 5 + 5  # each image once: the reference is not extracted again for UCE
+    for model in models:
+        assert together[model]["value"] == pytest.approx(alone[model]["value"], rel=1e-9)
+        assert together[model]["ci"] == pytest.approx(alone[model]["ci"], rel=1e-9)

@@ -172,20 +172,47 @@ def lpips(model_images, original_images, lpips_scorer, abstract: bool) -> dict:
     } | ({"resize": resize} if resize else {})
 
 
+class FidFeatures:
+    """FID features of evaluation images, each extracted once per evaluation (keyed by its content digest):
+    the original model's images, the reference of every model's FID, go through the extractor once.
+
+    Args:
+        metric: an FID metric (:func:`~detectors.evaluation.quality.fid_metric`); built lazily by the caller.
+        num_workers: the processes that load and resize the images (:func:`~detectors.evaluation.quality.fid_features`).
+    """
+
+    def __init__(self, metric, num_workers: int | None = None):
+        self.metric, self.num_workers = metric, num_workers
+        self._features: dict = {}
+
+    def __call__(self, images: Sequence[EvalImage]) -> np.ndarray:
+        """(N, d) features of ``images``, in their order."""
+        from detectors.evaluation.quality import fid_features
+
+        keys = [im.digest or (im.model, im.key) for im in images]
+        new = list({k: im for k, im in zip(keys, images, strict=True) if k not in self._features}.items())
+        if new:
+            extracted = fid_features(LoadedImages([im for _, im in new]), self.metric, num_workers=self.num_workers)
+            self._features.update(zip([k for k, _ in new], extracted, strict=True))
+        return np.stack([self._features[k] for k in keys])
+
+
 def image_quality(model_images, original_images, fid_metric, abstract: bool, num_workers: int | None = None) -> dict:
     """FID by the category rule (see :func:`reference_pairs`), lower is better, with both set sizes,
     a bootstrap interval over images and a warning for sets smaller than the feature dimension.
-    ``num_workers``: the processes that load and resize the images (:func:`~detectors.evaluation.quality.fid_features`)."""
-    from detectors.evaluation.quality import FID_RESIZE_RULE, fid_with_ci
 
+    ``fid_metric``: an FID metric, or the :class:`FidFeatures` of one shared by the evaluation's models;
+    ``num_workers``: the processes that load and resize the images (:func:`~detectors.evaluation.quality.fid_features`)."""
+    from detectors.evaluation.quality import FID_RESIZE_RULE, fid_from_features
+
+    features = fid_metric if isinstance(fid_metric, FidFeatures) else FidFeatures(fid_metric, num_workers)
     kind_a, kind_b = ("forget", "remove") if abstract else ("replace", "replace")
     a = select(_by_key(model_images), kind=kind_a)
     b = select(_by_key(original_images), kind=kind_b)
     rule = f"M_u({kind_a}) vs M({kind_b})"
     if len(a) < 2 or len(b) < 2:
         return {"skipped": f"FID needs at least 2 images on each side of {rule}, got {len(a)} and {len(b)}"}
-    result = fid_with_ci(LoadedImages(a), LoadedImages(b), fid_metric, num_workers=num_workers)
-    return {"fid": result, "rule": rule, "resize": FID_RESIZE_RULE}
+    return {"fid": fid_from_features(features(a), features(b)), "rule": rule, "resize": FID_RESIZE_RULE}
 
 
 def person_rate(model_images, detector) -> dict:

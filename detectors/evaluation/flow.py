@@ -402,6 +402,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         "code": code_digest(tuple(sorted(set(judge_code)))),
     }
     backbones = _Backbones(cfg, device)
+    fid_features = aspects.FidFeatures(backbones.get("fid"), cfg.num_workers)  # the reference's, once for all models
     native_methods, own = native(cfg.attacks), own_prompts(cfg, registry)  # attack prompts made against each model
     results: dict = {}
     for concept_id in cfg.concepts:
@@ -418,9 +419,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
                 "robustness": partial(native_robustness, attacked, judge, concept_id, cfg.num_workers),
                 "csdr": partial(aspects.csdr, mine, reference, backbones.get("clip")),
                 "lpips": partial(aspects.lpips, mine, reference, backbones.get("lpips"), abstract),
-                "fid": partial(
-                    aspects.image_quality, mine, reference, backbones.get("fid"), abstract, cfg.num_workers
-                ),
+                "fid": partial(aspects.image_quality, mine, reference, fid_features, abstract),
             }
             if concept.human and cfg.person_detector:
                 steps["person_rate"] = partial(aspects.person_rate, mine, backbones.get("person"))
