@@ -389,3 +389,24 @@ def test_demo_sized_training_gives_the_same_weights_with_1_or_2_threads(root, tm
     ]
     assert one.metrics == two.metrics
     assert json.loads((one.judge_dir / "config.json").read_text())["training"]["threads"] == demo.threads
+
+
+def test_training_runs_with_deterministic_kernels_and_gives_the_process_its_settings_back(tmp_path):
+    """Inside a run: deterministic algorithms (warn only), the run's threads; after it: the caller's settings.
+    Setting them imports nothing more (torch.use_deterministic_algorithms would import torch._inductor: seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from detectors.training.config import TrainConfig\n"
+        "from detectors.training.trainer import _reproducible\n"
+        "torch.set_num_threads(2)\n"
+        f"cfg = TrainConfig(data={str(tmp_path)!r}, out={str(tmp_path / 'run')!r}, threads=1)\n"
+        "with _reproducible(cfg):\n"
+        "    inside = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.get_num_threads())\n"
+        "after = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())\n"
+        "print(inside, after, 'torch._inductor' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "(True, True, 1) (False, 2) False"
