@@ -239,8 +239,8 @@ class Judge:
         input goes through the judge's own preprocessing.
 
         Args:
-            images: what to judge (see above). A list (any sized ``Sequence``) is read by index, so its items may
-                be files or objects whose ``__getitem__`` loads the image; other inputs are read as one stream.
+            images: what to judge (see above). A list (any sized ``Sequence``, e.g. one whose ``__getitem__`` loads
+                the image) is read by index, in workers when there are some; other inputs are read as one stream.
             batch_size: images per forward.
             num_workers: ``DataLoader`` worker processes that read and preprocess a root or a list (0: this
                 process; None: sized to the host, none for a small pass or small images:
