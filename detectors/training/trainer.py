@@ -360,23 +360,22 @@ class _Trainer:
 def _reproducible(cfg: TrainConfig) -> Iterator[None]:
     """Threads, deterministic kernels and seeded RNGs for the run; the process's settings come back after."""
     threads = torch.get_num_threads()
-    debug_mode = torch.get_deterministic_debug_mode()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark = torch.backends.cudnn.benchmark
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
         if cfg.deterministic:
-            # = use_deterministic_algorithms(True, warn_only=True) without its import of torch._inductor (seconds),
-            # whose setting only compiled code reads; training compiles nothing
-            torch.set_deterministic_debug_mode("warn")
+            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         yield
     finally:
         torch.set_num_threads(threads)
-        torch.set_deterministic_debug_mode(debug_mode)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
         torch.backends.cudnn.benchmark = benchmark
         random.setstate(py_state)
         np.random.set_state(np_state)
