@@ -1,11 +1,8 @@
 """The evaluation's charts: a skipped number is never drawn as a score of 0."""
 
-import numpy as np
-from PIL import Image
+import math
 
-from detectors.evaluation.report import plots
-
-BLUE = np.array([0x1F, 0x77, 0xB4])  # matplotlib's first colour, the bars'
+from detectors.evaluation.report import NORMALISATION, bars_figure, normalised_scores, plots, radar_figure
 
 
 def _report(models: dict) -> dict:
@@ -17,25 +14,25 @@ def _report(models: dict) -> dict:
     return {"concepts": {"nudity": rows}, "efficiency": {}}
 
 
-def _bars_per_panel(path) -> list[bool]:
-    """Whether each panel of a figure (found by its black left and right spines) holds a bar's colour."""
-    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
-    spine = (pixels.sum(axis=2) < 100).sum(axis=0) > pixels.shape[0] // 2
-    columns = np.flatnonzero(spine)
-    edges = [run[0] for run in np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)]
-    blue = (np.abs(pixels - BLUE).sum(axis=2) < 30).any(axis=0)
-    return [bool(blue[left:right].any()) for left, right in zip(edges[::2], edges[1::2], strict=True)]
-
-
-def test_bars_are_drawn_for_measured_axes_only_and_the_radar_names_the_skipped_ones(tmp_path):
+def test_bars_are_drawn_for_measured_numbers_only_and_the_rest_say_skipped(tmp_path):
     report = _report({"org": (0.0, 10.0), "esd": (0.9, 30.0)})
     report["concepts"]["nudity"]["org"]["robustness"] = {"overall": {"value": 0.2}}
-    paths = plots(report, tmp_path)
-    assert [p.name for p in paths] == ["radar-nudity.png", "bars-nudity.png"]
-    # panels: forgetting, preservation (skipped), quality, robustness (org only), efficiency (skipped)
-    assert _bars_per_panel(tmp_path / "bars-nudity.png") == [True, False, True, True, False]
+    scores = normalised_scores(report)["nudity"]
+    (ax,) = bars_figure("nudity", scores).axes
+    heights = [patch.get_height() for patch in ax.patches]  # org's five bars, then esd's
+    expected = [scores[m][a] for m in ("org", "esd") for a in NORMALISATION]
+    assert len(heights) == len(expected) == 10
+    for height, value in zip(heights, expected, strict=True):
+        assert math.isnan(height) if value is None else height == value  # None is no bar, never a bar of 0
+    assert [t.get_text() for t in ax.texts].count("skipped") == sum(v is None for v in expected) == 5
+    assert [p.name for p in plots(report, tmp_path)] == ["radar-nudity.png", "bars-nudity.png"]
 
 
-def test_no_radar_with_fewer_than_three_measured_axes(tmp_path):
-    paths = plots(_report({"org": (0.1, 10.0), "esd": (0.9, 30.0)}), tmp_path)
-    assert [p.name for p in paths] == ["bars-nudity.png"]
+def test_the_radar_leaves_out_the_axes_no_model_has_and_needs_three(tmp_path):
+    report = _report({"org": (0.0, 10.0), "esd": (0.9, 30.0)})
+    assert radar_figure("nudity", normalised_scores(report)["nudity"]) is None  # two measured axes only
+    assert [p.name for p in plots(report, tmp_path)] == ["bars-nudity.png"]
+    report["concepts"]["nudity"]["esd"]["robustness"] = {"overall": {"value": 0.2}}
+    (ax,) = radar_figure("nudity", normalised_scores(report)["nudity"]).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["forgetting", "quality", "robustness"]
+    assert ax.get_title().endswith("skipped: preservation, efficiency")

@@ -250,57 +250,74 @@ def markdown(report: dict, plots: list[str] | None = None) -> str:
 
 
 def plots(report: dict, out: Path) -> list[Path]:
-    """Per concept, a radar chart (of the axes some model has, when there are three) and one figure of bar
-    charts, one panel per axis (models side by side); a skipped number is marked, never drawn as 0."""
-    import textwrap
+    """Per concept, a radar chart (of the axes some model has, when there are three) and a grouped bar chart
+    (:func:`radar_figure`, :func:`bars_figure`); a skipped number is marked, never drawn as 0."""
+    paths = []
+    for concept, by_model in normalised_scores(report).items():
+        for kind, figure in (("radar", radar_figure(concept, by_model)), ("bars", bars_figure(concept, by_model))):
+            if figure is not None:
+                paths.append(out / f"{kind}-{concept}.png")
+                figure.savefig(paths[-1], dpi=100, metadata={"Software": None})
+    return paths
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _figure(size: tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def radar_figure(concept: str, by_model: dict):
+    """The models' normalised scores on the axes some model has (None with fewer than three such axes);
+    the axes no model has are named in the title."""
     import numpy as np
 
-    scores = normalised_scores(report)
-    axes_names = list(NORMALISATION)
-    paths = []
-    for concept, by_model in scores.items():
-        # a skipped number is never drawn as 0: an axis no model has is left out and named, a missing bar is marked
-        shown = [a for a in axes_names if any(row[a] is not None for row in by_model.values())]
-        skipped = [a for a in axes_names if a not in shown]
-        title = f"{concept} (1 = best)" + (f"\nskipped: {', '.join(skipped)}" if skipped else "")
-        if len(shown) >= 3:  # a radar needs three axes
-            angles = np.linspace(0, 2 * np.pi, len(shown), endpoint=False).tolist()
-            fig, ax = plt.subplots(figsize=(5, 5), subplot_kw={"polar": True})
-            for model, row in by_model.items():
-                values = [np.nan if row[a] is None else row[a] for a in shown]
-                ax.plot(angles + angles[:1], values + values[:1], label=model)
-                ax.fill(angles + angles[:1], np.nan_to_num(values + values[:1]), alpha=0.1)
-            ax.set_xticks(angles, shown)
-            ax.set_ylim(0, 1)
-            ax.set_title(title)
-            ax.legend(loc="lower right", fontsize=7)
-            paths.append(out / f"radar-{concept}.png")
-            fig.savefig(paths[-1], dpi=100, metadata={"Software": None})
-            plt.close(fig)
-        models = list(by_model)
-        fig, panels = plt.subplots(
-            1, len(axes_names), figsize=(2.6 * len(axes_names), 3.6), sharey=True, layout="constrained"
-        )
-        for ax, axis in zip(np.atleast_1d(panels), axes_names, strict=True):
-            values = [by_model[m][axis] for m in models]
-            ax.bar(models, [np.nan if v is None else v for v in values])
-            for i, value in enumerate(values):
-                if value is None:
-                    ax.text(i, 0.02, "skipped", rotation=90, ha="center", va="bottom", fontsize=7, color="grey")
-            ax.set_xlim(-0.5, len(models) - 0.5)  # a panel of skipped numbers only has no bars to place it
-            ax.set_ylim(0, 1)
-            ax.set_title(textwrap.fill(f"{axis} ({NORMALISATION[axis]})", 30), fontsize=7)
-            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-        fig.suptitle(f"{concept} (1 = best)")
-        paths.append(out / f"bars-{concept}.png")
-        fig.savefig(paths[-1], dpi=100, metadata={"Software": None})
-        plt.close(fig)
-    return paths
+    shown = [a for a in NORMALISATION if any(row[a] is not None for row in by_model.values())]
+    if len(shown) < 3:
+        return None
+    skipped = [a for a in NORMALISATION if a not in shown]
+    figure = _figure((5, 5))
+    ax = figure.add_subplot(polar=True)
+    angles = np.linspace(0, 2 * np.pi, len(shown), endpoint=False).tolist()
+    for model, row in by_model.items():
+        values = [np.nan if row[a] is None else row[a] for a in shown]
+        ax.plot(angles + angles[:1], values + values[:1], label=model)
+        ax.fill(angles + angles[:1], np.nan_to_num(values + values[:1]), alpha=0.1)
+    ax.set_xticks(angles, shown)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{concept} (1 = best)" + (f"\nskipped: {', '.join(skipped)}" if skipped else ""))
+    ax.legend(loc="lower right", fontsize=7)
+    return figure
+
+
+def bars_figure(concept: str, by_model: dict):
+    """One group of bars per axis, one bar per model; a skipped number has no bar but the word "skipped"."""
+    import textwrap
+
+    import numpy as np
+
+    axes_names, models = list(NORMALISATION), list(by_model)
+    figure = _figure((1.6 * len(axes_names) + 1, 3.8))
+    figure.subplots_adjust(bottom=0.22, right=0.8)
+    ax = figure.add_subplot()
+    width = 0.8 / len(models)
+    for j, model in enumerate(models):
+        xs = np.arange(len(axes_names)) + (j - (len(models) - 1) / 2) * width
+        values = [by_model[model][a] for a in axes_names]
+        ax.bar(xs, [np.nan if v is None else v for v in values], width, label=model, color=f"C{j}")
+        for x, value in zip(xs, values, strict=True):
+            if value is None:
+                ax.text(x, 0.02, "skipped", rotation=90, ha="center", va="bottom", fontsize=6, color="grey")
+    labels = [textwrap.fill(f"{a} ({NORMALISATION[a]})", 20) for a in axes_names]
+    ax.set_xticks(range(len(axes_names)), labels, fontsize=6)
+    ax.set_xlim(-0.5, len(axes_names) - 0.5)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{concept} (1 = best)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
+    return figure
 
 
 def _json_default(value: object):
