@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .options import add_options, options_of
 
-HELP = "run the whole product on the toy world: dataset, judge, evaluation, cards (minutes on a CPU)"
+HELP = "run the whole product on the toy world: dataset, judge, evaluation, cards (about a minute on a CPU)"
 logger = logging.getLogger(__name__)
 
 CONCEPTS = ("nudity", "van_gogh", "church", "parachute")
@@ -35,7 +35,7 @@ TOY_MODELS = (
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults run in a few minutes on 2 CPU cores.
+    """Sizes of the demo; the defaults run in about a minute on 2 CPU cores.
 
     Attributes:
         out: output folder: dataigm/ (dataset + card), judge-run/judge/, judge-eval/, evaluation/, summary.json
@@ -53,14 +53,14 @@ class DemoConfig:
     """
 
     out: str = "demo-out"
-    prompts_per_kind: int = 60
-    photo_prompts_per_kind: int = 24
+    prompts_per_kind: int = 40
+    photo_prompts_per_kind: int = 16
     images_per_prompt: int = 2
-    eval_prompts_per_kind: int = 40
-    epochs: int = 6
-    judge_model: str = "resnet10t"
+    eval_prompts_per_kind: int = 30
+    epochs: int = 4
+    judge_model: str = "test_resnet"  # timm's smallest ResNet (0.4 M parameters): the toy world needs no more
     img_size: int = 64
-    threads: int = 1
+    threads: int = 2
     models: list[dict] = field(default_factory=lambda: [dict(m) for m in TOY_MODELS])
     progress: bool = True
 
@@ -86,18 +86,15 @@ def build_dataset(cfg: DemoConfig, root: Path, work: Path) -> None:
     photos = work / "photo-root"
     photo = JobConfig(out=str(photos), models=[{"base": "toy:photo", "name": "photo"}], max_prompts=cfg.photo_prompts_per_kind, base_seed=1, test_fraction=0.5, **common)  # fmt: skip
     _ensure(run_job(photo))
+    # exported in the IGMU paper's layout, <Task>/<split>/<class>/REAL_<name> (REAL_: source real), ingested at once
     folders = work / "photo-folders"
     for sample in iter_samples(photos):
         r = sample.record
-        target = folders / r["split"] / r["concept"] / r["label"] / f"{sample.key}.png"
+        target = folders / r["concept"] / r["split"] / r["label"] / f"REAL_{sample.key}.png"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(sample.image)
-    for split_dir in sorted(p for p in folders.iterdir() if p.is_dir()):
-        for concept_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-            ingest_folder(
-                concept_dir, root, concept=concept_dir.name, split=split_dir.name, source="real", progress=False
-            )
+    ingest_folder(folders, root, progress=False)
 
 
 def _ensure(summary) -> None:
