@@ -135,7 +135,7 @@ def test_judge_eval_leaves_nan_judgements_out_of_the_metrics_and_counts_them(roo
         (["--ci", "0"], "ci=0.0 must be strictly between 0 and 1"),
         (["--bootstrap", "-1"], "bootstrap=-1 must be a number of resamples >= 0"),
         (["--batch-size", "0"], "batch_size=0 must be at least 1"),
-        (["--num-workers", "-2"], "num_workers=-2 must be 0"),
+        (["--num-workers", "-2"], r"num_workers=-2 must be None \(sized to the host\), 0 .* or more"),
         (["--split", "validation"], "Split 'validation' of .* has no images; its splits: test, train"),
         (["--concept", "ocean"], "Concept 'ocean' is not in the data; its concepts: church, nudity"),
     ],
