@@ -164,6 +164,35 @@ def _ingests(root: Path, manifest: dict) -> str | None:
     )
 
 
+def _folders(manifest: dict) -> str | None:
+    """The folder ingest jobs: the folder by name, how its images were labelled, the images planned per group."""
+    rows = []
+    for job_id, job in manifest["jobs"].items():
+        config = job.get("config") or {}
+        if config.get("ingest") != "folder":
+            continue
+        labelling = [f"{k}={config[k]}" for k in ("concept", "split", "source", "label") if config.get(k)]
+        labelling += [f"class {k}={v}" for k, v in (config.get("class_names") or {}).items()]
+        writing = [f"{k}={config[k]}" for k in ("resize", "image_format", "license") if config.get(k)]
+        planned = "; ".join(f"{group}: {_per_class(by_label)}" for group, by_label in config["planned"].items())
+        rows.append(
+            (
+                job_id,
+                f"`{escape(config['folder'])}`",
+                escape(", ".join(labelling)) or "from the folder layout",
+                escape(", ".join(writing)) or "-",
+                planned,
+                config.get("ignored_files", 0),
+            )
+        )
+    if not rows:
+        return None
+    header = ("job", "folder", "labels", "writing", "planned images (concept/split/source: per class)", "other files")
+    return "## Folder sources\n\nImages ingested from local folders, and how they were labelled.\n\n" + table(
+        header, rows
+    )
+
+
 def render_body(root: str | Path, repo_id: str | None = None) -> str:
     """The card's Markdown body (without the YAML)."""
     manifest = read_manifest(root)
@@ -189,9 +218,9 @@ def render_body(root: str | Path, repo_id: str | None = None) -> str:
     rows = [(*key, n) for key, n in sorted(counts.items())] + [("**total**", "", "", "", total)]
     parts.append("## Counts\n\n" + table(("concept", "split", "source", "label", "images"), rows))
     parts.append("## Models and generation settings\n\n" + _models(manifest))
-    ingests = _ingests(Path(root), manifest)
-    if ingests:
-        parts.append(ingests)
+    for section in (_folders(manifest), _ingests(Path(root), manifest)):
+        if section:
+            parts.append(section)
     checked = label_changes_section(manifest)
     if checked:
         parts.append(checked)

@@ -519,11 +519,33 @@ def _build_samples(chunk, categories, resize, image_format, license) -> tuple[li
     return samples, skipped
 
 
+def folder_config(folder: str | os.PathLike, items: Sequence[IngestItem], ignored: list[str], **options) -> dict:
+    """What a folder ingest records in the manifest and the card: the folder by its name (a card carries no
+    local paths), the labelling and writing options given, and the planned images per ``concept/split/source``
+    and class."""
+    planned: dict[str, dict[str, int]] = {}
+    for item in items:
+        by_label = planned.setdefault(item.group, {})
+        by_label[item.label] = by_label.get(item.label, 0) + 1
+    keys = ("concept", "split", "source", "label", "class_names", "resize", "image_format", "license")
+    given = {k: options[k] for k in keys if options.get(k) not in (None, {})}
+    return {
+        "ingest": "folder",
+        "folder": Path(folder).name,
+        **given,
+        "planned": planned,
+        "ignored_files": len(ignored),
+    }
+
+
 def ingest_folder(folder: str | os.PathLike, root: str | os.PathLike, **options) -> IngestReport:
-    """Plan ``folder`` with :func:`plan_folder` and write it with :func:`ingest`."""
+    """Plan ``folder`` with :func:`plan_folder` and write it with :func:`ingest`; the job's configuration (the
+    folder's name, the options, the planned images per concept, split, source and class) goes to the manifest
+    and the dataset card."""
     plan_keys = ("concept", "split", "source", "label", "class_names", "registry")
     items, ignored = plan_folder(folder, **{k: v for k, v in options.items() if k in plan_keys})
     write_options = {k: v for k, v in options.items() if k not in plan_keys or k == "registry"}
-    report = ingest(items, root, **{"where": str(folder), **write_options})
+    config = folder_config(folder, items, ignored, **options)
+    report = ingest(items, root, **{"where": str(folder), "config": config, **write_options})
     report.ignored_files = ignored
     return report

@@ -246,3 +246,28 @@ def test_the_body_split_from_a_card_is_huggingface_hubs(text):
     from dataigm.dataset_readme import card_body
 
     assert card_body(text) == DatasetCard(text).text
+
+
+def test_a_folder_ingest_is_recorded_and_listed_on_the_card_by_its_folder_name(image_folder, tmp_path):
+    """Both ways in (the CLI and ``ingest_folder``) record the folder's name, its labelling and the planned
+    images; the card lists them without the folder's local path."""
+    import json
+
+    from dataigm.ingest import ingest_folder
+
+    root = tmp_path / "root"
+    assert main(["ingest", str(image_folder), "--out", str(root), "--concept", "church", "--split", "train"]) == 0
+    ingest_folder(image_folder, root, concept="church", split="test", source="laion", progress=False)
+    configs = [j["config"] for j in json.loads((root / "dataigm.json").read_text())["jobs"].values()]
+    # 5 readable images (3 church, 2 other); the broken PNG is planned too and left out when written
+    assert [
+        (c["ingest"], c["folder"], c["split"], c.get("source"), c["planned"], c["ignored_files"]) for c in configs
+    ] == [
+        ("folder", "images", "train", None, {"church/train/real": {"target": 3, "pair": 3}}, 1),
+        ("folder", "images", "test", "laion", {"church/test/laion": {"target": 3, "pair": 3}}, 1),
+    ]
+    write_dataset_card(root)
+    text = (root / "README.md").read_text()
+    section = text.split("## Folder sources", 1)[1].split("\n## ", 1)[0]
+    assert "| `images` | concept=church, split=train |" in section
+    assert "church/test/laion: 3 pair, 3 target" in section and str(image_folder.parent) not in text

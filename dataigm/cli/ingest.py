@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..ingest import OUTPUT_FORMATS, ingest, parse_class_map, plan_folder
+from ..ingest import OUTPUT_FORMATS, folder_config, ingest, parse_class_map, plan_folder
 from ..manifest import DEFAULT_NAME
 from ..schema import SOURCES
 from .card import refresh_card
@@ -209,7 +209,10 @@ def run(cfg) -> int:
         _run_hf_dataset(cfg, registry, class_names)
         return 0
     items, ignored = plan_folder(cfg.folder, cfg.concept, cfg.split, cfg.source, cfg.label, class_names, registry)
-    report = ingest(items, cfg.out, where=repr(cfg.folder), **_write_options(cfg, registry))
+    write = _write_options(cfg, registry)
+    labelling = dict(concept=cfg.concept, split=cfg.split, source=cfg.source, label=cfg.label, class_names=class_names)
+    config = folder_config(cfg.folder, items, ignored, **labelling, **write)
+    report = ingest(items, cfg.out, where=repr(cfg.folder), config=config, **write)
     _finish(cfg)
     _print_report(report, ignored)
     return 0
