@@ -173,7 +173,7 @@ def _folders(manifest: dict) -> str | None:
             continue
         labelling = [f"{k}={config[k]}" for k in ("concept", "split", "source", "label") if config.get(k)]
         labelling += [f"class {k}={v}" for k, v in (config.get("class_names") or {}).items()]
-        writing = [f"{k}={config[k]}" for k in ("resize", "image_format", "license") if config.get(k)]
+        writing = [f"{k}={config[k]}" for k in ("resize", "format", "license") if config.get(k)]
         planned = "; ".join(f"{group}: {_per_class(by_label)}" for group, by_label in config["planned"].items())
         rows.append(
             (

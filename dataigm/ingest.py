@@ -429,7 +429,8 @@ def ingest(
         progress: show a progress bar.
         where: what the items come from (a folder, a dataset), named in messages.
         config: the job's resolved options (the source and how its rows were chosen), recorded in the manifest
-            and in ``meta/<job>.yaml``; the dataset card lists them.
+            and in ``meta/<job>.yaml`` with the writing options (``resize``, ``format``, ``license``) added; the
+            dataset card lists them.
 
     Raises:
         ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
@@ -465,7 +466,7 @@ def ingest(
         concepts=concepts,
         plan={"samples_per_shard": samples_per_shard},
         description=f"ingest of {len(items)} images",
-        config=config,
+        config=None if config is None else {**config, **options},  # what was written, with where it came from
         name=name,
     )
     job.check()
@@ -520,14 +521,14 @@ def _build_samples(chunk, categories, resize, image_format, license) -> tuple[li
 
 
 def folder_config(folder: str | os.PathLike, items: Sequence[IngestItem], ignored: list[str], **options) -> dict:
-    """What a folder ingest records in the manifest and the card: the folder by its name (a card carries no
-    local paths), the labelling and writing options given, and the planned images per ``concept/split/source``
-    and class."""
+    """What a folder ingest records in the manifest and the card (:func:`ingest` adds the writing options): the
+    folder by its name (a card carries no local paths), the labelling options given, and the planned images per
+    ``concept/split/source`` and class."""
     planned: dict[str, dict[str, int]] = {}
     for item in items:
         by_label = planned.setdefault(item.group, {})
         by_label[item.label] = by_label.get(item.label, 0) + 1
-    keys = ("concept", "split", "source", "label", "class_names", "resize", "image_format", "license")
+    keys = ("concept", "split", "source", "label", "class_names")
     given = {k: options[k] for k in keys if options.get(k) not in (None, {})}
     return {
         "ingest": "folder",

@@ -211,7 +211,7 @@ def run(cfg) -> int:
     items, ignored = plan_folder(cfg.folder, cfg.concept, cfg.split, cfg.source, cfg.label, class_names, registry)
     write = _write_options(cfg, registry)
     labelling = dict(concept=cfg.concept, split=cfg.split, source=cfg.source, label=cfg.label, class_names=class_names)
-    config = folder_config(cfg.folder, items, ignored, **labelling, **write)
+    config = folder_config(cfg.folder, items, ignored, **labelling)
     report = ingest(items, cfg.out, where=repr(cfg.folder), config=config, **write)
     _finish(cfg)
     _print_report(report, ignored)

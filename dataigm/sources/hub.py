@@ -332,6 +332,6 @@ def ingest_hf_dataset(
         registry=registry,
         progress=progress,
         where=f"--hf-dataset {dataset!r}",
-        config={**config, "resize": resize, "format": image_format, "license": license},
+        config=config,
     )
     return report, write_job_counts(root, report.job_id, plan.counts)

@@ -297,14 +297,12 @@ def agreement_matrix(report: dict, concept: str) -> tuple[list[str], np.ndarray]
 
 def agreement_plot(report: dict, concept: str, path: str | Path) -> Path:
     """The kappa matrix of one concept as a heat map with the values written in (matplotlib, Agg)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from detectors.figures import agg_figure
 
     raters, matrix = agreement_matrix(report, concept)
     short = [r if len(r) <= 28 else r[:25] + "..." for r in raters]
     size = 2.2 + 0.9 * len(raters)
-    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((size + 1.2, size), layout="constrained")
     ax = fig.add_subplot()
     shown = ax.imshow(np.ma.masked_invalid(matrix), vmin=-1, vmax=1, cmap="RdYlGn")
     fig.colorbar(shown, ax=ax, label="Cohen's kappa")

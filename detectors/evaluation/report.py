@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dataigm.files import atomic_write_text
 from dataigm.markdown import escape, image, table, with_ci
+from detectors.figures import agg_figure
 
 NORMALISATION = {
     "forgetting": "forgetting rate",
@@ -261,15 +262,6 @@ def plots(report: dict, out: Path) -> list[Path]:
     return paths
 
 
-def _figure(size: tuple[float, float]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size)
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def radar_figure(concept: str, by_model: dict):
     """The models' normalised scores on the axes some model has (None with fewer than three such axes);
     the axes no model has are named in the title."""
@@ -279,7 +271,7 @@ def radar_figure(concept: str, by_model: dict):
     if len(shown) < 3:
         return None
     skipped = [a for a in NORMALISATION if a not in shown]
-    figure = _figure((5, 5))
+    figure = agg_figure((5, 5))
     ax = figure.add_subplot(polar=True)
     angles = np.linspace(0, 2 * np.pi, len(shown), endpoint=False).tolist()
     for model, row in by_model.items():
@@ -300,7 +292,7 @@ def bars_figure(concept: str, by_model: dict):
     import numpy as np
 
     axes_names, models = list(NORMALISATION), list(by_model)
-    figure = _figure((1.6 * len(axes_names) + 1, 3.8))
+    figure = agg_figure((1.6 * len(axes_names) + 1, 3.8))
     figure.subplots_adjust(bottom=0.22, right=0.8)
     ax = figure.add_subplot()
     width = 0.8 / len(models)
