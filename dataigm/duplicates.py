@@ -1,7 +1,10 @@
 """Exact and near duplicates in a dataset root, within a split, across splits (leakage) and across sources.
 
 * **Exact**: the same decoded pixels (sha256 of mode, size and raw pixel bytes), so a PNG and a lossless
-  re-encoding of the same image match even though their file bytes (the record's ``sha256``) differ.
+  re-encoding of the same image match even though their file bytes (the record's ``sha256``) differ. Pixels are
+  compared as they are shown: after the EXIF orientation (a JPEG rotated by its EXIF tag is the same picture as
+  its pixel-rotated copy), and as RGB when there is no transparency (a fully opaque RGBA copy of an RGB image is
+  the same picture; one transparent pixel makes it another).
 * **Near**: perceptual hashes (``imagehash.phash``, 64 bits) at Hamming distance ``<= near_distance``, found
   with the pigeonhole split of the hash into ``near_distance + 1`` bands (two hashes within distance d agree
   exactly on at least one band; Manku, Jain and Das Sarma, "Detecting near-duplicates for web crawling",
@@ -23,6 +26,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,12 +35,17 @@ from .layout import ShardId
 from .manifest import read_manifest
 from .reader import ShardError, check_shard, iter_shard
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 logger = logging.getLogger(__name__)
 
 # Of 64 phash bits. On toy photo renders a JPEG (quality 90) or a 75% resize moved the hash by about 1 bit on average
 # (at most 6-8); two unrelated images are about 32 apart.
 DEFAULT_NEAR_DISTANCE = 4
-HASH_VERSION = 1  # bump when the hashing changes: caches of another version are not read
+# The hashing rule's version, part of each cache file's name: bump it when the hashing changes, so caches written
+# under another rule are not read. 2: EXIF orientation applied, opaque alpha dropped.
+HASH_VERSION = 2
 CACHE_DIR = ".cache/dataigm/hashes"
 _FLAT_STD = 2.0  # grey-level standard deviation (0-255) of the 32 px thumbnail below which an image is flat
 
@@ -125,6 +134,20 @@ class DuplicateReport:
             return sum(not g.leakage and not g.cross_source for g in self.groups)
         return sum(getattr(g, what) for g in self.groups)
 
+    def leakage_line(self) -> str | None:
+        """One line on the images found in more than one split (exact or near copies), or None when there are
+        none: how many, between which splits, and how many of them exact."""
+        leaks = [g for g in self.groups if g.leakage]
+        if not leaks:
+            return None
+        between: dict[str, int] = {}
+        for group in leaks:
+            pair = "/".join(group.splits)
+            between[pair] = between.get(pair, 0) + 1
+        where = ", ".join(f"{pair}: {n}" for pair, n in sorted(between.items()))
+        exact = sum(g.kind == "exact" for g in leaks)
+        return f"{len(leaks)} image(s) leak across splits ({where}; exact: {exact}, near: {len(leaks) - exact})"
+
     @property
     def extra_copies(self) -> int:
         """Samples beyond the first of each group."""
@@ -175,7 +198,10 @@ class DuplicateReport:
 
 
 def pixel_hashes(data: bytes) -> tuple[str, int, bool]:
-    """``(sha256 of the decoded pixels, 64-bit phash, flat)`` of one encoded image.
+    """``(sha256 of the decoded pixels, 64-bit phash, flat)`` of one encoded image, as it is shown.
+
+    The pixels are hashed after the EXIF orientation is applied, as RGBA when any pixel is not fully opaque and
+    as RGB otherwise (an alpha channel of 255 everywhere, or none).
 
     Raises:
         OSError, ValueError: the image cannot be decoded.
@@ -185,8 +211,8 @@ def pixel_hashes(data: bytes) -> tuple[str, int, bool]:
 
     with Image.open(io.BytesIO(data)) as img:
         img.load()
-        mode = "RGBA" if "A" in img.getbands() else "RGB"
-        pixels = img.convert(mode)
+        pixels = _shown_pixels(img)
+    mode = pixels.mode
     header = f"{mode} {pixels.width}x{pixels.height}\n".encode()
     digest = sha256_bytes(header + pixels.tobytes())
     bits = imagehash.phash(pixels).hash.flatten()
@@ -194,6 +220,20 @@ def pixel_hashes(data: bytes) -> tuple[str, int, bool]:
     thumb = pixels.convert("L").resize((32, 32), Image.Resampling.BILINEAR)
     flat = ImageStat.Stat(thumb).stddev[0] < _FLAT_STD
     return digest, value, flat
+
+
+def _shown_pixels(img: Image.Image) -> Image.Image:
+    """``img`` as a viewer shows it: EXIF orientation applied, RGB unless some pixel is (partly) transparent."""
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    bands = img.getbands()
+    # besides an alpha band, a P, L or RGB image may name one transparent colour
+    if "A" in bands or "a" in bands or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        if rgba.getchannel("A").getextrema() != (255, 255):
+            return rgba
+    return img.convert("RGB")
 
 
 def _hash_shard(root: str, relpath: str) -> tuple[dict[str, list], list[dict]]:

@@ -105,3 +105,42 @@ def test_an_unfinished_revision_is_a_problem(small_root):
     assert validate_root(small_root) == [
         f"revision dedup-0123 (dedup) is unfinished (writing): run `dataigm dedup {small_root}` to finish it"
     ]
+
+
+def _root_with_a_copy(tmp_path, split: str):
+    """A root of three church/train images and an exact copy of train image 1 in ``split``."""
+    from dataigm import ShardId, write_shard
+
+    root = write_test_root(tmp_path / "r", {("church", "train", "real"): [3]})
+    copy = make_sample("church", split, "real", 1, label="pair")  # the pixels (and label) of train sample 1
+    copy = type(copy)("real_copy1", copy.image, copy.ext, copy.cls, copy.record)
+    write_shard(root, ShardId("church", split, "real", 0 if split != "train" else 1), [copy])
+    return root
+
+
+def test_validate_fails_on_an_image_leaked_across_splits(tmp_path, capsys):
+    root = _root_with_a_copy(tmp_path, "test")
+    assert validate_root(root) == []  # the shards are sound: the leak is the duplicate check's finding
+    assert main(["validate", str(root)]) == 1
+    captured = capsys.readouterr()
+    assert "data/church/test/real-00000.tar:real_copy1, data/church/train/real-00000.tar:real_00001" in captured.out
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"{root}: 1 image(s) leak across splits (test/train: 1; exact: 1, near: 0); ")
+    assert "--allow-split-leakage" in line
+
+
+def test_a_known_leak_can_be_allowed(tmp_path, capsys):
+    root = _root_with_a_copy(tmp_path, "test")
+    assert main(["validate", str(root), "--allow-split-leakage"]) == 0
+    captured = capsys.readouterr()
+    assert "1 leak across splits" in captured.out and captured.err == ""
+    # allowing the leak does not allow duplicates when they are asked to fail
+    assert main(["validate", str(root), "--allow-split-leakage", "--duplicates", "fail"]) == 1
+
+
+def test_duplicates_within_a_split_are_a_report(tmp_path, capsys):
+    root = _root_with_a_copy(tmp_path, "train")
+    assert main(["validate", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "1 exact" in captured.out and "0 leak across splits" in captured.out
+    assert "within train/real" in captured.out and captured.err == ""

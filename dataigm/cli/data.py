@@ -30,14 +30,17 @@ class ValidateOptions(RootOptions):
 
     Attributes:
         duplicates: report exact and near duplicate images (within a split, across splits, across sources), fail
-            (exit 1 when there are any) or off (skip decoding the images)
+            (exit 1 when there are any) or off (skip decoding the images, and so the leakage check). An image
+            in more than one split (leakage) fails in report mode too
         near_distance: largest perceptual-hash distance (of 64 bits) of near duplicates; 0: exact ones only
         workers: processes that decode images for the duplicate check
+        allow_split_leakage: accept a known leak: images in more than one split are listed but do not fail
     """
 
     duplicates: Literal["report", "fail", "off"] = "report"
     near_distance: int = 4
     workers: int = 1
+    allow_split_leakage: bool = False
 
 
 @dataclass
@@ -69,10 +72,13 @@ def _run_validate(cfg) -> int:
 
     report = find_duplicates(cfg.root, near_distance=cfg.near_distance, workers=cfg.workers)
     print("\n".join(report.lines()))
+    dedup = f"`dataigm dedup {cfg.root}` writes a revision without them"
+    leakage = report.leakage_line()
+    if leakage and not cfg.allow_split_leakage:  # a test image seen in training inflates every score measured on it
+        print(f"{cfg.root}: {leakage}; {dedup} (keeping the test copies), or --allow-split-leakage", file=sys.stderr)
+        return 1
     if report.groups and cfg.duplicates == "fail":
-        print(
-            f"{cfg.root}: duplicates found; `dataigm dedup {cfg.root}` writes a revision without them", file=sys.stderr
-        )
+        print(f"{cfg.root}: duplicates found; {dedup}", file=sys.stderr)
         return 1
     return 0
 
@@ -95,7 +101,7 @@ def _run_info(cfg) -> int:
 
 
 validate = SimpleNamespace(
-    HELP="check a dataset root, list its problems (exit 1 if any) and its duplicate images",
+    HELP="check a dataset root, list its problems and its duplicate images (exit 1 on problems or split leakage)",
     configure=_configure_validate,
     run=_run_validate,
 )
