@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from .safe_yaml import load_yaml
 from .taxonomy import BINDINGS, EXPECTED_OUTPUTS, parse_category
 
 CONCEPTS_DIR_ENV = "DATAIGM_CONCEPTS_DIR"
@@ -162,7 +163,7 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
 def _read_concept_file(path: Path) -> list[Concept]:
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = load_yaml(f, str(path))
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     items = data.get("concepts", data) if isinstance(data, dict) else data

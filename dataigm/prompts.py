@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
 
-import yaml
-
 from .concepts import Concept, ConceptRegistry, load_registry
 from .files import atomic_write_text
+from .safe_yaml import load_yaml
 from .schema import PROMPT_KINDS
 
 _SETS_DIR = Path(__file__).parent / "prompt_sets"
@@ -135,7 +134,7 @@ def _load_set(name: str) -> dict | None:
     if not path.exists():
         return None
     with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return load_yaml(f, str(path))
 
 
 def available_kinds(concept: Concept) -> tuple[str, ...]:

@@ -50,6 +50,7 @@ from .concepts import ConceptRegistry, load_registry, split_dirs
 from .files import atomic_write_json
 from .layout import MANIFEST_NAME, META_DIR, check_split
 from .manifest import DEFAULT_NAME, check_root, open_root, read_manifest
+from .safe_yaml import load_yaml
 from .schema import LABELS, SOURCES
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,7 @@ def load_recipe(path: str | Path, out: str | Path | None = None) -> Recipe:
     if not path.is_file():
         raise ValueError(f"Recipe {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), path.name)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark is not None else ""

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from dataigm.safe_yaml import load_yaml
 from dataigm.sampling import MAX_SIDE, SCHEDULERS, check_sampling  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def load_model_spec(entry: str | dict | ModelSpec) -> ModelSpec:
         if not path.is_file():
             raise ValueError(f"Model spec file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), f"Model spec file {str(path)!r}")
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"Model spec file {str(path)!r} cannot be read: {err}") from None
         except yaml.YAMLError as err:

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from dataigm.concepts import Concept
 from dataigm.prompts import PromptRecord, slug
+from dataigm.safe_yaml import load_yaml
 from dataigm.schema import PROMPT_KINDS
 
 logger = logging.getLogger(__name__)
@@ -269,7 +268,7 @@ def _read_table(path: str | os.PathLike, table: TranslationTable) -> None:
                     _add_sentences(table, row["lang"], {row["english"]: row["translation"]}, source)
         return
     with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+        data = load_yaml(f, source) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping of 'sentences'/'words', languages or concept ids")
     for key, value in data.items():
