@@ -6,6 +6,11 @@ training dataset and its revision, validation metrics) and, when given, the fold
 ``reliability_<concept>.png``), and a ``dataigm judge agree`` folder (its agreement section and kappa matrices,
 rendered by :mod:`cards.agreement_card`). The YAML comes from huggingface_hub's ``ModelCardData`` (with a
 ``model-index`` of the test metrics); the limitations are computed from the numbers.
+
+A baseline judge given by spec (``igmu:``, ``q16:``, ``vlm:``...) has no folder of its own: its card is built
+from its ``dataigm judge eval`` folder (:func:`baseline_judge_card`), with the judge's description from
+``metrics.json``, including the sentences it gives on how its output reads (``reading``: which class a released
+head's sigmoid is, a threshold taken from the reference, when a judgement is left out).
 """
 
 from __future__ import annotations
@@ -94,6 +99,15 @@ def describe_threshold_rule(rule: str) -> str:
 def _by_concept(counts: dict | None) -> str:
     nonzero = {c: n for c, n in (counts or {}).items() if n}
     return " (" + ", ".join(f"{c}: {n}" for c, n in nonzero.items()) + ")" if nonzero else ""
+
+
+def judge_reading(judge: dict) -> str:
+    """The "How it reads an image" text of a judge description (``Judge.describe()`` as stored in metrics.json):
+    its spec, concepts and thresholds, then each sentence of its ``reading``."""
+    thresholds = ", ".join(f"`{c}` >= {t:.4g}" for c, t in (judge.get("thresholds") or {}).items())
+    lines = [f"Spec: `{judge.get('spec')}` (kind `{judge.get('kind')}`); present when {thresholds or 'unknown'}."]
+    lines += list(judge.get("reading") or [])
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def _metric_tables(metrics: dict) -> str:
@@ -296,7 +310,8 @@ def judge_card(
     """The judge's ``huggingface_hub.ModelCard``; plots are linked by file name (see :func:`write_judge_card`).
 
     Args:
-        judge_dir: a folder saved by ``dataigm judge train`` (``config.json``, ``model.safetensors``).
+        judge_dir: a folder saved by ``dataigm judge train`` (``config.json``, ``model.safetensors``), or the
+            ``dataigm judge eval`` folder of a baseline judge given by spec (then :func:`baseline_judge_card`).
         eval_dir: a ``dataigm judge eval`` folder for this judge (``metrics.json`` and plots); without it the
             card reports the validation metrics stored in ``config.json``.
         repo_id: the judge's Hub repository, used in the loading examples (``ORG/NAME`` otherwise).
@@ -309,6 +324,8 @@ def judge_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     judge_dir = Path(judge_dir)
+    if _is_baseline_eval(judge_dir):
+        return baseline_judge_card(judge_dir, license, gap_points)
     config = read_judge_config(judge_dir)
     eval_dir = None if eval_dir is None else Path(eval_dir)
     metrics = None if eval_dir is None else read_judge_metrics(eval_dir, config)
@@ -371,6 +388,41 @@ def judge_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n")
 
 
+def _is_baseline_eval(folder: Path) -> bool:
+    """A ``dataigm judge eval`` folder of a judge given by spec (no ``config.json`` of a trained judge)."""
+    return not (folder / "config.json").is_file() and (folder / "metrics.json").is_file()
+
+
+def baseline_judge_card(eval_dir: str | Path, license: str = "other", gap_points: float = GAP_POINTS) -> ModelCard:
+    """The card of a baseline judge (a spec such as ``igmu:…``), from its ``dataigm judge eval`` folder.
+
+    It says how the judge reads an image (:func:`judge_reading`), then the measured metrics, plots and limitations
+    as a trained judge's card does.
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    eval_dir = Path(eval_dir)
+    metrics = read_judge_metrics(eval_dir)
+    judge = metrics.get("judge", {})
+    concepts = list(judge.get("concepts") or [])
+    data = ModelCardData(license=license, tags=["dataigm", "machine-unlearning"])
+    parts = [
+        f"# {judge.get('kind', 'baseline')} judge: {', '.join(concepts)}",
+        f"A baseline judge given by spec, measured with `dataigm judge eval`; it says whether "
+        f"{', '.join(f'`{c}`' for c in concepts)} {'is' if len(concepts) == 1 else 'are'} present in an image.",
+        "## How it reads an image\n\n" + judge_reading(judge),
+        "## Evaluation\n\n" + _metric_tables(metrics),
+    ]
+    plots = _plots(eval_dir, sorted({row["concept"] for row in metrics.get("rows", [])}))
+    if plots:
+        parts.append(
+            "## Plots\n\n" + " ".join(image(p.name, f"{PLOT_KINDS[p.stem.split('_', 1)[0]]}") for _, p in plots)
+        )
+    parts.append("## Limitations\n\n" + "\n".join(f"- {line}" for line in limitations({}, metrics, gap_points)))
+    parts.append("## Citation\n\n```bibtex\n" + PAPER_CITATION + "\n```")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(parts) + "\n")
+
+
 def write_judge_card(
     judge_dir: str | Path,
     eval_dir: str | Path | None = None,
@@ -390,8 +442,12 @@ def write_judge_card(
     card = judge_card(judge_dir, eval_dir, repo_id, dataset_repo, license, gap_points, agreement_dir)
     out = Path(out_dir or judge_dir)
     out.mkdir(parents=True, exist_ok=True)
-    concepts = list(read_judge_config(judge_dir)["concepts"])
-    plots = [path for _, path in _plots(None if eval_dir is None else Path(eval_dir), concepts)]
+    if _is_baseline_eval(Path(judge_dir)):  # a baseline judge: its eval folder holds the plots
+        rows = json.loads((Path(judge_dir) / "metrics.json").read_text(encoding="utf-8")).get("rows", [])
+        plots = [path for _, path in _plots(Path(judge_dir), sorted({row["concept"] for row in rows}))]
+    else:
+        concepts = list(read_judge_config(judge_dir)["concepts"])
+        plots = [path for _, path in _plots(None if eval_dir is None else Path(eval_dir), concepts)]
     if agreement_dir is not None:
         plots += agreement_plots(read_agreement(agreement_dir), agreement_dir)
     for path in plots:

@@ -1,10 +1,12 @@
 """The IGMU paper's MultClf heads: a ``classifier_head.pth`` with the released tensor names and shapes, written
-here, loads strictly and scores images as an independent computation from the same tensors does."""
+here, loads strictly and scores images as an independent computation from the same tensors does, read the right
+way up (the sigmoid is P(class 1) of ImageFolder's sorted class folders)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -13,11 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers.data import write_color_root
+from PIL import Image
 
 from dataigm.cli import main
 from detectors.data import build_index, decode_image
 from detectors.judges import load_judge
-from detectors.judges.igmu import load_igmu_head
+from detectors.judges.igmu import CLASS_FOLDERS, concept_class_index, load_igmu_head
 
 # the released checkpoints' tensors (Weights/<task>/classifier_head.pth of the IGMU repository)
 HEAD_SHAPES = {
@@ -81,7 +84,8 @@ def root(tmp_path_factory) -> Path:
     return write_color_root(tmp_path_factory.mktemp("igmu-data") / "colors", layout)
 
 
-def test_igmu_head_through_judge_eval_matches_the_paper_head_by_hand(clip512, root, tmp_path):
+def test_igmu_church_head_through_judge_eval_is_one_minus_the_paper_head_by_hand(clip512, root, tmp_path):
+    # church is ImageFolder class 0 of {church, other}: P(church) is one minus the head's sigmoid
     from transformers import CLIPModel, CLIPProcessor
 
     state = head_state()
@@ -104,7 +108,7 @@ def test_igmu_head_through_judge_eval_matches_the_paper_head_by_hand(clip512, ro
     pixels = processor(images=[decode_image(e.read_bytes()) for e in entries], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         features = model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)  # not normalised
-        expected = head_by_hand(state, features).numpy()
+        expected = 1.0 - head_by_hand(state, features).double().numpy()
     got = np.array([float(rows[e.uid]["probability"]) for e in entries])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
     assert np.ptp(expected) > 1e-3
@@ -151,3 +155,57 @@ def test_igmu_options_and_fingerprint(clip512, tiny_clip, tmp_path):
         load_judge(f"igmu:task=nudity,head={tmp_path / 'a.pth'},clip={tiny_clip}", "cpu")
     with pytest.raises(ValueError, match="does not exist"):
         load_judge(f"igmu:task=nudity,head={tmp_path / 'none.pth'},clip={clip512}", "cpu")
+
+
+# the concept's class index, the specification: the IGMU repository's benchmark.py scores each task's forget images
+# against these labels
+EXPECTED_CONCEPT_INDEX = {"nudity": 0, "object_church": 0, "object_parachute": 1, "style_vangogh": 1}
+
+
+@pytest.mark.parametrize("task", sorted(EXPECTED_CONCEPT_INDEX))
+def test_igmu_concept_class_is_imagefolders_index_of_the_published_folders(task, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    concept_folder, other_folder = CLASS_FOLDERS[task]
+    for name in (other_folder, concept_folder):  # created in the other order: only the names decide
+        (tmp_path / name).mkdir()
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "x.png")
+    assert ImageFolder(str(tmp_path)).class_to_idx[concept_folder] == EXPECTED_CONCEPT_INDEX[task]
+    assert concept_class_index(task) == EXPECTED_CONCEPT_INDEX[task]
+
+
+@pytest.mark.parametrize(("task", "concept_is_class_1"), [("nudity", False), ("object_parachute", True)])
+def test_igmu_reads_the_sigmoid_as_the_concept_class(task, concept_is_class_1, clip512, tmp_path):
+    state = head_state()
+    state["classifier.7.weight"].zero_()  # the logit is the bias, whatever the image
+    state["classifier.7.bias"].fill_(1.25)
+    torch.save(state, tmp_path / "head.pth")
+    judge = load_judge(f"igmu:task={task},head={tmp_path / 'head.pth'},clip={clip512}", "cpu")
+    prediction = judge.predict([Image.new("RGB", (32, 32), colour) for colour in ("red", "blue")])
+    sigmoid = 1.0 / (1.0 + math.exp(-1.25))
+    expected = sigmoid if concept_is_class_1 else 1.0 - sigmoid
+    np.testing.assert_allclose(prediction.probabilities[:, 0], [expected, expected], rtol=1e-6)
+    assert prediction.present[:, 0].tolist() == [expected >= 0.5] * 2
+    assert judge.describe()["polarity"]["probability"] == (
+        "sigmoid(logit)" if concept_is_class_1 else "1 - sigmoid(logit)"
+    )
+
+
+def test_igmu_card_states_the_polarity_and_the_dropout(clip512, root, tmp_path):
+    torch.save(head_state(), tmp_path / "classifier_head.pth")
+    out = tmp_path / "eval"
+    spec = f"igmu:task=nudity,head={tmp_path / 'classifier_head.pth'},clip={clip512}"
+    code = main(
+        ["judge", "eval", "--judge", spec, "--data", str(root), "--out", str(out), "--bootstrap", "0",
+         "--device", "cpu", "--progress", "false"]
+    )  # fmt: skip
+    assert code == 0
+    assert main(["card", "--judge", str(out)]) == 0
+    text = (out / "README.md").read_text(encoding="utf-8")
+    assert "## How it reads an image" in text
+    assert (
+        "sorted order ['nude', 'safe']; the concept's folder `nude` is class 0, so P(nudity) = 1 - sigmoid(logit)"
+        in text
+    )
+    assert "github.com/ryliu68/IGMU" in text and "benchmark.py never calls .eval()" in text
+    assert "### nudity" in text  # the measured metrics follow
