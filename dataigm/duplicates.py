@@ -134,19 +134,18 @@ class DuplicateReport:
             return sum(not g.leakage and not g.cross_source for g in self.groups)
         return sum(getattr(g, what) for g in self.groups)
 
-    def leakage_line(self) -> str | None:
-        """One line on the images found in more than one split (exact or near copies), or None when there are
-        none: how many, between which splits, and how many of them exact."""
-        leaks = [g for g in self.groups if g.leakage]
-        if not leaks:
-            return None
+    def leakage_line(self, kind: str = "exact") -> str | None:
+        """One line on the images of groups of ``kind`` (``exact`` or ``near``) found in more than one split: how
+        many, and between which splits; None when there are none."""
         between: dict[str, int] = {}
-        for group in leaks:
-            pair = "/".join(group.splits)
-            between[pair] = between.get(pair, 0) + 1
+        for group in self.groups:
+            if group.leakage and group.kind == kind:
+                pair = "/".join(group.splits)
+                between[pair] = between.get(pair, 0) + 1
+        if not between:
+            return None
         where = ", ".join(f"{pair}: {n}" for pair, n in sorted(between.items()))
-        exact = sum(g.kind == "exact" for g in leaks)
-        return f"{len(leaks)} image(s) leak across splits ({where}; exact: {exact}, near: {len(leaks) - exact})"
+        return f"{sum(between.values())} image(s) leak across splits as {kind} copies ({where})"
 
     @property
     def extra_copies(self) -> int:

@@ -125,7 +125,7 @@ def test_validate_fails_on_an_image_leaked_across_splits(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "data/church/test/real-00000.tar:real_copy1, data/church/train/real-00000.tar:real_00001" in captured.out
     (line,) = captured.err.splitlines()
-    assert line.startswith(f"{root}: 1 image(s) leak across splits (test/train: 1; exact: 1, near: 0); ")
+    assert line.startswith(f"{root}: 1 image(s) leak across splits as exact copies (test/train: 1); ")
     assert "--allow-split-leakage" in line
 
 
@@ -144,3 +144,28 @@ def test_duplicates_within_a_split_are_a_report(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "1 exact" in captured.out and "0 leak across splits" in captured.out
     assert "within train/real" in captured.out and captured.err == ""
+
+
+def test_a_near_copy_across_splits_is_listed_and_fails_only_when_asked(tmp_path, capsys):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dataigm import ShardId, write_shard
+
+    def encoded(fmt: str, **kwargs) -> bytes:
+        pixels = np.random.default_rng(0).integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).resize((64, 48)).save(buffer, format=fmt, **kwargs)
+        return buffer.getvalue()
+
+    root = write_test_root(tmp_path / "r", {("church", "train", "real"): [1]})
+    for split, data, ext in (("train", encoded("PNG"), "png"), ("test", encoded("JPEG", quality=90), "jpg")):
+        sample = make_sample("church", split, "real", 5)
+        sample = type(sample)(f"real_{split}copy", data, ext, sample.cls, sample.record)
+        write_shard(root, ShardId("church", split, "real", 1 if split == "train" else 0), [sample])
+    assert main(["validate", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "1 near" in captured.out and "1 leak across splits" in captured.out and captured.err == ""
+    assert main(["validate", str(root), "--duplicates", "fail"]) == 1

@@ -30,11 +30,12 @@ class ValidateOptions(RootOptions):
 
     Attributes:
         duplicates: report exact and near duplicate images (within a split, across splits, across sources), fail
-            (exit 1 when there are any) or off (skip decoding the images, and so the leakage check). An image
-            in more than one split (leakage) fails in report mode too
+            (exit 1 when there are any) or off (skip decoding the images, and so the leakage check). An exact
+            copy of an image in another split (leakage) fails in report mode too; a near copy across splits is
+            listed (perceptual hashes also match different pictures of one simple layout) and fails with fail
         near_distance: largest perceptual-hash distance (of 64 bits) of near duplicates; 0: exact ones only
         workers: processes that decode images for the duplicate check
-        allow_split_leakage: accept a known leak: images in more than one split are listed but do not fail
+        allow_split_leakage: accept a known leak: exact copies across splits are listed but do not fail
     """
 
     duplicates: Literal["report", "fail", "off"] = "report"
@@ -73,7 +74,7 @@ def _run_validate(cfg) -> int:
     report = find_duplicates(cfg.root, near_distance=cfg.near_distance, workers=cfg.workers)
     print("\n".join(report.lines()))
     dedup = f"`dataigm dedup {cfg.root}` writes a revision without them"
-    leakage = report.leakage_line()
+    leakage = report.leakage_line("exact")
     if leakage and not cfg.allow_split_leakage:  # a test image seen in training inflates every score measured on it
         print(f"{cfg.root}: {leakage}; {dedup} (keeping the test copies), or --allow-split-leakage", file=sys.stderr)
         return 1
