@@ -19,6 +19,8 @@ from typing import Any
 from jsonargparse import ActionYesNo, ArgumentParser
 
 _ATTRIBUTE = re.compile(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+# A bare container annotation shows as "<class 'dict'>" in the help; parsed with its item types it reads as one.
+_BARE_CONTAINERS = {dict: dict[str, Any], list: list[Any], set: set[Any]}
 
 
 def attribute_help(cls: type) -> dict[str, str]:
@@ -143,6 +145,7 @@ def add_options(
         if not helps.get(f.name):
             raise TypeError(f"{cls.__name__}.{f.name} has no line in the Attributes: section of its docstring")
         kind = types.get(f.name, hints[f.name])
+        kind = _BARE_CONTAINERS.get(kind, kind)
         if dataclasses.is_dataclass(kind):
             add_options(parser, kind, prefix=f"{prefix}{f.name}.")
             continue
@@ -158,6 +161,8 @@ def add_options(
             parser.add_argument(f.name, type=kind, nargs=nargs, **extra)
             continue
         flag, dest = "--" + prefix + f.name.replace("_", "-"), prefix + f.name
+        if typing.get_origin(kind) is dict:  # given as JSON/YAML ('{"img_size": 32}') or one key at a time (--x.key)
+            extra["metavar"] = "JSON"
         if kind is bool:
             add_flag(parser, flag, default, extra["help"], dest=dest)
         elif _required(f) and f.name not in defaults:
