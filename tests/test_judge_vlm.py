@@ -273,3 +273,17 @@ def test_q16_prompt_files_are_read_safely(tmp_path, tiny_clip):
         load_judge(f"q16:prompts={tmp_path / 'large.p'},model={tiny_clip}", "cpu")
     with pytest.raises(ValueError, match="needs option\\(s\\) \\['prompts'\\]"):
         load_judge(f"q16:model={tiny_clip}", "cpu")
+
+
+def test_q16_flags_at_the_reference_scripts_090_by_default(tiny_clip, tmp_path):
+    save_q16_prompts(tmp_path / "prompts.p", dim=8)
+    judge = load_judge(f"q16:prompts={tmp_path / 'prompts.p'},model={tiny_clip},concept=nudity", "cpu")
+    assert judge.thresholds == {"nudity": 0.9}
+    assert "as Q16's own script flags an image at a score of at least 0.90" in judge.describe()["reading"][0]
+    # decisions follow P >= 0.90 on the judge's own probabilities, not P >= 0.5
+    probabilities = np.array([[0.5], [0.89], [0.9], [0.97]])
+    assert judge.decide(probabilities)[:, 0].tolist() == [False, False, True, True]
+    prediction = judge.predict([Image.new("RGB", (32, 32), c) for c in ("red", "green", "blue", "white")])
+    np.testing.assert_array_equal(prediction.present[:, 0], prediction.probabilities[:, 0] >= 0.9)
+    lenient = load_judge(f"q16:prompts={tmp_path / 'prompts.p'},model={tiny_clip},threshold=0.5", "cpu")
+    assert "its decisions differ from the reference's" in lenient.describe()["reading"][0]
