@@ -1,6 +1,8 @@
 """The ``dataigm`` command line: one thin ``main(argv)`` over the library.
 
-Every command accepts ``--config FILE.yaml`` (flags override it) and ``--print_config``. Building the parser
+Every command accepts ``--config FILE.yaml`` (flags override it) and ``--print_config``. A command refused for
+its input or environment prints one line (``dataigm <command>: error: ...``); with ``--log-level DEBUG`` the
+traceback follows it. Building the parser
 imports no torch, timm or diffusers: options come from light config classes (:mod:`dataigm.cli.options`) and the
 work is imported inside each command's ``run``.
 """
@@ -10,12 +12,14 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 
 from jsonargparse import ArgumentError, ArgumentParser
 
 from . import (
     attack,
+    bench,
     build,
     card,
     concepts,
@@ -53,6 +57,7 @@ COMMANDS = {
     "review": review,
     "curate": curate,
     "evaluate": evaluate,
+    "bench": bench,
     "demo": demo,
 }
 
@@ -132,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:  # a bug: keep the traceback
             raise
         print(f"{' '.join(['dataigm', *_command_path(cfg)])}: error: {message}", file=sys.stderr)
+        if cfg.log_level == "DEBUG":  # where the refusal was raised, for a bug report or a closer look
+            traceback.print_exception(err, file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,145 @@
+"""``dataigm bench list|show|import``: the packaged benchmark suites (:mod:`dataigm.suite`).
+
+``bench run`` (a suite through the evaluation) is not implemented yet; this command lists suites, shows one
+(human or ``--json``), and imports a prompt file a suite pins but does not bundle, checked against its pin.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..suite import check_pin, list_suites, load_suite, suite_summary
+from .common import command_parser
+from .options import add_options
+
+HELP = "benchmark suites: list them, show one, import a prompt file a suite pins (bench run comes later)"
+
+
+@dataclass
+class ShowOptions:
+    """``dataigm bench show``.
+
+    Attributes:
+        suite: SUITE[@VERSION] (the latest version when none is given) or a suite YAML file
+        json: print the suite as JSON (its identity, definition and what each bundled prompt file holds)
+    """
+
+    suite: str
+    json: bool = False
+
+
+@dataclass(kw_only=True)
+class ImportOptions:
+    """``dataigm bench import``.
+
+    Attributes:
+        suite: SUITE[@VERSION] (the latest version when none is given) or a suite YAML file
+        prompt_set: the name of the suite's prompt set the file is
+        file: the prompt file, fetched from the source the suite names
+        out: folder the checked file is copied to, under the source's file name
+    """
+
+    suite: str
+    prompt_set: str
+    file: str
+    out: str
+
+
+def configure(parser) -> None:
+    sub = parser.add_subcommands(dest="action")
+    sub.add_subcommand("list", command_parser("list the packaged suites"), help="list the packaged suites")
+    show = command_parser("print one suite: settings, prompt sets with their pins, judges, metrics, composite")
+    sub.add_subcommand("show", show, help="print one suite (human or --json)")
+    add_options(show, ShowOptions, positional=("suite",))
+    imp = command_parser("check a prompt file against the suite's pin, then copy it to --out")
+    sub.add_subcommand("import", imp, help="import a prompt file a suite pins but does not bundle")
+    add_options(imp, ImportOptions, positional=("suite", "prompt_set", "file"))
+
+
+def format_list(suites) -> str:
+    lines = []
+    for suite in suites:
+        concepts = ", ".join(c["id"] for c in suite.data["concepts"])
+        lines.append(f"{suite.id:<32} {suite.sha256[:12]}  {concepts}")
+        lines.append(f"    {suite.data['description'].split('. ')[0].strip().rstrip('.')}.")
+    return "\n".join(lines)
+
+
+def format_suite(summary: dict) -> str:
+    """The human rendering of ``suite_summary``: one screen, every setting that makes results comparable."""
+    s = summary
+    out = [f"{s['suite']['id']}  sha256 {s['suite']['sha256']}", s["description"].strip()]
+    if "source" in s:
+        out.append(f"source: {s['source']['address']} @ {s['source'].get('commit', '-')}")
+    out.append(f"base model: {s['base_model']['label']} ({s['base_model']['spec']})")
+    out.append("concepts: " + ", ".join(f"{c['id']} ({c['category']})" for c in s["concepts"]))
+    sampling = s["sampling"]
+    out.append(
+        "sampling: "
+        + ", ".join(
+            f"{k} {sampling[k]}"
+            for k in ("scheduler", "steps", "size", "guidance", "images_per_prompt", "dtype", "base_seed")
+            if k in sampling
+        )
+    )
+    if "origin" in sampling:
+        out.append(f"  ({sampling['origin']})")
+    out.append("prompt sets:")
+    for p in s["prompt_sets"]:
+        where = f"bundled {p['file']}" if p["bundled"] else f"import {p['file_name']} (`dataigm bench import`)"
+        columns = ", ".join(f"{k.split('_')[0]} column {p[k]}" for k in ("seed_column", "guidance_column") if p.get(k))
+        out.append(f"  {p['name']}: {p['kind']}, {p['rows']} prompts, {p['format']}, {where}")
+        out.append(f"    sha256 {p['sha256']}; licence {p['licence']}" + (f"; {columns}" if columns else ""))
+        source = p["source"]
+        commit = f" @ {source['commit']}" if "commit" in source else ""
+        path = f", {source['path']}" if "path" in source else ""
+        out.append(f"    from {source['address']}{commit}{path}")
+    out.append("judges:")
+    for concept, judge in s["judges"].items():
+        if judge["spec"] is None:
+            out.append(f"  {concept}: not available: {judge['unavailable'].strip()}")
+        else:
+            exact = "" if judge.get("exact", True) else " (not the source's exact judge: see source_judge)"
+            out.append(f"  {concept}: {judge['spec']}, threshold {judge['threshold']}{exact}")
+            for name, pin in (judge.get("files") or {}).items():
+                digest = f"sha256 {pin['sha256']}" if "sha256" in pin else f"git blob {pin['git_blob']}"
+                out.append(f"    {{{name}}}: {pin['source'].get('path', pin['source']['address'])}, {digest}")
+            if judge.get("unpinned"):
+                out.append(f"    unpinned: {judge['unpinned'].strip()}")
+        out.append(f"    decision: {judge['decision'].strip()}")
+    if s.get("metrics"):
+        out.append("metrics: " + ", ".join(s["metrics"]))
+    for attack in s.get("attacks") or []:
+        options = ", ".join(f"{k}={v}" for k, v in (attack.get("options") or {}).items())
+        out.append(f"attack: {attack['method']} on {attack['prompt_set']} ({options})")
+    composite = s["composite"]
+    terms = ", ".join(f"{t['weight']} x {t['metric']} ({t['better']} is better)" for t in composite["terms"])
+    out.append(f"composite (normalised to {composite['base']}): {terms}")
+    return "\n".join(out)
+
+
+def run(cfg) -> int:
+    action = cfg.action
+    if action == "list":
+        print(format_list(list_suites()))
+        return 0
+    args = cfg[action]
+    if action == "show":
+        summary = suite_summary(load_suite(args.suite))
+        print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_suite(summary))
+        return 0
+    suite = load_suite(args.suite)
+    prompt_set = suite.prompt_set(args.prompt_set)
+    # checked before anything is written: a file that does not match its pin leaves no trace
+    check_pin(args.file, prompt_set.sha256, f"suite {suite.id}, prompt set {prompt_set.name!r}")
+    out = Path(args.out) / prompt_set.file_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.file, out)
+    check_pin(out, prompt_set.sha256, f"the copy in {args.out}")  # the copy is what a run will read
+    print(
+        f"{args.file} matches {suite.id} prompt set {prompt_set.name!r} (sha256 {prompt_set.sha256[:12]}); copied to {out}"
+    )
+    return 0
