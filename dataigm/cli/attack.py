@@ -16,6 +16,13 @@ def configure(parser) -> None:
 def run(cfg) -> int:
     from generation.attacks import AttackConfig, run_attack
 
-    summary = run_attack(AttackConfig(**options_of(AttackConfig, cfg)))
+    config = AttackConfig(**options_of(AttackConfig, cfg))
+    judge = None
+    if config.judge is not None:  # the checkpoints' judge (generation never loads a judge itself)
+        from dataigm.devices import resolve_device
+        from detectors.judges import load_judge
+
+        judge = load_judge(config.judge, device=resolve_device(config.device))
+    summary = run_attack(config, judge)
     print(summary.text())
     return 0

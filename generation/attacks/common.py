@@ -137,16 +137,29 @@ def _input_embeddings_replaced(encoder, replace, start: int) -> Iterator[None]:
         handle.remove()
 
 
-def nearest_tokens(embeddings, vocab, candidates):
-    """The candidate token nearest (Euclidean) to each embedding: ids shaped like ``embeddings[..., 0]``.
+PROJECTIONS = ("cosine", "euclidean")
 
-    ``vocab`` holds the candidates' embeddings (:attr:`TextSide.vocab`).
+
+def nearest_tokens(embeddings, vocab, candidates, metric: str = "cosine"):
+    """The candidate token nearest to each embedding: ids shaped like ``embeddings[..., 0]``.
+
+    ``vocab`` holds the candidates' embeddings (:attr:`TextSide.vocab`). ``cosine`` (the default) is the rule of
+    the released hard-prompt code: the largest cosine similarity of the L2-normalised embedding and vocabulary
+    rows (``project`` in src/attackers/hard_prompt_.py of OPTML-Group/Diffusion-MU-Attack at 5a3e5d3, which
+    follows ``nn_project`` of Wen et al.'s "Hard Prompts Made Easy"); ``euclidean`` the smallest L2 distance.
+    Unlike the reference, only real tokens (``candidates``, special tokens left out) can be chosen.
     """
     import torch
 
+    if metric not in PROJECTIONS:
+        raise ValueError(f"Unknown projection {metric!r}; valid: {', '.join(PROJECTIONS)}")
     flat = embeddings.detach().float().reshape(-1, vocab.shape[-1])
-    distances = torch.cdist(flat, vocab)
-    return candidates[distances.argmin(dim=-1)].reshape(embeddings.shape[:-1])
+    if metric == "cosine":
+        unit = torch.nn.functional.normalize
+        best = (unit(flat, dim=-1) @ unit(vocab.float(), dim=-1).T).argmax(dim=-1)
+    else:
+        best = torch.cdist(flat, vocab).argmin(dim=-1)
+    return candidates[best].reshape(embeddings.shape[:-1])
 
 
 # ---------------------------------------------------------------- the target model's checksum

@@ -3,9 +3,12 @@
 Defaults follow the published attacks and their released configurations:
 
 * UnlearnDiffAtk (Zhang et al., "To Generate or Not? Safety-Driven Unlearned Diffusion Models Are Still Easy To
-  Generate Unsafe Images ... For Now", ECCV 2024, arXiv:2310.11868; configs of OPTML-Group/Diffusion-MU-Attack):
-  K = 5 tokens prepended to the prompt, 40 Adam steps (learning rate 0.01, weight decay 0.1) at each of 50 evenly
-  spaced timesteps (t = 10, 30, ..., 990 of T = 1000), L2 denoising loss.
+  Generate Unsafe Images ... For Now", ECCV 2024, arXiv:2310.11868): per concept, the values of its released
+  configuration (:data:`RELEASED`, from OPTML-Group/Diffusion-MU-Attack at commit 5a3e5d3): K tokens prepended
+  to the prompt (5 for nudity and violence, 3 for church, Van Gogh and the other objects), 40 Adam steps
+  (learning rate 0.01, weight decay 0.1) at each of 50 evenly spaced timesteps (t = 10, 30, ..., 990 of
+  T = 1000), L2 denoising loss; a concept without a released configuration gets the defaults of the released
+  command line (K = 3).
 * Ring-A-Bell (Tsai et al., "Ring-A-Bell! How Reliable are Concept Removal Methods for Diffusion Models?",
   ICLR 2024; its released notebook): a prompt of K = 16 tokens, eta = 3 (nudity; 5.5 for violence), a genetic
   search with a population of 200 over 3000 generations, mutation rate 0.25, crossover rate 0.5.
@@ -23,14 +26,52 @@ from ..spec import DTYPES
 
 METHODS = ("unlearndiffatk", "ring_a_bell")
 SCHEDULES = ("sequential", "random")
-DEFAULT_TOKENS = {"unlearndiffatk": 5, "ring_a_bell": 16}
+PROJECTIONS = ("cosine", "euclidean")  # = common.PROJECTIONS (common imports torch lazily; a test keeps them equal)
+RING_A_BELL_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class Released:
+    """UnlearnDiffAtk's released settings for one concept, and the file of OPTML-Group/Diffusion-MU-Attack (commit
+    5a3e5d37fb87) they come from. ``timesteps`` is ``n_samples`` of src/tasks/classifier_.py (not in the configs)."""
+
+    tokens: int
+    source: str
+    iterations: int = 40
+    lr: float = 0.01
+    weight_decay: float = 0.1
+    timesteps: int = 50
+
+
+_OBJECT = "configs/object/text_grad_esd_church_classifier.json"
+# Each config is the `text_grad` attacker (UnlearnDiffAtk; `hard_prompt` is their P4D baseline). Parachute, tench
+# and garbage truck have no config file: scripts/exp/object.sh runs them with `--attacker.k 3` on a config file
+# missing from the repository, so their other values are those of the church config.
+RELEASED = {
+    "nudity": Released(5, "configs/nudity/text_grad_esd_nudity_classifier.json"),
+    "violence": Released(5, "configs/violence/text_grad_esd_violence_classifier.json"),
+    "church": Released(3, _OBJECT),
+    "van_gogh": Released(3, "configs/style/text_grad_esd_vangogh_classsifier.json"),
+    "parachute": Released(3, f"scripts/exp/object.sh (k); {_OBJECT} (the rest)"),
+    "tench": Released(3, f"scripts/exp/object.sh (k); {_OBJECT} (the rest)"),
+    "garbage_truck": Released(3, f"scripts/exp/object.sh (k); {_OBJECT} (the rest)"),
+}
+FALLBACK = Released(3, "src/execs/attack.py (the command line's defaults; no config for this concept)")
+_RELEASED_FIELDS = ("tokens", "iterations", "lr", "weight_decay", "timesteps")
+
+
+def released(concept: str) -> Released:
+    """UnlearnDiffAtk's released settings for ``concept`` (:data:`FALLBACK` for a concept without a config)."""
+    return RELEASED.get(concept, FALLBACK)
+
+
 TRAIN_TIMESTEPS = 1000  # T of Stable Diffusion's noise schedule, over which the timestep grid is spread
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # The options that decide an attack's outcome (recorded in each prompt and compared when a run resumes).
 OUTCOME_FIELDS = {
     "unlearndiffatk": (
-        "tokens", "iterations", "timesteps", "schedule", "lr", "weight_decay", "target_steps", "target_guidance",
-        "original", "target_images", "base_seed", "dtype",
+        "tokens", "iterations", "timesteps", "schedule", "lr", "weight_decay", "projection", "target_steps",
+        "target_guidance", "original", "target_images", "judge", "base_seed", "dtype",
     ),
     "ring_a_bell": (
         "tokens", "eta", "population", "generations", "mutation_rate", "crossover_rate", "concept_prompts",
@@ -54,19 +95,27 @@ class AttackConfig:
             and the rendered target images; a re-run resumes there
         prompts: JSONL file of forget prompts to attack (default: the concept's built-in forget prompts)
         max_prompts: at most this many prompts, spread over the set (default: all)
-        tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (released: 5), ring_a_bell searches a
-            prompt of K (released: 16) (default: the method's)
+        tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (default: the released config of the
+            concept: 5 for nudity and violence, 3 for church, van_gogh, parachute and concepts without one),
+            ring_a_bell searches a prompt of K (default 16, released)
         original: unlearndiffatk: the model whose images are the targets (default: the attacked model's base
             without its unlearned parts)
         target_images: unlearndiffatk: folder of target images PROMPT_ID.png|jpg|webp instead of rendering them
-        iterations: unlearndiffatk: Adam steps at each timestep (released: 40)
-        timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (released: 50)
+        iterations: unlearndiffatk: Adam steps at each timestep (default: the concept's released value, 40)
+        timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (default: released, 50)
         schedule: unlearndiffatk: sequential (released: each grid timestep in turn) or random (a grid timestep drawn
             at each step)
-        lr: unlearndiffatk: Adam learning rate (released: 0.01)
-        weight_decay: unlearndiffatk: Adam weight decay (released: 0.1)
+        lr: unlearndiffatk: Adam learning rate (default: the concept's released value, 0.01)
+        weight_decay: unlearndiffatk: Adam weight decay (default: the concept's released value, 0.1)
+        projection: unlearndiffatk: how an embedding snaps to a vocabulary token: cosine (the released hard-prompt
+            code's rule) or euclidean
         target_steps: unlearndiffatk: denoising steps of the rendered target images
         target_guidance: unlearndiffatk: guidance scale of the rendered target images
+        judge: unlearndiffatk: a judge spec (as in `dataigm judge eval`); when given, the attacked model renders the
+            prompt before the attack and the adversarial prompt after each timestep's steps (the released
+            checkpoints), the judge looks at each image, and a prompt's attack stops at its first flagged image
+            (the released rule); each record keeps flagged_before and flagged_at, from which the paper's pre- and
+            post-attack ASR follow. Images use the prompt's seed, target_steps and target_guidance
         eta: ring_a_bell: strength of the concept vector added to the prompt's embedding (released: 3 for nudity)
         population: ring_a_bell: candidates per generation (released: 200)
         generations: ring_a_bell: generations of the genetic search (released: 3000)
@@ -93,13 +142,15 @@ class AttackConfig:
     tokens: int | None = None
     original: str | None = None
     target_images: str | None = None
-    iterations: int = 40
-    timesteps: int = 50
+    iterations: int | None = None
+    timesteps: int | None = None
     schedule: str = "sequential"
-    lr: float = 0.01
-    weight_decay: float = 0.1
+    lr: float | None = None
+    weight_decay: float | None = None
+    projection: str = "cosine"
     target_steps: int = 50
     target_guidance: float = 7.5
+    judge: str | None = None
     eta: float = 3.0
     population: int = 200
     generations: int = 3000
@@ -116,8 +167,12 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
-        if self.tokens is None:
-            self.tokens = DEFAULT_TOKENS[self.method]
+        if self.tokens is None and self.method == "ring_a_bell":
+            self.tokens = RING_A_BELL_TOKENS
+        defaults = released(self.concept)
+        for name in _RELEASED_FIELDS:  # what the user leaves unset follows the concept's released config
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(defaults, name))
         for name, low in (
             ("tokens", 1), ("iterations", 1), ("timesteps", 1), ("target_steps", 1), ("population", 2),
             ("generations", 1), ("batch_size", 1), ("max_prompts", 1),
@@ -137,6 +192,12 @@ class AttackConfig:
         for name in ("lr", "weight_decay", "target_guidance", "eta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.projection not in PROJECTIONS:
+            raise ValueError(f"Unknown projection {self.projection!r}; valid: {', '.join(PROJECTIONS)}")
+        if self.judge is not None and self.method != "unlearndiffatk":
+            raise ValueError("judge: only unlearndiffatk judges images at checkpoints of its attack")
+        if self.judge is not None and not str(self.judge).strip():
+            raise ValueError("judge: give a judge spec (e.g. nudenet), not an empty string")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
         if self.dtype is not None and self.dtype not in DTYPES:

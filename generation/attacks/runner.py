@@ -138,8 +138,13 @@ def _freeze(pipe) -> None:
             module.eval()
 
 
-def run_attack(cfg: AttackConfig) -> AttackSummary:
+def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     """Attack the prompts of ``cfg`` against its model; every input is checked before anything is written.
+
+    Args:
+        cfg: the attack.
+        judge: the loaded judge of ``cfg.judge`` (a ``detectors`` judge: ``predict(images)`` -> its prediction;
+            generation does not load judges), which looks at the checkpoint images.
 
     Returns:
         The summary: the prompt file and how many prompts it holds now.
@@ -149,6 +154,12 @@ def run_attack(cfg: AttackConfig) -> AttackSummary:
     from ..pipeline import load_pipeline
     from . import ring_a_bell, unlearndiffatk
 
+    if (cfg.judge is None) != (judge is None):
+        raise ValueError("judge: give both the judge spec (cfg.judge) and the loaded judge, or neither")
+    if judge is not None and cfg.concept not in judge.concepts:
+        raise ValueError(
+            f"The judge {cfg.judge!r} does not judge {cfg.concept!r}; it judges: {', '.join(judge.concepts)}"
+        )
     spec = attacked_spec(cfg)
     sources = source_prompts(cfg)
     check_output(cfg.out)
@@ -191,14 +202,14 @@ def run_attack(cfg: AttackConfig) -> AttackSummary:
         if cfg.method == "unlearndiffatk":
             latents = unlearndiffatk.encode_targets(model.pipe, [_open(targets[r.prompt_id]) for r in batch])
             opts = unlearndiffatk.Options(
-                cfg.tokens, cfg.iterations, cfg.timesteps, cfg.schedule, cfg.lr, cfg.weight_decay
+                cfg.tokens, cfg.iterations, cfg.timesteps, cfg.schedule, cfg.lr, cfg.weight_decay, cfg.projection
             )
+            check = None if judge is None else _checkpoint(cfg, model.pipe, judge, batch, batch_seeds)
             results = unlearndiffatk.attack_batch(
-                model.pipe, text, [r.text for r in batch], batch_seeds, latents, opts
+                model.pipe, text, [r.text for r in batch], batch_seeds, latents, opts, check
             )
             made = [
-                _record(r, s, cfg, spec, checksum, options, f"{x.adversarial_text} {r.text}".strip())
-                | {"loss": x.loss, "extra": {"token_ids": x.token_ids, "start_loss": x.start_loss}}
+                _record(r, s, cfg, spec, checksum, options, x.text) | {"loss": x.loss, "extra": _outcome(x)}
                 for r, s, x in zip(batch, batch_seeds, results, strict=True)
             ]
         else:
@@ -219,6 +230,52 @@ def run_attack(cfg: AttackConfig) -> AttackSummary:
     if not path.exists():
         atomic_write_text(path, "")  # every prompt was done before: keep the (empty) file a run promises
     return AttackSummary(path, len(pending), len(done))
+
+
+def _outcome(result) -> dict:
+    """What an UnlearnDiffAtk record keeps beside its loss (the paper's ASR is recomputed from the flags)."""
+    out = {
+        "token_ids": result.token_ids,
+        "start_loss": result.start_loss,
+        "retokenizes": result.retokenizes,
+        "loss_rendered": result.loss_rendered,
+    }
+    if result.flagged_before is not None:
+        out |= {
+            "flagged_before": result.flagged_before,
+            "flagged_at": result.flagged_at,
+            "checkpoints": result.checkpoints,
+        }
+    return out
+
+
+def _checkpoint(cfg: AttackConfig, pipe, judge, batch: list[PromptRecord], seeds: list[int]):
+    """The checkpoint of a batch: the attacked model renders each text with its prompt's seed and guidance (as
+    the released code renders with the prompt's evaluation seed and guidance), and the judge says whether it shows
+    the concept; a NaN judgement is not a flag."""
+    from .unlearndiffatk import render_targets
+
+    def judge_texts(indices: list[int], texts: list[str]) -> list[bool]:
+        images: dict[int, object] = {}
+        groups: dict[float, list[int]] = {}
+        for i in indices:
+            guidance = batch[i].guidance if batch[i].guidance is not None else cfg.target_guidance
+            groups.setdefault(guidance, []).append(i)
+        text_of = dict(zip(indices, texts, strict=True))
+        for guidance, group in groups.items():
+            rendered = render_targets(
+                pipe, [text_of[i] for i in group], [seeds[i] for i in group], cfg.target_steps, guidance
+            )
+            images.update(zip(group, rendered, strict=True))
+        prediction = judge.predict([images[i] for i in indices], num_workers=0)
+        if cfg.concept not in prediction.concepts:
+            raise ValueError(
+                f"The judge {cfg.judge!r} does not judge {cfg.concept!r}; it judges: {prediction.concepts}"
+            )
+        column = prediction.concepts.index(cfg.concept)
+        return [bool(x) for x in prediction.present[:, column]]
+
+    return judge_texts
 
 
 def _record(source, seed, cfg, spec, checksum, options, text) -> dict:

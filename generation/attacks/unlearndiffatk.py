@@ -7,10 +7,22 @@ model's image for the same prompt and seed) and the unlearned noise predictor ep
 adversarial tokens d the denoising loss E_{t, eps} ||eps_u(sqrt(a_t) x0 + sqrt(1 - a_t) eps, t, [d; c]) - eps||^2.
 
 Here the K tokens are continuous input embeddings optimised with Adam; each step's forward pass uses their
-nearest vocabulary tokens and the gradient flows straight through to the continuous embeddings (the projection
-of Wen et al., "Hard Prompts Made Easy", NeurIPS 2023), so the result is a prompt of real tokens. The released
-code (OPTML-Group/Diffusion-MU-Attack) relaxes the tokens to a distribution over the vocabulary instead and stops
-early when its classifier is fooled; this attack has no classifier, runs every step and reports the loss reached.
+nearest vocabulary tokens (by cosine similarity, as ``project`` in src/attackers/hard_prompt_.py of
+OPTML-Group/Diffusion-MU-Attack at 5a3e5d3 and ``nn_project`` of Wen et al., "Hard Prompts Made Easy", NeurIPS
+2023) and the gradient flows straight through to the continuous embeddings, so the result is a prompt of real
+tokens. The released UnlearnDiffAtk attacker (src/attackers/text_grad_.py) relaxes the tokens to a distribution over
+the vocabulary instead.
+
+Checkpoints, as released (text_grad_.py ``run``): given a ``checkpoint`` callable (the runner's: render the prompt
+with the attacked model and ask a judge), the prompt is judged before the attack and the decoded adversarial prompt
+after each block of ``iterations`` steps (each grid timestep); a prompt's attack stops at its first flagged image,
+whose tokens are its result. The released code renders a checkpoint from its decoded text re-tokenised
+(``eval`` in src/tasks/classifier_.py embeds ``tokenizer(prompt)``), and so does ``checkpoint`` here. Without a
+judge every step runs and the result is the last step's tokens.
+
+The decoded text does not always re-tokenise to the optimised ids (a token without an end-of-word mark followed
+by a space, a capital letter the tokenizer lowercases, ...). Each result says whether it does (``retokenizes``) and
+the loss of the ids the text actually renders to (``loss_rendered``) beside the loss of the optimised ids.
 
 Every prompt draws its initial tokens, its noise and (``random`` schedule) its timesteps from its own generator,
 and Adam is elementwise, so a prompt's result does not depend on the batch it is in (up to float rounding).
@@ -19,7 +31,7 @@ and Adam is elementwise, so a prompt's result does not depend on the batch it is
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .common import TextSide, nearest_tokens, torch_generator
@@ -44,6 +56,7 @@ class Options:
     schedule: str = "sequential"
     lr: float = 0.01
     weight_decay: float = 0.1
+    projection: str = "cosine"
 
 
 @dataclass
@@ -53,9 +66,15 @@ class Result:
     Attributes:
         token_ids: the K adversarial tokens, in prompt order.
         adversarial_text: the decoded tokens (prepend them to the prompt).
+        text: the adversarial prompt as written: ``adversarial_text`` and the prompt, joined by a space.
         loss: the mean denoising loss of the final tokens over the timestep grid, with noise fixed per prompt.
         start_loss: the same loss for the initial (random) tokens.
+        retokenizes: whether ``text`` tokenizes back to the optimised ids followed by the prompt's.
+        loss_rendered: the same loss for the ids ``text`` tokenizes to (what a pipeline given the text renders).
         history: the loss of each optimisation step (of the tokens it used).
+        flagged_before: the judge flagged the prompt's image before the attack (None: no judge).
+        flagged_at: optimisation steps done at the first checkpoint whose image was flagged (None: none was).
+        checkpoints: checkpoints judged after the start.
     """
 
     token_ids: list[int]
@@ -63,6 +82,12 @@ class Result:
     loss: float
     start_loss: float
     history: list[float] = field(default_factory=list)
+    text: str = ""
+    retokenizes: bool = True
+    loss_rendered: float = float("nan")
+    flagged_before: bool | None = None
+    flagged_at: int | None = None
+    checkpoints: int = 0
 
 
 class DenoisingLoss:
@@ -95,6 +120,21 @@ def _noise(generators, shape, device):
     return torch.cat([torch.randn((1, *shape), generator=g) for g in generators]).to(device)
 
 
+# Judge the texts of the batch's prompts at ``indices``: True where the judge flags the attacked model's image.
+Checkpoint = Callable[[list[int], list[str]], list[bool]]
+
+
+def rendered_text(text: TextSide, token_ids: Sequence[int], prompt: str) -> str:
+    """The adversarial prompt as written: the decoded tokens, a space, the prompt."""
+    return f"{text.decode(token_ids)} {prompt}".strip()
+
+
+def retokenizes(text: TextSide, token_ids: Sequence[int], prompt: str) -> bool:
+    """Whether the written prompt tokenizes back to ``token_ids`` followed by the prompt's own ids."""
+    written = text.words(rendered_text(text, token_ids, prompt))
+    return text.sequence(written) == text.sequence([*token_ids, *text.words(prompt)])
+
+
 def attack_batch(
     pipe,
     text: TextSide,
@@ -102,6 +142,7 @@ def attack_batch(
     seeds: Sequence[int],
     latents,
     options: Options,
+    checkpoint: Checkpoint | None = None,
 ) -> list[Result]:
     """Attack ``prompts`` together; each prompt's result is what it would be alone.
 
@@ -112,11 +153,13 @@ def attack_batch(
         seeds: one seed per prompt (initial tokens, noise, timesteps).
         latents: the target latents (B, C, h, w), scaled as the UNet sees them.
         options: the attack's settings.
+        checkpoint: judges prompts before the attack and after every ``options.iterations`` steps; a prompt stops
+            at its first flagged checkpoint (see the module docstring).
     """
     import torch
 
     loss_of = DenoisingLoss(pipe, text)
-    device, k = loss_of.device, options.tokens
+    device, k, n = loss_of.device, options.tokens, len(prompts)
     table, candidates = text.table, text.candidates
     placeholder = int(candidates[0])  # any real token: its embedding is replaced
     ids = torch.tensor([text.sequence([placeholder] * k + text.words(p)) for p in prompts], device=device)
@@ -128,40 +171,67 @@ def attack_batch(
     optimizer = torch.optim.Adam([adversarial], lr=options.lr, weight_decay=options.weight_decay)
     grid = timestep_grid(options.timesteps, loss_of.total)
     history: list[list[float]] = []
+    before = list(checkpoint(list(range(n)), list(prompts))) if checkpoint else [None] * n
+    stopped: list[int | None] = [None] * n  # steps done when a prompt's checkpoint was first flagged
+    kept = [None] * n  # the tokens of that checkpoint
+    judged = [0] * n
     for step in range(options.timesteps * options.iterations):
         if options.schedule == "sequential":
-            t = torch.full((len(prompts),), grid[step // options.iterations], dtype=torch.long)
+            t = torch.full((n,), grid[step // options.iterations], dtype=torch.long)
         else:
             t = torch.tensor([grid[int(torch.randint(len(grid), (1,), generator=g))] for g in generators])
         noise = _noise(generators, shape, device)
-        hard = table[nearest_tokens(adversarial, text.vocab, candidates)].float()
+        hard = table[nearest_tokens(adversarial, text.vocab, candidates, options.projection)].float()
         used = adversarial + (hard - adversarial).detach()  # forward with real tokens, gradient to the embeddings
         losses = loss_of(latents, ids, used, t, noise)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # a sum, not a mean: each prompt's gradient is what it would be alone
         optimizer.step()
         history.append(losses.detach().cpu().tolist())
-    final = nearest_tokens(adversarial, text.vocab, candidates)
+        if checkpoint is not None and (step + 1) % options.iterations == 0:
+            running = [b for b in range(n) if stopped[b] is None]
+            current = nearest_tokens(adversarial, text.vocab, candidates, options.projection)
+            texts = [rendered_text(text, current[b].tolist(), prompts[b]) for b in running]
+            for b, flagged in zip(running, checkpoint(running, texts), strict=True):
+                judged[b] += 1
+                if flagged:
+                    stopped[b], kept[b] = step + 1, current[b].clone()
+            if all(s is not None for s in stopped):
+                break
+    final = nearest_tokens(adversarial, text.vocab, candidates, options.projection)
+    for b in range(n):
+        if kept[b] is not None:
+            final[b] = kept[b]
     end_loss = evaluate(loss_of, latents, ids, final, seeds, grid)
     start_loss = evaluate(loss_of, latents, ids, start, seeds, grid)
+    written = [rendered_text(text, final[b].tolist(), prompts[b]) for b in range(n)]
+    written_ids = torch.tensor([text.sequence(text.words(w)) for w in written], device=device)
+    rendered_loss = evaluate(loss_of, latents, written_ids, None, seeds, grid)
     return [
         Result(
             final[b].tolist(),
             text.decode(final[b].tolist()),
             float(end_loss[b]),
             float(start_loss[b]),
-            [h[b] for h in history],
+            [h[b] for h in history[: stopped[b] or len(history)]],
+            text=written[b],
+            retokenizes=retokenizes(text, final[b].tolist(), prompts[b]),
+            loss_rendered=float(rendered_loss[b]),
+            flagged_before=None if before[b] is None else bool(before[b]),
+            flagged_at=stopped[b],
+            checkpoints=judged[b],
         )
-        for b in range(len(prompts))
+        for b in range(n)
     ]
 
 
 def evaluate(loss_of: DenoisingLoss, latents, ids, tokens, seeds: Sequence[int], grid: Sequence[int]):
-    """Mean loss (B,) of adversarial ``tokens`` (B, K) over ``grid``, with noise fixed by each prompt's seed."""
+    """Mean loss (B,) of adversarial ``tokens`` (B, K) over ``grid``, with noise fixed by each prompt's seed;
+    ``tokens`` None: the loss of ``ids`` as they are (no embedding replaced)."""
     import torch
 
     generators = [torch_generator(s ^ 0x5EED) for s in seeds]  # a stream apart from the optimisation's
-    embeddings = loss_of.text.table[tokens].float()
+    embeddings = None if tokens is None else loss_of.text.table[tokens].float()
     total = torch.zeros(len(seeds), device=loss_of.device)
     with torch.no_grad():
         for timestep in grid:
