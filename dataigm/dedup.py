@@ -22,7 +22,7 @@ from pathlib import Path
 from .duplicates import DEFAULT_NEAR_DISTANCE, DuplicateGroup, DuplicateReport, find_duplicates
 from .manifest import read_manifest
 from .reader import index_shard
-from .revision import RevisionSummary, drop_samples, finish_revisions
+from .revision import RevisionSummary, check_indexed_shards, drop_samples, finish_revisions
 from .schema import SOURCES
 
 DEFAULT_KEEP_SPLITS = ("test", "validation", "val", "train")
@@ -90,7 +90,12 @@ def dedup_root(
         conflicts: ``drop`` every copy of an image labelled both ways, or ``keep-one`` like other groups.
         workers: processes that decode images.
         dry_run: find and choose, write nothing.
+
+    Raises:
+        ValueError: a shard of the index is missing or damaged (nothing is written: see
+            :func:`dataigm.revision.check_indexed_shards`), or bad options.
     """
+    check_indexed_shards(root)
     finished = [] if dry_run else finish_revisions(root)
     report = find_duplicates(root, near_distance=near_distance, workers=workers)
     drop = choose_drops(report.groups, keep_splits, keep_sources, conflicts)
@@ -132,7 +137,9 @@ def choose_balance(root: str | Path, by: str = "split", seed: int = 0) -> dict[s
 
 def balance_root(root: str | Path, by: str = "split", seed: int = 0, dry_run: bool = False) -> RevisionSummary:
     """Write a revision of ``root`` with as many targets as pairs per cell (see :func:`choose_balance`); with
-    ``dry_run`` nothing is written and ``dropped`` counts the samples that would leave."""
+    ``dry_run`` nothing is written and ``dropped`` counts the samples that would leave. A missing or damaged shard
+    is refused before anything is written (:func:`dataigm.revision.check_indexed_shards`)."""
+    check_indexed_shards(root)
     if not dry_run:
         finish_revisions(root)
     drop = choose_balance(root, by, seed)

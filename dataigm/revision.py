@@ -30,7 +30,7 @@ from .dataset_readme import write_dataset_readme
 from .files import atomic_write_json
 from .layout import META_DIR, ShardId
 from .manifest import read_manifest, reserve_shards, update_manifest
-from .reader import iter_shard, read_sidecar
+from .reader import ShardError, check_shard, iter_shard, read_sidecar
 from .writer import shard_is_done, write_shard
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,37 @@ class RevisionSummary:
             f"revision {self.revision} ({self.reason}){again}: {self.dropped} sample(s) dropped, "
             f"{len(self.replaced)} shard(s) replaced ({kept} by a smaller copy, {len(self.replaced) - kept} "
             "retired without one)"
+        )
+
+
+def check_indexed_shards(root: str | Path) -> None:
+    """Check every shard of the index against its sidecar and the index (on disk, size, sha256).
+
+    A revision reads the shards it rewrites, and dedup or balance trust hashes cached by a shard's checksum, so a
+    missing or damaged shard found only while the revision is written would leave a recorded, unfinishable one.
+    Dedup and balance call this first: a damaged root is refused before anything is recorded.
+
+    Raises:
+        ValueError: one line naming the first missing or damaged shard and how many there are.
+    """
+    root = Path(root)
+    problems = []
+    for relpath, entry in sorted(read_manifest(root)["shards"].items()):
+        try:
+            sidecar = check_shard(root, ShardId.parse(relpath), checksum=True)
+        except FileNotFoundError:
+            problems.append(f"{relpath}: missing on disk")
+            continue
+        except (ShardError, ValueError, OSError) as err:
+            problems.append(str(err).removeprefix(f"{root}/"))
+            continue
+        if sidecar.get("sha256") != entry.get("sha256"):
+            problems.append(f"{relpath}: its sidecar's checksum is not the one in the manifest's index")
+    if problems:
+        more = f" (and {len(problems) - 1} more shard(s))" if len(problems) > 1 else ""
+        raise ValueError(
+            f"{problems[0]}{more}; nothing was written: restore the shard, `dataigm validate {root}` lists "
+            "every problem"
         )
 
 

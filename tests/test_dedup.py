@@ -315,3 +315,52 @@ def test_dedup_killed_mid_revision_finishes_when_run_again(tmp_path):
     assert read_manifest(root)["shards"] == read_manifest(clean)["shards"]
     for relpath in read_manifest(root)["shards"]:
         assert (root / relpath).read_bytes() == (clean / relpath).read_bytes()
+
+
+def _damage(root: Path, relpath: str, how: str) -> None:
+    tar = root / relpath
+    if how == "missing":
+        tar.unlink()
+    elif how == "truncated":
+        tar.write_bytes(tar.read_bytes()[:-700])
+    else:  # the same size, one image byte changed: only the checksum tells
+        data = bytearray(tar.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        tar.write_bytes(bytes(data))
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    """Every file of the root but the hash cache (which a dedup may fill)."""
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts}
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated", "corrupted"])
+@pytest.mark.parametrize(
+    "relpath",
+    ["data/church/train/real-00000.tar", "data/church/test/real-00000.tar"],  # holds copies to drop / holds none
+)
+def test_dedup_on_a_damaged_shard_refuses_in_one_line_and_leaves_the_root_as_it_was(tmp_path, capsys, relpath, how):
+    root = _write_root(tmp_path / "root")
+    find_duplicates(root)  # as `dataigm validate` does: the hashes are cached, dedup does not decode the shards again
+    _damage(root, relpath, how)
+    before = _files(root)
+    for argv in (["dedup", str(root)], ["dedup", str(root), "--dry-run"], ["dedup", str(root), "--balance", "split"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        err = captured.err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"dataigm dedup: error: {relpath}: "), err
+        assert f"`dataigm validate {root}`" in err and "nothing was written" in err
+        assert _files(root) == before  # no revision recorded: validate does not send the user back to dedup
+    assert "revisions" not in read_manifest(root)
+    assert not any("dedup" in p for p in validate_root(root))
+
+
+def test_balance_on_a_damaged_shard_refuses_before_recording_anything(tmp_path):
+    layout = {f"t{i}": ("train", "real", "target", str(10 + i)) for i in range(7)}
+    layout |= {f"p{i}": ("train", "real", "pair", str(30 + i)) for i in range(3)}
+    root = _write_root(tmp_path / "root", layout)
+    _damage(root, "data/church/train/real-00001.tar", "corrupted")
+    before = _files(root)
+    with pytest.raises(ValueError, match=r"^data/church/train/real-00001.tar: sha256 does not match"):
+        balance_root(root)
+    assert _files(root) == before
