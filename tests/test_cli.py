@@ -144,6 +144,17 @@ def test_a_parse_error_is_one_line_that_names_the_subcommand(argv, starts, says,
     assert len(lines) == 1 and lines[0].startswith(starts) and says in lines[0], lines
 
 
+def test_a_refused_command_is_one_line_and_at_debug_its_traceback_follows(tmp_path, capsys):
+    line = f"dataigm info: error: {tmp_path} is not a dataigm dataset: dataigm.json is missing"
+    assert main(["info", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [line]
+    assert main(["--log-level", "DEBUG", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == [line, "Traceback (most recent call last):"]
+    assert any(text.strip().startswith('File "') and "manifest.py" in text for text in err)  # where it was raised
+    assert err[-1] == f"ValueError: {tmp_path} is not a dataigm dataset: dataigm.json is missing"
+
+
 def test_judge_push_and_push_judge_reach_the_same_function(monkeypatch):
     import dataigm.cli.push as push
 

@@ -2,9 +2,8 @@
 
 Every command accepts ``--config FILE.yaml`` (flags override it) and ``--print_config``. A command refused for
 its input or environment prints one line (``dataigm <command>: error: ...``); with ``--log-level DEBUG`` the
-traceback follows it. Building the parser
-imports no torch, timm or diffusers: options come from light config classes (:mod:`dataigm.cli.options`) and the
-work is imported inside each command's ``run``.
+traceback follows it. Building the parser imports no torch, timm or diffusers: options come from light config
+classes (:mod:`dataigm.cli.options`) and the work is imported inside each command's ``run``.
 """
 
 from __future__ import annotations
@@ -70,7 +69,10 @@ def build_parser() -> ArgumentParser:
         exit_on_error=False,  # main names the subcommand in the error line
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging threshold"
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging threshold (DEBUG: a refused command prints its traceback after its one-line error)",
     )
     sub = parser.add_subcommands(dest="command")
     for name, module in COMMANDS.items():
