@@ -155,6 +155,19 @@ def test_a_refused_command_is_one_line_and_at_debug_its_traceback_follows(tmp_pa
     assert err[-1] == f"ValueError: {tmp_path} is not a dataigm dataset: dataigm.json is missing"
 
 
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    from helpers.data import write_test_root
+
+    root = write_test_root(tmp_path / "root", {("church", "train", "real"): [2]})
+    # `dataigm validate ROOT | head -1`: the reader leaves before the command writes
+    read, write = os.pipe()
+    os.close(read)
+    script = f"import sys; from dataigm.cli import main; sys.exit(main(['validate', {str(root)!r}]))"
+    done = subprocess.run([sys.executable, "-c", script], stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")  # neither "could not reach the Hub" nor a traceback
+
+
 def test_judge_push_and_push_judge_reach_the_same_function(monkeypatch):
     import dataigm.cli.push as push
 

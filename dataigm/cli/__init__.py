@@ -9,6 +9,7 @@ classes (:mod:`dataigm.cli.options`) and the work is imported inside each comman
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
@@ -133,7 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s")
     command = cfg.command
     try:
-        return COMMANDS[command].run(cfg[command]) or 0
+        code = COMMANDS[command].run(cfg[command]) or 0
+        sys.stdout.flush()  # a closed pipe shows here rather than as a warning at exit
+        return code
+    except BrokenPipeError:  # the reader left (`dataigm validate ROOT | head -1`): nothing more to say
+        _silence_stdout()
+        return 1
     except Exception as err:  # bad input or environment: one line that says what and how to fix it
         message = user_error(err)
         if message is None:  # a bug: keep the traceback
@@ -142,6 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.log_level == "DEBUG":  # where the refusal was raised, for a bug report or a closer look
             traceback.print_exception(err, file=sys.stderr)
         return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's last flush into the closed pipe fails no more
+    (the recipe of Python's documentation of ``signal``, "Note on SIGPIPE")."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a file descriptor (captured): nothing is flushed at exit
+        pass
 
 
 def _command_path(cfg) -> list[str]:
