@@ -41,7 +41,12 @@ def _metric(cell: dict) -> str:
 
 
 def _kappa(cell: dict) -> str:
-    return _metric(cell) if cell["value"] is not None else f"- ({escape(cell.get('reason', 'undefined'))})"
+    if cell["value"] is None:
+        return f"- ({escape(cell.get('reason', 'undefined'))})"
+    if cell.get("ci_skipped"):  # too few images for an interval that covers: the value alone, and why
+        return f"{cell['value']:.3f} (interval {escape(cell['ci_skipped'])})"
+    undefined = cell.get("undefined_resamples")
+    return _metric(cell) + (f" ({undefined} undefined resamples)" if undefined else "")
 
 
 def agreement_section(report: dict, folder: str | Path | None = None, level: int = 2) -> str:
@@ -57,8 +62,9 @@ def agreement_section(report: dict, folder: str | Path | None = None, level: int
     parts = [
         f"{h} Agreement between judges",
         f"Split `{data['split']}` of `{escape(data['name'])}` (manifest sha256 `{data['manifest_sha256'][:12]}`), "
-        f"{report['images']} images. Cohen's kappa with a {report['bootstrap']['resamples']}-resample percentile "
-        "bootstrap interval over images; raw agreement with its Wilson interval. `labels` is the dataset's labels "
+        f"{report['images']} images. Cohen's kappa with a {report['bootstrap']['resamples']}-resample BCa "
+        "bootstrap interval over images joined with the Wilson interval of the disagreement rate mapped to kappa "
+        "(no interval below 50 images or 10 images of a class per rater: none covers there); raw agreement with its Wilson interval. `labels` is the dataset's labels "
         "taken as one more rater. A judgement that is NaN or of an unreadable image is left out of every pair "
         "it is in (column *left out*).",
     ]

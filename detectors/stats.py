@@ -136,3 +136,150 @@ def pairs_mean_with_ci(matrix, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     if not ok.all():
         out["undefined_replicates"] = int((~ok).sum())
     return out
+
+
+# ---------------------------------------------------------------- Cohen's kappa of two 0/1 raters
+
+KAPPA_MIN_N = 50  # below these an interval is refused: no method we simulated covers there (docs/intervals.md)
+KAPPA_MIN_CLASS = 10
+KAPPA_RULE = (
+    "BCa bootstrap over images ({n_boot} resamples, seed {seed}) joined with the Wilson interval of the "
+    "disagreement rate mapped to kappa = 1 - disagreement / (1 - expected agreement), {ci:.0%}; given when "
+    f"n >= {KAPPA_MIN_N} and each rater gives each class to at least {KAPPA_MIN_CLASS} images"
+)
+
+
+def kappa_tables(a, b) -> np.ndarray:
+    """The 2 x 2 table of two 0/1 raters as counts ``[both 1, a only, b only, both 0]``."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    return np.array([(a & b).sum(), (a & ~b).sum(), (~a & b).sum(), (~a & ~b).sum()], dtype=np.int64)
+
+
+def _kappa_parts(tables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kappa, disagreement rate, expected agreement) of count tables (..., 4); kappa NaN where undefined."""
+    t = np.asarray(tables, dtype=np.float64)
+    n = t.sum(-1)
+    both, a_only, b_only = t[..., 0], t[..., 1], t[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pa, pb = (both + a_only) / n, (both + b_only) / n
+        expected = pa * pb + (1 - pa) * (1 - pb)
+        disagree = (a_only + b_only) / n
+        kappa = np.where(np.isclose(expected, 1.0), np.nan, 1 - disagree / (1 - expected))
+    return kappa, disagree, expected
+
+
+def kappa_of_tables(tables) -> np.ndarray:
+    """Cohen's kappa of each count table (..., 4) ``[both 1, a only, b only, both 0]``; NaN where undefined
+    (expected agreement 1: both raters gave one and the same class to every image)."""
+    return _kappa_parts(tables)[0]
+
+
+def kappa_refusal(tables) -> np.ndarray:
+    """Why no interval is given for each table (..., 4) (empty string: one is given)."""
+    t = np.asarray(tables, dtype=np.int64)
+    n = t.sum(-1)
+    pos_a, pos_b = t[..., 0] + t[..., 1], t[..., 0] + t[..., 2]
+    fewest = np.minimum(np.minimum(pos_a, n - pos_a), np.minimum(pos_b, n - pos_b))
+    out = np.full(n.shape, "", dtype=object)
+    out[fewest < KAPPA_MIN_CLASS] = (
+        f"skipped: too few images of a class (a rater gives one class to fewer than {KAPPA_MIN_CLASS} images)"
+    )
+    out[n < KAPPA_MIN_N] = f"skipped: too few images (n < {KAPPA_MIN_N})"
+    return out
+
+
+def kappa_intervals(
+    tables, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Intervals of Cohen's kappa for count tables (S, 4), vectorised (the coverage simulation calls it with
+    thousands of tables at once).
+
+    The interval is the union of two:
+
+    * the BCa bootstrap (Efron 1987): a resample of the images is a multinomial draw of the table's four
+      cells; bias correction from the share of resamples below the estimate (ties count half), acceleration
+      from the jackknife (deleting one image of each cell). Resamples where kappa is undefined are left out
+      and counted. It covers at moderate kappa; at high kappa the few disagreements make the bootstrap
+      distribution discrete and it under-covers;
+    * the Wilson interval of the disagreement rate d mapped through kappa = 1 - d / (1 - p_e) with the
+      expected agreement p_e at its estimate: it covers at high kappa (and gives a lower bound below 1 when
+      the raters never disagree), not always at low kappa, where p_e's own variance matters.
+
+    Coverage of the union, and refusal rules (:func:`kappa_refusal`), are measured in docs/intervals.md.
+
+    Returns:
+        ``(low, high, undefined, refused)``: bounds (NaN where refused), undefined resamples per table, and
+        the refusal reason per table (empty where an interval is given).
+    """
+    t = np.asarray(tables, dtype=np.int64).reshape(-1, 4)
+    s = len(t)
+    n = t.sum(-1)
+    kappa, disagree, expected = _kappa_parts(t)
+    refused = kappa_refusal(t)
+    low, high = np.full(s, np.nan), np.full(s, np.nan)
+    undefined = np.zeros(s, dtype=np.int64)
+    go = np.flatnonzero(refused == "")
+    if not go.size or n_boot <= 0:
+        return low, high, undefined, refused
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(seed)
+    tg, kg, ng = t[go], kappa[go], n[go]
+    boot = kappa_of_tables(rng.multinomial(ng, tg / ng[:, None], size=(n_boot, go.size)))  # (B, S)
+    finite = np.isfinite(boot)
+    undefined[go] = (~finite).sum(0)
+    defined = np.maximum(finite.sum(0), 1)
+    below = ((boot < kg) & finite).sum(0) + 0.5 * ((boot == kg) & finite).sum(0)
+    z0 = norm.ppf(np.clip(below / defined, 1 / (2 * defined), 1 - 1 / (2 * defined)))
+    # jackknife: deleting one image of cell j gives the same kappa for every image of that cell
+    deleted = kappa_of_tables(tg[:, None, :] - np.eye(4, dtype=np.int64)[None])  # (S, 4)
+    w = tg.astype(np.float64)
+    deleted = np.where(w > 0, deleted, 0.0)
+    mean = (w * deleted).sum(1) / w.sum(1)
+    dev = np.where(w > 0, mean[:, None] - deleted, 0.0)
+    spread = (w * dev**2).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accel = np.nan_to_num(np.where(spread > 0, (w * dev**3).sum(1) / (6 * spread**1.5), 0.0))
+    z = norm.ppf([(1 - ci) / 2, (1 + ci) / 2])[:, None]
+    levels = norm.cdf(z0 + (z0 + z) / (1 - accel * (z0 + z)))  # (2, S)
+    ordered = np.sort(np.where(finite, boot, np.inf), axis=0)  # undefined resamples sort last, never reached
+    rank = np.clip(np.round(levels * defined - 0.5).astype(np.int64), 0, defined - 1)
+    boot_low, boot_high = ordered[rank[0], np.arange(go.size)], ordered[rank[1], np.arange(go.size)]
+    d_low, d_high = _wilson_vector(disagree[go] * ng, ng, ci)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low[go] = np.maximum(-1.0, np.minimum(boot_low, 1 - d_high / (1 - expected[go])))
+        high[go] = np.minimum(1.0, np.maximum(boot_high, 1 - d_low / (1 - expected[go])))
+    return low, high, undefined, refused
+
+
+def _wilson_vector(successes, n, ci: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score bounds of arrays of counts (exact ends at 0 and n), the closed form of :func:`wilson_interval`."""
+    from scipy.stats import norm
+
+    k, n = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    z = norm.ppf((1 + ci) / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.where(k <= 0, 0.0, np.maximum(0.0, centre - half)), np.where(k >= n, 1.0, np.minimum(1.0, centre + half))
+
+
+def kappa_with_ci(a, b, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -> dict:
+    """Cohen's kappa of two 0/1 raters over the same items with its interval (:func:`kappa_intervals`).
+
+    Returns:
+        ``value`` (None where undefined), ``ci`` ([None, None] where refused, with ``ci_skipped`` saying why),
+        ``ci_rule`` and ``undefined_resamples`` (resamples where kappa was undefined, left out of the bootstrap).
+    """
+    table = kappa_tables(a, b)
+    value = float(kappa_of_tables(table))
+    rule = KAPPA_RULE.format(n_boot=n_boot, seed=seed, ci=ci)
+    out = {"value": None if np.isnan(value) else value, "ci": [None, None], "ci_rule": rule}
+    if out["value"] is None:
+        return out
+    if n_boot <= 0:
+        return out | {"ci_skipped": "skipped: no bootstrap resamples asked for"}
+    low, high, undefined, refused = kappa_intervals(table[None], n_boot, ci, seed)
+    if refused[0]:
+        return out | {"ci_skipped": str(refused[0])}
+    return out | {"ci": [float(low[0]), float(high[0])], "undefined_resamples": int(undefined[0])}

@@ -107,8 +107,8 @@ def test_kappa_and_agreement_equal_a_hand_computation_overall_and_per_source(roo
             assert row["n"] == keep.sum() and row["excluded"] == 0
             assert row["agreement"]["value"] == pytest.approx((x == y).mean())
             assert row["kappa"]["value"] == pytest.approx(hand_kappa(x, y))
-            low, high = row["kappa"]["ci"]
-            assert low <= row["kappa"]["value"] <= high
+            # 28 images: fewer than an interval of kappa needs to cover, so none is given, with the reason
+            assert row["kappa"]["ci"] == [None, None] and "too few images" in row["kappa"]["ci_skipped"]
             low, high = row["agreement"]["ci"]
             assert low <= row["agreement"]["value"] <= high
     # generated images have methods: one row per method, and per source x method
@@ -176,6 +176,7 @@ def test_library_call_matches_the_cli_and_skips_no_image(root):
     # the blue judge reads the labels exactly: kappa 1 against them, no interval without resamples
     row = next(r for r in agreement.report["rows"] if r["a"] == f"{KIND}:channel=2" and r["b"] == "labels")
     assert row["kappa"]["value"] == pytest.approx(1.0) and row["kappa"]["ci"] == [None, None]
+    assert row["kappa"]["ci_skipped"] == "skipped: no bootstrap resamples asked for"
     assert len(agreement.entries) == 28
 
 
@@ -218,3 +219,21 @@ def test_a_baseline_judge_is_read_through_the_index_like_judge_eval(root, tmp_pa
     images = [Image.open(io.BytesIO(samples[q["key"]].image)).convert("RGB") for q in queue]
     direct = load_judge(clip, device="cpu").predict(images).probability("church")
     assert [q["judges"][clip]["probability"] for q in queue] == pytest.approx(direct.tolist(), abs=1e-5)
+
+
+def test_pair_agreement_gives_the_kappa_interval_with_its_undefined_resamples():
+    from sklearn.metrics import cohen_kappa_score
+
+    from detectors.audit.agree import pair_agreement
+
+    rng = np.random.default_rng(4)
+    a = (rng.random(120) < 0.3).astype(int)
+    b = np.where(rng.random(120) < 0.8, a, (rng.random(120) < 0.3).astype(int))
+    b[:3] = -1  # not judged by b: left out
+    row = pair_agreement(a, b, n_boot=500)
+    kept = b >= 0
+    assert row["n"] == 117 and row["excluded"] == 3
+    assert row["kappa"]["value"] == pytest.approx(cohen_kappa_score(a[kept], b[kept]))
+    low, high = row["kappa"]["ci"]
+    assert low < row["kappa"]["value"] < high and row["kappa"]["undefined_resamples"] == 0
+    assert "BCa" in row["kappa"]["ci_rule"] and "Wilson" in row["kappa"]["ci_rule"]

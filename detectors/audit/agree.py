@@ -3,8 +3,9 @@
 Every judge judges the same images of a split (through the shard index and each judge's DataLoader path,
 :meth:`Judge.predict_entries`). For each dataset concept, every pair of raters (the judges that cover the
 concept, and the dataset's labels as one more rater) gets Cohen's kappa (scikit-learn's
-``cohen_kappa_score``) with a percentile bootstrap interval over images, and the raw agreement with its
-Wilson interval, over all images, per source, per unlearning method and per source x method. A judgement
+``cohen_kappa_score``) with an interval that covers (:func:`detectors.stats.kappa_with_ci`: a BCa bootstrap
+over images joined with the Wilson interval of the disagreement rate; refused, with the reason, below 50 images
+or 10 images of a class per rater), and the raw agreement with its Wilson interval, over all images, per source, per unlearning method and per source x method. A judgement
 that is NaN, outside [0, 1] or of an unreadable image is left out of every pair it is in and counted.
 
 Outputs (:func:`write_agreement`)::
@@ -28,7 +29,7 @@ from dataigm.review.queue import write_queue
 from detectors.audit.evaluate import ALL, NO_METHOD, check_eval_options, concept_pairs
 from detectors.data import Entry, available_splits, build_index, dataset_revision
 from detectors.judges.base import Judge
-from detectors.stats import bootstrap_indices, percentile_interval, proportion
+from detectors.stats import kappa_with_ci, proportion
 
 logger = logging.getLogger(__name__)
 
@@ -89,40 +90,25 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(cohen_kappa_score(a, b, labels=[0, 1]))
 
 
-def _resampled_kappa(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Kappa of each bootstrap resample of the rows (vectorised; NaN where a resample makes it undefined)."""
-    out = []
-    for idx in bootstrap_indices(a.size, n_boot, seed, max_cells=2_000_000):
-        ra, rb = a[idx], b[idx]
-        observed = (ra == rb).mean(axis=1)
-        pa, pb = ra.mean(axis=1), rb.mean(axis=1)
-        expected = pa * pb + (1 - pa) * (1 - pb)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where(np.isclose(expected, 1.0), np.nan, (observed - expected) / (1 - expected)))
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 def pair_agreement(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict:
     """Kappa and raw agreement of two raters over the rows where both judged (decision 0 or 1; -1: none).
 
     Returns:
         ``n`` (rows both judged), ``excluded`` (rows where either did not), ``agreement`` (share with its
-        Wilson interval) and ``kappa`` (``value``, ``ci`` from the percentile bootstrap over rows, ``ci_rule``,
-        and ``reason`` when it is undefined).
+        Wilson interval) and ``kappa`` (``value`` from scikit-learn, ``ci`` and ``ci_rule`` from
+        :func:`detectors.stats.kappa_with_ci`, ``undefined_resamples`` beside the interval, ``ci_skipped`` when
+        too few images or too few of a class give no interval that covers, and ``reason`` when kappa itself is
+        undefined).
     """
     a, b = np.asarray(a), np.asarray(b)
     both = (a >= 0) & (b >= 0)
     a, b = a[both].astype(int), b[both].astype(int)
-    kappa = {
-        "value": cohen_kappa(a, b),
-        "ci": [None, None],
-        "ci_rule": f"percentile bootstrap over images ({n_boot} resamples, seed {seed}), {ci:.0%}",
-    }
+    kappa = {"value": cohen_kappa(a, b)}
     if kappa["value"] is None:
-        kappa["reason"] = "no image judged by both" if a.size == 0 else KAPPA_UNDEFINED
-    elif n_boot > 0 and a.size > 1:
-        low, high = percentile_interval(_resampled_kappa(a, b, n_boot, seed), ci)
-        kappa["ci"] = [low, high]
+        kappa |= {"ci": [None, None], "reason": "no image judged by both" if a.size == 0 else KAPPA_UNDEFINED}
+    else:
+        interval = kappa_with_ci(a, b, n_boot, ci, seed)
+        kappa |= {k: v for k, v in interval.items() if k != "value"}
     return {
         "n": int(a.size),
         "excluded": int((~both).sum()),
