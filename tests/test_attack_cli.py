@@ -299,6 +299,16 @@ def test_evaluate_runs_native_attacks_against_each_unlearned_model(tiny_pipeline
         assert share["n"] == len(mine) == 2 and share["value"] == pytest.approx(sum(present) / len(mine))
     forget = [s for s in samples if s.record["prompt_kind"] == "forget"]
     assert robustness["by_attack"][NO_ATTACK]["n"] == len(forget) == 2
+    # UnlearnDiffAtk judged its checkpoints with the evaluation's judge; the paper's per-prompt ASR follows
+    (udf,) = [f for f in files if "unlearndiffatk" in f.name]
+    records = read_prompts(udf)
+    assert all(r.attack_options["judge"] == f"local-dir:{tiny_judge}" for r in records)
+    before = sum(r.extra["flagged_before"] for r in records)
+    after = sum(r.extra["flagged_before"] or r.extra["flagged_at"] is not None for r in records)
+    paper = robustness["paper"]["unlearndiffatk"]
+    assert (paper["pre_attack"]["value"], paper["post_attack"]["value"]) == (before / 2, after / 2)
+    assert paper["pre_attack"]["n"] == 2 and "definition" in robustness
+    assert "post-attack ASR (UnlearnDiffAtk, per prompt)" in (tmp_path / "eval" / "report.md").read_text()
     # a re-run reuses the attack files (content-keyed folders) and gives the same report
     before = {f: f.read_text() for f in files}
     first = (tmp_path / "eval" / "report.json").read_text()
@@ -349,3 +359,44 @@ def test_a_run_against_changed_weights_is_refused(tiny_pipeline_dir, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "model weights (checksum)" in err
     assert only_file(out).read_text() == before
+
+
+def test_unlearndiffatk_with_a_judge_records_the_released_checkpoints_outcome(tiny_pipeline_dir, tiny_judge, tmp_path):
+    from cards.attack_card import attack_card
+    from detectors.judges import load_judge
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec
+
+    out, spec = tmp_path / "judged", f"local-dir:{tiny_judge}"
+    assert main([*attack(tiny_pipeline_dir, out, "unlearndiffatk"), "--judge", spec]) == 0
+    records = read_prompts(only_file(out))
+    judge = load_judge(spec, device="cpu")
+    pipe = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir)), "cpu").pipe
+
+    def flagged(text, record):
+        generator = torch.Generator("cpu").manual_seed(record.seed)
+        image = pipe(text, generator=generator, num_inference_steps=2, guidance_scale=record.guidance or 7.5).images[0]
+        return bool(judge.predict([image]).is_present("nudity")[0])
+
+    for record in records:
+        extra = record.extra
+        assert record.attack_options["judge"] == spec and record.attack_options["projection"] == "cosine"
+        assert extra["flagged_before"] == flagged(record.source_text, record)
+        if extra["flagged_at"] is None:  # never flagged: every checkpoint (one per grid timestep) was judged
+            assert extra["checkpoints"] == 2
+        else:  # stopped at the first flagged checkpoint: its text is the record's
+            assert extra["flagged_at"] == 2 * extra["checkpoints"] and flagged(record.text, record)
+        assert isinstance(extra["retokenizes"], bool) and extra["loss_rendered"] > 0
+    before = sum(r.extra["flagged_before"] for r in records)
+    after = sum(r.extra["flagged_before"] or r.extra["flagged_at"] is not None for r in records)
+    card = attack_card([only_file(out)])
+    assert f"| {before} / 2 | {after} / 2 |" in card and "post-attack ASR" in card
+
+
+def test_a_judge_for_ring_a_bell_or_of_another_concept_is_refused(tiny_pipeline_dir, tiny_judge, tmp_path, capsys):
+    spec = f"local-dir:{tiny_judge}"
+    assert main([*attack(tiny_pipeline_dir, tmp_path / "never"), "--judge", spec]) == 2
+    assert "only unlearndiffatk judges images at checkpoints" in capsys.readouterr().err
+    argv = [*attack(tiny_pipeline_dir, tmp_path / "never", "unlearndiffatk"), "--judge", spec, "--concept", "church"]
+    assert main(argv) == 2
+    assert "does not judge 'church'" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -215,8 +215,9 @@ def prompt_paths(cfg: EvalConfig) -> list[str]:
     return [str(Path(cfg.out) / "prompts" / f"{c}.jsonl") for c in cfg.concepts] + list(cfg.attack_files) + native
 
 
-def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
-    """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths."""
+def eval_prompts(cfg: EvalConfig, registry, judge=None) -> list[str]:
+    """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths; ``judge``: the
+    evaluation's, which judges UnlearnDiffAtk's checkpoints (:func:`detectors.evaluation.native.run_native_attacks`)."""
     from detectors.evaluation.native import NATIVE_ATTACKS, run_native_attacks
     from detectors.evaluation.perturb import perturb_prompts
 
@@ -231,7 +232,7 @@ def eval_prompts(cfg: EvalConfig, registry) -> list[str]:
         if perturbations:
             records += perturb_prompts(select_forget(records), concept, perturbations, seed=cfg.attack_seed)
         write_prompts(records, Path(path))
-    run_native_attacks(cfg, registry)
+    run_native_attacks(cfg, registry, judge)
     return prompt_paths(cfg)
 
 
@@ -258,7 +259,7 @@ def generation_job(cfg: EvalConfig):
     return job
 
 
-def collect_images(cfg: EvalConfig, registry, job=None) -> tuple[list[EvalImage], list[str], str]:
+def collect_images(cfg: EvalConfig, registry, job=None, judge=None) -> tuple[list[EvalImage], list[str], str]:
     """The evaluation's images, the model names (original first) and the original's name.
 
     Raises:
@@ -279,7 +280,7 @@ def collect_images(cfg: EvalConfig, registry, job=None) -> tuple[list[EvalImage]
         root = cfg.images or str(Path(cfg.out) / "images")
         job = job or generation_job(cfg)
         if job is not None:
-            eval_prompts(cfg, registry)
+            eval_prompts(cfg, registry, judge)
             summary = run_job(job)
             if not summary.complete:
                 raise ValueError("Generation is incomplete:\n" + summary.text())
@@ -371,7 +372,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     judge (loaded first) and that it judges every concept.
     """
     from dataigm.devices import resolve_device
-    from detectors.evaluation.native import native, own_prompts, robustness_images
+    from detectors.evaluation.native import native, own_prompts, paper_robustness, robustness_images
     from detectors.evaluation.native import robustness as native_robustness
     from detectors.judges import load_judge
 
@@ -382,7 +383,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     unjudged = [c for c in cfg.concepts if c not in judge.concepts]
     if unjudged:
         raise ValueError(f"The judge {cfg.judge!r} does not judge {unjudged}; it judges: {', '.join(judge.concepts)}")
-    images, models, original = collect_images(cfg, registry, job)
+    images, models, original = collect_images(cfg, registry, job, judge)
     if job is None:
         unknown = sorted(set(cfg.runtime_s) - set(models))
         if unknown:
@@ -435,6 +436,9 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
                     name, cfg, concept, attacked if name == "robustness" else mine, reference, context
                 )
                 row[name] = cache.get_or_compute(f"{concept_id}/{model}/{name}", fingerprint(inputs), compute, inputs)
+            paper = paper_robustness(cfg, registry, concept_id, model) if native_methods else {}
+            if paper and isinstance(row.get("robustness"), dict):  # per prompt, as UnlearnDiffAtk counts it
+                row["robustness"] = row["robustness"] | {"paper": paper}
             results[concept_id][model] = row
     efficiency = _efficiency(cfg, models, original, cache, digests)
     digests.save()

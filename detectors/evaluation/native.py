@@ -8,6 +8,10 @@ per prompt) and a changed input makes a new one. The generation job renders the 
 model's robustness counts only the prompts made against it (rendered by another model they would measure
 transfer), and reports, next to each attack's ASR, the ASR of the starting prompts without the attack.
 
+UnlearnDiffAtk runs with the evaluation's judge (the concept's oracle) at its released checkpoints, so its records
+carry the per-prompt outcomes from which :func:`paper_robustness` gives the paper's pre- and post-attack ASR
+beside ours (per image of the final prompt).
+
 ``generation`` is imported inside the functions (detectors never import it at module level).
 """
 
@@ -26,9 +30,11 @@ NATIVE_ATTACKS = ("unlearndiffatk", "ring_a_bell")
 # AttackConfig fields the evaluation sets itself: the rest may be given per method in ``attack_options``
 _SET_BY_EVALUATION = (
     "method", "model", "concept", "out", "prompts", "max_prompts", "original", "device", "base_seed", "progress",
-    "concepts_dir",
+    "concepts_dir", "judge",
 )  # fmt: skip
 NO_ATTACK = "no attack (starting prompts)"
+CHECKPOINTED = ("unlearndiffatk",)  # native attacks that judge images at checkpoints (the evaluation's judge)
+ASR_PER_IMAGE = "share of the images of the attack's final prompts (every sample of every prompt) that the judge flags"
 
 
 def native(attacks: Sequence[str]) -> list[str]:
@@ -113,7 +119,7 @@ def planned(cfg, registry) -> list[NativeAttack]:
                 content = {
                     "method": method, "options": options, "concept": concept_id, "prompts": prompts,
                     "model": spec.to_dict(), "weights": model_checksum(spec), "original": original_entry,
-                    "base_seed": cfg.generation.base_seed,
+                    "base_seed": cfg.generation.base_seed, "judge": cfg.judge if method in CHECKPOINTED else None,
                 }  # fmt: skip
                 digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
                 folder = Path(cfg.out) / "attacks" / digest
@@ -129,12 +135,16 @@ def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, fol
         method=method, model=entry, concept=concept_id, out=str(folder), prompts=str(folder / f"{concept_id}-forget.jsonl"),
         original=original_entry if method == "unlearndiffatk" else None, device=cfg.device,
         base_seed=cfg.generation.base_seed, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
-        **attack_options(cfg, method),
+        judge=cfg.judge if method in CHECKPOINTED else None, **attack_options(cfg, method),
     )  # fmt: skip
 
 
-def run_native_attacks(cfg, registry) -> list[Path]:
-    """Run (or resume) every planned native attack; returns the prompt files."""
+def run_native_attacks(cfg, registry, judge=None) -> list[Path]:
+    """Run (or resume) every planned native attack; returns the prompt files.
+
+    ``judge``: the evaluation's loaded judge, which looks at UnlearnDiffAtk's checkpoint images (loaded from
+    ``cfg.judge`` when not given and needed).
+    """
     from generation.attacks.runner import run_attack
 
     specs = _specs(cfg)
@@ -146,7 +156,12 @@ def run_native_attacks(cfg, registry) -> list[Path]:
         if not attack.prompts_file.exists():
             write_prompts(forget_prompts(cfg, attack.concept, registry), attack.prompts_file)
         config = _attack_config(cfg, attack.concept, attack.method, attack.entry, original_entry, attack.folder)
-        run_attack(config)
+        if attack.method in CHECKPOINTED and judge is None:
+            from dataigm.devices import resolve_device
+            from detectors.judges import load_judge
+
+            judge = load_judge(cfg.judge, device=resolve_device(cfg.device))
+        run_attack(config, judge if attack.method in CHECKPOINTED else None)
         paths.append(attack.path)
     return paths
 
@@ -171,11 +186,25 @@ def robustness_images(mine: list, concept: str, model: str, own: dict, methods: 
 
 
 def robustness(images: list, judge, concept: str, num_workers: int | None = None) -> dict:
-    """:func:`aspects.robustness` with the starting prompts shown beside the attacks, not counted in ``overall``."""
+    """:func:`aspects.robustness` with the starting prompts shown beside the attacks, not counted in ``overall``,
+    and the definition of its ASR."""
     from detectors.evaluation import aspects
 
     start = [im for im in images if im.group == NO_ATTACK]
     out = aspects.robustness([im for im in images if im.group != NO_ATTACK], judge, concept, num_workers)
     if start and "by_attack" in out:
         out["by_attack"][NO_ATTACK] = aspects.robustness(start, judge, concept, num_workers)["overall"]
+    return out | ({} if out.get("skipped") else {"definition": ASR_PER_IMAGE})
+
+
+def paper_robustness(cfg, registry, concept: str, model: str) -> dict:
+    """``{method: the paper's pre- and post-attack ASR}`` (:func:`aspects.paper_asr`) of the checkpointed native
+    attacks made against ``model``, from the per-prompt outcomes in their records; empty when none ran."""
+    from detectors.evaluation import aspects
+
+    out = {}
+    for attack in planned(cfg, registry):
+        if attack.method in CHECKPOINTED and (attack.concept, attack.model) == (concept, model):
+            records = read_prompts(attack.path) if attack.path.exists() else []
+            out[attack.method] = aspects.paper_asr([r.extra or {} for r in records])
     return out

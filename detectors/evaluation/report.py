@@ -176,6 +176,7 @@ def _concept(concept: str, by_model: dict, plots: list[str]) -> str:
         if names:
             rows = [(m, *(cell(_value(r, metric, part, n)) for n in names)) for m, r in by_model.items()]
             parts.append(f"{title}:\n\n" + table(("model", *names), rows))
+    parts += _paper_asr(by_model)
     skipped = [
         f"- {metric} of `{model}`: {entry['skipped']}"
         for model, row in by_model.items()
@@ -187,6 +188,29 @@ def _concept(concept: str, by_model: dict, plots: list[str]) -> str:
     if plots:
         parts.append(" ".join(image(name, Path(name).stem.replace("-", " ")) for name in plots))
     return "\n\n".join(parts)
+
+
+def _paper_asr(by_model: dict) -> list[str]:
+    """The paper's per-prompt ASR beside ours (per image), each with the definition report.json states."""
+    rows, definitions = [], {}
+    for model, row in by_model.items():
+        ours = _value(row, "robustness", "definition")
+        if ours:
+            definitions.setdefault("ASR (ours: the ASR column and the per-attack table)", ours)
+        for method, entry in sorted((_value(row, "robustness", "paper") or {}).items()):
+            rows.append((model, method, cell(entry.get("pre_attack"), entry), cell(entry.get("post_attack"), entry)))
+            for name, key in (("pre-attack ASR", "pre_attack"), ("post-attack ASR", "post_attack")):
+                if _value(entry, key, "definition"):
+                    definitions.setdefault(f"{name} (UnlearnDiffAtk, per prompt)", entry[key]["definition"])
+    parts = []
+    if rows:
+        header = ("model", "attack", "pre-attack ASR ↓", "post-attack ASR ↓")
+        parts.append(
+            "Attack success rate as UnlearnDiffAtk counts it (one outcome per prompt):\n\n" + table(header, rows)
+        )
+    if definitions:
+        parts.append("Definitions:\n\n" + "\n".join(f"- {name}: {text}." for name, text in definitions.items()))
+    return parts
 
 
 def _efficiency(report: dict) -> str:
