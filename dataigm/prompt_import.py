@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .concepts import ConceptRegistry, load_registry
 from .prompts import PromptRecord, prompt_id, slug
+from .suite import check_pin
 
 # The IGMU task names and the registry concepts they stand for.
 IGMU_TASKS = {
@@ -171,11 +172,23 @@ def import_csv(
 IMPORTERS: dict[str, Callable[..., dict[str, list[PromptRecord]]]] = {"igmu": import_igmu, "csv": import_csv}
 
 
-def import_prompts(fmt: str, paths: Sequence[str | os.PathLike], **options: object) -> dict[str, list[PromptRecord]]:
-    """Import ``paths`` written in format ``fmt``; returns ``{concept_id: records}``."""
+def import_prompts(
+    fmt: str, paths: Sequence[str | os.PathLike], sha256: Sequence[str] | None = None, **options: object
+) -> dict[str, list[PromptRecord]]:
+    """Import ``paths`` written in format ``fmt``; returns ``{concept_id: records}``.
+
+    Args:
+        sha256: the pinned sha256 of each file (a benchmark suite's pins): a file whose bytes differ is refused
+            before anything is read from it.
+    """
     if fmt not in IMPORTERS:
         raise ValueError(f"Unknown prompt format {fmt!r}; known formats: {', '.join(IMPORTERS)}")
     for path in paths:
         if not Path(path).is_file():
             raise ValueError(f"Prompt file {str(path)!r} does not exist")
+    if sha256 is not None:
+        if len(sha256) != len(paths):
+            raise ValueError(f"{len(sha256)} sha256 pin(s) for {len(paths)} prompt file(s)")
+        for path, pin in zip(paths, sha256, strict=True):
+            check_pin(path, pin)
     return IMPORTERS[fmt](paths, **options)
