@@ -38,10 +38,12 @@ class DedupResult:
     drop: dict[str, set[str]]
     revisions: list[RevisionSummary] = field(default_factory=list)
 
-    def text(self) -> str:
+    def text(self, note_resumed: bool = True) -> str:
+        """The revisions written, or that there was nothing to drop; a dedup revision an interrupted run left and
+        this one finished is what the run dropped (``note_resumed``: say that it was finished now)."""
         dropped = sum(len(k) for k in self.drop.values())
-        lines = [r.text() for r in self.revisions if r.revision]
-        if not dropped:
+        lines = [r.text(note_resumed) for r in self.revisions if r.revision]
+        if not dropped and not any(r.revision and r.reason == "dedup" for r in self.revisions):
             lines.append(f"no duplicates to drop among {self.report.hashed} images")
         return "\n".join(lines)
 
@@ -140,9 +142,11 @@ def balance_root(root: str | Path, by: str = "split", seed: int = 0, dry_run: bo
     ``dry_run`` nothing is written and ``dropped`` counts the samples that would leave. A missing or damaged shard
     is refused before anything is written (:func:`dataigm.revision.check_indexed_shards`)."""
     check_indexed_shards(root)
-    if not dry_run:
-        finish_revisions(root)
+    finished = [] if dry_run else [r for r in finish_revisions(root) if r.reason == "balance"]
     drop = choose_balance(root, by, seed)
-    if dry_run or not drop:
+    if dry_run:
         return RevisionSummary("", "balance", dropped=sum(len(keys) for keys in drop.values()))
-    return drop_samples(root, drop, "balance", {"by": by, "seed": seed})
+    if drop:
+        return drop_samples(root, drop, "balance", {"by": by, "seed": seed})
+    # a balance revision an interrupted run left, finished now: that is what this balancing dropped
+    return finished[-1] if finished else RevisionSummary("", "balance")

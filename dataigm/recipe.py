@@ -488,7 +488,8 @@ class DedupStep:
     def run(self, step: Step, recipe: Recipe) -> str:
         from .dedup import dedup_root
 
-        return dedup_root(recipe.out, **dict(step.options)).text()
+        # recorded as an uninterrupted run records it, also when it finishes the revision a killed build left
+        return dedup_root(recipe.out, **dict(step.options)).text(note_resumed=False)
 
 
 class BalanceStep:
@@ -506,7 +507,7 @@ class BalanceStep:
     def run(self, step: Step, recipe: Recipe) -> str:
         from .dedup import balance_root
 
-        return balance_root(recipe.out, **dict(step.options)).text()
+        return balance_root(recipe.out, **dict(step.options)).text(note_resumed=False)
 
 
 class ValidateStep:

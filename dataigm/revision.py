@@ -48,13 +48,15 @@ class RevisionSummary:
     replaced: dict[str, str | None] = field(default_factory=dict)  # old shard -> new shard (None: all dropped)
     resumed: bool = False
 
-    def text(self) -> str:
+    def text(self, note_resumed: bool = True) -> str:
+        """One line; ``note_resumed=False`` leaves out that an interrupted run was finished (a build's record of
+        the step is what it wrote, the same as an uninterrupted run's)."""
         if not self.revision:
             if self.dropped:  # a dry run
                 return f"{self.reason}: {self.dropped} sample(s) would be dropped (nothing written)"
             return f"{self.reason}: nothing to drop"
         kept = sum(v is not None for v in self.replaced.values())
-        again = " (finished an interrupted run)" if self.resumed else ""
+        again = " (finished an interrupted run)" if self.resumed and note_resumed else ""
         return (
             f"revision {self.revision} ({self.reason}){again}: {self.dropped} sample(s) dropped, "
             f"{len(self.replaced)} shard(s) replaced ({kept} by a smaller copy, {len(self.replaced) - kept} "

@@ -395,3 +395,54 @@ def test_dedup_runs_again_after_a_source_is_added(tmp_path, capsys):
     assert ("laion", "church/new.png") in origins and ("real", "church/0.png") in origins
     assert ("laion", "church/again.png") not in origins
     assert find_duplicates(out).groups == []
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL: nothing in the build catches it, so the root is left as a kill leaves it."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["dedup", "balance"])
+def test_a_rule_step_interrupted_mid_revision_records_what_an_uninterrupted_build_does(tmp_path, monkeypatch, step):
+    import numpy as np
+    from PIL import Image
+
+    import dataigm.revision
+
+    def texture(seed: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        return _png(Image.fromarray(rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)).resize((48, 48)))
+
+    for name, seeds in (("church", range(6)), ("other", range(10, 12))):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for seed in seeds:
+            (tmp_path / "images" / name / f"{seed}.png").write_bytes(texture(seed))
+    (tmp_path / "images" / "church" / "again.png").write_bytes(texture(0))  # one copy for dedup to drop
+    source = {"kind": "folder", "folder": "images", "source": "real", "class_map": {"other": "pair"}}
+    recipe = {"concepts": {"church": [source]}, "rules": {"dedup": True, "balance": {"by": "split"}}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert main(["build", str(path), "--out", str(clean)]) == 0
+
+    write_shard = dataigm.revision.write_shard
+
+    def killed_while_writing(root, shard, samples, job_id, **kwargs):
+        if job_id.startswith(f"{step}-"):  # the step's revision is recorded and its copies are being written
+            raise _Killed
+        return write_shard(root, shard, samples, job_id=job_id, **kwargs)
+
+    monkeypatch.setattr(dataigm.revision, "write_shard", killed_while_writing)
+    with pytest.raises(_Killed):
+        main(["build", str(path), "--out", str(killed)])
+    monkeypatch.setattr(dataigm.revision, "write_shard", write_shard)
+    assert [(r["reason"], r["status"]) for r in read_manifest(killed)["revisions"]][-1] == (step, "writing")
+    assert main(["build", str(path), "--out", str(killed)]) == 0
+
+    def recorded(root: Path) -> dict:  # every step's record but the card's, which names the root it wrote into
+        return {k: s for k, s in read_state(root)["steps"].items() if not s["title"].endswith("card")}
+
+    assert recorded(killed) == recorded(clean)
+    summary = next(s["summary"] for s in recorded(clean).values() if s["title"].endswith(step))
+    assert summary.startswith(f"revision {step}-") and " sample(s) dropped" in summary  # not "nothing to drop"
+    assert read_manifest(killed)["shards"] == read_manifest(clean)["shards"]
