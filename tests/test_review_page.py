@@ -267,3 +267,107 @@ def test_the_page_in_a_real_browser_keys_decisions_file_and_applied_revision(roo
         flipped = latest[key] == "flip"
         assert after[key] == (1 - labels[key] if flipped else labels[key], "person", names[labels[key]])
     assert after["real_00005"] == (labels["real_00005"], None, None)
+
+
+def raw(server: ReviewServer, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    """One request as sent (any Host, any Content-Length): ``(status, JSON answer)``."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        headers = dict(headers or {})
+        connection.putrequest(method, path, skip_host="Host" in headers, skip_accept_encoding=True)
+        for name, value in headers.items():
+            if value is not None:  # {"Host": None}: no Host header at all
+                connection.putheader(name, value)
+        if body is not None and "Content-Length" not in headers:
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        data = answer.read()
+        return answer.status, (json.loads(data) if answer.getheader("Content-Type") == "application/json" else data)
+    finally:
+        connection.close()
+
+
+def _decided(decisions: Path) -> dict:
+    return read_decisions(decisions).latest
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "message"),
+    [
+        (b"[1, 2]", {}, 400, "the body is not a JSON object"),
+        (b'"flip"', {}, 400, "the body is not a JSON object"),
+        (b"{", {}, 400, "the body is not JSON"),
+        (b"\xff\xfe{}", {}, 400, "the body is not JSON"),
+        (b"[" * 50_000, {}, 400, "the body is not JSON"),  # nested past the parser's recursion
+        (b"{}", {"Content-Length": "two"}, 400, "Content-Length 'two' is not a number of bytes"),
+        (b"{}", {"Content-Length": "-5"}, 400, "Content-Length '-5' is not a number of bytes"),
+        (b"{}", {"Content-Length": "99999999999999"}, 413, "the body is larger than 65536 bytes"),
+        (b'{"index": 0, "decision": "keep", "pad": "' + b"x" * 70_000 + b'"}', {}, 413, "larger than 65536"),
+    ],
+)
+def test_a_bad_body_gets_an_answer_and_the_server_keeps_serving(root, queue, tmp_path, body, headers, status, message):
+    decisions = tmp_path / "decisions.jsonl"
+    server, thread = start(root, queue, decisions)
+    try:
+        code, answer = raw(server, "POST", "/api/decision", body, headers)
+        assert (code, message in answer["error"]) == (status, True), answer
+        assert json.loads(get(server, "/api/state"))["next"] == 0  # still serving
+        assert post(server, "/api/decision", {"index": 0, "decision": "keep"})["next"] == 1
+    finally:
+        post(server, "/api/stop", {})
+        thread.join(10)
+    assert [d["decision"] for d in _decided(decisions).values()] == ["keep"]
+
+
+@pytest.mark.parametrize("index", [-1, 4, 1.7, True, False, "1", None, [0]])
+def test_an_index_that_is_not_an_integer_of_the_queue_is_refused(root, queue, tmp_path, index):
+    decisions = tmp_path / "decisions.jsonl"
+    server, thread = start(root, queue, decisions)
+    try:
+        code, answer = raw(server, "POST", "/api/decision", json.dumps({"index": index, "decision": "flip"}).encode())
+        assert code == 400 and "index must be an integer from 0 to 3" in answer["error"], answer
+        if not isinstance(index, str):  # "/image/1" is image 1: a path is text
+            code, _ = raw(server, "GET", f"/image/{index}")
+            assert code == 404
+    finally:
+        post(server, "/api/stop", {})
+        thread.join(10)
+    assert _decided(decisions) == {}  # -1, 1.7 and true were saved as decisions on items 3, 1 and 1
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:{port}", True),
+        ("localhost:{port}", True),
+        ("LocalHost:{port}", True),
+        ("attacker.example:{port}", False),  # a rebinding page: its name now resolves to 127.0.0.1
+        ("attacker.example", False),
+        ("127.0.0.1:1", False),
+        ("127.0.0.1", False),
+        (None, False),
+    ],
+)
+def test_only_requests_to_the_servers_own_address_are_answered(root, queue, tmp_path, host, allowed):
+    decisions = tmp_path / "decisions.jsonl"
+    server, thread = start(root, queue, decisions)
+    port = server.server_address[1]
+    headers = {"Host": host.format(port=port)} if host is not None else {"Host": None}
+    try:
+        for method, path, body in (
+            ("GET", "/", None),
+            ("GET", "/api/state", None),
+            ("GET", "/image/0", None),
+            ("POST", "/api/decision", b'{"index": 0, "decision": "flip"}'),
+        ):
+            code, answer = raw(server, method, path, body, headers)
+            assert code == (200 if allowed else 403), (method, path, code)
+            if not allowed:
+                assert f"only http://127.0.0.1:{port}/ and http://localhost:{port}/ are served" in answer["error"]
+    finally:
+        post(server, "/api/stop", {})
+        thread.join(10)
+    assert len(_decided(decisions)) == (1 if allowed else 0)
