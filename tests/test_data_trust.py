@@ -1,4 +1,4 @@
-"""Issue 11, data layer: the paper's folder names, no silent duplicates or empty roots, unfinished jobs found,
+"""Trust in the data layer: the paper's folder names, no silent duplicates or empty roots, unfinished jobs found,
 nothing left behind by a refused run, one-line errors, reproducible sidecars."""
 
 import hashlib

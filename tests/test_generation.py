@@ -142,7 +142,7 @@ def test_failed_shards_are_reported_not_retried_and_the_rest_finish(tiny_pipelin
     assert "FAILED" in err and "after 1 attempt(s)" in err and "UNet weights fit no known layout" in err
     assert "the job is incomplete: the errors above repeat on every run" in err
     assert {s.record["method"] for s in iter_samples(root)} == {"ORG"}
-    # validate now reports the job's reserved but unwritten shard (issue 11, defect 12), and nothing else
+    # validate reports the job's reserved but unwritten shard, and nothing else
     problems = validate_root(root)
     assert len(problems) == 1 and "unfinished" in problems[0] and "1 of its 2 reserved shard(s)" in problems[0]
 

@@ -1,4 +1,4 @@
-"""Issue 11, judges: NaN is not "absent", options checked first, damaged judge files named, content fingerprints,
+"""Trust in the judges: NaN is not "absent", options checked first, damaged judge files named, content fingerprints,
 seeded augmentation, resume without a checkpoint, and training that does not depend on the thread count."""
 
 from __future__ import annotations
