@@ -61,7 +61,7 @@ def test_cls_must_agree_with_label():
 @pytest.mark.parametrize(
     ("parts", "key"),
     [
-        # a part whose characters were replaced carries the first 8 hex digits of its sha256 (names differing there stay apart)
+        # a part whose characters were replaced carries the first 8 hex digits of its sha256 (names stay apart)
         (("real", "img.001.png"), "real_img-001-png-2d6f940d"),
         (("gen", "church-forget-003", 7), "gen_church-forget-003_7"),
         (("a b", "ü"), "a-b-c8687a08_607474ca"),
