@@ -67,6 +67,9 @@ def _summary_row(name: str, records: list[PromptRecord]) -> list:
     losses = [r.loss for r in records if r.loss is not None]
     fitness = [r.fitness for r in records if r.fitness is not None]
     reached = f"loss {number(mean(losses))}" if losses else f"fitness {number(mean(fitness))}" if fitness else "-"
+    rendered = [r.extra["loss_rendered"] for r in records if (r.extra or {}).get("loss_rendered") is not None]
+    if rendered:  # the loss of the tokens the written prompts give (what a pipeline renders)
+        reached += f" (rendered {number(mean(rendered))})"
     model = first.target_model or {}
     return [
         f"`{name}`",

@@ -390,7 +390,7 @@ def test_unlearndiffatk_with_a_judge_records_the_released_checkpoints_outcome(ti
     before = sum(r.extra["flagged_before"] for r in records)
     after = sum(r.extra["flagged_before"] or r.extra["flagged_at"] is not None for r in records)
     card = attack_card([only_file(out)])
-    assert f"| {before} / 2 | {after} / 2 |" in card and "post-attack ASR" in card
+    assert f"| {before} / 2 | {after} / 2 |" in card and "post-attack ASR" in card and "(rendered " in card
 
 
 def test_a_judge_for_ring_a_bell_or_of_another_concept_is_refused(tiny_pipeline_dir, tiny_judge, tmp_path, capsys):
