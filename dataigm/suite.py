@@ -154,7 +154,9 @@ def resolve_suite(ref: str) -> Path:
     Raises:
         ValueError: an unknown suite or version, in one line naming the known ones.
     """
-    if ref.endswith((".yaml", ".yml")) and Path(ref).is_file():
+    if ref.endswith((".yaml", ".yml")):
+        if not Path(ref).is_file():
+            raise ValueError(f"Suite file {ref!r} does not exist (a packaged suite is named SUITE[@VERSION])")
         return Path(ref)
     suites = packaged_suites()
     name, _, version = ref.partition("@")

@@ -151,6 +151,7 @@ def test_latest_version_when_none_is_given(tmp_path, monkeypatch):
         ("nope", "Unknown suite 'nope'; known suites: igmu-church@1, "),
         ("toy@9", "Suite 'toy' has no version '9'; known versions: 1"),
         ("toy@latest", "Suite 'toy' has no version 'latest'; known versions: 1"),
+        ("missing@1.yaml", "Suite file 'missing@1.yaml' does not exist"),
     ],
 )
 def test_unknown_suite_or_version_is_refused_in_one_line(capsys, ref, message):
