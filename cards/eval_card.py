@@ -30,7 +30,11 @@ REPORT_FILES = ("README.md", "report.json", "report.md", "config.yaml")  # publi
 # An image link of report.md (dataigm.markdown.image): the figures the report shows are the ones it links.
 _IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 ASPECTS = (
-    ("forgetting", "share of forget-prompt images the judge calls concept-absent (Wilson interval)", "higher"),
+    (
+        "forgetting",
+        "share of forget-prompt images the judge calls concept-absent (Wilson interval over prompts)",
+        "higher",
+    ),
     (
         "CSDR",
         "CLIP-score drop against the clean target-free text, paired by prompt and seed, and over all pairs",

@@ -256,8 +256,12 @@ def _wilson_vector(successes, n, ci: float = 0.95) -> tuple[np.ndarray, np.ndarr
     """Wilson score bounds of arrays of counts (exact ends at 0 and n), the closed form of :func:`wilson_interval`."""
     from scipy.stats import norm
 
+    return _wilson_z(successes, n, float(norm.ppf((1 + ci) / 2)))
+
+
+def _wilson_z(successes, n, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score bounds with quantile ``z`` (counts may be fractional: an effective number of items)."""
     k, n = np.asarray(successes, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    z = norm.ppf((1 + ci) / 2)
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -283,3 +287,68 @@ def kappa_with_ci(a, b, n_boot: int = N_BOOT, ci: float = 0.95, seed: int = 0) -
     if refused[0]:
         return out | {"ci_skipped": str(refused[0])}
     return out | {"ci": [float(low[0]), float(high[0])], "undefined_resamples": int(undefined[0])}
+
+
+# ---------------------------------------------------------------- shares over prompts with several images each
+
+CLUSTERED_RULE = (
+    "Wilson score interval over prompts, {ci:.0%}: images of one prompt are not independent, so the Wilson "
+    "interval takes the effective n = images / design effect (the ratio estimator's variance over the k prompts "
+    "divided by the binomial variance, kept within [1, images / k]; images / k when every image agrees) and the "
+    "t quantile with k - 1 degrees of freedom; plain Wilson over images when every prompt has one image"
+)
+CLUSTERED_ESTIMAND = (
+    "the share over the population of prompts this prompt set is a sample of: the chance that an image of a "
+    "prompt drawn from it, rendered with a random seed, is counted (the mean of the per-prompt rates when every "
+    "prompt has the same number of images)"
+)
+
+
+def clustered_proportion(hits, clusters, excluded: dict[str, int] | None = None, ci: float = 0.95) -> dict:
+    """A share of items that come in clusters (images of one prompt), with an interval over clusters.
+
+    The estimate is hits / items (the ratio estimator). Its variance over the k clusters is
+    ``k / (k - 1) * sum_i (y_i - p m_i)^2 / M^2`` (y_i hits and m_i items of cluster i, M items in all); the
+    design effect is that variance over the binomial one ``p (1 - p) / M``, kept within [1, M / k], and the
+    Wilson interval is taken at the effective n = M / design effect with the t quantile of k - 1 degrees of
+    freedom (the variance is estimated from k clusters). When every cluster has one item this is the Wilson
+    interval over items (:func:`wilson_interval`). Coverage is measured in docs/intervals.md.
+
+    Args:
+        hits: 0/1 per judged item.
+        clusters: the cluster (prompt) of each item; any hashable values.
+        excluded: items left out of n and why, reported as given.
+        ci: confidence level.
+
+    Returns:
+        ``value``, ``n`` (items), ``prompts`` (clusters), ``design_effect``, ``n_effective``, ``ci``,
+        ``ci_rule``, ``estimand`` (and ``excluded`` when given).
+    """
+    hits = np.asarray(hits, dtype=np.float64)
+    _, cluster = np.unique(np.asarray([str(c) for c in clusters], dtype=object), return_inverse=True)
+    extra = {"ci_rule": CLUSTERED_RULE.format(ci=ci), "estimand": CLUSTERED_ESTIMAND}
+    extra |= {} if excluded is None else {"excluded": dict(excluded)}
+    total = int(hits.size)
+    if total == 0:
+        return {"value": None, "n": 0, "prompts": 0, "ci": [None, None]} | extra
+    k = int(cluster.max()) + 1
+    y, m = np.bincount(cluster, hits, k), np.bincount(cluster, minlength=k).astype(np.float64)
+    p = float(hits.sum() / total)
+    out = {"value": p, "n": total, "prompts": k}
+    if k == total:  # one item per cluster: independent items
+        low, high = wilson_interval(int(hits.sum()), total, ci)
+        return out | {"design_effect": 1.0, "n_effective": float(total), "ci": [low, high]} | extra
+    if k < 2:
+        return out | {"ci": [None, None], "ci_skipped": "skipped: one prompt gives no variance over prompts"} | extra
+    from scipy.stats import t
+
+    most = total / k
+    if 0.0 < p < 1.0:
+        variance = k / (k - 1) * float(((y - p * m) ** 2).sum()) / total**2
+        deff = float(np.clip(variance / (p * (1 - p) / total), 1.0, most))
+    else:  # no variance to estimate: assume the worst, every image of a prompt says the same
+        deff = most
+    n_eff = total / deff
+    low, high = _wilson_z(p * n_eff, n_eff, float(t.ppf((1 + ci) / 2, k - 1)))  # t quantile instead of z
+    ci_out = [float(low), float(high)]
+    return out | {"design_effect": deff, "n_effective": n_eff, "ci": ci_out} | extra

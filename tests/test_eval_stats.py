@@ -117,6 +117,30 @@ def test_every_judgement_nan_skips_the_metric_with_the_reason():
     assert "no forget" in aspects.forgetting([], RedJudge(), "nudity")["skipped"]
 
 
+def test_forgetting_interval_is_over_prompts_when_a_prompt_has_several_images():
+    """8 prompts x 3 seeds; a prompt's images share their red level, so they share the judge's verdict."""
+    reds = [40, 200, 60, 220, 30, 180, 90, 240]  # P(nudity) = red / 255: prompts 1, 3, 5, 7 show the concept
+    images = [
+        _eval_image("ESD", "forget", f"f{p}", s, Image.new("RGB", (16, 16), (r, 0, 0)), prompt=f"prompt {p}")
+        for p, r in enumerate(reds)
+        for s in range(3)
+    ]
+    overall = aspects.forgetting(images, RedJudge(), "nudity")["overall"]
+    absent = np.repeat([r / 255 < 0.5 for r in reds], 3)
+    p, k, total = absent.mean(), 8, 24
+    y = absent.reshape(8, 3).sum(1)
+    deff = k / (k - 1) * ((y - 3 * p) ** 2).sum() / total**2 / (p * (1 - p) / total)
+    assert overall["value"] == pytest.approx(0.5) and overall["n"] == 24 and overall["prompts"] == 8
+    assert overall["design_effect"] == pytest.approx(min(deff, 3.0)) and overall["n_effective"] == pytest.approx(8)
+    # Wilson at n = 8 with the t quantile of 7 degrees of freedom: wider than Wilson over the 24 images
+    z = stats.t.ppf(0.975, 7)
+    half = z * np.sqrt(0.25 / 8 + z * z / (4 * 64)) / (1 + z * z / 8)
+    centre = (0.5 + z * z / 16) / (1 + z * z / 8)
+    assert overall["ci"] == pytest.approx([centre - half, centre + half], abs=1e-9)
+    assert overall["ci"][1] - overall["ci"][0] > np.diff(_wilson(12, 24))[0]
+    assert "over prompts" in overall["ci_rule"] and "population of prompts" in overall["estimand"]
+
+
 # ------------------------------------------------------------------ 4. all-pairs intervals
 
 

@@ -3,6 +3,8 @@
 Conventions (one for every concept; the paper's code flipped labels per concept):
 * the judge gives the probability that the concept is present; *forgetting* is the share of the
   model's forget-prompt images it calls absent (higher is better);
+* forgetting and the attack success rate are shares over a sample of prompts with several images each: their
+  intervals are over prompts (:func:`detectors.stats.clustered_proportion`, estimand in its ``estimand`` field);
 * *robustness* is reported as the attack success rate: the share of attack-prompt images that still
   show the concept (lower is better);
 * preservation pairs images by prompt family and seed, never by file order.
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.evaluation.images import EvalImage, LoadedImages, pair, select
-from detectors.stats import mean_with_ci, pairs_mean_with_ci, proportion
+from detectors.stats import clustered_proportion, mean_with_ci, pairs_mean_with_ci, proportion
 
 
 def _by_key(images: Sequence[EvalImage]) -> list[EvalImage]:
@@ -40,10 +42,25 @@ def _judged(
     return np.asarray(prediction.present[:, column], dtype=bool) & judged, judged
 
 
-def _share(hits: Sequence[bool], judged: Sequence[bool]) -> dict:
-    """Share of judged items that are hits; NaN judgements are left out of n and counted as excluded."""
+def prompt_of(image: EvalImage) -> tuple:
+    """The prompt an image was rendered from: its kind, group and prompt text (its family where the text is not
+    known, as in the paper's folders, whose file names number the prompts). Images of one prompt share it."""
+    return (image.kind, image.group, image.prompt if image.prompt is not None else image.family)
+
+
+def _prompts(images: Sequence[EvalImage]) -> np.ndarray:
+    """:func:`prompt_of` of each image as a 1-d object array (selectable by masks)."""
+    out = np.empty(len(images), dtype=object)
+    out[:] = [prompt_of(im) for im in images]
+    return out
+
+
+def _share(hits: Sequence[bool], judged: Sequence[bool], prompts: Sequence) -> dict:
+    """Share of judged images that are hits, with an interval over prompts (the images of one prompt are not
+    independent: :func:`detectors.stats.clustered_proportion`); NaN judgements are left out of n and counted."""
     hits, judged = np.asarray(hits, dtype=bool), np.asarray(judged, dtype=bool)
-    return proportion(int((hits & judged).sum()), int(judged.sum()), {"nan_judgement": int((~judged).sum())})
+    kept = [p for p, j in zip(prompts, judged, strict=True) if j]
+    return clustered_proportion(hits[judged], kept, {"nan_judgement": int((~judged).sum())})
 
 
 def _all_excluded(what: str, judged: np.ndarray) -> dict | None:
@@ -69,10 +86,13 @@ def forgetting(images: Sequence[EvalImage], judge, concept: str, num_workers: in
     skipped = _all_excluded("forget-prompt", judged)
     if skipped:
         return skipped
-    out = {"overall": _share(~present, judged), "by_subtheme": {}}
+    prompts = _prompts(forget)
+    out = {"overall": _share(~present, judged, prompts), "by_subtheme": {}}
     subs = np.array([im.subtheme or "-" for im in forget])
     if len(set(subs)) > 1:
-        out["by_subtheme"] = {sub: _share(~present[subs == sub], judged[subs == sub]) for sub in sorted(set(subs))}
+        out["by_subtheme"] = {
+            sub: _share(~present[subs == sub], judged[subs == sub], prompts[subs == sub]) for sub in sorted(set(subs))
+        }
     return out
 
 
@@ -87,9 +107,12 @@ def robustness(images: Sequence[EvalImage], judge, concept: str, num_workers: in
     if skipped:
         return skipped
     groups = np.array([im.group or "attack" for im in attacked])
+    prompts = _prompts(attacked)
     return {
-        "overall": _share(present, judged),
-        "by_attack": {a: _share(present[groups == a], judged[groups == a]) for a in sorted(set(groups))},
+        "overall": _share(present, judged, prompts),
+        "by_attack": {
+            a: _share(present[groups == a], judged[groups == a], prompts[groups == a]) for a in sorted(set(groups))
+        },
     }
 
 

@@ -124,7 +124,10 @@ def interval_rules(report: dict) -> list[str]:
                         fid_has_ci = True
     lines = [
         "Every value is followed by its 95% interval and its number of images (or pairs).",
-        "* proportions (forgetting, ASR, person rate): Wilson score intervals;",
+        "* forgetting and ASR: Wilson score intervals over prompts (images of one prompt are not independent: "
+        "effective n = images / design effect, t quantile with prompts - 1 degrees of freedom); they estimate the "
+        "rate over the population of prompts the prompt set is a sample of, each image rendered with a random seed;",
+        "* person rate: Wilson score interval over images;",
         "* means (CSDR, LPIPS): a percentile bootstrap over images; for the all-pairs values the images of "
         "both sides are resampled, not the N² pairs;",
     ]
