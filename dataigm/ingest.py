@@ -8,6 +8,8 @@ recorded in their shard's sidecar.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -15,6 +17,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,15 @@ from .shardjob import ShardJob, ShardResult, with_retries
 from .writer import write_shard
 
 logger = logging.getLogger(__name__)
+
+
+class SkippedInput(OSError):
+    """An input left out on purpose, never read or never decoded; the message is its countable reason (an image
+    with too many pixels, a link leaving the folder, a dataset's file path outside the dataset)."""
+
+
+TOO_MANY_PIXELS = "too many pixels"
+LINK_OUTSIDE = "symbolic link leaving the folder"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # File-name prefixes of the IGMU demo layout <Task>/<split>/<class>/ and the source each stands for.
@@ -71,7 +83,7 @@ class IngestReport:
     def summary(self) -> str:
         return (
             f"{self.samples} samples in {self.shards_written} new shard(s), {self.shards_skipped} shard(s) already done, "
-            f"{len(self.skipped_files)} unreadable file(s) skipped, {len(self.ignored_files)} non-image file(s) ignored"
+            f"{len(self.skipped_files)} file(s) skipped, {len(self.ignored_files)} non-image file(s) ignored"
         )
 
 
@@ -162,8 +174,20 @@ def resolve_task(name: str, registry: ConceptRegistry) -> Concept:
 # ---------------------------------------------------------------- planning a folder
 
 
-def _reader(path: Path) -> Callable[[], bytes]:
-    return path.read_bytes
+def _reader(path: Path, folder: Path) -> Callable[[], bytes]:
+    return functools.partial(_read_inside, path, folder.resolve())
+
+
+def _read_inside(path: Path, folder: Path) -> bytes:
+    """The bytes of ``path`` if it lies inside ``folder`` once links are resolved (checked when read, so a link
+    changed after planning is caught too).
+
+    Raises:
+        SkippedInput: a symbolic link that leaves the folder (it is not followed).
+    """
+    if not path.resolve().is_relative_to(folder):
+        raise SkippedInput(LINK_OUTSIDE)
+    return path.read_bytes()
 
 
 def plan_folder(
@@ -179,10 +203,15 @@ def plan_folder(
 
     Layouts, tried in this order:
 
+    * one ``label`` for the whole folder (an explicit label wins over the IGMU prefixes below, which then only
+      give each file's source unless ``source`` is given);
     * the IGMU demo layout ``[<Task>/]<split>/<class>/<PREFIX>_name.ext`` with ``REAL_``, ``LAION_`` or
       ``SD-GEN_`` prefixes (source from the prefix, split and class from the folders);
-    * one ``label`` for the whole folder;
     * class sub-folders ``<class>/...`` named by the concept's class names.
+
+    Symbolic links: a link to a file inside ``folder`` is read like that file; a link that leaves ``folder`` is
+    never followed: it is skipped and counted as "symbolic link leaving the folder" (in the shard's sidecar, like
+    an unreadable file). Linked directories are never descended into.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -201,7 +230,7 @@ def plan_folder(
             f"{len(ignored)} other file(s))"
         )
     fixed_concept = registry.get(concept) if concept else None
-    if any(p.name.startswith(tuple(SOURCE_PREFIXES)) for p in images):
+    if label is None and any(p.name.startswith(tuple(SOURCE_PREFIXES)) for p in images):
         items = _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry)
         return items, ignored
     _refuse_benchmarking_layout(folder, images)
@@ -211,6 +240,8 @@ def plan_folder(
     items = []
     for path in images:
         rel = path.relative_to(folder)
+        prefix = next((p for p in SOURCE_PREFIXES if path.name.startswith(p)), None)
+        item_source = source or (SOURCE_PREFIXES[prefix] if prefix else "real")
         if label is not None:
             item_label = _label_of(label, fixed_concept, mapping, "--label")
         elif len(rel.parts) < 2:
@@ -221,7 +252,7 @@ def plan_folder(
         else:
             item_label = _label_of(rel.parts[0], fixed_concept, mapping, f"folder {rel.parts[0]!r}")
         items.append(
-            IngestItem(fixed_concept.id, split or "train", source or "real", item_label, rel.as_posix(), _reader(path))
+            IngestItem(fixed_concept.id, split or "train", item_source, item_label, rel.as_posix(), _reader(path, folder))
         )
     return items, ignored
 
@@ -260,7 +291,7 @@ def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, regist
             raise ValueError(f"{rel}: no source prefix ({', '.join(SOURCE_PREFIXES)}); pass --source for such files")
         label = _label_of(dirs[-1], concept, class_map(concept, class_names), f"{rel}")
         split = check_split(slug(dirs[-2]), f"{rel}: split folder {dirs[-2]!r} gives split")
-        items.append(IngestItem(concept.id, split, item_source, label, rel.as_posix(), _reader(path)))
+        items.append(IngestItem(concept.id, split, item_source, label, rel.as_posix(), _reader(path, folder)))
     return items
 
 
@@ -278,11 +309,57 @@ def plan_hf_dataset(name: str, concept: str, **options) -> list[IngestItem]:
 # ---------------------------------------------------------------- writing
 
 
-def encode_image(data: bytes, resize: int | None, image_format: str | None) -> tuple[bytes, str, int, int]:
-    """Check that ``data`` decodes; re-encode only when asked (or for formats shards do not keep)."""
+def default_max_pixels() -> int:
+    """Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), our default ``max_pixels``."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
+    return _PILLOW_MAX_PIXELS or Image.MAX_IMAGE_PIXELS
+
+
+_PILLOW_MAX_PIXELS: int | None = None  # Pillow's own value, read once before any change
+
+
+@contextlib.contextmanager
+def open_image(data: bytes, max_pixels: int | None = None):
+    """``PIL.Image.open`` on ``data`` that refuses more than ``max_pixels`` pixels (default Pillow's limit) from
+    the header alone, before anything is decoded.
+
+    Pillow warns above its ``MAX_IMAGE_PIXELS`` and raises above twice that; here the limit is ours: the image is
+    refused with :class:`SkippedInput` ("too many pixels") above it, whatever Pillow's setting.
+
+    Raises:
+        SkippedInput: too many pixels.
+    """
+    from PIL import Image
+
+    global _PILLOW_MAX_PIXELS
+    if _PILLOW_MAX_PIXELS is None:
+        _PILLOW_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+    limit = max_pixels or default_max_pixels()
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit  # Pillow's own check then raises only far above ours, which comes first
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, not warned about
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise SkippedInput(TOO_MANY_PIXELS) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        if img.width * img.height > limit:
+            raise SkippedInput(TOO_MANY_PIXELS)
+        yield img
+
+
+def encode_image(
+    data: bytes, resize: int | None, image_format: str | None, max_pixels: int | None = None
+) -> tuple[bytes, str, int, int]:
+    """Check that ``data`` decodes (and has at most ``max_pixels`` pixels, default Pillow's limit); re-encode only
+    when asked (or for formats shards do not keep)."""
+    from PIL import Image
+
+    with open_image(data, max_pixels) as img:
         img.load()  # decodes the whole image: truncated files fail here, not in a training run
         ext = PIL_FORMATS.get(img.format)
         target_ext = image_format or ext or "png"
@@ -323,10 +400,12 @@ def unreadable_reason(err: BaseException) -> str:
     """A short, stable reason for an image that cannot be read (no object reprs, no memory addresses)."""
     from PIL import Image, UnidentifiedImageError
 
+    if isinstance(err, SkippedInput):
+        return str(err)
     if isinstance(err, UnidentifiedImageError):
         return "not a recognised image format"
     if isinstance(err, Image.DecompressionBombError):
-        return "too many pixels (PIL's decompression bomb limit)"
+        return TOO_MANY_PIXELS
     if isinstance(err, FileNotFoundError):
         return "file not found"
     if isinstance(err, PermissionError):
@@ -338,18 +417,22 @@ def unreadable_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def check_max_pixels(max_pixels: int | None) -> None:
+    """Raise a ``ValueError`` for a ``--max-pixels`` below 1."""
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
 # PIL raises these for unreadable images (OSError also covers files that cannot be read)
 UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError)
 
 
-def _check_something_readable(items: Sequence[IngestItem], where: str | None) -> None:
+def _check_something_readable(items: Sequence[IngestItem], where: str | None, max_pixels: int | None) -> None:
     """Refuse, before anything is written, inputs of which not one image can be read."""
-    from PIL import Image
-
     reasons: Counter = Counter()
     for item in items:
         try:
-            with Image.open(io.BytesIO(item.read())) as img:
+            with open_image(item.read(), max_pixels) as img:
                 img.load()
             return
         except UNREADABLE_ERRORS as err:
@@ -383,13 +466,14 @@ class IngestWorker:
     image_format: str | None = None
     license: str | None = None
     retries: int = 2
+    max_pixels: int | None = None
 
     def run(self, task: IngestTask) -> ShardResult:
         """Write ``task``'s shard; a failure is returned, not raised."""
 
         def attempt() -> ShardResult:
             samples, skipped = _build_samples(
-                task.items, self.categories, self.resize, self.image_format, self.license
+                task.items, self.categories, self.resize, self.image_format, self.license, self.max_pixels
             )
             write_shard(self.root, task.shard, samples, job_id=self.job, errors=skipped)
             return ShardResult(task.shard.relpath, images=len(samples), skipped=skipped)
@@ -409,6 +493,7 @@ def ingest(
     progress: bool = True,
     where: str | None = None,
     config: dict | None = None,
+    max_pixels: int | None = None,
 ) -> IngestReport:
     """Write ``items`` into shards of ``root``, skipping shards an earlier run of the same job finished.
 
@@ -431,6 +516,8 @@ def ingest(
         config: the job's resolved options (the source and how its rows were chosen), recorded in the manifest
             and in ``meta/<job>.yaml`` with the writing options (``resize``, ``format``, ``license``) added; the
             dataset card lists them.
+        max_pixels: images with more pixels are skipped as "too many pixels" before they are decoded (default:
+            Pillow's decompression-bomb limit, :func:`default_max_pixels`).
 
     Raises:
         ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
@@ -442,6 +529,7 @@ def ingest(
         raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
     if resize is not None and resize < 1:
         raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
+    check_max_pixels(max_pixels)
     if not items:
         raise ValueError(f"No images to ingest{f' in {where}' if where else ''}")
     registry = registry or load_registry()
@@ -455,9 +543,12 @@ def ingest(
             chunk = tuple(group_items[k * samples_per_shard : (k + 1) * samples_per_shard])
             tasks.append(IngestTask(ShardId(*group.split("/"), k), chunk))  # split and source names checked here
     options = {"resize": resize, "format": image_format, "license": license}
+    options |= {"max_pixels": max_pixels} if max_pixels is not None else {}  # the default keeps earlier job ids
     check_root(root, name, concepts)
     job_id = _choose_job_id(root, items, options, samples_per_shard)
-    worker = IngestWorker(str(root), job_id, {c.id: c.category for c in concepts}, resize, image_format, license)
+    worker = IngestWorker(
+        str(root), job_id, {c.id: c.category for c in concepts}, resize, image_format, license, max_pixels=max_pixels
+    )
     job = ShardJob(
         root=root,
         job_id=job_id,
@@ -470,7 +561,7 @@ def ingest(
         name=name,
     )
     job.check()
-    _check_something_readable([i for g in groups.values() for i in g], where)
+    _check_something_readable([i for g in groups.values() for i in g], where, max_pixels)
     summary = job.run(make_distributor("local", 1, 0), progress=progress, unit="img")
     if summary.failed:
         failures = "; ".join(f"{r.shard}: {r.error}" for r in summary.failed[:3])
@@ -486,13 +577,15 @@ def ingest(
     )
 
 
-def _build_samples(chunk, categories, resize, image_format, license) -> tuple[list[Sample], list[dict]]:
+def _build_samples(
+    chunk, categories, resize, image_format, license, max_pixels=None
+) -> tuple[list[Sample], list[dict]]:
     """The samples of one shard, and the inputs skipped as ``{"file": origin, "reason": ...}``."""
     samples, skipped = [], []
     for item in chunk:
         try:
             original = item.read()
-            data, ext, height, width = encode_image(original, resize, image_format)
+            data, ext, height, width = encode_image(original, resize, image_format, max_pixels)
         except UNREADABLE_ERRORS as err:
             reason = unreadable_reason(err)
             logger.warning("skipping unreadable image %s: %s", item.origin, reason)

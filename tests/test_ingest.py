@@ -34,7 +34,7 @@ def test_class_folders_bytes_kept_corrupt_skipped(image_folder, tmp_path, capsys
     )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "5 samples" in out and "1 unreadable file(s) skipped" in out and "skipped other/broken.png" in out
+    assert "5 samples" in out and "1 file(s) skipped" in out and "skipped other/broken.png" in out
     assert "ignored other/notes.txt" in out
     samples = _by_origin(root)
     assert sorted(samples) == ["church/c0.png", "church/c1.png", "church/c2.jpg", "other/o0.png", "other/o1.png"]

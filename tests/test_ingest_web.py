@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from helpers.data import image_bytes
 from helpers.jobs import kill_mid_run
-from helpers.web import ImageServer
+from helpers.web import ALLOW_LOOPBACK, ImageServer
 
 from dataigm import iter_samples, read_manifest
 from dataigm.cli import main
@@ -61,6 +61,7 @@ def _rows(server: ImageServer) -> list[dict]:
 
 ARGS = ["--concept", "church", "--where", "punsafe < 0.5 and similarity > 0.3", "--samples-per-shard", "3"]
 ARGS += ["--timeout", str(TIMEOUT), "--retries", "0", "--processes", "1", "--threads", "4", "--license", "unknown"]
+ARGS += ALLOW_LOOPBACK
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +247,7 @@ def _bad_inputs(tmp_path):
         "jsonl": ([str(lines)], "--urls '.*bad.jsonl' is not a readable jsonl URL list"),
         "column": ([str(no_url)], r"no URL column \(url or URL\); columns: link, caption \(name it with --url-column\)"),
         "where": ([str(good), "--where", "punsafe <> 1"], r"--where 'punsafe <> 1' does not parse: invalid syntax at column 9: punsafe <HERE><> 1"),
-        "where_column": ([str(good), "--where", "nsfw < 1"], r"--where 'nsfw < 1': name 'nsfw' is not defined \(no such column\); columns: url, caption, punsafe"),
+        "where_column": ([str(good), "--where", "nsfw < 1"], r"--where 'nsfw < 1': 'nsfw' is not a column; columns: url, caption, punsafe"),
         "cap": ([str(good), "--max-per-class", "0"], "--max-per-class must be at least 1, got 0"),
         "none": ([str(good), "--where", "punsafe > 1"], r"no row of --urls .* is selected \(1 rows, 0 after --where"),
         "label": ([str(good), "--label", "church"], "--label does not apply to --urls: captions set the labels"),

@@ -34,13 +34,18 @@ class IngestOptions(ConceptsDirOption):
             replacement concepts; none: every caption without a target word)
         url_column: with --urls: the URL column (default: url or URL)
         caption_column: with --urls: the caption column (default: caption, TEXT or text)
-        where: keep only rows where this holds, on the URL list's or dataset's columns (pandas query syntax), e.g.
+        where: keep only rows where this holds, on the URL list's or dataset's columns: column names, constants,
+            comparisons, and/or/not, in [list], + - * / // %, contains/startswith/endswith(column, 'text',
+            case=False), isnull/notnull(column); nothing else (no attributes, no other calls). E.g.
             "punsafe < 0.1 and similarity > 0.3" or "label in [497, 701]"
         max_per_class: keep at most this many rows per class (the first ones)
         processes: with --urls: img2dataset download processes
         threads: with --urls: img2dataset download threads per process
         timeout: with --urls: seconds before a URL is given up
         retries: with --urls: extra attempts per failed URL
+        allow_private_addresses: with --urls: also download from localhost and loopback, link-local (cloud
+            metadata), private and other non-public IP addresses (refused by default; file: and other non-http(s)
+            URLs are always refused)
         img2dataset: with --urls: the img2dataset command (default: $DATAIGM_IMG2DATASET, img2dataset on PATH, or
             the environment `make install` creates in .venv/img2dataset)
         hf_dataset: Hugging Face dataset name or local folder, streamed
@@ -52,6 +57,8 @@ class IngestOptions(ConceptsDirOption):
         resize: re-encode with the shorter side at this size
         image_format: re-encode every image to this format
         license: license recorded in every sample (with --urls: where the LICENSE column has none)
+        max_pixels: an image with more pixels (width x height) is skipped and counted as "too many pixels", read
+            from its header before it is decoded (default: Pillow's decompression-bomb limit, 89478485)
         name: dataset name recorded in the manifest
         progress: show a progress bar
     """
@@ -73,6 +80,7 @@ class IngestOptions(ConceptsDirOption):
     threads: int = 32
     timeout: int = 10
     retries: int = 1
+    allow_private_addresses: bool = False
     img2dataset: str | None = None
     hf_dataset: str | None = None
     hf_config: str | None = None
@@ -83,6 +91,7 @@ class IngestOptions(ConceptsDirOption):
     resize: int | None = None
     image_format: Literal[OUTPUT_FORMATS] | None = None
     license: str | None = None
+    max_pixels: int | None = None
     name: str = DEFAULT_NAME
     progress: bool = True
 
@@ -107,6 +116,7 @@ def _check_inputs(cfg) -> None:
         )
     if cfg.urls is None:
         stray = [f"--{n.replace('_', '-')}" for n in _URL_ONLY if getattr(cfg, n) is not None]
+        stray += ["--allow-private-addresses"] if cfg.allow_private_addresses else []
         if stray:
             raise ValueError(f"{', '.join(stray)} only apply to --urls")
     if cfg.folder is not None and (cfg.where is not None or cfg.max_per_class is not None):
@@ -128,6 +138,7 @@ def _write_options(cfg, registry) -> dict:
         "resize": cfg.resize,
         "image_format": cfg.image_format,
         "license": cfg.license,
+        "max_pixels": cfg.max_pixels,
         "name": cfg.name,
         "registry": registry,
         "progress": cfg.progress,
@@ -153,6 +164,7 @@ def _run_urls(cfg, registry) -> None:
         timeout=cfg.timeout,
         retries=cfg.retries,
         img2dataset=cfg.img2dataset,
+        allow_private_addresses=cfg.allow_private_addresses,
         **_write_options(cfg, registry),
     )
     _finish(cfg)

@@ -5,6 +5,10 @@ the image (only those, for parquet datasets) to choose rows (``--where``), label
 ``--class-map``) and cap each class (``--max-per-class``; the pass stops once every class is full); the second
 pass reads the images of the chosen rows in order while the shard job writes them. Memory and disk stay bounded
 by one batch and one shard, so ImageNet-1k or WikiArt sized datasets work.
+
+A dataset is third-party data: a row whose image has no bytes but a file ``path`` is read only when that file lies
+inside the local dataset's own folder; a path elsewhere (``/home/you/.ssh/...``), or any path of a Hub dataset, is
+skipped and counted as "image path outside the dataset's folder", never opened.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from ..manifest import DEFAULT_NAME
 from ..prompts import slug
 from ..schema import SOURCES
 from .counts import write_job_counts
-from .where import parse_where
+from .where import check_where, parse_where
 
 BATCH = 1000  # rows per batch of the selection pass
+PATH_OUTSIDE = "image path outside the dataset's folder"  # a row with no bytes whose file we do not read
 # label_source of every row: its label column (through --class-map) or --label, the user's word for the whole set
 DATASET_LABEL = "dataset"
 
@@ -62,6 +67,8 @@ class StreamCursor:
 
     def __init__(self, name: str, config: str | None, split: str, image_column: str):
         self.name, self.config, self.split, self.image_column = name, config, split, image_column
+        # the only folder an image given by path may be read from: a local dataset's own; none for a Hub dataset
+        self.folder = Path(name).resolve() if Path(name).is_dir() else None
         self._rows: Iterator | None = None
         self._position = -1  # index of the last row taken from the stream
         self._last: tuple[int, bytes] | None = None
@@ -92,11 +99,26 @@ class StreamCursor:
         if image.get("bytes") is not None:
             data = image["bytes"]
         elif image.get("path"):
-            data = Path(image["path"]).read_bytes()
+            data = self._read_path(image["path"])
         else:
             raise FileNotFoundError(f"row {index} has no image")
         self._last = (index, data)
         return data
+
+    def _read_path(self, path: str) -> bytes:
+        """The file a row names instead of bytes, if it lies inside the local dataset's folder (links resolved; a
+        relative path is taken from that folder). Any other path, and any path of a Hub dataset, is not read.
+
+        Raises:
+            SkippedInput: "image path outside the dataset's folder".
+        """
+        from ..ingest import SkippedInput
+
+        if self.folder is not None and "://" not in path and "::" not in path:
+            target = (self.folder / path).resolve()  # an absolute path stays itself
+            if target.is_relative_to(self.folder):
+                return target.read_bytes()
+        raise SkippedInput(PATH_OUTSIDE)
 
     def reader(self, index: int) -> Callable[[], bytes]:
         """A reader of row ``index`` (``reader.func.__self__`` is this cursor)."""
@@ -173,7 +195,7 @@ def plan_hf_stream(
         source: our source (``real`` for photos and art).
         class_names: the parsed ``--class-map`` (:func:`parse_class_map`); rows whose label it does not name are
             left out. Keys are integer labels or ClassLabel names; a key the dataset lacks raises.
-        where: a condition on any non-image column (pandas ``DataFrame.query`` syntax), e.g. ``label in [497, 701]``.
+        where: a condition on any non-image column (:mod:`dataigm.sources.where`'s grammar), e.g. ``label in [497, 701]``.
         max_per_class: keep at most this many rows per label (the first ones); the pass stops when all are full.
         registry: the concept registry.
 
@@ -185,6 +207,7 @@ def plan_hf_stream(
 
     from ..ingest import IngestItem, class_map
 
+    check_where(where)  # before the dataset is opened: a bad expression is refused first
     registry = registry or load_registry()
     target = registry.get(concept)
     if source not in SOURCES:
@@ -281,6 +304,7 @@ def ingest_hf_dataset(
     license: str | None = None,
     name: str = DEFAULT_NAME,
     progress: bool = True,
+    max_pixels: int | None = None,
     **selection,
 ):
     """Stream a Hugging Face dataset into ``root``: :func:`plan_hf_stream`, then :func:`dataigm.ingest.ingest`.
@@ -300,6 +324,7 @@ def ingest_hf_dataset(
         license: license recorded in every sample.
         name: dataset name recorded in the manifest.
         progress: show a progress bar.
+        max_pixels: an image with more pixels is skipped as "too many pixels" (default: Pillow's limit).
         **selection: the options of :func:`plan_hf_stream` (``where``, ``class_names``, ``max_per_class``, ...).
 
     Returns:
@@ -333,5 +358,6 @@ def ingest_hf_dataset(
         progress=progress,
         where=f"--hf-dataset {dataset!r}",
         config=config,
+        max_pixels=max_pixels,
     )
     return report, write_job_counts(root, report.job_id, plan.counts)

@@ -32,8 +32,8 @@ from ..writer import write_shard
 from . import img2dataset as i2d
 from .captions import CaptionRules
 from .counts import job_shards, write_job_counts
-from .url_list import UrlSelection, read_url_list, select_rows
-from .where import parse_where
+from .url_list import PRIVATE_REASONS, UrlSelection, read_url_list, select_rows
+from .where import check_where, parse_where
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +79,22 @@ class WebIngestReport:
         """The lines printed at the end of ``dataigm ingest --urls``."""
         c = self.counts
         failed = c.get("failed_by_reason", {})
+        refused = c.get("urls_refused", {})
         lines = [
-            f"{c.get('rows_seen', 0)} rows seen, {c.get('rows_after_where', 0)} after --where, selected: "
+            f"{c.get('rows_seen', 0)} rows seen, {c.get('rows_after_where', 0)} after --where, "
+            + (f"{sum(refused.values())} URLs refused ({_by_reason(refused)}), " if refused else "")
+            + "selected: "
             + _per_class(c.get("rows_selected", {})),
             f"downloaded: {_per_class(c.get('downloaded', {}))}; failed: {sum(failed.values())}"
-            + (" (" + ", ".join(f"{n} {reason}" for reason, n in failed.items()) + ")" if failed else ""),
+            + (f" ({_by_reason(failed)})" if failed else ""),
             f"{self.shards_written} new shard(s), {self.shards_skipped} shard(s) already done; "
             f"counts in {c.get('counts_file', '')}",
         ]
         return "\n".join(lines)
+
+
+def _by_reason(counts: dict) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items())
 
 
 def _per_class(counts: dict) -> str:
@@ -108,6 +115,7 @@ class WebShardWorker:
     image_format: str | None = None
     license: str | None = None
     retries: int = 2
+    max_pixels: int | None = None
 
     def run(self, task: WebTask) -> ShardResult:
         """Write ``task``'s shard; a failure is returned, not raised."""
@@ -145,7 +153,7 @@ class WebShardWorker:
                 skipped.append({"file": row.url, "reason": reason})
                 continue
             try:
-                data, ext, height, width = encode_image(result.image, self.resize, self.image_format)
+                data, ext, height, width = encode_image(result.image, self.resize, self.image_format, self.max_pixels)
             except UNREADABLE_ERRORS as err:
                 skipped.append({"file": row.url, "reason": unreadable_reason(err)})
                 continue
@@ -197,6 +205,8 @@ def ingest_urls(
     registry: ConceptRegistry | None = None,
     progress: bool = True,
     img2dataset: str | None = None,
+    allow_private_addresses: bool = False,
+    max_pixels: int | None = None,
 ) -> WebIngestReport:
     """Download the images of a URL list that show ``concept`` or its pair into ``root`` (source ``laion``).
 
@@ -210,7 +220,7 @@ def ingest_urls(
         root: the dataset root, created when missing.
         concept: the concept id; its target words select ``target`` captions, its pair rule ``pair`` captions.
         split: the split the images go to.
-        where: a condition on the list's columns (pandas ``DataFrame.query`` syntax), e.g. ``punsafe < 0.1``.
+        where: a condition on the list's columns (:mod:`dataigm.sources.where`'s grammar), e.g. ``punsafe < 0.1``.
         pair_words: words that select ``pair`` captions instead of the concept's replacement concepts.
         max_per_class: keep at most this many rows per class (the first ones in the list).
         url_column: the URL column, when not ``url``/``URL``.
@@ -227,6 +237,10 @@ def ingest_urls(
         registry: the concept registry.
         progress: show a progress bar while shards are written.
         img2dataset: the img2dataset command (see :func:`dataigm.sources.img2dataset.find_img2dataset`).
+        allow_private_addresses: download from localhost and loopback, link-local, private and other non-public
+            addresses too (refused by default: :func:`dataigm.sources.url_list.url_refusal`).
+        max_pixels: a downloaded image with more pixels is skipped as "too many pixels" (default: Pillow's
+            decompression-bomb limit).
 
     Returns:
         The report; ``report.counts`` is also written to ``meta/<job>-counts.json``.
@@ -234,7 +248,7 @@ def ingest_urls(
     Raises:
         ValueError: bad input (nothing is written then), or shards that could not be made (run again).
     """
-    from ..ingest import OUTPUT_FORMATS
+    from ..ingest import OUTPUT_FORMATS, check_max_pixels
 
     registry = registry or load_registry()
     target = registry.get(concept)
@@ -245,17 +259,30 @@ def ingest_urls(
         raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
     if resize is not None and resize < 1:
         raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
+    check_max_pixels(max_pixels)
+    check_where(where)  # before the list is read: a bad expression is refused first
     frame = read_url_list(urls)
     rules = CaptionRules.from_concept(target, pair_words)
     row_filter = parse_where(where, frame.head(1000))
-    selection = select_rows(frame, rules, row_filter, max_per_class, url_column, caption_column)
+    selection = select_rows(
+        frame, rules, row_filter, max_per_class, url_column, caption_column, allow_private_addresses
+    )
     if selection.rows.empty:
+        refused = (
+            f", {sum(selection.refused.values())} URLs refused: {_by_reason(selection.refused)}"
+            if selection.refused
+            else ""
+        )
+        hint = (
+            " (--allow-private-addresses downloads from them)" if set(selection.refused) & set(PRIVATE_REASONS) else ""
+        )
         raise ValueError(
             f"no row of --urls {str(urls)!r} is selected ({selection.seen} rows, {selection.passed_where} after "
-            f"--where; {rules.describe()}); nothing was written"
+            f"--where{refused}{hint}; {rules.describe()}); nothing was written"
         )
     command = i2d.find_img2dataset(img2dataset)
     options = {"resize": resize, "format": image_format, "license": license, "where": where}
+    options |= {"max_pixels": max_pixels} if max_pixels is not None else {}  # the default keeps earlier job ids
     job_id = _job_id(target.id, split, selection, options)
     rows = [
         WebRow(int(r), u, c, lab, lic if isinstance(lic, str) else None, m)  # pandas makes a missing licence NaN
@@ -270,8 +297,9 @@ def ingest_urls(
     check_root(root, name, [target])
     downloads = Path(root) / DOWNLOADS_DIR / job_id
     worker = WebShardWorker(
-        str(root), job_id, str(downloads), target.category, target.id, split, resize, image_format, license
-    )
+        str(root), job_id, str(downloads), target.category, target.id, split, resize, image_format, license,
+        max_pixels=max_pixels,
+    )  # fmt: skip
     job = ShardJob(
         root=root,
         job_id=job_id,
@@ -290,6 +318,7 @@ def ingest_urls(
             "max_per_class": max_per_class,
             "url_column": url_column,
             "caption_column": caption_column,
+            **({"allow_private_addresses": True} if allow_private_addresses else {}),
             **{k: v for k, v in options.items() if k != "where"},
         },
         name=name,

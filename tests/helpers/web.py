@@ -9,7 +9,9 @@
 * ``/hold/NAME``: waits until ``server.release`` is set (or ``hold_seconds``), then serves ``images[NAME]``.
 
 Every request is counted in ``server.requests[path]``. Use it as a context manager: it stops on exit, and a
-forgotten one dies with the test process.
+forgotten one dies with the test process. A URL ingest refuses loopback addresses unless told otherwise: pass
+:data:`ALLOW_LOOPBACK` on its command line (``allow_private_addresses=True`` to ``ingest_urls``, the same key in
+a recipe's ``urls`` step).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ALLOW_LOOPBACK = ("--allow-private-addresses",)  # the server is on 127.0.0.1, which a URL ingest refuses by default
 
 
 class ImageServer:
