@@ -252,7 +252,9 @@ def plan_folder(
         else:
             item_label = _label_of(rel.parts[0], fixed_concept, mapping, f"folder {rel.parts[0]!r}")
         items.append(
-            IngestItem(fixed_concept.id, split or "train", item_source, item_label, rel.as_posix(), _reader(path, folder))
+            IngestItem(
+                fixed_concept.id, split or "train", item_source, item_label, rel.as_posix(), _reader(path, folder)
+            )
         )
     return items, ignored
 
