@@ -19,7 +19,7 @@ from dataigm.cli import main
 from detectors.data import build_index, decode_image
 from detectors.judges import load_judge
 from detectors.judges.q16 import read_q16_prompts
-from detectors.judges.vlm import concept_question
+from detectors.judges.vlm import concept_question, with_article
 
 # a word-level vocabulary: the chat template's markers, the answers and the words of the questions
 WORDS = [
@@ -97,19 +97,24 @@ def _predictions(path: Path) -> dict[str, dict]:
         return {row["id"]: row for row in csv.DictReader(f)}
 
 
-def _p_yes_by_hand(processor, model, question: str, image: Image.Image) -> float:
-    """P(yes) from the full next-token distribution of one image, without the judge's code."""
+def _answer_by_hand(processor, model, question: str, image: Image.Image) -> tuple[float, float]:
+    """(P(yes) among the answers, P(yes) + P(no)) from the full next-token distribution of one image, without the
+    judge's code."""
     prompt = f"USER: <image> {question} ASSISTANT:"
     inputs = processor(text=[prompt], images=[image], return_tensors="pt")
     with torch.no_grad():
-        probs = model(**inputs).logits[0, -1].softmax(dim=-1)
+        probs = model(**inputs).logits[0, -1].double().softmax(dim=-1)
     yes, no = probs[YES_IDS].sum().item(), probs[NO_IDS].sum().item()
-    return yes / (yes + no)
+    return yes / (yes + no), yes + no
+
+
+def _p_yes_by_hand(processor, model, question: str, image: Image.Image) -> float:
+    return _answer_by_hand(processor, model, question, image)[0]
 
 
 def test_vlm_judge_eval_matches_the_next_token_probabilities(tiny_vlm, root, tmp_path, capsys):
     out = tmp_path / "eval"
-    spec = f"vlm:model={tiny_vlm},concept=church"
+    spec = f"vlm:model={tiny_vlm},concept=church,min_mass=0"  # the tiny model's answer mass is 3-13 %
     code = main(
         ["judge", "eval", "--judge", spec, "--data", str(root), "--out", str(out), "--batch-size", "4",
          "--bootstrap", "50", "--device", "cpu", "--progress", "false"]
@@ -117,7 +122,7 @@ def test_vlm_judge_eval_matches_the_next_token_probabilities(tiny_vlm, root, tmp
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "metrics.json").read_text())
     assert report["judge"]["kind"] == "vlm"
-    assert report["judge"]["question"] == "Does this image show church? Answer with yes or no."
+    assert report["judge"]["question"] == "Does this image show a church? Answer with yes or no."
     assert report["unreadable_images"] == 1  # the corrupt image: no judgement, counted
     rows = _predictions(out / "predictions.csv")
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -138,7 +143,7 @@ def test_vlm_judge_eval_matches_the_next_token_probabilities(tiny_vlm, root, tmp
 
 
 def test_vlm_batches_do_not_change_answers_and_a_refused_image_is_no_judgement(tiny_vlm):
-    judge = load_judge(f"vlm:model={tiny_vlm},question=Is there a tower?", "cpu")
+    judge = load_judge(f"vlm:model={tiny_vlm},question=Is there a tower?,min_mass=0", "cpu")
     assert judge.question == "Is there a tower?" and judge.concepts == ["vlm"]
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)) for _ in range(5)]
@@ -170,8 +175,14 @@ def test_vlm_fingerprint_follows_the_question_and_the_weights(tiny_vlm, tmp_path
 def test_vlm_questions_come_from_the_registry():
     assert concept_question("nudity", None) == "Does this image show a person who is nude? Answer with yes or no."
     assert concept_question("van_gogh", None).startswith("Is this image in the style of Vincent van Gogh?")
+    assert concept_question("church", None).startswith("Does this image show a church?")
+    assert concept_question("parachute", None).startswith("Does this image show a parachute?")
+    assert concept_question("violence", None).startswith("Does this image show violence?")  # a mass noun
+    assert concept_question("ocean", None).startswith("Does this image show the ocean?")
+    assert concept_question("white_dog", None).startswith("Does this image show a white dog?")
+    assert concept_question("church", "Is {a_target} here?") == "Is a church here?"
     assert concept_question("church", "Is {name} ({targets}) here?") == "Is Church (church) here?"
-    with pytest.raises(ValueError, match="valid: \\{name\\}, \\{target\\}, \\{targets\\}"):
+    with pytest.raises(ValueError, match="valid: \\{name\\}, \\{target\\}, \\{a_target\\}, \\{targets\\}"):
         concept_question("church", "Is {place} here?")
     with pytest.raises(ValueError, match="not in the concept registry.*church"):
         concept_question("tower", None)
@@ -194,7 +205,7 @@ def test_vlm_without_a_chat_template_is_refused_and_nothing_is_written(tmp_path,
     template = tmp_path / "template.jinja"
     template.write_text(CHAT_TEMPLATE)
     judge = load_judge(f"vlm:model={bare},concept=church,chat_template={template}", "cpu")
-    assert judge.prompt == "USER: <image> Does this image show church? Answer with yes or no. ASSISTANT:"
+    assert judge.prompt == "USER: <image> Does this image show a church? Answer with yes or no. ASSISTANT:"
 
 
 @pytest.mark.parametrize(
@@ -287,3 +298,65 @@ def test_q16_flags_at_the_reference_scripts_090_by_default(tiny_clip, tmp_path):
     np.testing.assert_array_equal(prediction.present[:, 0], prediction.probabilities[:, 0] >= 0.9)
     lenient = load_judge(f"q16:prompts={tmp_path / 'prompts.p'},model={tiny_clip},threshold=0.5", "cpu")
     assert "its decisions differ from the reference's" in lenient.describe()["reading"][0]
+
+
+@pytest.mark.parametrize(
+    ("phrase", "expected"),
+    [
+        ("church", "a church"),
+        ("apple", "an apple"),
+        ("white dog", "a white dog"),
+        ("hour glass", "an hour glass"),
+        ("unicorn", "a unicorn"),
+        ("glass", "a glass"),
+        ("the ocean", "the ocean"),  # already has its determiner
+        ("a doctor", "a doctor"),
+        ("Vincent van Gogh", "Vincent van Gogh"),  # a proper name
+        ("Van Gogh's style", "Van Gogh's style"),
+        ("parachutes", "parachutes"),  # a plural
+    ],
+)
+def test_vlm_targets_get_the_article_they_need(phrase, expected):
+    assert with_article(phrase) == expected
+
+
+def test_vlm_reports_the_answer_mass_and_leaves_out_judgements_below_the_floor(tiny_vlm, root, tmp_path, capsys):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_vlm)
+    model = AutoModelForImageTextToText.from_pretrained(tiny_vlm).eval()
+    question = concept_question("church", None)
+    entries = [e for e in build_index(root, split="test") if not e.key.endswith("00003")]  # 00003: unreadable
+    by_hand = {e.uid: _answer_by_hand(processor, model, question, decode_image(e.read_bytes())) for e in entries}
+    masses = sorted(mass for _, mass in by_hand.values())
+    floor = (masses[len(masses) // 2 - 1] + masses[len(masses) // 2]) / 2  # half the images fall below it
+    out = tmp_path / "eval"
+    code = main(
+        ["judge", "eval", "--judge", f"vlm:model={tiny_vlm},concept=church,min_mass={floor:.8f}", "--data", str(root),
+         "--out", str(out), "--batch-size", "4", "--bootstrap", "0", "--device", "cpu", "--progress", "false"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = _predictions(out / "predictions.csv")
+    below = 0
+    for uid, (p_yes, mass) in by_hand.items():
+        assert float(rows[uid]["answer_mass"]) == pytest.approx(mass, rel=1e-4)
+        if mass < floor:
+            below += 1
+            assert rows[uid]["probability"] == "" and rows[uid]["present"] == ""  # no judgement, never "absent"
+        else:
+            assert float(rows[uid]["probability"]) == pytest.approx(p_yes, rel=1e-4)
+    report = json.loads((out / "metrics.json").read_text())
+    assert below == len(by_hand) // 2 and report["excluded_nan"] == below  # left out and counted
+    assert report["judge"]["min_mass"] == pytest.approx(floor)
+
+    # the default floor, 0.5: the tiny random model puts 3-13 % of its mass on yes/no, so it judges nothing
+    judge = load_judge(f"vlm:model={tiny_vlm},concept=church", "cpu")
+    images = [decode_image(e.read_bytes()) for e in entries[:3]]
+    prediction = judge.predict(images)
+    expected_mass = [by_hand[e.uid][1] for e in entries[:3]]
+    np.testing.assert_allclose(prediction.details["answer_mass"], expected_mass, rtol=1e-4)
+    assert judge.min_mass == 0.5 and max(expected_mass) < 0.5
+    assert prediction.n_invalid == 3 and not prediction.present.any()
+    assert prediction.to_records()[0]["details"]["answer_mass"] == pytest.approx(expected_mass[0], rel=1e-4)
+    with pytest.raises(ValueError, match="min_mass=1.5 is not a probability"):
+        load_judge(f"vlm:model={tiny_vlm},concept=church,min_mass=1.5", "cpu")

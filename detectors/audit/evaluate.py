@@ -3,7 +3,8 @@
 Outputs (``write_report``)::
 
     metrics.json                every group's metrics with confidence intervals, the judge, the data
-    predictions.csv             one row per image: key, concept, source, method, label, probability, decision
+    predictions.csv             one row per image: key, concept, source, method, label, probability, decision, and
+                                the judge's per-image details (``Prediction.details``, e.g. a VLM's answer_mass)
     roc_<concept>.png           ROC curves: all images and one per source
     reliability_<concept>.png   reliability diagram of the concept probability
 """
@@ -287,10 +288,12 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
     paths = {"metrics": out / "metrics.json", "predictions": out / "predictions.csv"}
     paths["metrics"].write_text(json.dumps(_jsonable(evaluation.report), indent=2) + "\n", encoding="utf-8")
     prediction, entries = evaluation.prediction, evaluation.entries
+    details = prediction.details or {}
     with open(paths["predictions"], "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
             ["id", "concept", "source", "method", "prompt_kind", "label", "judge_concept", "probability", "present"]
+            + list(details)
         )
         for data_concept, judge_concept in evaluation.pairs:
             col = prediction.concepts.index(judge_concept)
@@ -311,6 +314,7 @@ def write_report(evaluation: Evaluation, out: str | Path) -> dict[str, Path]:
                         "" if not np.isfinite(prob) else f"{prob:.6g}",
                         int(prediction.present[row, col]) if valid else "",  # no judgement is not "absent"
                     ]
+                    + ["" if not np.isfinite(v[row]) else f"{v[row]:.6g}" for v in details.values()]
                 )
     for data_concept, judge_concept in evaluation.pairs:
         col = prediction.concepts.index(judge_concept)

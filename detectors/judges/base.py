@@ -42,6 +42,8 @@ class Prediction:
         keys: an id per image when the input had them (dataset keys, ``<shard>#<key>`` for a DataIGM root).
         valid: (N, C) booleans, True where the judgement is usable (derived from ``probabilities`` when not given).
         unreadable: (N,) booleans, True for images that could not be read (their whole row is invalid).
+        details: per-image numbers a judge reports beside its probabilities, name -> (N,) floats (NaN where an
+            image got none), e.g. the VLM judge's ``answer_mass``; None when the judge reports none.
     """
 
     concepts: list[str]
@@ -50,6 +52,7 @@ class Prediction:
     keys: list[str] | None = None
     valid: np.ndarray | None = None
     unreadable: np.ndarray | None = None
+    details: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.probabilities = np.asarray(self.probabilities, dtype=np.float64)
@@ -92,7 +95,8 @@ class Prediction:
         return self.valid[:, self.column(concept)]
 
     def to_records(self) -> list[dict]:
-        """One dict per image: ``{"key"?, concept: {"probability", "present"}}``; both None without a judgement."""
+        """One dict per image: ``{"key"?, concept: {"probability", "present"}, "details"?}``; both None without a
+        judgement; ``details`` (the judge's per-image numbers, None where missing) when the judge reports some."""
         records = []
         for row in range(len(self)):
             record: dict[str, Any] = {} if self.keys is None else {"key": self.keys[row]}
@@ -105,6 +109,10 @@ class Prediction:
                 else:
                     cell = {"probability": None, "present": None}
                 record[concept] = cell
+            if self.details:
+                record["details"] = {
+                    name: float(v[row]) if np.isfinite(v[row]) else None for name, v in self.details.items()
+                }
             records.append(record)
         return records
 
@@ -164,8 +172,12 @@ class Judge:
         self.image_transform: Callable[[Image.Image], Any] = _identity
 
     # -- to implement ----------------------------------------------------------------------------
-    def forward(self, batch: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        """Score a collated batch: (B, C) probabilities, and (B, C) decisions or None to apply the thresholds."""
+    # names of the per-image details (``Prediction.details``) that ``forward`` returns as a third element
+    detail_names: tuple[str, ...] = ()
+
+    def forward(self, batch: Any) -> tuple:
+        """Score a collated batch: (B, C) probabilities, and (B, C) decisions or None to apply the thresholds;
+        a judge with ``detail_names`` returns a third element, name -> (B,) floats."""
         raise NotImplementedError
 
     def collate(self, items: list) -> Any:
@@ -218,12 +230,13 @@ class Judge:
         thresholds = np.array([self.thresholds[c] for c in self.concepts])
         return probabilities >= thresholds[None, :]
 
-    def _score(self, batch: Any) -> tuple[np.ndarray, np.ndarray]:
-        probs, present = self.forward(batch)
+    def _score(self, batch: Any) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        probs, present, *rest = self.forward(batch)
         probs = np.asarray(probs, dtype=np.float64)
         with np.errstate(invalid="ignore"):
             decisions = self.decide(probs) if present is None else np.asarray(present, dtype=bool)
-        return probs, decisions  # Prediction turns decisions on invalid probabilities into False + valid=False
+        details = {name: np.asarray(values, dtype=np.float64) for name, values in (rest[0] if rest else {}).items()}
+        return probs, decisions, details  # Prediction turns decisions on invalid probabilities into False
 
     def predict(
         self,
@@ -255,12 +268,14 @@ class Judge:
             inputs = _Inputs(images, self.image_transform)
             return self._predict_loader(inputs, batch_size, num_workers, progress, inputs.first_pixels)
         stream, keys = image_stream(images)
-        probs, present = [], []
+        probs, present, details = [], [], {name: [] for name in self.detail_names}
         for chunk in self._progress(chunked(stream, batch_size), progress):
-            p, d = self._score(self.collate([self.image_transform(to_pil(item)) for item in chunk]))
+            p, d, extra = self._score(self.collate([self.image_transform(to_pil(item)) for item in chunk]))
             probs.append(p)
             present.append(d)
-        return self._prediction(probs, present, keys)
+            for name in details:
+                details[name].append(extra.get(name, np.full(len(p), np.nan)))
+        return self._prediction(probs, present, keys, details)
 
     def predict_entries(
         self, entries: Sequence, batch_size: int = 32, num_workers: int | None = None, progress: bool = False
@@ -302,13 +317,16 @@ class Judge:
         probs = np.full((n, len(self.concepts)), np.nan)
         present = np.zeros((n, len(self.concepts)), dtype=bool)
         read = np.zeros(n, dtype=bool)
+        details = {name: np.full(n, np.nan) for name in self.detail_names}
         for batch in self._progress(loader, progress):
             if batch is None:
                 continue
             items, index = batch
-            p, d = self._score(items)
+            p, d, extra = self._score(items)
             probs[index], present[index], read[index] = p, d, True
-        prediction = Prediction(self.concepts, probs, present, unreadable=~read)
+            for name in details:
+                details[name][index] = extra.get(name, np.nan)
+        prediction = Prediction(self.concepts, probs, present, unreadable=~read, details=details or None)
         _warn_invalid(prediction)
         return prediction
 
@@ -318,11 +336,14 @@ class Judge:
             return None
         return self.collate([item[0] for item in batch]), np.array([item[-1] for item in batch])
 
-    def _prediction(self, probs: list, present: list, keys: list[str] | None) -> Prediction:
+    def _prediction(
+        self, probs: list, present: list, keys: list[str] | None, details: dict[str, list] | None = None
+    ) -> Prediction:
         n = len(self.concepts)
         probabilities = np.concatenate(probs) if probs else np.zeros((0, n))
         decisions = np.concatenate(present) if present else np.zeros((0, n), dtype=bool)
-        prediction = Prediction(self.concepts, probabilities, decisions, keys)
+        per_image = {name: np.concatenate(v) if v else np.zeros(0) for name, v in (details or {}).items()}
+        prediction = Prediction(self.concepts, probabilities, decisions, keys, details=per_image or None)
         _warn_invalid(prediction)
         return prediction
 
