@@ -348,6 +348,10 @@ def test_vlm_reports_the_answer_mass_and_leaves_out_judgements_below_the_floor(t
     report = json.loads((out / "metrics.json").read_text())
     assert below == len(by_hand) // 2 and report["excluded_nan"] == below  # left out and counted
     assert report["judge"]["min_mass"] == pytest.approx(floor)
+    assert main(["card", "--judge", str(out)]) == 0  # a baseline judge's card, from its eval folder
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"a judgement whose mass is below {floor:g} is NaN, left out of the metrics and counted" in card
+    assert f"{report['excluded_nan']} left out because the judge returned NaN" in card
 
     # the default floor, 0.5: the tiny random model puts 3-13 % of its mass on yes/no, so it judges nothing
     judge = load_judge(f"vlm:model={tiny_vlm},concept=church", "cpu")
