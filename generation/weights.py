@@ -1,7 +1,8 @@
 """Loading unlearned weights into a pipeline: UNet, transformer and text-encoder state dicts in any published layout.
 
-Safetensors first; pickled files only through ``torch.load(weights_only=True)``. A UNet file may use
-diffusers keys or the original CompVis/LDM keys (SD and SDXL, converted with diffusers' own converter); a
+Safetensors first; pickled files only through ``torch.load(weights_only=True)`` (a refused one is said to be no
+checkpoint, or a pickle that needs code, by :mod:`dataigm.weights_files`; never how to load it unsafely). A UNet
+file may use diffusers keys or the original CompVis/LDM keys (SD and SDXL, converted with diffusers' own converter); a
 transformer file diffusers keys or the original SD3 (``joint_blocks``) or Flux (``double_blocks``) layout; a
 text-encoder file the transformers keys (CLIP or T5) or the LDM ``cond_stage_model`` ones. A file whose keys fit
 no known layout is refused with examples of the keys that were expected.
@@ -10,8 +11,9 @@ no known layout is refused with examples of the keys that were expected.
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
+
+from dataigm.weights_files import torch_load_safely
 
 from .ldm_layout import ldm_name
 
@@ -41,10 +43,7 @@ def load_state_dict(path: str | Path) -> dict:
         except SafetensorError as err:
             raise ValueError(f"Weights file {path.name!r} is not a readable safetensors file: {err}") from None
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-            raise ValueError(f"Weights file {path.name!r} cannot be read safely (weights_only=True): {err}") from None
+        state = torch_load_safely(path, f"Weights file {path.name!r}")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
@@ -77,18 +76,7 @@ def check_weights_file(path: str | Path) -> None:
         except (SafetensorError, OSError) as err:
             raise ValueError(f"Weights file {str(path)!r} is not a readable safetensors file ({err})") from None
     else:
-        try:
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as err:
-                if "mmap" not in str(err):
-                    raise
-                state = torch.load(path, map_location="cpu", weights_only=True)  # a pre-zip pickle
-        except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
-                f"Weights file {str(path)!r} cannot be read safely (weights_only=True): {first}"
-            ) from None
+        state = torch_load_safely(path, f"Weights file {str(path)!r}", mmap=True)  # a pre-zip pickle: read whole
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         if not isinstance(state, dict):

@@ -144,6 +144,45 @@ def test_pickles_load_only_with_weights_only(tmp_path):
         load_state_dict(tmp_path / "w.onnx")
 
 
+class _Touch:
+    """A pickled object whose loading would create a file."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_file_that_is_no_checkpoint_or_needs_code_is_named_without_suggesting_unsafe_loading(tmp_path):
+    from generation.weights import check_weights_file
+
+    marker = tmp_path / "ran"
+    garbage = tmp_path / "unet.bin"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    needs_code = tmp_path / "unet.ckpt"
+    torch.save({"w": torch.ones(2), "hook": _Touch(marker)}, needs_code)
+    plain = tmp_path / "plain.pt"
+    with open(plain, "wb") as f:
+        pickle.dump({"w": _Touch(marker)}, f, protocol=4)
+    cases = {
+        garbage: "cannot be read safely: it is not a checkpoint (neither a safetensors file nor a PyTorch state dict)",
+        needs_code: "cannot be read safely: it is a pickle that needs code to load (builtins.getattr, pathlib.Path, "
+        "pathlib.PosixPath), which is never run",
+        plain: "it is a pickle that needs code to load (pathlib.Path.touch, pathlib.PosixPath), which is never run",
+    }
+    for path, message in cases.items():
+        for read in (load_state_dict, check_weights_file):
+            with pytest.raises(ValueError) as err:
+                read(path)
+            text = str(err.value)
+            assert message in text and path.name in text and "\n" not in text
+            assert "weights_only=False" not in text and "trust" not in text  # torch's advice is not passed on
+    assert not marker.exists()
+
+
 @pytest.mark.slow
 def test_ray_distributor_gives_the_local_result(tiny_pipeline_dir, tmp_path):
     ray = pytest.importorskip("ray")

@@ -194,6 +194,36 @@ def test_pretrained_path_loads_local_weights_and_probe_keeps_them(root, tmp_path
         )
 
 
+class _Touch:
+    """A pickled object whose loading would create a file."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_a_pretrained_path_that_is_no_checkpoint_or_needs_code_is_one_line(root, tmp_path, capsys):
+    marker = tmp_path / "ran"
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(bytes(range(256)) * 20)
+    needs_code = tmp_path / "hooked.pth"
+    torch.save({"fc.weight": torch.ones(2, 2), "hook": _Touch(marker)}, needs_code)
+    cases = {
+        garbage: "cannot be read safely: it is not a checkpoint (neither a safetensors file nor a PyTorch state dict)",
+        needs_code: "cannot be read safely: it is a pickle that needs code to load (builtins.getattr, pathlib.Path, "
+        "pathlib.PosixPath), which is never run",
+    }
+    for path, message in cases.items():
+        argv = ["judge", "train", "--data", str(root), "--out", str(tmp_path / "run"), "--model", "resnet10t"]
+        assert main([*argv, "--pretrained", "true", "--pretrained-path", str(path), "--progress", "false"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"dataigm judge train: error: pretrained_path {str(path)!r} {message}"), err
+        assert err.count("\n") == 1 and "weights_only=False" not in err  # one line, no advice to run the pickle
+    assert not marker.exists()
+
+
 def test_early_stopping_and_summary(root, tmp_path):
     result = train_judge(
         TrainConfig(data=str(root), out=str(tmp_path / "run"), early_stopping=1, **{**PROBE, "lr": 0.0, "epochs": 5})

@@ -43,6 +43,10 @@ def create_judge_model(
             raise ValueError(f"pretrained_path={pretrained_path!r} was given with pretrained=false; drop one of them")
         if not Path(pretrained_path).is_file():
             raise ValueError(f"pretrained_path {pretrained_path!r} is not a file")
+        from dataigm.weights_files import check_weights_readable
+
+        # timm would load it with its own message (which suggests weights_only=False): one line of ours first
+        check_weights_readable(pretrained_path, f"pretrained_path {str(pretrained_path)!r}")
         kwargs["pretrained_cfg_overlay"] = dict(file=str(pretrained_path))
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_concepts, **kwargs)
