@@ -80,6 +80,7 @@ _SOURCE_KEYS = {
     "urls": (
         "urls", "split", "where", "pair_words", "max_per_class", "url_column", "caption_column", "license",
         "processes", "threads", "timeout", "retries", "samples_per_shard", "resize", "image_format", "img2dataset",
+        "allow_private_addresses",
     ),
 }  # fmt: skip
 _RULE_KEYS = {"dedup": ("near_distance", "keep_splits", "keep_sources", "conflicts"), "balance": ("by", "seed")}
@@ -444,8 +445,9 @@ class UrlsStep:
         rules = CaptionRules.from_concept(recipe.registry().get(step.concept), o.get("pair_words"))
         row_filter = parse_where(o.get("where"), frame.head(1000))
         return select_rows(
-            frame, rules, row_filter, o.get("max_per_class"), o.get("url_column"), o.get("caption_column")
-        )
+            frame, rules, row_filter, o.get("max_per_class"), o.get("url_column"), o.get("caption_column"),
+            bool(o.get("allow_private_addresses", False)),
+        )  # fmt: skip
 
     def check(self, step: Step, recipe: Recipe) -> None:
         try:
@@ -458,7 +460,9 @@ class UrlsStep:
         selection = self._selection(step, recipe)
         split = step.options.get("split", "train")
         chosen = ", ".join(f"{n} {split}/laion/{label}" for label, n in sorted(selection.selected.items()))
-        return f"up to {chosen or 'no images'} (of {selection.seen} rows; failed downloads are counted, not fatal)"
+        refused = ", ".join(f"{n} {reason}" for reason, n in selection.refused.items())
+        refused = f"; URLs refused: {refused}" if refused else ""
+        return f"up to {chosen or 'no images'} (of {selection.seen} rows{refused}; failed downloads are counted, not fatal)"
 
     def run(self, step: Step, recipe: Recipe) -> str:
         from .sources import ingest_urls

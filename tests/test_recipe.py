@@ -59,7 +59,7 @@ def _url_list(path: Path) -> Path:
     captions = ["an old church", "a church at night", "a bird on a wire", "an airplane", "a church", "a plate"]
     pd.DataFrame(
         {
-            "url": [f"http://127.0.0.1:9/{i}.png" for i in range(len(captions))],
+            "url": [f"http://example.com/{i}.png" for i in range(len(captions))],
             "caption": captions,
             "punsafe": [0.01, 0.5, 0.02, 0.01, 0.03, 0.0],
         }
@@ -349,7 +349,7 @@ def test_a_recipe_with_a_url_list_downloads_labels_and_counts_failures(tmp_path,
         rows.append({"url": server.url("img", "church0.png"), "caption": "church, unsafe", "punsafe": 0.9})
         pd.DataFrame(rows).to_parquet(tmp_path / "urls.parquet")
         source = {"kind": "urls", "urls": "urls.parquet", "where": "punsafe < 0.5", "samples_per_shard": 3}
-        source |= {"timeout": 2, "retries": 0, "processes": 1, "threads": 2}
+        source |= {"timeout": 2, "retries": 0, "processes": 1, "threads": 2, "allow_private_addresses": True}
         path = tmp_path / "recipe.yaml"
         path.write_text(yaml.safe_dump({"name": "web", "concepts": {"church": [source]}}))
         out = tmp_path / "out"
