@@ -44,6 +44,9 @@ class JobConfig(SamplingConfig):
         num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
         name: dataset name recorded in the manifest
         progress: show a progress bar
+        replace_changed_models: when a model's weights changed since it wrote images into --out, render its
+            images again with the new weights and retire the old shards as a new revision of the root (once every
+            new shard is written); without it such a job is refused
         concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
             $DATAIGM_CONCEPTS_DIR)
     """
@@ -69,6 +72,7 @@ class JobConfig(SamplingConfig):
     name: str = "dataigm"
     progress: bool = True
     concepts_dir: str | None = None
+    replace_changed_models: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:

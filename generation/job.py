@@ -6,12 +6,12 @@ worker of a partitioned job, and every re-run of a killed one, computes the same
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from dataigm.concepts import ConceptRegistry
+from dataigm.identity import json_sha256
 from dataigm.layout import ShardId
 from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
 from dataigm.schema import make_key
@@ -29,6 +29,7 @@ MAX_PLANNED_IMAGES = 2_000_000
 _NOT_WORK = (
     "out", "batch_size", "samples_per_shard", "retries", "device", "compile", "channels_last", "num_workers",
     "worker_index", "distributor", "ray_address", "num_gpus", "progress", "name", "png_compress_level",
+    "replace_changed_models",
 )  # fmt: skip
 
 
@@ -38,6 +39,7 @@ class WorkItem:
     sample_index: int
     seed: int
     split: str
+    base_seed: int = 0  # the job's; it names the image when the seed derives from it (see sample_key)
 
     @property
     def label(self) -> str:
@@ -75,8 +77,16 @@ def collect_prompts(cfg: JobConfig, registry: ConceptRegistry) -> list[PromptRec
 
 
 def sample_key(model_label: str, item: WorkItem) -> str:
-    """The sample key of ``item`` rendered by the model named ``model_label``."""
-    return make_key(model_label, item.prompt.prompt_id, f"{item.sample_index:04d}")
+    """The sample key of ``item`` rendered by the model named ``model_label``.
+
+    An image whose seed derives from a base seed other than 0 carries it (``..._0000-seed1``): jobs that differ
+    only in ``base_seed`` render other images, which must not share keys in one root. Base seed 0 keeps the keys
+    roots were written with before.
+    """
+    index = f"{item.sample_index:04d}"
+    if item.base_seed != 0 and item.prompt.seed is None:
+        index += f"-seed{item.base_seed}"
+    return make_key(model_label, item.prompt.prompt_id, index)
 
 
 def check_plan_size(cfg: JobConfig, n_prompts: int) -> None:
@@ -101,7 +111,7 @@ def plan_items(cfg: JobConfig, prompts: list[PromptRecord]) -> dict[str, list[Wo
         for sample in range(cfg.images_per_prompt):
             seed = prompt.seed + sample if prompt.seed is not None else item_seed(cfg.base_seed, family, sample)
             group = f"{prompt.concept}/{split}/generated"
-            items_by_group.setdefault(group, []).append(WorkItem(prompt, sample, seed, split))
+            items_by_group.setdefault(group, []).append(WorkItem(prompt, sample, seed, split, cfg.base_seed))
     return {g: sorted(items_by_group[g], key=lambda i: (i.prompt.prompt_id, i.sample_index)) for g in items_by_group}
 
 
@@ -154,6 +164,10 @@ def plan_shards(
 def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
     """The job's identity: a digest of the work (models in order, prompts, seeds, sampling settings).
 
+    The content of each model's weights is the other half of the job's identity: it is recorded with the job
+    (``weights``, :func:`dataigm.identity.weights_identity`) and checked before a shard counts as done (see
+    :func:`generation.runner.prepare`), so that fixing a model that wrote nothing yet stays the same job.
+
     How the work is cut up and run (shard size, batch size, device, workers) is left out, so the same
     work planned again with another shard size is recognised as the same job (and refused, see
     :meth:`dataigm.shardjob.ShardJob.check`) instead of rendering every image a second time.
@@ -166,7 +180,7 @@ def job_id(cfg: JobConfig, prompts: list[PromptRecord]) -> str:
     for k in ("concepts", "kinds", "max_prompts", "prompt_files", "concepts_dir"):
         work.pop(k)
     work["prompts"] = sorted((p.to_dict() for p in prompts), key=lambda d: d["prompt_id"])
-    return "generate-" + hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return "generate-" + json_sha256(work)[:16]
 
 
 def _work_dtype(spec: ModelSpec) -> str:
@@ -197,7 +211,8 @@ def legacy_job(cfg: JobConfig, manifest: dict | None) -> str | None:
             continue
         theirs = {k: recorded.get(k) for k in mine}
         theirs["models"] = [
-            {k: v for k, v in m.items() if k not in ("label", "checkpoint")} for m in recorded.get("models", [])
+            {k: v for k, v in m.items() if k not in ("label", "checkpoint", "weights")}
+            for m in recorded.get("models", [])
         ]
         if theirs == mine:
             return other

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from dataigm.devices import resolve_device
 from dataigm.distribute import make_distributor
-from dataigm.layout import MANIFEST_NAME
+from dataigm.identity import DigestCache, changed_parts, describe, json_sha256, weights_identity
+from dataigm.layout import MANIFEST_NAME, ShardId
 from dataigm.manifest import read_manifest
 from dataigm.sample import Sample
 from dataigm.shardjob import JobSummary, ShardJob, ShardResult, is_transient, one_line, with_retries
-from dataigm.writer import write_shard
+from dataigm.writer import done_shards, shard_is_done, write_shard
 
 from .job import (
     JobConfig,
@@ -39,26 +40,21 @@ from .preflight import check_inputs
 logger = logging.getLogger(__name__)
 
 EXIT_INCOMPLETE = 3
+# The digests of the weights files a job loads, remembered in the root (pushes and root checks ignore .cache).
+DIGESTS_MEMO = ".cache/dataigm/digests.json"
 
 __all__ = ["EXIT_INCOMPLETE", "GenerateWorker", "JobSummary", "ShardResult", "is_transient", "prepare", "run_job"]
 
 # ---------------------------------------------------------------- one shard, in any process
 
 _loaded: dict[tuple, LoadedModel] = {}
-# (job, model, its files' state) whose loading failed for good: the model's other shards fail at once
+# (job, model and its weights' content) whose loading failed for good: the model's other shards fail at once
 _load_errors: dict[tuple, str] = {}
 
 
-def _files_state(spec) -> tuple:
-    """Size and modification time of the local files a spec names."""
-    state = []
-    parts = (spec.unet, spec.transformer, spec.text_encoder, spec.text_encoder_2, spec.text_encoder_3)
-    for ref in (spec.base, spec.pipeline, *parts, spec.lora):
-        path = Path(ref) if ref else None
-        if path is not None and path.exists():
-            stat = path.stat()
-            state.append((ref, stat.st_size, stat.st_mtime_ns))
-    return tuple(state)
+def _weights_state(spec) -> str:
+    """The content of the weights a spec loads (by stat until a file changes: cheap on every shard)."""
+    return json_sha256(weights_identity(spec.to_dict()))
 
 
 def get_model(cfg: JobConfig, model_index: int, job: str = "") -> LoadedModel:
@@ -67,14 +63,15 @@ def get_model(cfg: JobConfig, model_index: int, job: str = "") -> LoadedModel:
     A model that failed to load for good in ``job`` fails its other shards of that job without a new try.
     """
     spec = cfg.model_specs()[model_index]
-    key = (spec, resolve_device(cfg.device), cfg.compile, cfg.channels_last)
-    failed = (job, key, _files_state(spec))  # a file fixed since the failure gets a new try
+    # weights changed in place since they were loaded are loaded again
+    key = (spec, _weights_state(spec), resolve_device(cfg.device), cfg.compile, cfg.channels_last)
+    failed = (job, key)  # a file fixed since the failure gets a new try
     if failed in _load_errors:
         raise ValueError(f"model {spec.label!r} could not be loaded: {_load_errors[failed]}")
     if key not in _loaded:
         _loaded.clear()  # free the previous model's memory first
         try:
-            _loaded[key] = load_pipeline(spec, key[1], compile=cfg.compile, channels_last=cfg.channels_last)
+            _loaded[key] = load_pipeline(spec, key[2], compile=cfg.compile, channels_last=cfg.channels_last)
         except (RuntimeError, ValueError, OSError) as err:
             if not is_transient(err):
                 _load_errors[failed] = one_line(err)
@@ -184,17 +181,42 @@ class GenerateWorker:
 
 # ---------------------------------------------------------------- the job
 
+REPLACE_OPTION = "--replace-changed-models"
 
-def _refuse_changed_weights(cfg: JobConfig, job: str, manifest: dict | None, models: list[dict], plan) -> None:
-    """The same work already in the root with another shard size, or with other weights behind a model
-    that already wrote shards, is refused before anything is written, naming the option.
 
-    ``plan(starts)`` gives the job's shards from the first shard numbers of each group.
+@dataclass
+class ChangedModel:
+    """A model of the job whose weights are not those its images in the root were rendered with.
+
+    Attributes:
+        index: the model's index in the job.
+        label: its name.
+        parts: the weights keys that changed (``unet``, ``base``...; ``weights`` for a job recorded with only the
+            file checksums).
+        before, now: the recorded and the current identity of each changed part, in words.
+        written: the shards in the root's index that hold its images (the job's own and earlier replacements').
     """
-    entry = (manifest or {}).get("jobs", {}).get(job) or {}
-    recorded = entry.get("config")
-    if not recorded:
-        return
+
+    index: int
+    label: str
+    parts: list[str]
+    before: list[str]
+    now: list[str]
+    written: list[str]
+
+    def message(self, out: str) -> str:
+        """The one line that refuses the job."""
+        change = "; ".join(f"{p}: {a} -> {b}" for p, a, b in zip(self.parts, self.before, self.now, strict=True))
+        what = "its weights changed" if self.parts == ["weights"] else f"{', '.join(self.parts)} weights changed"
+        return (
+            f"model {self.label!r}: {what} since its images were generated in {out} ({change}); "
+            f"{len(self.written)} shard(s) hold images of the old weights. Give the model a new 'name', or re-run "
+            f"with {REPLACE_OPTION} to render them again and retire the old ones as a new revision of the root"
+        )
+
+
+def _refuse_other_shard_size(cfg: JobConfig, job: str, recorded: dict) -> None:
+    """The same work already in the root cut into shards of another size is refused, naming the option."""
     before = recorded.get("samples_per_shard")
     if before is not None and before != cfg.samples_per_shard:
         raise ValueError(
@@ -202,31 +224,60 @@ def _refuse_changed_weights(cfg: JobConfig, job: str, manifest: dict | None, mod
             f"cut into shards of --samples-per-shard {before}; with {cfg.samples_per_shard} every image would be "
             f"rendered again. Re-run with --samples-per-shard {before} as before, or use a new --out"
         )
-    changed = [
-        i
-        for i, (old, new) in enumerate(zip(recorded.get("models", []), models, strict=False))
-        if old.get("checkpoint") != new["checkpoint"]
+
+
+def _replacement_prefix(job: str, label: str) -> str:
+    return f"{job}-replace-{label}-"
+
+
+def _job_shards(entry: dict) -> list[str]:
+    """Every shard number a job reserved, as relpaths."""
+    return [
+        ShardId(*g.split("/"), i).relpath for g, (s, n) in entry.get("ranges", {}).items() for i in range(s, s + n)
     ]
-    if not changed:
-        return
-    starts = {group: start for group, (start, _) in entry.get("ranges", {}).items()}
-    written = {t.model_index for t in plan(starts) if t.shard.relpath in manifest["shards"]}
-    for i in changed:
-        if i in written:  # a model that wrote nothing yet (its weights failed to load) may be fixed in place
-            old = recorded["models"][i].get("checkpoint")
-            raise ValueError(
-                f"Model {models[i]['label']!r}: its weights changed since this job wrote its first images in "
-                f"{cfg.out} ({old} -> {models[i]['checkpoint']}); those images come from the old weights. "
-                "Use a new --out, or give the model a new 'name'"
-            )
 
 
-def prepare(cfg: JobConfig) -> ShardJob:
-    """Check the job and plan it as a :class:`~dataigm.shardjob.ShardJob` (nothing is written yet).
+def changed_models(
+    cfg: JobConfig, job: str, manifest: dict | None, models: list[dict], tasks: list[ShardTask]
+) -> list[ChangedModel]:
+    """The models whose weights differ from those recorded with ``job`` and that have images in the root.
 
-    Everything that can be checked without rendering (options, models, devices, the output folder, the
-    uniqueness of every planned key, a conflict with the same job already in the root) is checked here.
+    A model that wrote nothing yet (its weights failed to load) may be fixed in place: the same job goes on.
+    Jobs recorded before weights identities compare the file checksums they recorded (``checkpoint``).
+
+    Args:
+        tasks: the job's shards at the numbers it reserved.
     """
+    entry = (manifest or {}).get("jobs", {}).get(job) or {}
+    recorded = entry.get("config")
+    if not recorded:
+        return []
+    _refuse_other_shard_size(cfg, job, recorded)
+    indexed = manifest["shards"]
+    out = []
+    for i, (old, new) in enumerate(zip(recorded.get("models", []), models, strict=False)):
+        if "weights" in old:
+            parts = changed_parts(old["weights"], new["weights"])
+            before = [describe(old["weights"][p]) for p in parts]
+            now = [describe(new["weights"][p]) for p in parts]
+        elif old.get("checkpoint") != new["checkpoint"]:
+            parts, before, now = ["weights"], [str(old.get("checkpoint"))], [str(new["checkpoint"])]
+        else:
+            continue
+        if not parts:
+            continue
+        written = [t.shard.relpath for t in tasks if t.model_index == i and t.shard.relpath in indexed]
+        prefix = _replacement_prefix(job, new["label"])
+        for other, other_entry in manifest["jobs"].items():
+            if other.startswith(prefix):
+                written += [rel for rel in _job_shards(other_entry) if rel in indexed]
+        if written:
+            out.append(ChangedModel(i, new["label"], parts, before, now, written))
+    return out
+
+
+def _plan(cfg: JobConfig) -> tuple[ShardJob, list[ChangedModel], DigestCache]:
+    """The job, checked and planned (nothing is written), and the models whose weights changed under it."""
     registry = cfg.registry()
     specs = cfg.model_specs()
     prompts = collect_prompts(cfg, registry)
@@ -237,8 +288,16 @@ def prepare(cfg: JobConfig) -> ShardJob:
     manifest = read_manifest(root) if (root / MANIFEST_NAME).exists() else None
     legacy = legacy_job(cfg, manifest)
     job = legacy or job_id(cfg, prompts)
-    models = [s.to_dict() | {"label": s.label, "checkpoint": checkpoint_of(s)} for s in specs]
-    _refuse_changed_weights(cfg, job, manifest, models, lambda starts: plan_shards(cfg, prompts, starts, items))
+    digests = DigestCache(root / DIGESTS_MEMO)  # saved once the job ran: a refused job leaves the root as it was
+    models = []
+    for s in specs:
+        record = s.to_dict()
+        models.append(
+            record | {"label": s.label, "checkpoint": checkpoint_of(s), "weights": weights_identity(record, digests)}
+        )
+    entry = (manifest or {}).get("jobs", {}).get(job) or {}
+    starts = {group: start for group, (start, _) in entry.get("ranges", {}).items()}
+    changed = changed_models(cfg, job, manifest, models, plan_shards(cfg, prompts, starts, items))
     config = cfg.to_dict() | {"models": models, "safety_checker": False, "versions": _versions()}
     if not legacy:  # an earlier job keeps being found by its configuration
         config["job_identity"] = 2
@@ -254,7 +313,67 @@ def prepare(cfg: JobConfig) -> ShardJob:
         name=cfg.name,
     )
     shard_job.check()
+    return shard_job, changed, digests
+
+
+def prepare(cfg: JobConfig) -> ShardJob:
+    """Check the job and plan it as a :class:`~dataigm.shardjob.ShardJob` (nothing is written yet).
+
+    Everything that can be checked without rendering (options, models, devices, the output folder, the
+    uniqueness of every planned key, a conflict with the same job already in the root, a model whose weights
+    changed since it wrote images there) is checked here.
+
+    Raises:
+        ValueError: bad input; or a model's weights changed under its images (one line naming the part and the
+            way out), unless ``cfg.replace_changed_models``.
+    """
+    shard_job, changed, _ = _plan(cfg)
+    if changed and not cfg.replace_changed_models:
+        raise ValueError(changed[0].message(cfg.out))
     return shard_job
+
+
+def _replacement(cfg: JobConfig, shard_job: ShardJob, change: ChangedModel) -> ShardJob:
+    """The job that renders ``change``'s model again, with its new weights, for every shard of the job that holds
+    (or held, before an earlier replacement) its images; numbered from 0 in each group, reserved anew."""
+    root, job = Path(cfg.out), shard_job.job_id
+    entry = read_manifest(root)["jobs"][job]
+    starts = {group: start for group, (start, _) in entry["ranges"].items()}
+    counters: dict[str, int] = {}
+    tasks = []
+    for task in shard_job.tasks:
+        at = replace(task.shard, index=starts[task.shard.group] + task.shard.index)
+        if task.model_index == change.index and shard_is_done(root, at):
+            index = counters.get(at.group, 0)
+            counters[at.group] = index + 1
+            tasks.append(replace(task, shard=replace(at, index=index)))
+    model = shard_job.config["models"][change.index]
+    replacement = _replacement_prefix(job, change.label) + json_sha256(model["weights"])[:12]
+    config = shard_job.config | {"models": [model], "replaces": {"job": job, "model": change.label}}
+    return ShardJob(
+        root=cfg.out,
+        job_id=replacement,
+        tasks=tasks,
+        worker=GenerateWorker(cfg, replacement),
+        concepts=shard_job.concepts,
+        plan=shard_job.plan,
+        description=f"generate: model {change.label!r} with changed weights",
+        config=config,
+        name=cfg.name,
+    )
+
+
+def _retire(root: Path, change: ChangedModel, keep: str) -> None:
+    """A new revision of the root without the old images of ``change``'s model (after its new shards are done)."""
+    from dataigm.reader import iter_shard
+    from dataigm.revision import drop_samples
+
+    indexed = read_manifest(root)["shards"]
+    mine = set(_job_shards(read_manifest(root)["jobs"][keep]))
+    old = [rel for rel in change.written if rel in indexed and rel not in mine]
+    if old:
+        drop = {rel: {s.key for s in iter_shard(root / rel)} for rel in old}
+        logger.info("%s", drop_samples(root, drop, f"replace-{change.label}").text())
 
 
 def _versions() -> dict[str, str]:
@@ -275,11 +394,22 @@ def _gpus_per_task(cfg: JobConfig) -> float:
 def run_job(cfg: JobConfig) -> JobSummary:
     """Run (or resume) the job; returns its summary. Failed shards do not stop the others.
 
+    With ``cfg.replace_changed_models``, a model whose weights changed under its images renders them again first
+    (a job of its own); once all of its new shards are written, the old ones are retired as a revision of the
+    root (:func:`dataigm.revision.drop_samples`); then the job goes on. A run stopped at any point is finished by
+    running the same command again.
+
     Raises:
         ValueError: bad input, found before anything is written; or every shard of a new job failed,
             in which case the root is left as it was (removed if this run created it).
     """
-    shard_job = prepare(cfg)
+    if cfg.replace_changed_models and (Path(cfg.out) / MANIFEST_NAME).exists():
+        from dataigm.revision import finish_revisions
+
+        finish_revisions(cfg.out)  # a replacement stopped while it retired the old shards
+    shard_job, changed, digests = _plan(cfg)
+    if changed and not cfg.replace_changed_models:
+        raise ValueError(changed[0].message(cfg.out))
     distributor = make_distributor(
         cfg.distributor,
         cfg.num_workers,
@@ -287,4 +417,19 @@ def run_job(cfg: JobConfig) -> JobSummary:
         ray_address=cfg.ray_address,
         num_gpus=_gpus_per_task(cfg) if cfg.distributor == "ray" else 0,
     )
-    return shard_job.run(distributor, progress=cfg.progress, unit="img")
+    replaced = []
+    for change in changed:
+        replacement = _replacement(cfg, shard_job, change)
+        summary = replacement.run(distributor, progress=cfg.progress, unit="img")
+        logger.info("%s", summary.text())
+        replaced.append(summary)
+        everything = [ShardId.parse(rel) for rel in _job_shards(read_manifest(cfg.out)["jobs"][replacement.job_id])]
+        if not summary.complete or len(done_shards(cfg.out, everything)) < len(everything):
+            return summary  # nothing retired: the old images stay until every new shard is written
+        _retire(Path(cfg.out), change, replacement.job_id)
+    summary = shard_job.run(distributor, progress=cfg.progress, unit="img")
+    digests.save()
+    for other in replaced:
+        summary.written += other.written
+        summary.images += other.images
+    return summary

@@ -208,6 +208,47 @@ def test_a_model_named_with_an_underscore_is_evaluated_end_to_end_through_shards
     assert forget and report["concepts"]["church"]["ESD_x"]["forgetting"]["overall"]["n"] == len(forget)
 
 
+@pytest.mark.slow
+def test_retrained_model_gets_new_images_and_its_forgetting_is_measured_on_them(tiny_pipeline_dir, tmp_path):
+    import os
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    pipe = Path(shutil.copytree(tiny_pipeline_dir, tmp_path / "pipe"))
+    models = [
+        str(tiny_pipeline_dir),
+        {"base": str(pipe), "name": "erased", "method": "ESD", "unet": str(pipe / "unet")},
+    ]
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), models=models, concepts=["church"], kinds=["forget"], max_prompts=2,
+        judge=f"local-dir:{_save_judge(tmp_path / 'judge', 0.5)}", clip_model=None, lpips_net=None,
+        fid_feature="resnet10t", fid_pretrained=False, person_detector=None, progress=False,
+        generation={"steps": 2, "height": 32, "width": 32},
+    )  # fmt: skip
+    root, cache = tmp_path / "eval" / "images", tmp_path / "eval" / "cache" / "church"
+
+    def digests(model: str) -> set[str]:
+        return {im.digest for im in from_shards(root) if im.model == model}
+
+    def cached_images(model: str) -> dict:
+        return json.loads((cache / model / "forgetting.json").read_text())["inputs"]["images"]
+
+    run_evaluation(cfg)
+    before = {m: (digests(m), cached_images(m)) for m in ("ORG-tiny", "erased")}
+    (unet,) = (pipe / "unet").glob("*.safetensors")
+    save_file({k: v + 0.5 for k, v in load_file(unet).items()}, tmp_path / "new.safetensors")
+    os.replace(tmp_path / "new.safetensors", unet)  # the method retrained, its weights saved in the same folder
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    assert digests("ORG-tiny") == before["ORG-tiny"][0] and cached_images("ORG-tiny") == before["ORG-tiny"][1]
+    new = digests("erased")
+    assert len(new) == 2 and not new & before["erased"][0]  # the old images are not reused
+    assert cached_images("erased")["sha256"] != before["erased"][1]["sha256"]  # forgetting measured on the new ones
+    assert report["concepts"]["church"]["erased"]["forgetting"]["overall"]["n"] == 2
+    assert len([im for im in from_shards(root) if im.model == "erased"]) == 2
+
+
 def test_the_model_of_a_schema_1_record_comes_from_its_key():
     from detectors.evaluation.images import model_of
 

@@ -173,7 +173,7 @@ def test_changed_weights_behind_written_images_are_refused(tiny_pipeline_dir, tm
     capsys.readouterr()
     assert main(argv(root, models, "--max-prompts", "1")) == 2
     error = the_error(capsys)
-    assert "Model 'edited': its weights changed since this job wrote its first images" in error
+    assert "model 'edited': unet weights changed since its images were generated" in error
     assert "new 'name'" in error and snapshot(root) == before
 
 

@@ -15,6 +15,9 @@ and a re-run with changed inputs recomputes what changed. A fingerprint covers (
   the evaluation's own code.
 
 The cache file keeps these inputs in readable form (images by the digest of their list) beside the result.
+The generated images live in ``<out>/images`` (or ``images``), a cache of their own: when a model's weights change
+(:func:`dataigm.identity.weights_identity`), its images are rendered again and replace the old ones, so every
+number of that model is measured on images of the weights given.
 """
 
 from __future__ import annotations
@@ -23,14 +26,13 @@ import hashlib
 import inspect
 import json
 import logging
-import os
 from collections.abc import Callable
 from functools import partial
 from importlib import metadata
 from pathlib import Path
 
-from dataigm.files import atomic_write_json, sha256_file
-from dataigm.manifest import MODEL_WEIGHT_KEYS
+from dataigm.files import atomic_write_json
+from dataigm.identity import DigestCache, hub_commit, json_sha256, weights_identity
 from dataigm.prompts import build_prompts, parse_kinds, subsample, write_prompts
 from detectors.evaluation import aspects
 from detectors.evaluation.config import EvalConfig
@@ -72,7 +74,7 @@ class Cache:
 
 def fingerprint(*parts: object) -> str:
     """sha256 (hex) of the JSON of ``parts``; anything JSON cannot write raises (a repr may hold an address)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()
+    return json_sha256(parts, default=_json_default)
 
 
 def _json_default(value: object):
@@ -88,69 +90,7 @@ def _json_default(value: object):
 # ---------------------------------------------------------------- content digests
 
 
-class Digests:
-    """sha256 of files and folders by content, remembered per file by its (size, mtime, ctime, inode).
-
-    The memo lives in ``<out>/cache/digests.json`` (git's index does the same): a cached re-run does not
-    read gigabytes of weights again, and a file that is replaced, moved or rewritten changes its stat
-    entry and is read again.
-    """
-
-    def __init__(self, memo: Path | None = None):
-        self.memo_path = memo
-        self._memo: dict = {}
-        if memo is not None and memo.is_file():
-            try:
-                self._memo = json.loads(memo.read_text(encoding="utf-8"))
-            except ValueError:
-                self._memo = {}
-        self._dirty = False
-
-    def file(self, path: str | os.PathLike) -> str:
-        """sha256 of one file's bytes."""
-        path = Path(path).resolve()
-        st = path.stat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        known = self._memo.get(str(path))
-        if known and known[0] == stamp:
-            return known[1]
-        digest = sha256_file(path)
-        self._memo[str(path)] = [stamp, digest]
-        self._dirty = True
-        return digest
-
-    def path(self, path: str | os.PathLike) -> str:
-        """sha256 of a file, or of a folder's files (relative names and contents; hidden entries skipped)."""
-        path = Path(path)
-        if path.is_file():
-            return self.file(path)
-        entries = sorted(
-            (p.relative_to(path).as_posix(), self.file(p))
-            for p in path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
-
-    def maybe_path(self, value: str | None) -> str | None:
-        """The content digest of ``value`` when it names a local file or folder, else None."""
-        if value is None or not isinstance(value, str) or not value or not Path(value).exists():
-            return None
-        return self.path(value)
-
-    def save(self) -> None:
-        if self._dirty and self.memo_path is not None:
-            atomic_write_json(self.memo_path, dict(sorted(self._memo.items())))
-            self._dirty = False
-
-
-def _hub_revision(repo: str) -> str | None:
-    """The commit a Hub id resolves to in the local cache (what an offline load uses), or None."""
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo, local_files_only=True)).name
-    except Exception:  # not in the cache, or not a repo id: the id and the library versions key it
-        return None
+Digests = DigestCache  # the name this module's callers know
 
 
 def judge_inputs(judge) -> dict:
@@ -167,11 +107,11 @@ def backbone_content(name: str | None, digests: Digests) -> dict | None:
     if kind == "local-dir":
         return {"name": name if not Path(location).is_dir() else "local-dir", "sha256": digests.maybe_path(location)}
     if kind == "hf-hub":
-        return {"name": name, "revision": _hub_revision(location.partition("@")[0])}
+        return {"name": name, "revision": hub_commit(location.partition("@")[0])}
     local = digests.maybe_path(name)
     if local is not None:
         return {"name": "local", "sha256": local}
-    return {"name": name, "revision": _hub_revision(name) if "/" in name else None}
+    return {"name": name, "revision": hub_commit(name) if "/" in name else None}
 
 
 def code_digest(extra_files: tuple = ()) -> str:
@@ -249,6 +189,7 @@ def generation_job(cfg: EvalConfig):
     job = JobConfig(
         out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=prompt_paths(cfg),
         test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir, device=cfg.device, **cfg.generation.sampling_options(),
+        replace_changed_models=True,  # the root is this evaluation's cache: a retrained model's images are redone
     )  # fmt: skip
     labels = [s.label for s in job.model_specs()]
     if cfg.original is not None and cfg.original not in labels:
@@ -468,10 +409,10 @@ def _skipped(reason: str) -> dict:
 
 
 def spec_content(spec, digests: Digests) -> dict:
-    """A model spec by content: its fields, and the sha256 of each local file or folder it names."""
+    """A model spec by content: its fields, and the identity of each weights file, folder or Hub model it loads
+    (:func:`dataigm.identity.weights_identity`, the identity its generation job records)."""
     fields = spec.to_dict()
-    files = {k: digests.maybe_path(fields.get(k)) for k in MODEL_WEIGHT_KEYS}
-    return {"spec": fields, "files": {k: v for k, v in files.items() if v is not None}}
+    return {"spec": fields, "files": weights_identity(fields, digests)}
 
 
 def _efficiency(cfg: EvalConfig, models: list[str], original: str, cache: Cache, digests: Digests) -> dict:

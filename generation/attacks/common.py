@@ -3,21 +3,16 @@ the projection of embeddings onto real vocabulary tokens, per-prompt seeds, and 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
-from dataigm.files import sha256_file
-from dataigm.manifest import MODEL_WEIGHT_KEYS
+from dataigm.identity import json_sha256, weights_identity
 from dataigm.prompts import PromptRecord
 
 from ..seeds import item_seed
 from ..spec import ModelSpec
-from ..weights import WEIGHT_SUFFIXES
 
 
 def prompt_seed(record: PromptRecord, base_seed: int) -> int:
@@ -164,36 +159,8 @@ def nearest_tokens(embeddings, vocab, candidates, metric: str = "cosine"):
 
 # ---------------------------------------------------------------- the target model's checksum
 
-_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _digest(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        _FILE_DIGESTS[key] = sha256_file(path)
-    return _FILE_DIGESTS[key]
-
-
-def _weights_of(ref: str | None) -> dict[str, str] | str | None:
-    """sha256 of a weights file, of every weights file of a folder, or the reference itself (a Hub id)."""
-    if ref is None:
-        return None
-    path = Path(ref)
-    if path.is_file():
-        return _digest(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-        return {str(p.relative_to(path)): _digest(p) for p in files}
-    return ref
-
 
 def model_checksum(spec: ModelSpec, revision: str | None = None) -> str:
-    """A sha256 of what the attacked model computes with: its spec and the sha256 of each of its weights files
-    (a Hub model: its resolved revision)."""
-    parts = {
-        "spec": spec.to_dict(),
-        "revision": revision,
-        "weights": {k: _weights_of(getattr(spec, k)) for k in MODEL_WEIGHT_KEYS},
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    """A sha256 of what the attacked model computes with: its spec, its resolved revision and the content identity
+    of every weights file, folder or Hub model it loads (:func:`dataigm.identity.weights_identity`)."""
+    return json_sha256({"spec": spec.to_dict(), "revision": revision, "weights": weights_identity(spec.to_dict())})
