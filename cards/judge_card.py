@@ -110,7 +110,7 @@ def judge_reading(judge: dict) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
-def _metric_tables(metrics: dict) -> str:
+def _metric_tables(metrics: dict, decisions: str = "the calibrated probability and the threshold below") -> str:
     data, boot = metrics.get("data", {}), metrics.get("bootstrap", {})
     intro = (
         f"Measured with `dataigm judge eval` on split `{data.get('split')}` of `{data.get('name')}` "
@@ -119,7 +119,7 @@ def _metric_tables(metrics: dict) -> str:
         f"judge returned NaN for them{_by_concept(metrics.get('excluded_nan_by_concept'))}. "
         f"Each value has a {boot.get('ci', 0.95):.0%} percentile "
         f"bootstrap interval ({boot.get('resamples')} resamples); ECE uses {boot.get('ece_bins', 15)} equal-width bins. "
-        "Decisions use the calibrated probability and the threshold below."
+        f"Decisions use {decisions}."
     )
     parts = [intro]
     header = ("source", "method", "n", "targets", *(label for _, label in METRICS))
@@ -411,7 +411,7 @@ def baseline_judge_card(eval_dir: str | Path, license: str = "other", gap_points
         f"A baseline judge given by spec, measured with `dataigm judge eval`; it says whether "
         f"{', '.join(f'`{c}`' for c in concepts)} {'is' if len(concepts) == 1 else 'are'} present in an image.",
         "## How it reads an image\n\n" + judge_reading(judge),
-        "## Evaluation\n\n" + _metric_tables(metrics),
+        "## Evaluation\n\n" + _metric_tables(metrics, "the judge's probability and its threshold above"),
     ]
     plots = _plots(eval_dir, sorted({row["concept"] for row in metrics.get("rows", [])}))
     if plots:
