@@ -1,7 +1,9 @@
-"""``dataigm bench list|show|import``: the packaged benchmark suites (:mod:`dataigm.suite`).
+"""``dataigm bench list|show|import|board|push``: the packaged benchmark suites (:mod:`dataigm.suite`) and their
+results.
 
 ``bench run`` (a suite through the evaluation) is not implemented yet; this command lists suites, shows one
-(human or ``--json``), and imports a prompt file a suite pins but does not bundle, checked against its pin.
+(human or ``--json``), imports a prompt file a suite pins but does not bundle, checked against its pin, makes a
+board of results files (:mod:`detectors.bench.board`) and pushes them to the Hub (:mod:`detectors.bench.push`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from ..suite import check_pin, list_suites, load_suite, suite_summary
 from .common import command_parser
 from .options import add_options
 
-HELP = "benchmark suites: list them, show one, import a prompt file a suite pins (bench run comes later)"
+HELP = (
+    "benchmark suites: list them, show one, import a prompt file a suite pins; board and push results "
+    "(bench run comes later)"
+)
 
 
 @dataclass
@@ -48,6 +53,48 @@ class ImportOptions:
     out: str
 
 
+@dataclass(kw_only=True)
+class BoardOptions:
+    """``dataigm bench board``.
+
+    Attributes:
+        results: results files of one suite version (mixed versions are refused)
+        out: folder board.md and board.html are written to
+        suite: the suite YAML file when the results are of a suite that is not packaged
+        reported: show the published numbers of the suite as reported rows
+        n_boot: paired bootstrap resamples of the prompts (rank intervals, differences)
+        seed: seed of the resampling
+    """
+
+    results: list[str]
+    out: str
+    suite: str | None = None
+    reported: bool = True
+    n_boot: int = 1000
+    seed: int = 0
+
+
+@dataclass(kw_only=True)
+class PushOptions:
+    """``dataigm bench push``.
+
+    Attributes:
+        results: results files to publish (each verified against its checksum first)
+        repo: Hub dataset repository ORG/NAME the results go to (created when missing)
+        create_pr: open a pull request on the dataset repository instead of committing to main
+        model_results: also open a pull request with the evaluation results on each model repository on the Hub
+        private: create the dataset repository private
+        commit_message: commit message
+    """
+
+    results: list[str]
+    repo: str
+    create_pr: bool = True
+    model_results: bool = True
+    private: bool = False
+    commit_message: str = "Add dataigm benchmark results"
+
+
 def configure(parser) -> None:
     sub = parser.add_subcommands(dest="action")
     sub.add_subcommand("list", command_parser("list the packaged suites"), help="list the packaged suites")
@@ -57,6 +104,12 @@ def configure(parser) -> None:
     imp = command_parser("check a prompt file against the suite's pin, then copy it to --out")
     sub.add_subcommand("import", imp, help="import a prompt file a suite pins but does not bundle")
     add_options(imp, ImportOptions, positional=("suite", "prompt_set", "file"))
+    board = command_parser("results of one suite version as board.md and a static board.html (paired ranks)")
+    sub.add_subcommand("board", board, help="make a leaderboard of results files: markdown and one static page")
+    add_options(board, BoardOptions, positional=("results",))
+    push = command_parser("results files to a Hub dataset, and to each Hub model's evaluation results (pull requests)")
+    sub.add_subcommand("push", push, help="publish results files to the Hub (pull requests by default)")
+    add_options(push, PushOptions, positional=("results",))
 
 
 def format_list(suites) -> str:
@@ -130,6 +183,34 @@ def run(cfg) -> int:
     if action == "show":
         summary = suite_summary(load_suite(args.suite))
         print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_suite(summary))
+        return 0
+    if action == "board":
+        from detectors.bench.board import write_board
+
+        if args.n_boot < 1:
+            raise ValueError(f"--n-boot must be at least 1, got {args.n_boot}")
+        md, html = write_board(
+            list(args.results),
+            args.out,
+            suite_ref=args.suite,
+            reported=args.reported,
+            n_boot=args.n_boot,
+            seed=args.seed,
+        )
+        print(f"board of {len(args.results)} results file(s): {md} and {html}")
+        return 0
+    if action == "push":
+        from detectors.bench.push import push_results
+
+        for where, url in push_results(
+            list(args.results),
+            args.repo,
+            create_pr=args.create_pr,
+            model_results=args.model_results,
+            private=args.private,
+            commit_message=args.commit_message,
+        ):
+            print(f"pushed to {where}: {url}")
         return 0
     suite = load_suite(args.suite)
     prompt_set = suite.prompt_set(args.prompt_set)

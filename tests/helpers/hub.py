@@ -90,6 +90,10 @@ class FakeHfApi:
             raise FileExistsError(branch)
         repo.setdefault(branch, dict(repo[MAIN]))
 
+    def repo_exists(self, repo_id, *, repo_type=None, **kwargs) -> bool:
+        self.hub.calls.append(("repo_exists", {"repo_id": repo_id, "repo_type": repo_type}))
+        return (repo_type or "model", repo_id) in self.hub.repos
+
     def file_exists(self, repo_id, filename, *, repo_type=None, revision=None, **kwargs) -> bool:
         self.hub.calls.append(
             ("file_exists", {"repo_id": repo_id, "filename": filename, "repo_type": repo_type, "revision": revision})
