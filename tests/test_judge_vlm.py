@@ -362,5 +362,7 @@ def test_vlm_reports_the_answer_mass_and_leaves_out_judgements_below_the_floor(t
     assert judge.min_mass == 0.5 and max(expected_mass) < 0.5
     assert prediction.n_invalid == 3 and not prediction.present.any()
     assert prediction.to_records()[0]["details"]["answer_mass"] == pytest.approx(expected_mass[0], rel=1e-4)
+    one = judge.predict(images[0])  # one image: read as a stream, not through the DataLoader
+    np.testing.assert_allclose(one.details["answer_mass"], expected_mass[:1], rtol=1e-4)
     with pytest.raises(ValueError, match="min_mass=1.5 is not a probability"):
         load_judge(f"vlm:model={tiny_vlm},concept=church,min_mass=1.5", "cpu")
