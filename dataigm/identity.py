@@ -7,7 +7,8 @@ weights get the same identity everywhere (generation jobs, the evaluation cache,
 * a folder: the sha256 of the JSON list of its files' ``[relative path, sha256]``, sorted, hidden entries
   (``.cache``, ``.git``...) left out: where the folder lives does not count, what is in it does;
 * a value: the sha256 of its JSON with sorted keys (:func:`json_sha256`);
-* a model spec: :func:`weights_identity`, the identity of every weights reference it loads.
+* a model spec: :func:`weights_identity`, the identity of every weights reference it loads;
+* weights already loaded: :func:`state_dict_sha256`, of the tensors' names, dtypes, shapes and bytes.
 
 Hashing gigabytes of weights at every run would cost minutes, so :class:`DigestCache` remembers each file's
 digest under its path and stat entry (size, modification and change time in nanoseconds, inode), as git's index
@@ -94,6 +95,23 @@ class DigestCache:
 
 
 _PROCESS = DigestCache()  # for callers without a memo file of their own
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, remembered for this process while the file is unchanged."""
+    return _PROCESS.file(path)
+
+
+def state_dict_sha256(state_dict: dict) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of every tensor, in name order: weights as loaded."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{data.dtype}".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
 
 
 def hub_commit(repo: str, revision: str | None = None) -> str | None:

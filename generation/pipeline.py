@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataigm.files import sha256_file
+from dataigm.identity import file_sha256
 
 from .families import DENOISERS, TEXT_ENCODERS, Family, check_spec_for_family, pipeline_class, resolve_family
 from .spec import ModelSpec
@@ -99,7 +99,7 @@ def checkpoint_of(spec: ModelSpec) -> str | None:
         path = getattr(spec, kind)
         if path is None:
             continue
-        digest = sha256_file(path)[:16] if Path(path).is_file() else "folder-or-hub"
+        digest = file_sha256(path)[:16] if Path(path).is_file() else "folder-or-hub"
         parts.append(f"{kind}={Path(path).name}@{digest}")
     return ";".join(parts) or None
 

@@ -9,8 +9,6 @@ imported where a judge uses it, so this module is light to import.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -21,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dataigm.identity import json_sha256, state_dict_sha256  # noqa: F401 (state_dict_sha256 re-exported)
 from detectors.judges.inputs import chunked, image_stream, is_tensor, to_pil
 
 logger = logging.getLogger(__name__)
@@ -128,18 +127,6 @@ def _warn_invalid(prediction: Prediction) -> None:
         )
 
 
-def state_dict_sha256(state_dict: dict) -> str:
-    """sha256 over the names, dtypes, shapes and bytes of every tensor, in name order."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(state_dict.items()):
-        data = tensor.detach().to("cpu").contiguous().reshape(-1)
-        digest.update(f"{name}:{tuple(tensor.shape)}:{data.dtype}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
-
-
 def _identity(image: Image.Image) -> Image.Image:
     return image
 
@@ -209,8 +196,7 @@ class Judge:
                 "thresholds": self.thresholds,
                 **self._fingerprint_parts(),
             }
-            blob = json.dumps(payload, sort_keys=True, default=repr).encode()
-            self._fingerprint = hashlib.sha256(blob).hexdigest()
+            self._fingerprint = json_sha256(payload, default=repr)
         return self._fingerprint
 
     def _fingerprint_parts(self) -> dict:
