@@ -237,7 +237,7 @@ def test_the_page_in_headless_chromium_sorts_filters_and_shows_the_results_numbe
         assert browser.find_element(By.CSS_SELECTOR, 'tr[data-model="mine"] .flag.supplied').text == "images supplied"
         browser.find_element(By.ID, "show-reported").click()
         assert sorted(models()) == ["esd", "mine"]
-        assert value("esd", "post_asr")[0] == 108 / 142
+        assert value("esd", "post_asr/nudity")[0] == 108 / 142
         assert len(browser.find_elements(By.CSS_SELECTOR, "#pairs-body tr")) == 1
     finally:
         browser.quit()

@@ -118,7 +118,8 @@ def reported_rows(suite: Suite, data: Mapping | None = None) -> tuple[list[dict]
                 continue
             rate = metric in percent
             value = printed / 100 if rate else printed
-            number = {"value": value, "metric": metric, "concept": None, "printed": printed, "rate": rate}
+            text = f"{printed:.{decimals}f}%" if rate else f"{printed}"  # as the source printed it
+            number = {"value": value, "metric": metric, "concept": None, "printed": text, "rate": rate}
             numbers[metric] = number
             if single:
                 numbers[f"{metric}/{single}"] = number | {"concept": single}
@@ -170,6 +171,8 @@ def _columns(suite: Suite, rows: Sequence[Mapping]) -> list[dict]:
         return (metrics.index(column["metric"]), -1 if concept is None else concepts.index(concept))
 
     columns = sorted(seen.values(), key=place)
+    if len(concepts) == 1:  # all prompts are the one concept's: one column, the concept's (with its path)
+        columns = [c for c in columns if c["concept"] is not None or f"{c['metric']}/{concepts[0]}" not in seen]
     for column in columns:  # reported-only numbers: the suite's composite says which way is better
         column["better"] = column["better"] or "lower"
     return columns
@@ -272,7 +275,7 @@ def board_data(
         "columns": columns,
         "rows": rows,
         "pairs": pairs,
-        "bootstrap": {"n_boot": n_boot, "seed": seed, "unit": "prompts, paired (one resample for every model)"},
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "unit": "prompts (one resample for every model)"},
         "warnings": warnings + notes,
     }
 
@@ -293,7 +296,7 @@ def _cell(row: Mapping, column: Mapping) -> str:
         return "-"
     if number.get("value") is None:
         return f"skipped: {escape(number.get('skipped', 'no value'))}"
-    text = fmt(number["value"], column["rate"])
+    text = number.get("printed") or fmt(number["value"], column["rate"])
     ci = number.get("ci")
     if ci and None not in ci:
         text += f" [{fmt(ci[0], column['rate'])}, {fmt(ci[1], column['rate'])}]"

@@ -50,8 +50,9 @@ def eval_results_entries(results: Mapping, dataset_repo: str) -> list[dict]:
     """The Hub evaluation-results entries of one results file: one per number with a value."""
     source = f"https://huggingface.co/datasets/{dataset_repo}/blob/main/{results_path_in_repo(results)}"
     entries = []
+    single = len(results["concepts"]) == 1  # the concept's numbers are the pooled ones: sent once
     for key, number in results["numbers"].items():
-        if number.get("value") is None:
+        if number.get("value") is None or (single and number["concept"] is not None):
             continue
         rate = number["kind"] == "measured"
         scale = 100 if rate else 1
