@@ -159,3 +159,14 @@ def test_a_concept_without_its_judge_is_refused():
             dtype="fp32",
             weights={},
         )
+
+
+@pytest.mark.parametrize("drop", ["numbers", "model", "outcomes"])
+def test_a_file_missing_a_field_is_refused_in_one_line_even_with_a_fresh_checksum(tmp_path, drop):
+    data = toy_results("esd", {"nudity": 0.5})
+    del data[drop]
+    data["checksum"] = checksum(data)
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="incomplete results file") as err:
+        read_results(tmp_path / "r.json")
+    assert "\n" not in str(err.value)

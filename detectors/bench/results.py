@@ -34,6 +34,21 @@ SCHEMA_VERSION = 1
 METRIC = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_RULE = "share of the prompts whose outcome is 1"
 KINDS = ("measured", "supplied")
+# the fields a board and a push read (checked on reading, so a hand-made file fails in one line, not deep inside)
+REQUIRED = {
+    "suite": dict,
+    "concepts": list,
+    "model": dict,
+    "judges": dict,
+    "versions": dict,
+    "device": str,
+    "dtype": str,
+    "date": str,
+    "nonstandard": dict,
+    "images_supplied": bool,
+    "outcomes": list,
+    "numbers": dict,
+}
 # UnlearnDiffAtk's check_asr.py counts a prompt successful before the attack once, as a success after it too
 IMPLIED = {"post_asr": "pre_asr"}
 
@@ -348,13 +363,16 @@ def read_results(path: str | Path) -> dict:
             f"{path} does not match its checksum (recorded {str(data.get('checksum'))[:12]}, content "
             f"{str(actual)[:12]}): it was changed after it was written; refused"
         )
+    missing = sorted(k for k, kind in REQUIRED.items() if not isinstance(data.get(k), kind))
+    if missing or not data["model"].get("label") or not isinstance(data["nonstandard"].get("changes"), list):
+        raise ValueError(f"{path}: incomplete results file (missing or malformed: {missing or ['model/nonstandard']})")
     try:
         concepts = [c["id"] for c in data["concepts"]]
         outcomes = check_outcomes(data["outcomes"], concepts)
         recomputed = recompute_numbers(data | {"outcomes": outcomes})
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{path}: incomplete results file (missing {err})") from None
-    measured = {k: v for k, v in data["numbers"].items() if v.get("kind") == "measured"}
+        measured = {k: v for k, v in data["numbers"].items() if v.get("kind") == "measured"}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: incomplete results file ({type(err).__name__}: {err})") from None
     if measured != recomputed:
         wrong = sorted(set(measured) ^ set(recomputed) | {k for k in measured if measured[k] != recomputed.get(k)})
         raise ValueError(f"{path}: numbers {wrong[:3]} do not follow from its per-prompt outcomes; refused")
