@@ -170,3 +170,21 @@ def test_a_file_missing_a_field_is_refused_in_one_line_even_with_a_fresh_checksu
     with pytest.raises(ValueError, match="incomplete results file") as err:
         read_results(tmp_path / "r.json")
     assert "\n" not in str(err.value)
+
+
+def test_weights_digests_default_to_the_content_identity_of_the_spec(tmp_path):
+    from dataigm.identity import DigestCache
+
+    unet = tmp_path / "unet.safetensors"
+    unet.write_bytes(b"weights")
+    results = build_results(
+        load_suite("toy@1"),
+        {"label": "m", "spec": {"base": "org/base-model", "unet": str(unet)}},
+        [{"prompt": "0", "concept": "church", "outcomes": {"leak_rate": 1}}],
+        judges={"church": {"spec": "labels", "fingerprint": "toy"}},
+        device="cpu",
+        dtype="fp32",
+    )
+    assert results["model"]["weights"]["unet"] == {"sha256": DigestCache().file(unet)}
+    assert results["model"]["weights"]["base"]["hub"] == "org/base-model"
+    assert results["model"]["hub"] is None  # the replaced part is a local file: the model is not on the Hub
