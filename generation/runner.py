@@ -52,9 +52,21 @@ _loaded: dict[tuple, LoadedModel] = {}
 _load_errors: dict[tuple, str] = {}
 
 
-def _weights_state(spec) -> str:
+_digest_caches: dict[str, DigestCache] = {}
+
+
+def root_digests(root: str | Path) -> DigestCache:
+    """The digest cache of a root's weights files, one per process: a job's plan and its workers read each file
+    once (a worker process starts from the memo the job saved, ``DIGESTS_MEMO``)."""
+    memo = (Path(root) / DIGESTS_MEMO).resolve()
+    if str(memo) not in _digest_caches:
+        _digest_caches[str(memo)] = DigestCache(memo)
+    return _digest_caches[str(memo)]
+
+
+def _weights_state(spec, root: str) -> str:
     """The content of the weights a spec loads (by stat until a file changes: cheap on every shard)."""
-    return json_sha256(weights_identity(spec.to_dict()))
+    return json_sha256(weights_identity(spec.to_dict(), root_digests(root)))
 
 
 def get_model(cfg: JobConfig, model_index: int, job: str = "") -> LoadedModel:
@@ -64,7 +76,7 @@ def get_model(cfg: JobConfig, model_index: int, job: str = "") -> LoadedModel:
     """
     spec = cfg.model_specs()[model_index]
     # weights changed in place since they were loaded are loaded again
-    key = (spec, _weights_state(spec), resolve_device(cfg.device), cfg.compile, cfg.channels_last)
+    key = (spec, _weights_state(spec, cfg.out), resolve_device(cfg.device), cfg.compile, cfg.channels_last)
     failed = (job, key)  # a file fixed since the failure gets a new try
     if failed in _load_errors:
         raise ValueError(f"model {spec.label!r} could not be loaded: {_load_errors[failed]}")
@@ -288,7 +300,7 @@ def _plan(cfg: JobConfig) -> tuple[ShardJob, list[ChangedModel], DigestCache]:
     manifest = read_manifest(root) if (root / MANIFEST_NAME).exists() else None
     legacy = legacy_job(cfg, manifest)
     job = legacy or job_id(cfg, prompts)
-    digests = DigestCache(root / DIGESTS_MEMO)  # saved once the job ran: a refused job leaves the root as it was
+    digests = root_digests(root)  # saved once the job ran: a refused job leaves the root as it was
     models = []
     for s in specs:
         record = s.to_dict()
