@@ -160,6 +160,7 @@ def frame() -> pd.DataFrame:
             "label": [497, 1, 701, 2, 13, 497],
             "LICENSE": ["cc-by", None, "cc0", "cc-by", None, "mit"],
             "a b": [1, 2, 3, 4, 5, 6],
+            "mixed": [1, "nude", None, 2.5, "x", "NUDE"],  # a JSON column: text and numbers
         }
     )
 
@@ -189,6 +190,10 @@ GRAMMAR_CASES = [
     ("startswith(TEXT, 'church', case=False)", lambda f: f.TEXT.str.lower().str.startswith("church").fillna(False)),
     ("endswith(TEXT, 'truth', 'tower')", lambda f: f.TEXT.str.endswith(("truth", "tower")).fillna(False)),
     ("True", lambda f: pd.Series(True, index=f.index)),
+    (
+        "contains(mixed, 'nude', case=False)",
+        lambda f: f.mixed.map(lambda v: isinstance(v, str) and "nude" in v.lower()),
+    ),
 ]
 
 
@@ -205,7 +210,10 @@ def test_where_grammar_selects_the_same_rows_as_pandas(frame, where, expected):
 @pytest.mark.parametrize(
     ("where", "message"),
     [
-        ("painter == 22", r"'painter' is not a column; columns: punsafe, similarity, TEXT, label, LICENSE, a b"),
+        (
+            "painter == 22",
+            r"'painter' is not a column; columns: punsafe, similarity, TEXT, label, LICENSE, a b, mixed",
+        ),
         ("punsafe", r"is not a condition"),
         ("TEXT * 100000000 == 'x'", r"cannot be evaluated: arithmetic needs numbers, and column 'TEXT'"),
         ("contains(label, '4')", r"contains\(\.\.\.\) needs a text column"),

@@ -452,8 +452,11 @@ def _call(node: ast.Call, frame: pd.DataFrame):
     case = next((_constant(k.value) for k in node.keywords), True)
     if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
         raise _Refused(f"{name}(...) needs a text column, and {column.name!r} holds {column.dtype} values")
-    is_text = column.map(lambda v: isinstance(v, str)).astype(bool)  # numbers or None in a text column fail
-    strings = column.astype(object).where(is_text, None).str
+    try:
+        strings = column.str  # a text column (values that are not text give NaN, which fails)
+    except AttributeError:  # an object column pandas does not take for text: keep only its text values
+        is_text = column.map(lambda v: isinstance(v, str)).astype(bool)
+        strings = column.astype(object).where(is_text, None).str
     if not case:
         strings, texts = strings.lower().str, [t.lower() for t in texts]
     if name == "contains":
