@@ -169,13 +169,16 @@ def test_hashing_in_worker_processes_gives_the_same_report(tmp_path):
 def test_validate_reports_duplicates_and_fails_only_when_asked(tmp_path, capsys):
     root = _write_root(tmp_path / "root")
     assert validate_root(root) == []  # duplicates are not integrity problems (push still works)
-    assert main(["validate", str(root)]) == 0
+    assert main(["validate", str(root)]) == 1  # an exact copy across splits fails by default
+    captured = capsys.readouterr()
+    assert "leak across splits as exact copies" in captured.err
+    assert main(["validate", str(root), "--allow-split-leakage"]) == 0
     out = capsys.readouterr().out
     assert "5 group(s) among 14 images" in out and "2 leak across splits" in out
     assert "leakage across splits test/train" in out and "conflicting labels pair/target" in out
     assert main(["validate", str(root), "--duplicates", "fail"]) == 1
     assert "dataigm dedup" in capsys.readouterr().err
-    assert main(["validate", str(root), "--duplicates", "off"]) == 0
+    assert main(["validate", str(root), "--duplicates", "off"]) == 0  # off: no duplicate check, leakage included
     assert "group(s)" not in capsys.readouterr().out
 
 

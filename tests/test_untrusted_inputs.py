@@ -124,3 +124,43 @@ def test_a_self_containing_alias_and_very_deep_nesting_are_refused():
         load_yaml("[" * 5000 + "]" * 5000, "f.yaml")
     with pytest.raises(yaml.YAMLError):  # not YAML: the callers' own message
         load_yaml("a: [1, 2", "f.yaml")
+
+
+def test_an_alias_bomb_in_a_config_file_is_refused_in_one_line(tmp_path):
+    config = tmp_path / "train.yaml"
+    config.write_text("model_kwargs:\n" + _bomb("  ", 9), encoding="utf-8")
+    code = "import sys; from dataigm.cli import main; sys.exit(main(sys.argv[1:]))"
+    # jsonargparse's own YAML loader expanded it while reading --config: the command hung, memory growing
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "judge",
+            "train",
+            "--config",
+            str(config),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"stand for more than {MAX_ALIAS_VALUES} values" in done.stderr
+
+
+def test_option_values_and_config_files_without_aliases_read_as_before(tmp_path):
+    from dataigm.cli import build_parser
+
+    config = tmp_path / "train.yaml"
+    config.write_text("model_kwargs: &k {img_size: 32}\nepochs: 3\n", encoding="utf-8")
+    cfg = build_parser().parse_args(
+        ["judge", "train", "--config", str(config), "--data", "d", "--out", "o", "--model-kwargs.drop", "0.1"]
+    )
+    assert cfg.judge.train.epochs == 3
+    assert dict(cfg.judge.train.model_kwargs) == {"img_size": 32, "drop": 0.1}

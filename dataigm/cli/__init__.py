@@ -15,8 +15,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from jsonargparse import ArgumentError, ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser, get_loader, set_loader
 
+from ..safe_yaml import YamlRefused, load_yaml
 from . import (
     attack,
     bench,
@@ -62,8 +63,19 @@ COMMANDS = {
 }
 
 
+_JSONARGPARSE_YAML = get_loader("yaml")
+
+
+def _bounded_yaml(text: str):
+    """jsonargparse's YAML reading (``--config`` files, option values), behind the alias bound of
+    ``dataigm.safe_yaml``: a config file is shared like a recipe, and an alias bomb in it hung the parser."""
+    load_yaml(text, "--config file or option value")
+    return _JSONARGPARSE_YAML(text)
+
+
 def build_parser() -> ArgumentParser:
     """The ``dataigm`` parser with every command (light: no torch, timm or diffusers imported)."""
+    set_loader("yaml", _bounded_yaml)
     parser = ArgumentParser(
         prog="dataigm",
         description="DataIGM: data, judges and evaluation for unlearning in image generation",
@@ -131,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = parser.parse_args(argv)
     except ArgumentError as err:
         _parse_error(parser, argv, err)
+    except YamlRefused as err:  # a --config file (or a YAML option value) the bounded reader refuses
+        print(f"dataigm: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=cfg.log_level, format="%(levelname)s %(name)s: %(message)s")
     command = cfg.command
     try:

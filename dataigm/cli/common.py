@@ -11,6 +11,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from ..concepts import load_registry, split_dirs
+from ..safe_yaml import load_yaml
 
 # errno values of an output path that cannot take what a command writes
 _WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT)
@@ -90,7 +91,7 @@ def save_config(cfg, path: str | os.PathLike, append: bool = False) -> None:
     path = Path(path)
     entry = {k: v for k, v in dict(cfg).items() if k not in ("config", "__path__")}
     if append:
-        runs = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else []
+        runs = load_yaml(path.read_text(encoding="utf-8"), str(path)) if path.exists() else []  # a root may be shared
         if entry in runs:
             return
         entry = [*runs, entry]
