@@ -238,8 +238,9 @@ def _refuse_other_shard_size(cfg: JobConfig, job: str, recorded: dict) -> None:
         )
 
 
-def _replacement_prefix(job: str, label: str) -> str:
-    return f"{job}-replace-{label}-"
+def _replaces(entry: dict) -> dict | None:
+    """``{"job", "model"}`` of a job that rendered a model's images again (see :func:`_replacement`), else None."""
+    return (entry.get("config") or {}).get("replaces")
 
 
 def _job_shards(entry: dict) -> list[str]:
@@ -279,9 +280,8 @@ def changed_models(
         if not parts:
             continue
         written = [t.shard.relpath for t in tasks if t.model_index == i and t.shard.relpath in indexed]
-        prefix = _replacement_prefix(job, new["label"])
-        for other, other_entry in manifest["jobs"].items():
-            if other.startswith(prefix):
+        for other_entry in manifest["jobs"].values():
+            if _replaces(other_entry) == {"job": job, "model": new["label"]}:
                 written += [rel for rel in _job_shards(other_entry) if rel in indexed]
         if written:
             out.append(ChangedModel(i, new["label"], parts, before, now, written))
@@ -360,7 +360,7 @@ def _replacement(cfg: JobConfig, shard_job: ShardJob, change: ChangedModel) -> S
             counters[at.group] = index + 1
             tasks.append(replace(task, shard=replace(at, index=index)))
     model = shard_job.config["models"][change.index]
-    replacement = _replacement_prefix(job, change.label) + json_sha256(model["weights"])[:12]
+    replacement = f"{job}-replace-{change.label}-{json_sha256(model['weights'])[:12]}"
     config = shard_job.config | {"models": [model], "replaces": {"job": job, "model": change.label}}
     return ShardJob(
         root=cfg.out,
@@ -437,7 +437,13 @@ def run_job(cfg: JobConfig) -> JobSummary:
         replaced.append(summary)
         everything = [ShardId.parse(rel) for rel in _job_shards(read_manifest(cfg.out)["jobs"][replacement.job_id])]
         if not summary.complete or len(done_shards(cfg.out, everything)) < len(everything):
-            return summary  # nothing retired: the old images stay until every new shard is written
+            # nothing retired: the old images stay until every new shard is written (by this or other workers)
+            logger.warning(
+                "model %r: the old images stay until every new shard is written; run the same command again "
+                "(after the other workers finish, if any)",
+                change.label,
+            )
+            return summary
         _retire(Path(cfg.out), change, replacement.job_id)
     summary = shard_job.run(distributor, progress=cfg.progress, unit="img")
     digests.save()

@@ -156,6 +156,12 @@ def test_replace_changed_models_renders_new_images_and_retires_the_old_shards_af
     capsys.readouterr()
     assert main(argv(root, models)) == 0  # the new weights are the recorded ones: nothing to do
     assert images(root) == new and "0 shard(s) written" in capsys.readouterr().out
+    change_unet(pipeline, -0.25)  # changed again: the replacement's images are the ones replaced now
+    assert main(argv(root, models)) == 2 and "model 'erased': unet weights changed" in the_error(capsys)
+    assert main(argv(root, models, "--replace-changed-models")) == 0
+    third = images(root)
+    assert set(third) == set(old) and validate_root(root) == []
+    assert all((third[key] != new[key]) == key.startswith("erased_") for key in old)
 
 
 @pytest.mark.slow
