@@ -306,7 +306,7 @@ def test_frechet_distance_matches_scipy_sqrtm(n_a, n_b, d):
 
 
 def test_fid_interval_spread_matches_independent_draws():
-    """The bootstrap standard error from one pair of sets ~ the spread of FID over independent draws."""
+    """The jackknife standard error from one pair of sets ~ the spread of FID over independent draws."""
     rng = np.random.default_rng(0)
     d, n = 4, 300
     cov_b = np.diag([1.0, 2.0, 0.5, 1.5])
@@ -315,12 +315,26 @@ def test_fid_interval_spread_matches_independent_draws():
         return rng.normal(size=(n, d)), rng.multivariate_normal([0.5, -0.5, 0, 0.3], cov_b, size=n)
 
     spread = np.std([frechet_distance(*draw()) for _ in range(200)], ddof=1)
-    result = fid_from_features(*draw(), n_boot=200, seed=0)
+    result = fid_from_features(*draw(), groups=100, seed=0)
     assert result["ci"][0] <= result["value"] <= result["ci"][1]
     se = (result["ci"][1] - result["ci"][0]) / (2 * 1.959963984540054)
     assert 0.6 * spread < se < 1.6 * spread
     assert result["n_model"] == result["n_reference"] == n and "warning" not in result
-    assert "200" in result["ci_rule"]
+    assert "100 random groups" in result["ci_rule"] and "set sizes" in result["estimand"]
+
+
+def test_fid_jackknife_is_scipys_fid_with_each_image_left_out():
+    """Sets no larger than the group count: the standard error is the two-sample delete-one jackknife."""
+    rng = np.random.default_rng(5)
+    fa, fb = rng.normal(size=(9, 3)), rng.normal(size=(7, 3)) + 0.4
+    value = _scipy_fid(fa, fb)
+    left_a = [_scipy_fid(np.delete(fa, i, 0), fb) for i in range(9)]
+    left_b = [_scipy_fid(fa, np.delete(fb, i, 0)) for i in range(7)]
+    variance = sum((len(v) - 1) / len(v) * ((np.array(v) - np.mean(v)) ** 2).sum() for v in (left_a, left_b))
+    result = fid_from_features(fa, fb)
+    se = np.sqrt(variance)
+    assert result["ci"] == pytest.approx([max(0.0, value - 1.959963984540054 * se), value + 1.959963984540054 * se])
+    assert fid_from_features(fa[:2], fb)["ci_skipped"].startswith("skipped")
 
 
 def test_fid_reports_both_sizes_an_interval_and_warns_on_small_sets(caplog):
@@ -328,7 +342,7 @@ def test_fid_reports_both_sizes_an_interval_and_warns_on_small_sets(caplog):
     a = [_noise(i, (64, 64)) for i in range(12)]
     b = [_noise(100 + i, (48, 80)) for i in range(9)]
     with caplog.at_level(logging.WARNING):
-        result = fid_with_ci(a, b, metric, n_boot=50)
+        result = fid_with_ci(a, b, metric)
     assert result["n_model"] == 12 and result["n_reference"] == 9 and result["n"] == 9
     assert result["feature_dim"] == 512
     assert result["value"] == pytest.approx(fid(a, b, metric), rel=1e-9)
@@ -421,7 +435,7 @@ def test_each_fid_bootstrap_replicate_is_scipys_fid_of_the_resampled_sets(n_a, n
 def test_a_small_set_warning_is_logged_once_and_kept_in_every_result(caplog):
     rng = np.random.default_rng(3)
     with caplog.at_level(logging.WARNING):
-        results = [fid_from_features(rng.normal(size=(7, 33)), rng.normal(size=(5, 33)), n_boot=10) for _ in range(3)]
+        results = [fid_from_features(rng.normal(size=(7, 33)), rng.normal(size=(5, 33))) for _ in range(3)]
     assert all("rank-deficient" in r["warning"] and "7 model and 5 reference" in r["warning"] for r in results)
     assert sum("7 model and 5 reference" in r.getMessage() for r in caplog.records) == 1
 

@@ -128,3 +128,60 @@ def test_share_over_prompts_covers_the_population_rate(prompts, images, rate, ic
     ours, images_only = clustered_coverage(prompts, images, rate, icc, datasets=1500, seed=prompts + images)
     assert ours >= NOMINAL_FLOOR
     assert images_only < 0.93
+
+
+# ---------------------------------------------------------------- FID at a set size
+
+
+def fid_populations(d: int):
+    """Two Gaussian feature populations: N(0, I) and N(m, diag(s)) with spread means and scales."""
+    return np.linspace(-0.5, 0.5, d), np.sqrt(np.linspace(0.5, 2.0, d))
+
+
+def fid_draws(d: int, n: int, sets: int, seed: int):
+    rng = np.random.default_rng(seed)
+    shift, scale = fid_populations(d)
+    return rng.normal(size=(sets, n, d)), rng.normal(size=(sets, n, d)) * scale + shift
+
+
+def fid_coverage(d: int, n: int, truth_sets: int, datasets: int, seed: int, boot_sets: int = 100):
+    """(coverage of the FID interval of the mean FID at size n, its mean standard error over the true sd, the
+    mean bootstrap standard error over the true sd). The truth: FIDs of ``truth_sets`` independent set pairs."""
+    import torch
+
+    from detectors.evaluation.quality import fid_from_features, fid_replicates, frechet_distance
+
+    truth = np.array([frechet_distance(a, b) for a, b in zip(*fid_draws(d, n, truth_sets, seed), strict=True)])
+    mean, sd = truth.mean(), truth.std(ddof=1)
+    rows = [fid_from_features(a, b) for a, b in zip(*fid_draws(d, n, datasets, seed + 1), strict=True)]
+    low, high = np.array([r["ci"] for r in rows]).T
+    se = (high - low) / (2 * 1.959963984540054)  # n >> 0: no interval is clipped at 0 in these regimes
+    rng = np.random.default_rng(seed + 2)
+    boot_se = []
+    for a, b in zip(*fid_draws(d, n, boot_sets, seed + 3), strict=True):
+        w = rng.multinomial(n, np.full(n, 1 / n), size=(2, 200))
+        boot_se.append(fid_replicates(torch.as_tensor(a), torch.as_tensor(b), w[0], w[1]).numpy().std(ddof=1))
+    return float(((low <= mean) & (mean <= high)).mean()), float(se.mean() / sd), float(np.mean(boot_se) / sd)
+
+
+@pytest.fixture
+def one_thread():
+    """Thousands of tiny linear-algebra calls: threads cost more than they give."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("d", "n", "widest"), [(8, 100, None), (64, 40, 1.35)])
+def test_fid_interval_covers_the_mean_fid_at_the_set_size(one_thread, d, n, widest):
+    """2,000 independent set pairs give the truth, 600 simulated datasets the coverage (standard error about
+    0.7 points); the bootstrap's standard error (100 datasets, 200 resamples) is wider than the jackknife's."""
+    coverage, jackknife, bootstrap = fid_coverage(d, n, truth_sets=2000, datasets=600, seed=d)
+    print(f"FID d={d} n={n}: coverage {coverage:.3f}, jackknife se/sd {jackknife:.2f}, bootstrap {bootstrap:.2f}")
+    assert coverage >= NOMINAL_FLOOR
+    assert jackknife < bootstrap
+    if widest is not None:  # fewer images than dimensions: the bootstrap's repeats inflate FID's spread most
+        assert jackknife < widest < bootstrap

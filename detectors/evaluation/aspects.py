@@ -256,7 +256,8 @@ class FidFeatures:
 
 def image_quality(model_images, original_images, fid_metric, abstract: bool, num_workers: int | None = None) -> dict:
     """FID by the category rule (see :func:`reference_pairs`), lower is better, with both set sizes,
-    a bootstrap interval over images and a warning for sets smaller than the feature dimension.
+    an interval for FID at these set sizes (jackknife over images) and a warning for sets smaller than the
+    feature dimension.
 
     ``fid_metric``: an FID metric, or the :class:`FidFeatures` of one shared by the evaluation's models;
     ``num_workers``: the processes that load and resize the images (:func:`~detectors.evaluation.quality.fid_features`)."""
