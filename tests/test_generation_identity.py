@@ -93,6 +93,31 @@ def test_weights_identity_follows_content_not_paths_names_or_touches(pipeline, t
     assert weights_identity({"base": str(moved), "unet": str(alone)}, DigestCache())["base"] != as_file["base"]
 
 
+def test_a_hub_model_is_identified_by_its_commit_in_the_local_cache():
+    from huggingface_hub import constants
+
+    from dataigm.identity import changed_parts
+
+    commit, newer = "a" * 40, "b" * 40
+    repo = Path(constants.HF_HUB_CACHE) / "models--someone--erased-sd"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    spec = {"base": "someone/erased-sd", "unet": "someone/erased-sd/unet"}
+    found = weights_identity(spec)
+    assert found == {
+        "base": {"hub": "someone/erased-sd", "commit": commit},
+        "unet": {"hub": "someone/erased-sd/unet", "commit": commit},
+    }
+    pinned = weights_identity(spec | {"revision": newer})["base"]  # a pinned commit names the files by itself
+    assert pinned == {"hub": "someone/erased-sd", "commit": newer}
+    assert changed_parts(found, {**found, "base": pinned}) == ["base"]
+    missing = weights_identity({"base": "someone/not-downloaded"})["base"]
+    assert missing == {"hub": "someone/not-downloaded", "commit": None}  # unknown, so never counted as a change
+    assert changed_parts({"base": missing}, {"base": {**missing, "commit": commit}}) == []
+
+
 def test_the_digest_memo_does_not_read_an_unchanged_file_again(tmp_path, monkeypatch):
     import dataigm.identity as identity
 
