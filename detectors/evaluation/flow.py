@@ -117,6 +117,7 @@ def backbone_content(name: str | None, digests: Digests) -> dict | None:
 def code_digest(extra_files: tuple = ()) -> str:
     """sha256 of the evaluation's code that computes numbers (every module here but the report's and the CLI's)."""
     files = sorted(p for p in _THIS.glob("*.py") if p.name not in ("report.py", "__init__.py"))
+    files += [_THIS.parent / "stats.py"]  # the intervals: a changed rule recomputes them
     files += [Path(f) for f in extra_files]
     digest = hashlib.sha256()
     for path in files:
@@ -277,7 +278,7 @@ def step_inputs(
 
     ``context`` holds the run-wide parts: ``judge`` (:func:`judge_inputs`), ``backbones`` (by
     :func:`backbone_content`), ``weights`` (sha256 of ``fid_weights``/``person_weights``), ``device``,
-    ``versions`` and ``code``.
+    ``versions``, ``code`` and ``random_seed`` (of the backbones with random weights).
     """
     abstract = concept.category.split("/")[1] == "abstract"
     common = {
@@ -292,18 +293,23 @@ def step_inputs(
         return common | {
             "reference": image_inputs(reference), "abstract": abstract, "lpips_net": cfg.lpips_net,
             "lpips_random_backbone": cfg.lpips_random_backbone,
-        }  # fmt: skip
+        } | _random_seed(cfg.lpips_random_backbone, context)  # fmt: skip
     if name == "fid":
         return common | {
             "reference": image_inputs(reference), "abstract": abstract, "fid_feature": context["backbones"]["fid"],
             "fid_weights": context["weights"]["fid"], "fid_pretrained": cfg.fid_pretrained,
-        }  # fmt: skip
+        } | _random_seed(not cfg.fid_pretrained, context)  # fmt: skip
     if name == "person_rate":
         return common | {
             "person_detector": cfg.person_detector, "person_weights": context["weights"]["person"],
             "person_pretrained": cfg.person_pretrained,
-        }  # fmt: skip
+        } | _random_seed(not cfg.person_pretrained and not cfg.person_weights, context)  # fmt: skip
     raise ValueError(f"Unknown aspect {name!r}")
+
+
+def _random_seed(random_weights: bool, context: dict) -> dict:
+    """The seed of a backbone with random weights (``context["random_seed"]``), part of its results' key."""
+    return {"random_seed": context["random_seed"]} if random_weights else {}
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
@@ -315,6 +321,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
     from dataigm.devices import resolve_device
     from detectors.evaluation.native import native, own_prompts, paper_robustness, robustness_images
     from detectors.evaluation.native import robustness as native_robustness
+    from detectors.evaluation.quality import RANDOM_BACKBONE_SEED
     from detectors.judges import load_judge
 
     registry = cfg.registry()
@@ -342,6 +349,7 @@ def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
         "device": device,
         "versions": numeric_versions(),
         "code": code_digest(tuple(sorted(set(judge_code)))),
+        "random_seed": RANDOM_BACKBONE_SEED,  # of every backbone with random weights (quality.seeded_init)
     }
     backbones = _Backbones(cfg, device)
     fid_features = aspects.FidFeatures(backbones.get("fid"), cfg.num_workers)  # the reference's, once for all models

@@ -32,10 +32,13 @@ class PersonDetector:
         if model not in torchvision.models.list_models(torchvision.models.detection):
             known = ", ".join(torchvision.models.list_models(torchvision.models.detection))
             raise ValueError(f"Unknown person detector {model!r}; torchvision detection models: {known}")
+        from detectors.evaluation.quality import seeded_init
+
         use_default = pretrained and weights_path is None
-        self.model = torchvision.models.get_model(
-            model, weights="DEFAULT" if use_default else None, weights_backbone=None, num_classes=91
-        )
+        with seeded_init():  # without weights (tests) the detector's random weights come from the fixed seed
+            self.model = torchvision.models.get_model(
+                model, weights="DEFAULT" if use_default else None, weights_backbone=None, num_classes=91
+            )
         if weights_path is not None:
             self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         self.model.to(device).eval()

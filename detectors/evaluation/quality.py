@@ -17,6 +17,7 @@ batch and used CUDA-only tensors).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -28,6 +29,18 @@ from detectors.stats import Z95
 logger = logging.getLogger(__name__)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 MIN_LPIPS_SIZE = 64  # AlexNet's pooling leaves nothing of smaller images
+# Seed of every backbone built with random weights (fid_pretrained: false, lpips_random_backbone, a person
+# detector without weights): two runs give the same numbers, and the cache keys hold it (detectors.evaluation.flow).
+RANDOM_BACKBONE_SEED = 0
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int = RANDOM_BACKBONE_SEED):
+    """Build modules inside this to give their random initial weights from ``seed``; torch's global random state
+    is restored afterwards (the caller's draws are not moved)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _batches(items: Sequence, size: int):
@@ -109,20 +122,23 @@ def fid_metric(
     weights_path: str | None = None,
     device: str = "cpu",
     pretrained: bool = True,
+    seed: int = RANDOM_BACKBONE_SEED,
 ):
     """The feature extractor of an FID, as ``metric.inception``: ``feature`` is ``inception`` (torchmetrics'
     FID metric and its Inception), a timm model name or model (:class:`TimmFid`), or another module
     (torchmetrics' metric around it).
 
     ``weights_path`` is a local file for the Inception network or the timm model (offline use);
-    ``pretrained=False`` gives a timm model random weights (tests only: such an FID means nothing).
+    ``pretrained=False`` gives a timm model random weights drawn from ``seed`` (tests only: such an FID means
+    nothing, but two runs give the same one).
     :func:`fid` and :func:`fid_with_ci` compute the distance from the extracted features.
     """
     if isinstance(feature, str) and feature != "inception":
         import timm
 
         options = {"pretrained_cfg_overlay": {"file": weights_path}} if weights_path else {}
-        feature = timm.create_model(feature, pretrained=pretrained, num_classes=0, **options)
+        with seeded_init(seed):
+            feature = timm.create_model(feature, pretrained=pretrained, num_classes=0, **options)
     if hasattr(feature, "default_cfg"):  # a timm model
         return TimmFid(TimmFeatures(feature)).to(device)
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -257,6 +273,7 @@ FID_ESTIMAND = (
     "populations; compare FIDs only at equal set sizes)"
 )
 FID_RULE = (
+    "for FID at these set sizes (the mean FID of sets of these sizes drawn from the two populations): "
     "value ± 1.96 x jackknife standard error, clipped at 0: each image left out in turn (in {groups} random groups "
     "of a set larger than {groups}, seed {seed}), model and reference sets in turn, FID recomputed from cached "
     "features; the jackknife variance errs on the large side (Efron & Stein 1981) but far less than a bootstrap's, "
@@ -392,12 +409,21 @@ def lpips_size(reference_size: tuple[int, int], minimum: int = 64) -> tuple[int,
 class LpipsScorer:
     """Per-pair LPIPS distances (lower = more similar); each pair is sized from itself only (:data:`LPIPS_RULE`)."""
 
-    def __init__(self, net: str = "alex", device: str = "cpu", random_backbone: bool = False, size: int | None = None):
+    def __init__(
+        self,
+        net: str = "alex",
+        device: str = "cpu",
+        random_backbone: bool = False,
+        size: int | None = None,
+        seed: int = RANDOM_BACKBONE_SEED,
+    ):
         try:
             import lpips
         except ImportError:
             raise ValueError("LPIPS needs the lpips package: pip install lpips") from None
-        self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=random_backbone, verbose=False).to(device).eval()
+        with seeded_init(seed):  # a random backbone (tests) is drawn from the seed
+            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=random_backbone, verbose=False)
+        self.model = model.to(device).eval()
         self.device = device
         self.size = size
         self.rule = (
