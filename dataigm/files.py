@@ -1,4 +1,5 @@
-"""Small file helpers: output checks, atomic writes and checksums."""
+"""Small file helpers: output checks, atomic writes and the sha256 primitives (the identity of files, folders and
+model weights, with its digest cache, is :mod:`dataigm.identity`'s)."""
 
 from __future__ import annotations
 
