@@ -6,7 +6,7 @@
 * ``ray``: one Ray task per shard, ``num_gpus`` each, on an existing cluster or a local one.
 
 A distributor knows nothing of what a shard holds: it selects its tasks and yields one
-:class:`~dataigm.shardjob.ShardResult` per task as it finishes.
+:class:`~dataigm.shardwork.ShardResult` per task as it finishes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .shardjob import ShardResult, ShardWorker
+from .shardwork import ShardResult, ShardWorker
 
 DISTRIBUTORS = ("local", "ray")
 

@@ -25,10 +25,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .concepts import Concept
 from .dataset_readme import preload_card_libraries, write_dataset_readme
+from .distribute import LocalDistributor
 from .files import atomic_write_json, atomic_write_text
 from .layout import MANIFEST_NAME, META_DIR, ShardId
 from .manifest import (
@@ -42,6 +43,7 @@ from .manifest import (
     reserve_shards,
     update_manifest,
 )
+from .shardwork import ShardResult, ShardWorker
 from .writer import done_shards
 
 logger = logging.getLogger(__name__)
@@ -50,37 +52,6 @@ logger = logging.getLogger(__name__)
 _TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE}
 # What a worker's shard may fail with (bad input, unreadable weights, a full disk); anything else is a bug.
 SHARD_ERRORS = (RuntimeError, ValueError, OSError)
-
-
-@dataclass
-class ShardResult:
-    """What one shard task came to: written (``images``, ``flags``, ``skipped`` inputs) or failed (``error``)."""
-
-    shard: str
-    images: int = 0
-    flags: dict[str, int] = field(default_factory=dict)
-    skipped: list[dict] = field(default_factory=list)  # inputs left out of the shard, as {"file", "reason"}
-    error: str | None = None
-    attempts: int = 0
-    retryable: bool = True  # False: the error is deterministic (bad input), a re-run repeats it
-
-
-@runtime_checkable
-class ShardWorker(Protocol):
-    """Turns one planned task into one written shard; picklable, so that Ray can ship it to its workers.
-
-    A task is any dataclass with a ``shard`` field (a :class:`~dataigm.layout.ShardId` numbered from 0 in its
-    group; the job moves it to the range it reserved). ``run`` writes the shard with
-    :func:`dataigm.writer.write_shard` and returns its result; a failure is returned, not raised
-    (:func:`with_retries` does both).
-    """
-
-    def run(self, task: Any) -> ShardResult: ...
-
-
-# A worker may also offer ``run_many(tasks) -> Iterator[ShardResult]`` (one result per task, in order, each as
-# ``run`` would give it): a local run hands it the whole list, so it can overlap one shard's writing with the
-# next one's work (generation's writer thread).
 
 
 def is_transient(err: BaseException) -> bool:
@@ -274,8 +245,6 @@ class ShardJob:
     def _results(self, distributor, tasks: list[Any]):
         """The tasks' results: a worker with ``run_many`` (a pipelined worker) runs a local distributor's
         whole list itself; anything else goes through the distributor one task at a time."""
-        from .distribute import LocalDistributor  # distribute imports this module
-
         run_many = getattr(self.worker, "run_many", None)
         if run_many is not None and isinstance(distributor, LocalDistributor):
             return run_many(tasks)

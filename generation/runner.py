@@ -20,7 +20,8 @@ from dataigm.identity import DigestCache, changed_parts, describe, json_sha256, 
 from dataigm.layout import MANIFEST_NAME, ShardId
 from dataigm.manifest import read_manifest
 from dataigm.sample import Sample
-from dataigm.shardjob import JobSummary, ShardJob, ShardResult, is_transient, one_line, with_retries
+from dataigm.shardjob import JobSummary, ShardJob, is_transient, one_line, with_retries
+from dataigm.shardwork import ShardResult
 from dataigm.writer import done_shards, shard_is_done, write_shard
 
 from .job import (

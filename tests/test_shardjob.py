@@ -12,7 +12,8 @@ from helpers.data import image_bytes
 from dataigm import ShardId, iter_samples, load_registry, read_manifest, write_shard
 from dataigm.distribute import LocalDistributor, RayDistributor, make_distributor
 from dataigm.sample import Sample
-from dataigm.shardjob import ShardJob, ShardResult, ShardWorker, with_retries
+from dataigm.shardjob import ShardJob, with_retries
+from dataigm.shardwork import ShardResult, ShardWorker
 from dataigm.validate import validate_root
 
 
