@@ -66,8 +66,10 @@ def root_digests(root: str | Path) -> DigestCache:
 
 
 def _weights_state(spec, root: str) -> str:
-    """The content of the weights a spec loads (by stat until a file changes: cheap on every shard)."""
-    return json_sha256(weights_identity(spec.to_dict(), root_digests(root)))
+    """The content of the local weights a spec loads (by stat until a file changes: cheap on every shard). A Hub
+    model's commit is left out: it is known only once downloaded, which must not load the model a second time."""
+    local = {k: v for k, v in weights_identity(spec.to_dict(), root_digests(root)).items() if "sha256" in v}
+    return json_sha256(local)
 
 
 def get_model(cfg: JobConfig, model_index: int, job: str = "") -> LoadedModel:
