@@ -39,7 +39,7 @@ class WorkItem:
     sample_index: int
     seed: int
     split: str
-    base_seed: int = 0  # the job's; it names the image when the seed derives from it (see sample_key)
+    base_seed: int = 0  # the job's: in the sample key when it is not 0 (see sample_key)
 
     @property
     def label(self) -> str:
@@ -79,12 +79,13 @@ def collect_prompts(cfg: JobConfig, registry: ConceptRegistry) -> list[PromptRec
 def sample_key(model_label: str, item: WorkItem) -> str:
     """The sample key of ``item`` rendered by the model named ``model_label``.
 
-    An image whose seed derives from a base seed other than 0 carries it (``..._0000-seed1``): jobs that differ
-    only in ``base_seed`` render other images, which must not share keys in one root. Base seed 0 keeps the keys
-    roots were written with before.
+    A base seed other than 0 is in the key (``..._0000-seed1``): jobs that differ only in ``base_seed`` are other
+    jobs (:func:`job_id`), whose images must not share keys in one root (even a prompt with a seed of its own, whose
+    image the base seed does not change: a copy is a duplicate to report, a shared key a broken root). Base seed 0
+    keeps the keys roots were written with before.
     """
     index = f"{item.sample_index:04d}"
-    if item.base_seed != 0 and item.prompt.seed is None:
+    if item.base_seed != 0:
         index += f"-seed{item.base_seed}"
     return make_key(model_label, item.prompt.prompt_id, index)
 
