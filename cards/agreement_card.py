@@ -13,7 +13,7 @@ from dataigm.files import atomic_write_text
 
 from .markdown import escape, image, table, with_ci
 
-ALL = "all"  # the group name of all images, all sources or all methods (detectors.audit.evaluate.ALL)
+ALL = "all"  # the group name of all images, all sources or all methods (detectors.audit.judge_eval.ALL)
 CARD_NAME = "agreement.md"
 
 

@@ -3,7 +3,7 @@
 Accuracy, precision, recall and F1 on the present/absent decisions and AUROC on the probabilities come
 from scikit-learn; ECE is the expected calibration error of the concept probability over equal-width bins
 (``sum_b |sum of labels - sum of probabilities in bin b| / N``), equal to torchmetrics'
-``BinaryCalibrationError`` (l1 norm) away from bin edges. Their intervals are in :mod:`detectors.audit.metrics`.
+``BinaryCalibrationError`` (l1 norm) away from bin edges. Their intervals are in :mod:`detectors.audit.intervals`.
 """
 
 from __future__ import annotations

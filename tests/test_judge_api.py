@@ -221,7 +221,7 @@ def test_cli_eval_writes_metrics_predictions_and_plots(trained, tmp_path, capsys
 
 
 def test_eval_skips_and_counts_unreadable_images(trained, tmp_path):
-    from detectors.audit.evaluate import evaluate_judge, write_report
+    from detectors.audit.judge_eval import evaluate_judge, write_report
 
     _, result = trained
     root = write_color_root(tmp_path / "r", {("church", "test", "real"): [6]}, corrupt=(3,))

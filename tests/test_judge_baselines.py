@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from dataigm.cli import main
 from detectors import load_judge
-from detectors.audit.evaluate import concept_pairs, evaluate_judge
+from detectors.audit.judge_eval import concept_pairs, evaluate_judge
 from detectors.judges.options import parse_options
 
 

@@ -13,7 +13,7 @@ from helpers.data import write_color_root
 from sklearn.metrics import accuracy_score, f1_score
 
 from dataigm.cli import main
-from detectors.audit.metrics import holdout_comparison
+from detectors.audit.intervals import holdout_comparison
 from detectors.data import build_index
 
 TRAIN_FLAGS = [
@@ -146,7 +146,7 @@ def test_holdout_comparison_against_a_direct_computation():
 
 
 def test_method_lists_are_read_from_text_or_lists():
-    from detectors.audit.evaluate import parse_methods
+    from detectors.audit.judge_eval import parse_methods
     from detectors.training.config import TrainConfig
 
     assert TrainConfig(data="d", out="o", exclude_methods="ESD, UCE").exclude_methods == ["ESD", "UCE"]

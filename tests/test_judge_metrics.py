@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from detectors.audit.metrics import _resampled_metrics, bootstrap_intervals, metric_report
+from detectors.audit.intervals import _resampled_metrics, bootstrap_intervals, metric_report
 from detectors.metrics import ECE_BINS, binary_metrics, expected_calibration_error, reliability_bins
 
 Y = np.array([1, 0, 1, 1, 0, 0, 1, 0])

@@ -18,7 +18,7 @@ import detectors.training.features
 import detectors.training.trainer
 from dataigm.cli import main
 from detectors import TrainConfig, load_judge, masked_bce, train_judge
-from detectors.audit.evaluate import evaluate_judge
+from detectors.audit.judge_eval import evaluate_judge
 
 # the default judge's architecture family (CLIP ViT-B/32, QuickGELU) at a tiny size
 TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}

@@ -19,7 +19,7 @@ from PIL import Image
 
 from dataigm.cli import main
 from detectors import Judge, TrainConfig, load_judge, train_judge
-from detectors.audit.evaluate import evaluate_judge, write_report
+from detectors.audit.judge_eval import evaluate_judge, write_report
 from detectors.judges import JUDGE_REGISTRY
 
 # the shared test probe, trained for fewer epochs

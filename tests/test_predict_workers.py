@@ -180,7 +180,7 @@ def test_evaluation_judgements_and_fid_features_are_the_same_with_workers(data, 
 
 
 def test_judge_evaluation_is_the_same_with_workers(data):
-    from detectors.audit.evaluate import evaluate_judge
+    from detectors.audit.judge_eval import evaluate_judge
 
     root, judge = data
     serial = evaluate_judge(judge, root, split="test", n_boot=20, batch_size=BATCH, num_workers=0)
@@ -190,7 +190,7 @@ def test_judge_evaluation_is_the_same_with_workers(data):
 
 
 def test_commands_refuse_a_bad_worker_count(tmp_path):
-    from detectors.audit.evaluate import check_eval_options
+    from detectors.audit.judge_eval import check_eval_options
     from detectors.evaluation.config import EvalConfig
 
     write_paper_layout(tmp_path / "paper")

@@ -71,7 +71,7 @@ def _step(message: str) -> None:
 
 def build_dataset(cfg: DemoConfig, root: Path, work: Path) -> None:
     """Toy renders as ``generated``; photo-style renders exported and ingested as ``real``."""
-    from dataigm.ingest import ingest_folder
+    from dataigm.sources.folder import ingest_folder
     from dataigm.reader import iter_samples
     from generation.job import JobConfig
     from generation.runner import run_job
@@ -105,7 +105,7 @@ def _ensure(summary) -> None:
 def train_and_measure_judge(cfg: DemoConfig, root: Path, out: Path) -> tuple[Path, dict]:
     """Train (or resume) the judge, then measure it on the test split per source."""
     from detectors import TrainConfig, load_judge, train_judge
-    from detectors.audit.evaluate import evaluate_judge, write_report
+    from detectors.audit.judge_eval import evaluate_judge, write_report
 
     run = out / "judge-run"
     judge_dir = run / "judge"

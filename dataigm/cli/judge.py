@@ -81,7 +81,7 @@ def _configure_eval(parser) -> None:
 
 
 def _run_eval(cfg) -> int:
-    from detectors.audit.evaluate import evaluate_judge, format_holdout, format_rows, write_report
+    from detectors.audit.judge_eval import evaluate_judge, format_holdout, format_rows, write_report
 
     # every option first: a bad one is refused before the judge or any image is loaded
     check_run_options(cfg)

@@ -43,7 +43,7 @@ def check_run_options(cfg) -> None:
     Args:
         cfg: the parsed options of a command whose options extend :class:`JudgeRunOptions` and have ``data``.
     """
-    from detectors.audit.evaluate import check_eval_options
+    from detectors.audit.judge_eval import check_eval_options
 
     check_eval_options(cfg.data, cfg.split, cfg.concept, cfg.bootstrap, cfg.ci, cfg.batch_size, cfg.num_workers)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dataigm.review.queue import write_queue
-from detectors.audit.evaluate import ALL, NO_METHOD, check_eval_options, concept_pairs
+from detectors.audit.judge_eval import ALL, NO_METHOD, check_eval_options, concept_pairs
 from detectors.data import Entry, available_splits, build_index, dataset_revision
 from detectors.judges.base import Judge
 from detectors.stats import kappa_with_ci, proportion

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.audit.metrics import ECE_BINS, holdout_comparison, metric_report
+from detectors.audit.intervals import ECE_BINS, holdout_comparison, metric_report
 from detectors.audit.plots import reliability_plot, roc_plot
 from detectors.data import Entry, available_splits, build_index, dataset_revision
 from detectors.judges.base import Judge, Prediction
