@@ -117,7 +117,7 @@ def write_folder(folder: Path, n: int, size: int, seed: int = 0) -> None:
 
 
 def build_root(folder: Path, root: Path) -> None:
-    from dataigm.ingest import ingest_folder
+    from dataigm.sources.folder import ingest_folder
 
     report = ingest_folder(folder, root, concept=CONCEPT, split="train", source="real", progress=False)
     if report.skipped_files or report.samples != sum(1 for _ in folder.rglob("*.png")):

@@ -120,8 +120,8 @@ def write_folder(folder: Path, n: int, size: int, seed: int = 0) -> None:
 
 def build_shards(folder: Path, root: Path, samples_per_shard: int) -> list[Path]:
     """Ingest ``folder`` into the dataset ``root`` with dataigm; returns the shard files."""
-    from dataigm.ingest import ingest_folder
     from dataigm.layout import shard_files
+    from dataigm.sources.folder import ingest_folder
 
     report = ingest_folder(
         folder,

@@ -111,12 +111,23 @@ def _weights(model: dict) -> str:
     return "; ".join(f"{part} {describe(identity)}" for part, identity in weights.items()) if weights else "-"
 
 
+# Keys of the recorded source configs (dataigm.sources.config, the fields' names) and what jobs recorded before the
+# configs were built from those classes: roots written then keep their cards.
+_EARLIER_KEYS = {"hf_dataset": "dataset", "class_map": "class_names", "image_format": "format"}
+
+
+def _recorded(config: dict, key: str):
+    """A recorded source option by its field name, or by its earlier name in configs recorded before."""
+    value = config.get(key)
+    return config.get(_EARLIER_KEYS[key]) if value is None and key in _EARLIER_KEYS else value
+
+
 def _source_name(config: dict) -> str:
     """A URL list or a local dataset by its file or folder name (a card must not carry local paths); a Hub
     dataset by its id."""
     if config["ingest"] == "urls":
         return f"URL list `{Path(config['urls']).name}`"
-    dataset = config["dataset"]
+    dataset = _recorded(config, "hf_dataset")
     # judged by its form too: the card may be rendered where the folder is not
     local = Path(dataset).exists() or dataset.startswith((".", "/", "~")) or dataset.count("/") != 1
     where = f"local dataset `{Path(dataset).name}`" if local else f"Hub dataset `{dataset}`"
@@ -131,8 +142,8 @@ def _selection(config: dict) -> str:
         parts.append(config["selection"])
     elif config.get("label"):
         parts.append(f"every row {config['label']}")
-    elif config.get("class_names"):
-        classes = ", ".join(f"{k}={v}" for k, v in config["class_names"].items())
+    elif _recorded(config, "class_map"):
+        classes = ", ".join(f"{k}={v}" for k, v in _recorded(config, "class_map").items())
         parts.append(f"column `{config.get('label_column')}`: {classes}")
     else:
         parts.append(f"column `{config.get('label_column')}` names the class")
@@ -186,8 +197,10 @@ def _folders(manifest: dict) -> str | None:
         if config.get("ingest") != "folder":
             continue
         labelling = [f"{k}={config[k]}" for k in ("concept", "split", "source", "label") if config.get(k)]
-        labelling += [f"class {k}={v}" for k, v in (config.get("class_names") or {}).items()]
-        writing = [f"{k}={config[k]}" for k in ("resize", "format", "license") if config.get(k)]
+        labelling += [f"class {k}={v}" for k, v in (_recorded(config, "class_map") or {}).items()]
+        writing = [
+            f"{k}={_recorded(config, k)}" for k in ("resize", "image_format", "license") if _recorded(config, k)
+        ]
         planned = "; ".join(f"{group}: {_per_class(by_label)}" for group, by_label in config["planned"].items())
         rows.append(
             (

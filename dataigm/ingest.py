@@ -1,4 +1,5 @@
-"""``dataigm ingest``: real, web and already generated images into shards.
+"""Writing planned images into shards: the one writer of every ingest source (a folder, a Hub dataset, a URL list's
+downloads; :mod:`dataigm.sources`).
 
 Inputs are planned into shards before anything is written (sorted, so the plan depends only on the
 inputs), the job reserves its shard numbers in the manifest, and done shards are skipped: a killed
@@ -9,66 +10,32 @@ recorded in their shard's sidecar.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import io
 import json
 import logging
 import math
-import os
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .concepts import Concept, ConceptRegistry, load_registry
+from .concepts import ConceptRegistry, load_registry
 from .distribute import make_distributor
 from .files import sha256_bytes
-from .layout import MANIFEST_NAME, ShardId, check_split
+from .layout import MANIFEST_NAME, ShardId
 from .manifest import DEFAULT_NAME, check_root, read_manifest
-from .prompt_import import IGMU_TASKS
 from .prompts import slug
 from .sample import PIL_FORMATS, Sample
-from .schema import LABELS, SOURCES, make_key
+from .schema import LABELS, make_key
 from .shardjob import ShardJob, ShardResult, with_retries
+from .sources.config import SAMPLES_PER_SHARD, check_write_options
+from .sources.items import TOO_MANY_PIXELS, IngestItem, SkippedInput
 from .writer import write_shard
 
 logger = logging.getLogger(__name__)
-
-
-class SkippedInput(OSError):
-    """An input left out on purpose, never read or never decoded; the message is its countable reason (an image
-    with too many pixels, a link leaving the folder, a dataset's file path outside the dataset)."""
-
-
-TOO_MANY_PIXELS = "too many pixels"
-LINK_OUTSIDE = "symbolic link leaving the folder"
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-# File-name prefixes of the IGMU demo layout <Task>/<split>/<class>/ and the source each stands for.
-SOURCE_PREFIXES = {"REAL_": "real", "LAION_": "laion", "SD-GEN_": "generated"}
-OUTPUT_FORMATS = ("png", "jpg", "webp")
-
-
-@dataclass(frozen=True)
-class IngestItem:
-    """One input image, with everything needed to label it and a way to read its bytes."""
-
-    concept: str
-    split: str
-    source: str
-    label: str
-    origin: str
-    read: Callable[[], bytes] = field(compare=False, repr=False)
-    # position in a stream (a Hub dataset's row): items are written in this order, then by origin
-    order: int = field(default=0, compare=False)
-    label_source: str = field(default="folder", compare=False)  # who set ``label`` (schema.LABEL_SOURCES)
-
-    @property
-    def group(self) -> str:
-        return f"{self.concept}/{self.split}/{self.source}"
 
 
 @dataclass
@@ -85,230 +52,6 @@ class IngestReport:
             f"{self.samples} samples in {self.shards_written} new shard(s), {self.shards_skipped} shard(s) already done, "
             f"{len(self.skipped_files)} file(s) skipped, {len(self.ignored_files)} non-image file(s) ignored"
         )
-
-
-# ---------------------------------------------------------------- labels
-
-
-def class_map(concept: Concept, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Folder or column value -> ``target``/``pair`` for ``concept`` (case-insensitive keys)."""
-    mapping = {
-        concept.target_class: "target",
-        concept.pair_class: "pair",
-        "target": "target",
-        "pair": "pair",
-        "1": "target",
-        "0": "pair",
-    }
-    for name, label in (extra or {}).items():
-        if label not in LABELS:
-            raise ValueError(f"--class-map {name}={label}: the label must be one of {', '.join(LABELS)}")
-        mapping[name] = label
-    return {k.lower(): v for k, v in mapping.items()}
-
-
-def parse_class_map(text: str | None) -> dict[str, str]:
-    """``--class-map``: ``"nsfw=target,sfw=pair"`` -> ``{"nsfw": "target", "sfw": "pair"}``.
-
-    Names without ``=LABEL`` take the label of the next entry that has one, so classes can share a label:
-    ``"497=target,281,404=pair"`` -> ``{"497": "target", "281": "pair", "404": "pair"}``. Names are folder names,
-    ClassLabel names or integer labels.
-
-    Raises:
-        ValueError: an empty name, or names left without a label at the end.
-    """
-    if not text:
-        return {}
-    out: dict[str, str] = {}
-    pending: list[str] = []
-    for part in text.split(","):
-        name, sep, label = part.partition("=")
-        name = name.strip()
-        if not name:
-            raise ValueError(f"--class-map {text!r}: empty class name in {part!r}; write NAME=target or NAME=pair")
-        pending.append(name)
-        if sep:
-            out.update(dict.fromkeys(pending, label.strip()))
-            pending = []
-    if pending:
-        raise ValueError(
-            f"--class-map entry {', '.join(pending)!r} has no label; write NAME=target or NAME=pair "
-            "(NAME1,NAME2=pair for several)"
-        )
-    return out
-
-
-def _label_of(value: str, concept: Concept, mapping: dict[str, str], where: str) -> str:
-    try:
-        return mapping[str(value).lower()]
-    except KeyError:
-        valid = sorted(mapping)
-        raise ValueError(
-            f"{where}: class {value!r} is not a class of concept {concept.id!r}; valid: {', '.join(valid)} "
-            "(or map it with --class-map NAME=target|pair)"
-        ) from None
-
-
-# Prefixes of the IGMU task folders (Object_Church, Style_VanGogh, Nudity): the task kind, then the concept.
-TASK_PREFIXES = ("object_", "style_", "nudity_")
-
-
-def resolve_task(name: str, registry: ConceptRegistry) -> Concept:
-    """The concept a task folder stands for, ignoring case, separators and an ``Object_``/``Style_``/``Nudity_``
-    prefix: ``Object_Church`` -> church, ``Style_VanGogh`` -> van_gogh, ``Nudity`` -> nudity."""
-    base = slug(name)
-    candidates = [base] + [base[len(p) :] for p in TASK_PREFIXES if base.startswith(p) and len(base) > len(p)]
-    if base in IGMU_TASKS:
-        return registry.get(IGMU_TASKS[base])
-    for candidate in candidates:
-        squash = candidate.replace("_", "")
-        for concept in registry:
-            if squash in (concept.id.replace("_", ""), slug(concept.name).replace("_", "")):
-                return concept
-    raise ValueError(
-        f"Task folder {name!r} matches no concept; known concepts: {', '.join(registry.ids())} (folder names are "
-        f"matched ignoring case and a {'/'.join(p.capitalize() for p in TASK_PREFIXES)} prefix; or pass --concept)"
-    )
-
-
-# ---------------------------------------------------------------- planning a folder
-
-
-def _reader(path: Path, folder: Path) -> Callable[[], bytes]:
-    return functools.partial(_read_inside, path, folder.resolve())
-
-
-def _read_inside(path: Path, folder: Path) -> bytes:
-    """The bytes of ``path`` if it lies inside ``folder`` once links are resolved (checked when read, so a link
-    changed after planning is caught too).
-
-    Raises:
-        SkippedInput: a symbolic link that leaves the folder (it is not followed).
-    """
-    if not path.resolve().is_relative_to(folder):
-        raise SkippedInput(LINK_OUTSIDE)
-    return path.read_bytes()
-
-
-def plan_folder(
-    folder: str | Path,
-    concept: str | None = None,
-    split: str | None = None,
-    source: str | None = None,
-    label: str | None = None,
-    class_names: dict[str, str] | None = None,
-    registry: ConceptRegistry | None = None,
-) -> tuple[list[IngestItem], list[str]]:
-    """Label every image under ``folder``; returns the items and the non-image files ignored.
-
-    Layouts, tried in this order:
-
-    * one ``label`` for the whole folder (an explicit label wins over the IGMU prefixes below, which then only
-      give each file's source unless ``source`` is given);
-    * the IGMU demo layout ``[<Task>/]<split>/<class>/<PREFIX>_name.ext`` with ``REAL_``, ``LAION_`` or
-      ``SD-GEN_`` prefixes (source from the prefix, split and class from the folders);
-    * class sub-folders ``<class>/...`` named by the concept's class names.
-
-    Symbolic links: a link to a file inside ``folder`` is read like that file; a link that leaves ``folder`` is
-    never followed: it is skipped and counted as "symbolic link leaving the folder" (in the shard's sidecar, like
-    an unreadable file). Linked directories are never descended into.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"Input folder {str(folder)!r} does not exist")
-    registry = registry or load_registry()
-    if source is not None and source not in SOURCES:
-        raise ValueError(f"Unknown source {source!r}; valid sources: {', '.join(SOURCES)}")
-    if split is not None:
-        check_split(split, "--split")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    ignored = [p.relative_to(folder).as_posix() for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-    if not images:
-        raise ValueError(
-            f"Input folder {str(folder)!r} holds no image files (looked for {', '.join(IMAGE_SUFFIXES)}; "
-            f"{len(ignored)} other file(s))"
-        )
-    fixed_concept = registry.get(concept) if concept else None
-    if label is None and any(p.name.startswith(tuple(SOURCE_PREFIXES)) for p in images):
-        items = _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry)
-        return items, ignored
-    _refuse_benchmarking_layout(folder, images)
-    if fixed_concept is None:
-        raise ValueError("--concept is required unless the folder uses the IGMU layout <Task>/<split>/<class>/")
-    mapping = class_map(fixed_concept, class_names)
-    items = []
-    for path in images:
-        rel = path.relative_to(folder)
-        prefix = next((p for p in SOURCE_PREFIXES if path.name.startswith(p)), None)
-        item_source = source or (SOURCE_PREFIXES[prefix] if prefix else "real")
-        if label is not None:
-            item_label = _label_of(label, fixed_concept, mapping, "--label")
-        elif len(rel.parts) < 2:
-            raise ValueError(
-                f"{rel} is not inside a class sub-folder; use sub-folders named "
-                f"{fixed_concept.target_class!r}/{fixed_concept.pair_class!r} or pass --label"
-            )
-        else:
-            item_label = _label_of(rel.parts[0], fixed_concept, mapping, f"folder {rel.parts[0]!r}")
-        items.append(
-            IngestItem(
-                fixed_concept.id, split or "train", item_source, item_label, rel.as_posix(), _reader(path, folder)
-            )
-        )
-    return items, ignored
-
-
-# Folders of the IGMU benchmarking layout <Task>/{forgot,remove_word,unrelated}/<Method>/...: images to evaluate.
-_BENCHMARK_FOLDERS = {"forgot", "remove_word", "unrelated"}
-
-
-def _refuse_benchmarking_layout(folder: Path, images: list[Path]) -> None:
-    for path in images:
-        dirs = path.relative_to(folder).parts[:-1]
-        if len(dirs) >= 3 and dirs[1].lower() in _BENCHMARK_FOLDERS:
-            raise ValueError(
-                f"{str(folder)!r} is in the IGMU benchmarking layout <Task>/forgot|remove_word|unrelated/<Method>/ "
-                f"(e.g. {path.relative_to(folder).as_posix()}): images of models to evaluate, not labelled images "
-                f"to ingest. Evaluate them with `dataigm evaluate --paper-layout {folder}`"
-            )
-
-
-def _plan_igmu_layout(folder, images, fixed_concept, source, class_names, registry) -> list[IngestItem]:
-    items = []
-    for path in images:
-        rel = path.relative_to(folder)
-        dirs = rel.parts[:-1]
-        if len(dirs) == 3:
-            concept = fixed_concept or resolve_task(dirs[0], registry)
-        elif len(dirs) == 2 and fixed_concept is not None:
-            concept = fixed_concept
-        else:
-            raise ValueError(
-                f"{rel}: expected <Task>/<split>/<class>/<file> (or <split>/<class>/<file> with --concept)"
-            )
-        prefix = next((p for p in SOURCE_PREFIXES if path.name.startswith(p)), None)
-        item_source = SOURCE_PREFIXES[prefix] if prefix else source
-        if item_source is None:
-            raise ValueError(f"{rel}: no source prefix ({', '.join(SOURCE_PREFIXES)}); pass --source for such files")
-        label = _label_of(dirs[-1], concept, class_map(concept, class_names), f"{rel}")
-        split = check_split(slug(dirs[-2]), f"{rel}: split folder {dirs[-2]!r} gives split")
-        items.append(IngestItem(concept.id, split, item_source, label, rel.as_posix(), _reader(path, folder)))
-    return items
-
-
-# ---------------------------------------------------------------- planning a Hugging Face dataset
-
-
-def plan_hf_dataset(name: str, concept: str, **options) -> list[IngestItem]:
-    """Label the rows of a Hugging Face dataset (Hub name or local folder), streamed; image bytes are kept as
-    stored. The items of :func:`dataigm.sources.hub.plan_hf_stream` (see there for the options)."""
-    from .sources.hub import plan_hf_stream
-
-    return plan_hf_stream(name, concept, **options).items
-
-
-# ---------------------------------------------------------------- writing
 
 
 def default_max_pixels() -> int:
@@ -419,12 +162,6 @@ def unreadable_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
-def check_max_pixels(max_pixels: int | None) -> None:
-    """Raise a ``ValueError`` for a ``--max-pixels`` below 1."""
-    if max_pixels is not None and max_pixels < 1:
-        raise ValueError(f"--max-pixels must be at least 1, got {max_pixels}")
-
-
 # PIL raises these for unreadable images (OSError also covers files that cannot be read)
 UNREADABLE_ERRORS = (OSError, ValueError, SyntaxError)
 
@@ -486,7 +223,7 @@ class IngestWorker:
 def ingest(
     items: Sequence[IngestItem],
     root: str | Path,
-    samples_per_shard: int = 1000,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
     resize: int | None = None,
     image_format: str | None = None,
     license: str | None = None,
@@ -504,7 +241,8 @@ def ingest(
     written by :class:`IngestWorker`.
 
     Args:
-        items: the planned images (:func:`plan_folder`, :func:`plan_hf_dataset`).
+        items: the planned images (:func:`dataigm.sources.folder.plan_folder`,
+            :func:`dataigm.sources.hub.plan_hf_stream`).
         root: the dataset root, created when missing.
         samples_per_shard: images per shard. The job's id does not depend on it, and a second run of the same
             job with another value is refused (it would write every sample twice).
@@ -515,9 +253,9 @@ def ingest(
         registry: the concept registry.
         progress: show a progress bar.
         where: what the items come from (a folder, a dataset), named in messages.
-        config: the job's resolved options (the source and how its rows were chosen), recorded in the manifest
-            and in ``meta/<job>.yaml`` with the writing options (``resize``, ``format``, ``license``) added; the
-            dataset card lists them.
+        config: the job's resolved options (:meth:`dataigm.sources.config.SourceConfig.recorded`: the source, how
+            its images were chosen and how they are written), recorded in the manifest and in ``meta/<job>.yaml``;
+            the dataset card lists them.
         max_pixels: images with more pixels are skipped as "too many pixels" before they are decoded (default:
             Pillow's decompression-bomb limit, :func:`default_max_pixels`).
 
@@ -525,13 +263,7 @@ def ingest(
         ValueError: a bad option, no items, a bad split or source, a root that cannot take them, a second plan of
             the same job, inputs of which no image can be read, or shards that failed to be written.
     """
-    if samples_per_shard < 1:
-        raise ValueError(f"--samples-per-shard must be at least 1, got {samples_per_shard}")
-    if image_format is not None and image_format not in OUTPUT_FORMATS:
-        raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
-    if resize is not None and resize < 1:
-        raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
-    check_max_pixels(max_pixels)
+    check_write_options(samples_per_shard, resize, image_format, max_pixels)
     if not items:
         raise ValueError(f"No images to ingest{f' in {where}' if where else ''}")
     registry = registry or load_registry()
@@ -559,7 +291,7 @@ def ingest(
         concepts=concepts,
         plan={"samples_per_shard": samples_per_shard},
         description=f"ingest of {len(items)} images",
-        config=None if config is None else {**config, **options},  # what was written, with where it came from
+        config=config,
         name=name,
     )
     job.check()
@@ -613,35 +345,3 @@ def _build_samples(
         }
         samples.append(Sample(key, data, ext, LABELS.index(item.label), record))
     return samples, skipped
-
-
-def folder_config(folder: str | os.PathLike, items: Sequence[IngestItem], ignored: list[str], **options) -> dict:
-    """What a folder ingest records in the manifest and the card (:func:`ingest` adds the writing options): the
-    folder by its name (a card carries no local paths), the labelling options given, and the planned images per
-    ``concept/split/source`` and class."""
-    planned: dict[str, dict[str, int]] = {}
-    for item in items:
-        by_label = planned.setdefault(item.group, {})
-        by_label[item.label] = by_label.get(item.label, 0) + 1
-    keys = ("concept", "split", "source", "label", "class_names")
-    given = {k: options[k] for k in keys if options.get(k) not in (None, {})}
-    return {
-        "ingest": "folder",
-        "folder": Path(folder).name,
-        **given,
-        "planned": planned,
-        "ignored_files": len(ignored),
-    }
-
-
-def ingest_folder(folder: str | os.PathLike, root: str | os.PathLike, **options) -> IngestReport:
-    """Plan ``folder`` with :func:`plan_folder` and write it with :func:`ingest`; the job's configuration (the
-    folder's name, the options, the planned images per concept, split, source and class) goes to the manifest
-    and the dataset card."""
-    plan_keys = ("concept", "split", "source", "label", "class_names", "registry")
-    items, ignored = plan_folder(folder, **{k: v for k, v in options.items() if k in plan_keys})
-    write_options = {k: v for k, v in options.items() if k not in plan_keys or k == "registry"}
-    config = folder_config(folder, items, ignored, **options)
-    report = ingest(items, root, **{"where": str(folder), "config": config, **write_options})
-    report.ignored_files = ignored
-    return report

@@ -60,29 +60,22 @@ RULE_KINDS = ("dedup", "balance")
 FINAL_KINDS = ("validate", "info", "card")
 STATE_NAME = f"{META_DIR}/build.json"
 _TOP_KEYS = ("name", "out", "concepts_dir", "description", "concepts", "rules")
-# Options of the ingest-like sources, besides ``kind`` (paths are resolved against the recipe's folder).
-_INGEST_KEYS = (
-    "split",
-    "source",
-    "label",
-    "class_map",
-    "counts",
-    "samples_per_shard",
-    "resize",
-    "image_format",
-    "license",
-)
-_SOURCE_KEYS = {
-    "folder": ("folder", *_INGEST_KEYS),
-    "hf_dataset": (
-        "dataset", "hf_config", "hf_split", "image_column", "label_column", "where", "max_per_class", *_INGEST_KEYS
-    ),
-    "urls": (
-        "urls", "split", "where", "pair_words", "max_per_class", "url_column", "caption_column", "license",
-        "processes", "threads", "timeout", "retries", "samples_per_shard", "resize", "image_format", "img2dataset",
-        "allow_private_addresses",
-    ),
-}  # fmt: skip
+# A source step's keys are its config class's fields (dataigm.sources.config), less what the recipe supplies (the
+# concept: the key the step is listed under), plus what only a recipe does (``counts``: so many images per split and
+# class). ``dataset`` is the earlier name of an hf_dataset step's ``hf_dataset``; recipes written with it still run.
+_SUPPLIED = ("concept",)
+_RECIPE_ONLY = {"folder": ("counts",), "hf_dataset": ("counts",), "urls": ()}
+_ALIASES = {"hf_dataset": {"dataset": "hf_dataset"}}
+
+
+def source_keys(kind: str) -> tuple[str, ...]:
+    """The keys a ``kind`` source step accepts (besides ``kind``), in the order messages list them."""
+    from .sources.config import SOURCE_CONFIGS
+
+    fields = [k for k in SOURCE_CONFIGS[kind].keys() if k not in _SUPPLIED]
+    return (*fields, *_RECIPE_ONLY[kind], *_ALIASES.get(kind, {}))
+
+
 _RULE_KEYS = {"dedup": ("near_distance", "keep_splits", "keep_sources", "conflicts"), "balance": ("by", "seed")}
 
 
@@ -178,8 +171,16 @@ def _source_step(path: Path, number: int, concept: str, index: int, entry: Any) 
     if kind not in SOURCE_KINDS:
         raise _error(path, where, f"unknown step kind {kind!r}; valid kinds: {', '.join(SOURCE_KINDS)}")
     base = path.parent
-    if kind in _SOURCE_KEYS:
-        _check_keys(path, where, options, _SOURCE_KEYS[kind], f"a {kind} source")
+    if kind != "generate":
+        for key in _SUPPLIED:
+            if key in options:
+                raise _error(path, where, f"a {kind} source takes its {key!r} from the recipe; remove it")
+        _check_keys(path, where, options, source_keys(kind), f"a {kind} source")
+        aliases = [k for k in _ALIASES.get(kind, {}) if k in options]
+        if aliases and _ALIASES[kind][aliases[0]] in options:
+            raise _error(
+                path, where, f"give {_ALIASES[kind][aliases[0]]!r} or its earlier name {aliases[0]!r}, not both"
+            )
         if kind == "folder":
             if "folder" not in options:
                 raise _error(path, where, "a folder source needs 'folder'")
@@ -195,15 +196,16 @@ def _source_step(path: Path, number: int, concept: str, index: int, entry: Any) 
             if isinstance(options.get("pair_words"), str):
                 options["pair_words"] = [w.strip() for w in options["pair_words"].split(",") if w.strip()]
         if kind == "hf_dataset":
-            if "dataset" not in options:
+            key = "dataset" if "dataset" in options else "hf_dataset"  # as written: the step's id stays
+            if key not in options:
                 raise _error(
-                    path, where, "an hf_dataset source needs 'dataset' (a Hub name ORG/NAME or a local folder)"
+                    path, where, "an hf_dataset source needs 'hf_dataset' (a Hub name ORG/NAME or a local folder)"
                 )
-            local = base / str(options["dataset"])
-            if local.exists() or str(options["dataset"]).startswith((".", "/", "~")):
-                options["dataset"] = _resolve(base, options["dataset"])
-                if not Path(options["dataset"]).exists():
-                    raise _error(path, where, f"dataset folder {options['dataset']!r} does not exist")
+            local = base / str(options[key])
+            if local.exists() or str(options[key]).startswith((".", "/", "~")):
+                options[key] = _resolve(base, options[key])
+                if not Path(options[key]).exists():
+                    raise _error(path, where, f"dataset folder {options[key]!r} does not exist")
         if "counts" in options:
             options["counts"] = _check_counts(path, where, options["counts"])
             if "split" in options:
@@ -328,125 +330,109 @@ def _select(items: list, counts: dict[str, dict[str, int]] | None, split: str | 
     return chosen, short
 
 
-def _class_map(value: Any) -> dict[str, str]:
-    from .ingest import parse_class_map
+def source_config(step: Step):
+    """The step's source as its config class (:mod:`dataigm.sources.config`): the options as written, the concept
+    from the recipe; with ``counts`` the split is left to them."""
+    from .sources.config import SOURCE_CONFIGS
 
-    return dict(value) if isinstance(value, Mapping) else parse_class_map(value)
+    aliases = _ALIASES.get(step.kind, {})
+    options = {aliases.get(k, k): v for k, v in step.options.items() if k not in _RECIPE_ONLY[step.kind]}
+    return SOURCE_CONFIGS[step.kind](concept=step.concept, **options)
+
+
+@dataclass
+class _Planned:
+    """A ``folder`` or ``hf_dataset`` step's images: those chosen, the shortfalls, and what its job records."""
+
+    items: list
+    short: list[str]
+    selection: dict | None  # a Hub source's selection counts
+    config: dict
 
 
 class IngestStep:
-    """``folder`` and ``hf_dataset`` sources: plan with :mod:`dataigm.ingest`, choose by ``counts``, ingest."""
+    """``folder`` and ``hf_dataset`` sources: plan with :mod:`dataigm.sources`, choose by ``counts``, ingest."""
 
-    def _items(self, step: Step, recipe: Recipe) -> tuple[list, list[str], dict | None]:
-        """The items chosen, the shortfalls, and a Hub source's selection counts (None for a folder)."""
-        from .ingest import plan_folder
-        from .sources.hub import plan_hf_stream
+    def _plan(self, step: Step, recipe: Recipe) -> _Planned:
+        from .sources.folder import plan_folder_source, planned_per_class
+        from .sources.hub import plan_hub_source
 
-        o, registry = step.options, recipe.registry()
-        class_names = _class_map(o.get("class_map"))
-        plan_split = None if "counts" in o else o.get("split")
-        selection = None
+        source, registry = source_config(step), recipe.registry()
+        source.check()
+        selection, ignored = None, []
         if step.kind == "folder":
-            items, _ = plan_folder(o["folder"], step.concept, plan_split, o.get("source"), o.get("label"), class_names, registry)  # fmt: skip
+            items, ignored = plan_folder_source(source, registry)
         else:
-            plan = plan_hf_stream(
-                o["dataset"],
-                step.concept,
-                image_column=o.get("image_column", "image"),
-                label_column=o.get("label_column", "label"),
-                label=o.get("label"),
-                hf_config=o.get("hf_config"),
-                hf_split=o.get("hf_split", "train"),
-                split=plan_split,
-                source=o.get("source") or "real",
-                class_names=class_names,
-                where=o.get("where"),
-                max_per_class=o.get("max_per_class"),
-                registry=registry,
-            )
+            plan = plan_hub_source(source, registry)
             items, selection = plan.items, plan.counts
         wrong = sorted({i.concept for i in items} - {step.concept})
         if wrong:
             raise ValueError(
                 f"{recipe.path.name}: {step.where}: images of concept {wrong[0]!r} in a {step.concept} source"
             )
-        return (*_select(items, o.get("counts"), None), selection)
+        chosen, short = _select(items, step.options.get("counts"), None)
+        results = {"recipe_step": step.id}
+        if step.kind == "folder":
+            results |= {"planned": planned_per_class(chosen), "ignored_files": len(ignored)}
+        split = ", ".join(sorted({i.split for i in chosen})) or source.split  # counts may name several
+        return _Planned(chosen, short, selection, source.recorded(split=split, **results))
 
     def check(self, step: Step, recipe: Recipe) -> None:
         try:
-            self._items(step, recipe)
+            self._plan(step, recipe)
         except ValueError as err:
             raise ValueError(f"{recipe.path.name}: {step.where}: {err}") from None
 
     def expected(self, step: Step, recipe: Recipe) -> str:
-        items, short, _ = self._items(step, recipe)
+        planned = self._plan(step, recipe)
         cells: dict[str, int] = {}
-        for item in items:
+        for item in planned.items:
             cells[f"{item.split}/{item.source}/{item.label}"] = (
                 cells.get(f"{item.split}/{item.source}/{item.label}", 0) + 1
             )
         text = ", ".join(f"{n} {cell}" for cell, n in sorted(cells.items())) or "no images"
-        return text + (f" (fewer than asked: {'; '.join(short)})" if short else "")
+        return text + (f" (fewer than asked: {'; '.join(planned.short)})" if planned.short else "")
 
     def run(self, step: Step, recipe: Recipe) -> str:
         from .ingest import ingest
 
-        items, short, selection = self._items(step, recipe)
-        for line in short:
+        planned = self._plan(step, recipe)
+        for line in planned.short:
             logger.warning("%s: fewer images than asked: %s", step.where, line)
-        o = step.options
         report = ingest(
-            items,
+            planned.items,
             recipe.out,
-            samples_per_shard=o.get("samples_per_shard", 1000),
-            resize=o.get("resize"),
-            image_format=o.get("image_format"),
-            license=o.get("license"),
+            **source_config(step).write_options(),
             name=recipe.name,
             registry=recipe.registry(),
             progress=False,
             where=step.where,
-            config=self._config(step) if selection is not None else None,
+            config=planned.config,
         )
-        if selection is not None:  # written per label next to the shards, as a command-line Hub ingest does
+        if planned.selection is not None:  # written per label next to the shards, as a command-line Hub ingest does
             from .sources.counts import write_job_counts
 
-            write_job_counts(recipe.out, report.job_id, selection)
+            write_job_counts(recipe.out, report.job_id, planned.selection)
         return report.summary()
-
-    @staticmethod
-    def _config(step: Step) -> dict:
-        """A Hub source's options as its ingest job's configuration (the dataset card lists them)."""
-        o = step.options
-        splits = sorted(o["counts"]) if "counts" in o else [o.get("split") or o.get("hf_split", "train")]
-        return {
-            "ingest": "hf_dataset",
-            "concept": step.concept,
-            **{k: v for k, v in o.items() if k != "class_map"},
-            "class_names": _class_map(o.get("class_map")),
-            "split": ", ".join(splits),
-            "recipe_step": step.id,
-        }
 
 
 class UrlsStep:
     """A ``urls`` source: a LAION-style URL list, selected by caption and ``where``, downloaded by img2dataset
-    (:func:`dataigm.sources.ingest_urls`); the images go to one split, source ``laion``."""
-
-    _DOWNLOAD = ("processes", "threads", "timeout", "retries", "img2dataset")
+    (:func:`dataigm.sources.web.ingest_url_source`); the images go to one split, source ``laion``."""
 
     def _selection(self, step: Step, recipe: Recipe):
         from .sources.captions import CaptionRules
         from .sources.url_list import read_url_list, select_rows
         from .sources.where import parse_where
 
-        o = step.options
-        frame = read_url_list(o["urls"])
-        rules = CaptionRules.from_concept(recipe.registry().get(step.concept), o.get("pair_words"))
-        row_filter = parse_where(o.get("where"), frame.head(1000))
+        source = source_config(step)
+        source.check()
+        frame = read_url_list(source.urls)
+        rules = CaptionRules.from_concept(recipe.registry().get(step.concept), source.words())
+        row_filter = parse_where(source.where, frame.head(1000))
         return select_rows(
-            frame, rules, row_filter, o.get("max_per_class"), o.get("url_column"), o.get("caption_column"),
-            bool(o.get("allow_private_addresses", False)),
+            frame, rules, row_filter, source.max_per_class, source.url_column, source.caption_column,
+            source.allow_private_addresses,
         )  # fmt: skip
 
     def check(self, step: Step, recipe: Recipe) -> None:
@@ -465,11 +451,10 @@ class UrlsStep:
         return f"up to {chosen or 'no images'} (of {selection.seen} rows{refused}; failed downloads are counted, not fatal)"
 
     def run(self, step: Step, recipe: Recipe) -> str:
-        from .sources import ingest_urls
+        from .sources.web import ingest_url_source
 
-        o = dict(step.options)
-        report = ingest_urls(
-            o.pop("urls"), recipe.out, step.concept, name=recipe.name, registry=recipe.registry(), progress=False, **o
+        report = ingest_url_source(
+            source_config(step), recipe.out, name=recipe.name, registry=recipe.registry(), progress=False
         )
         return report.summary()
 

@@ -253,7 +253,7 @@ def test_a_folder_ingest_is_recorded_and_listed_on_the_card_by_its_folder_name(i
     images; the card lists them without the folder's local path."""
     import json
 
-    from dataigm.ingest import ingest_folder
+    from dataigm.sources.folder import ingest_folder
 
     root = tmp_path / "root"
     assert main(["ingest", str(image_folder), "--out", str(root), "--concept", "church", "--split", "train"]) == 0

@@ -9,9 +9,9 @@ from helpers.data import image_bytes
 
 from dataigm import iter_samples, load_registry, read_manifest
 from dataigm.cli import main
-from dataigm.ingest import ingest_folder, resolve_task
 from dataigm.manifest import open_root, reserve_shards
 from dataigm.schema import make_key
+from dataigm.sources.folder import ingest_folder, resolve_task
 from dataigm.validate import validate_root
 
 
@@ -158,7 +158,8 @@ def test_rerun_with_another_shard_size_is_refused(tmp_path, capsys, second):
 
 def test_a_job_of_an_earlier_version_is_finished_not_duplicated(tmp_path):
     # Earlier versions hashed samples_per_shard into the job id: a root they left unfinished keeps its id.
-    from dataigm.ingest import _job_id, plan_folder
+    from dataigm.ingest import _job_id
+    from dataigm.sources.folder import plan_folder
 
     folder = _five_images(tmp_path)
     root = tmp_path / "root"

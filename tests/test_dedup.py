@@ -19,8 +19,8 @@ from dataigm.cli import main
 from dataigm.dataset_readme import write_dataset_readme
 from dataigm.dedup import balance_root, choose_balance, dedup_root
 from dataigm.duplicates import find_duplicates, near_pairs, pixel_hashes
-from dataigm.ingest import ingest_folder
 from dataigm.manifest import open_root, read_manifest, register_concepts
+from dataigm.sources.folder import ingest_folder
 from dataigm.validate import validate_root
 
 

@@ -8,7 +8,8 @@ from PIL import Image
 
 from dataigm import iter_samples, read_manifest
 from dataigm.cli import main
-from dataigm.ingest import ingest, ingest_folder, plan_folder
+from dataigm.ingest import ingest
+from dataigm.sources.folder import ingest_folder, plan_folder
 from dataigm.validate import validate_root
 
 
@@ -214,7 +215,7 @@ def test_killed_ingest_resumes_to_the_uninterrupted_result(tmp_path):
     ],
 )
 def test_class_map_names_can_share_a_label(text, expected):
-    from dataigm.ingest import parse_class_map
+    from dataigm.sources.items import parse_class_map
 
     assert parse_class_map(text) == expected
 
@@ -223,7 +224,7 @@ def test_class_map_names_can_share_a_label(text, expected):
     ("text", "message"), [("497=target,281", "entry '281' has no label"), ("a=target,,b=pair", "empty class name")]
 )
 def test_class_map_without_a_label_is_refused(text, message):
-    from dataigm.ingest import parse_class_map
+    from dataigm.sources.items import parse_class_map
 
     with pytest.raises(ValueError, match=message):
         parse_class_map(text)

@@ -104,13 +104,13 @@ def test_streamed_rows_where_class_map_by_number_and_name_and_cap(hub_dataset, t
     assert counts["rows_selected"] == counts["written"] == {"pair": 4, "target": 4} and counts["failed"] == 0
     assert f"counts in meta/{job}-counts.json" in out
     config = entry["config"]
-    assert (config["ingest"], config["dataset"], config["where"], config["max_per_class"]) == (
+    assert (config["ingest"], config["hf_dataset"], config["where"], config["max_per_class"]) == (
         "hf_dataset",
         str(hub_dataset),
         "artist == 22",
         4,
     )
-    assert config["class_names"] == {"1": "target", "tiger_cat": "pair", "4": "pair"}
+    assert config["class_map"] == {"1": "target", "tiger_cat": "pair", "4": "pair"}
     assert validate_root(root) == []
 
 

@@ -381,8 +381,8 @@ def test_hub_dataset_row_pointing_outside_its_folder_is_skipped_and_counted(tmp_
 
 
 def test_hub_cursor_reads_no_path_for_a_remote_dataset(tmp_path):
-    from dataigm.ingest import SkippedInput
     from dataigm.sources.hub import StreamCursor
+    from dataigm.sources.items import SkippedInput
 
     _png_file(tmp_path / "secret.png", (1, 2, 3))
     cursor = StreamCursor("someone/dataset", None, "train", "image")

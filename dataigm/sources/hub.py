@@ -14,18 +14,20 @@ skipped and counted as "image path outside the dataset's folder", never opened.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..concepts import ConceptRegistry, load_registry
+from ..ingest import IngestReport, ingest
 from ..layout import check_split
 from ..manifest import DEFAULT_NAME
 from ..prompts import slug
 from ..schema import SOURCES
+from .config import HubSource
 from .counts import write_job_counts
+from .items import IngestItem, SkippedInput, class_map
 from .where import check_where, parse_where
 
 BATCH = 1000  # rows per batch of the selection pass
@@ -112,8 +114,6 @@ class StreamCursor:
         Raises:
             SkippedInput: "image path outside the dataset's folder".
         """
-        from ..ingest import SkippedInput
-
         if self.folder is not None and "://" not in path and "::" not in path:
             target = (self.folder / path).resolve()  # an absolute path stays itself
             if target.is_relative_to(self.folder):
@@ -205,8 +205,6 @@ def plan_hf_stream(
     import pandas as pd
     from datasets import ClassLabel
 
-    from ..ingest import IngestItem, class_map
-
     check_where(where)  # before the dataset is opened: a bad expression is refused first
     registry = registry or load_registry()
     target = registry.get(concept)
@@ -292,40 +290,37 @@ def plan_hf_stream(
     return HubPlan(items, counts)
 
 
-def ingest_hf_dataset(
-    dataset: str,
+def plan_hub_source(source: HubSource, registry: ConceptRegistry | None = None) -> HubPlan:
+    """:func:`plan_hf_stream` with the options of ``source``."""
+    return plan_hf_stream(
+        source.hf_dataset,
+        source.concept,
+        image_column=source.image_column,
+        label_column=source.label_column,
+        label=source.label,
+        hf_config=source.hf_config,
+        hf_split=source.hf_split,
+        split=source.split,
+        source=source.source or "real",
+        class_names=source.class_names(),
+        where=source.where,
+        max_per_class=source.max_per_class,
+        registry=registry,
+    )
+
+
+def ingest_hub_source(
+    source: HubSource,
     root: str | Path,
-    concept: str,
     *,
-    registry: ConceptRegistry | None = None,
-    samples_per_shard: int = 1000,
-    resize: int | None = None,
-    image_format: str | None = None,
-    license: str | None = None,
     name: str = DEFAULT_NAME,
+    registry: ConceptRegistry | None = None,
     progress: bool = True,
-    max_pixels: int | None = None,
-    **selection,
-):
+) -> tuple[IngestReport, dict]:
     """Stream a Hugging Face dataset into ``root``: :func:`plan_hf_stream`, then :func:`dataigm.ingest.ingest`.
 
-    The job records its resolved selection (dataset, split, ``where``, class map, cap) as its configuration and
-    writes its counts (rows seen, after ``where``, selected, written, left out by reason) to
-    ``meta/<job>-counts.json``.
-
-    Args:
-        dataset: Hub dataset id or local folder.
-        root: the dataset root, created when missing.
-        concept: the concept the rows are labelled for.
-        registry: the concept registry.
-        samples_per_shard: images per shard.
-        resize: re-encode with the shorter side at this size.
-        image_format: re-encode every image to this format.
-        license: license recorded in every sample.
-        name: dataset name recorded in the manifest.
-        progress: show a progress bar.
-        max_pixels: an image with more pixels is skipped as "too many pixels" (default: Pillow's limit).
-        **selection: the options of :func:`plan_hf_stream` (``where``, ``class_names``, ``max_per_class``, ...).
+    The job records ``source``'s options (with the split the rows went to) as its configuration and writes its
+    counts (rows seen, after ``where``, selected, written, left out by reason) to ``meta/<job>-counts.json``.
 
     Returns:
         ``(report, counts)``: the :class:`dataigm.ingest.IngestReport` and the job's counts.
@@ -334,30 +329,39 @@ def ingest_hf_dataset(
         ValueError: what :func:`plan_hf_stream` and :func:`dataigm.ingest.ingest` refuse, or no row selected;
             nothing is written then.
     """
-    from ..ingest import ingest
-
-    bound = inspect.signature(plan_hf_stream).bind(dataset, concept, registry=registry, **selection)
-    bound.apply_defaults()
-    plan = plan_hf_stream(*bound.args, **bound.kwargs)
+    source.check()
+    plan = plan_hub_source(source, registry)
     if not plan.items:
         raise ValueError(
-            f"no row of --hf-dataset {dataset!r} is selected ({plan.counts['rows_seen']} rows, "
+            f"no row of --hf-dataset {source.hf_dataset!r} is selected ({plan.counts['rows_seen']} rows, "
             f"{plan.counts['rows_after_where']} after --where); nothing was written"
         )
-    options = {k: v for k, v in bound.arguments.items() if k not in ("name", "registry")}
-    config = {"ingest": "hf_dataset", "dataset": dataset, **options, "split": plan.items[0].split}
     report = ingest(
         plan.items,
         root,
-        samples_per_shard=samples_per_shard,
-        resize=resize,
-        image_format=image_format,
-        license=license,
+        **source.write_options(),
         name=name,
         registry=registry,
         progress=progress,
-        where=f"--hf-dataset {dataset!r}",
-        config=config,
-        max_pixels=max_pixels,
+        where=f"--hf-dataset {source.hf_dataset!r}",
+        config=source.recorded(split=plan.items[0].split),
     )
     return report, write_job_counts(root, report.job_id, plan.counts)
+
+
+def ingest_hf_dataset(
+    dataset: str,
+    root: str | Path,
+    concept: str,
+    *,
+    class_names: dict[str, str] | None = None,
+    name: str = DEFAULT_NAME,
+    registry: ConceptRegistry | None = None,
+    progress: bool = True,
+    **options,
+) -> tuple[IngestReport, dict]:
+    """:func:`ingest_hub_source` of ``dataset``: ``options`` are :class:`dataigm.sources.config.HubSource`'s
+    fields (``where``, ``max_per_class``, ``hf_split``, ``samples_per_shard``, ...), ``class_names`` its parsed
+    ``class_map``."""
+    source = HubSource(hf_dataset=str(dataset), concept=concept, class_map=class_names or None, **options)
+    return ingest_hub_source(source, root, name=name, registry=registry, progress=progress)

@@ -23,6 +23,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import SAMPLES_PER_SHARD
+
 logger = logging.getLogger(__name__)
 
 IMG2DATASET_ENV = "DATAIGM_IMG2DATASET"
@@ -68,7 +70,7 @@ class DownloadOptions:
     threads: int = 32
     timeout: int = 10
     retries: int = 1
-    samples_per_shard: int = 1000
+    samples_per_shard: int = SAMPLES_PER_SHARD
 
     def check(self) -> None:
         """Raise a ``ValueError`` naming the first bad option."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..concepts import ConceptRegistry, load_registry
 from ..distribute import make_distributor
+from ..ingest import UNREADABLE_ERRORS, encode_image, unreadable_reason
 from ..layout import MANIFEST_NAME, ShardId, check_split
 from ..manifest import DEFAULT_NAME, check_root
 from ..sample import Sample
@@ -31,6 +32,7 @@ from ..shardjob import ShardJob, ShardResult, with_retries
 from ..writer import write_shard
 from . import img2dataset as i2d
 from .captions import CaptionRules
+from .config import UrlListSource
 from .counts import job_shards, write_job_counts
 from .url_list import PRIVATE_REASONS, UrlSelection, read_url_list, select_rows
 from .where import check_where, parse_where
@@ -143,8 +145,6 @@ class WebShardWorker:
         return result
 
     def _samples(self, task: WebTask, fetched: dict[int, i2d.Fetched]) -> tuple[list[Sample], list[dict]]:
-        from ..ingest import UNREADABLE_ERRORS, encode_image, unreadable_reason
-
         samples, skipped = [], []
         for row in task.rows:
             result = fetched.get(row.row)
@@ -187,60 +187,41 @@ def ingest_urls(
     root: str | Path,
     concept: str,
     *,
-    split: str = "train",
-    where: str | None = None,
-    pair_words: tuple[str, ...] | list[str] | None = None,
-    max_per_class: int | None = None,
-    url_column: str | None = None,
-    caption_column: str | None = None,
-    license: str | None = None,
-    processes: int = 2,
-    threads: int = 32,
-    timeout: int = 10,
-    retries: int = 1,
-    samples_per_shard: int = 1000,
-    resize: int | None = None,
-    image_format: str | None = None,
     name: str = DEFAULT_NAME,
     registry: ConceptRegistry | None = None,
     progress: bool = True,
-    img2dataset: str | None = None,
-    allow_private_addresses: bool = False,
-    max_pixels: int | None = None,
+    **options,
 ) -> WebIngestReport:
-    """Download the images of a URL list that show ``concept`` or its pair into ``root`` (source ``laion``).
+    """:func:`ingest_url_source` of ``urls``: ``options`` are :class:`dataigm.sources.config.UrlListSource`'s fields
+    (``where``, ``pair_words``, ``max_per_class``, ``processes``, ``samples_per_shard``, ...)."""
+    source = UrlListSource(urls=str(urls), concept=concept, **options)
+    return ingest_url_source(source, root, name=name, registry=registry, progress=progress)
+
+
+def ingest_url_source(
+    source: UrlListSource,
+    root: str | Path,
+    *,
+    name: str = DEFAULT_NAME,
+    registry: ConceptRegistry | None = None,
+    progress: bool = True,
+) -> WebIngestReport:
+    """Download the images of a URL list that show the source's concept or its pair into ``root`` (source
+    ``laion``).
 
     Every option and the root are checked, and the rows selected, before anything is written: a bad option, an
     unreadable list, a missing column or a ``where`` that does not parse raise a one-line ``ValueError`` and leave
     no trace. Run again with the same arguments after a kill to finish the job.
 
     Args:
-        urls: parquet, CSV or JSONL URL list (LAION layout: ``url``/``URL``, ``caption``/``TEXT``, other columns
-            kept in each sample's ``origin``, ``LICENSE`` in its ``license``).
+        source: the URL list (LAION layout: ``url``/``URL``, ``caption``/``TEXT``, other columns kept in each
+            sample's ``origin``, ``LICENSE`` in its ``license``) and how its rows are chosen, downloaded and
+            written. Its ``samples_per_shard`` is the rows per download shard and per our shard (failed rows leave
+            a shard smaller); without ``resize`` or ``image_format`` the downloaded bytes are kept.
         root: the dataset root, created when missing.
-        concept: the concept id; its target words select ``target`` captions, its pair rule ``pair`` captions.
-        split: the split the images go to.
-        where: a condition on the list's columns (:mod:`dataigm.sources.where`'s grammar), e.g. ``punsafe < 0.1``.
-        pair_words: words that select ``pair`` captions instead of the concept's replacement concepts.
-        max_per_class: keep at most this many rows per class (the first ones in the list).
-        url_column: the URL column, when not ``url``/``URL``.
-        caption_column: the caption column, when not ``caption``/``TEXT``/``text``.
-        license: licence recorded for rows without a ``LICENSE`` value.
-        processes: img2dataset download processes.
-        threads: img2dataset threads per process.
-        timeout: seconds before a URL is given up.
-        retries: extra attempts per failed URL.
-        samples_per_shard: rows per download shard and per our shard (failed rows leave a shard smaller).
-        resize: re-encode with the shorter side at this size (otherwise the downloaded bytes are kept).
-        image_format: re-encode every image to ``png``, ``jpg`` or ``webp``.
         name: dataset name recorded in the manifest.
         registry: the concept registry.
         progress: show a progress bar while shards are written.
-        img2dataset: the img2dataset command (see :func:`dataigm.sources.img2dataset.find_img2dataset`).
-        allow_private_addresses: download from localhost and loopback, link-local, private and other non-public
-            addresses too (refused by default: :func:`dataigm.sources.url_list.url_refusal`).
-        max_pixels: a downloaded image with more pixels is skipped as "too many pixels" (default: Pillow's
-            decompression-bomb limit).
 
     Returns:
         The report; ``report.counts`` is also written to ``meta/<job>-counts.json``.
@@ -248,24 +229,30 @@ def ingest_urls(
     Raises:
         ValueError: bad input (nothing is written then), or shards that could not be made (run again).
     """
-    from ..ingest import OUTPUT_FORMATS, check_max_pixels
-
+    source.check()
+    urls, concept, split = source.urls, source.concept, source.split or "train"
+    where, max_per_class = source.where, source.max_per_class
+    resize, image_format, license = source.resize, source.image_format, source.license
+    samples_per_shard, max_pixels = source.samples_per_shard, source.max_pixels
     registry = registry or load_registry()
     target = registry.get(concept)
     check_split(split, "--split")
-    download_options = i2d.DownloadOptions(processes, threads, timeout, retries, samples_per_shard)
+    download_options = i2d.DownloadOptions(
+        source.processes, source.threads, source.timeout, source.retries, samples_per_shard
+    )
     download_options.check()
-    if image_format is not None and image_format not in OUTPUT_FORMATS:
-        raise ValueError(f"Unknown image format {image_format!r}; valid: {', '.join(OUTPUT_FORMATS)}")
-    if resize is not None and resize < 1:
-        raise ValueError(f"--resize must be a positive size in pixels, got {resize}")
-    check_max_pixels(max_pixels)
     check_where(where)  # before the list is read: a bad expression is refused first
     frame = read_url_list(urls)
-    rules = CaptionRules.from_concept(target, pair_words)
+    rules = CaptionRules.from_concept(target, source.words())
     row_filter = parse_where(where, frame.head(1000))
     selection = select_rows(
-        frame, rules, row_filter, max_per_class, url_column, caption_column, allow_private_addresses
+        frame,
+        rules,
+        row_filter,
+        max_per_class,
+        source.url_column,
+        source.caption_column,
+        source.allow_private_addresses,
     )
     if selection.rows.empty:
         refused = (
@@ -280,7 +267,7 @@ def ingest_urls(
             f"no row of --urls {str(urls)!r} is selected ({selection.seen} rows, {selection.passed_where} after "
             f"--where{refused}{hint}; {rules.describe()}); nothing was written"
         )
-    command = i2d.find_img2dataset(img2dataset)
+    command = i2d.find_img2dataset(source.img2dataset)
     options = {"resize": resize, "format": image_format, "license": license, "where": where}
     options |= {"max_pixels": max_pixels} if max_pixels is not None else {}  # the default keeps earlier job ids
     job_id = _job_id(target.id, split, selection, options)
@@ -308,19 +295,7 @@ def ingest_urls(
         concepts=[target],
         plan={"samples_per_shard": samples_per_shard},
         description=f"web ingest of {len(rows)} URLs from {Path(str(urls)).name}",
-        config={
-            "ingest": "urls",
-            "urls": str(urls),
-            "concept": target.id,
-            "split": split,
-            "where": where,
-            "selection": rules.describe(),
-            "max_per_class": max_per_class,
-            "url_column": url_column,
-            "caption_column": caption_column,
-            **({"allow_private_addresses": True} if allow_private_addresses else {}),
-            **{k: v for k, v in options.items() if k != "where"},
-        },
+        config=source.recorded(selection=rules.describe()),
         name=name,
     )
     job.check()
