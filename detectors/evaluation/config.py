@@ -145,8 +145,9 @@ class EvalConfig:
                 f"images {self.images!r} does not exist; give a dataset root with generated images, "
                 "or 'models' to generate them there"
             )
-        from detectors.evaluation.native import NATIVE_ATTACKS, check_attack_options
+        from detectors.evaluation.native import check_attack_options
         from detectors.evaluation.perturb import ATTACKS
+        from generation.attacks.config import METHODS as NATIVE_ATTACKS
 
         unknown = [a for a in self.attacks if a not in ATTACKS and a not in NATIVE_ATTACKS]
         if unknown:

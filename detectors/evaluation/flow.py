@@ -159,8 +159,9 @@ def prompt_paths(cfg: EvalConfig) -> list[str]:
 def eval_prompts(cfg: EvalConfig, registry, judge=None) -> list[str]:
     """Write the prompts to render (sets, perturbations, attack files) and return the JSONL paths; ``judge``: the
     evaluation's, which judges UnlearnDiffAtk's checkpoints (:func:`detectors.evaluation.native.run_native_attacks`)."""
-    from detectors.evaluation.native import NATIVE_ATTACKS, run_native_attacks
+    from detectors.evaluation.native import run_native_attacks
     from detectors.evaluation.perturb import perturb_prompts
+    from generation.attacks.config import METHODS as NATIVE_ATTACKS
 
     perturbations = [a for a in cfg.attacks if a not in NATIVE_ATTACKS]
 

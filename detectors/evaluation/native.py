@@ -25,8 +25,6 @@ from pathlib import Path
 
 from dataigm.prompts import PromptRecord, read_prompts, write_prompts
 
-# = generation.attacks.config.METHODS (generation is not imported here; a test keeps them equal)
-NATIVE_ATTACKS = ("unlearndiffatk", "ring_a_bell")
 # AttackConfig fields the evaluation sets itself: the rest may be given per method in ``attack_options``
 _SET_BY_EVALUATION = (
     "method", "model", "concept", "out", "prompts", "max_prompts", "original", "device", "base_seed", "progress",
@@ -38,20 +36,20 @@ ASR_PER_IMAGE = "share of the images of the attack's final prompts (every sample
 
 
 def native(attacks: Sequence[str]) -> list[str]:
-    """The native attacks among ``attacks``."""
-    return [a for a in attacks if a in NATIVE_ATTACKS]
+    """The native attacks among ``attacks``: the methods of ``dataigm attack``."""
+    from generation.attacks.config import METHODS
+
+    return [a for a in attacks if a in METHODS]
 
 
 def check_attack_options(options: dict) -> None:
     """Refuse options of an unknown method or option (the valid ones named)."""
-    from generation.attacks.config import AttackConfig
+    from generation.attacks.config import METHODS, AttackConfig
 
     valid = [f for f in AttackConfig.__dataclass_fields__ if f not in _SET_BY_EVALUATION]
     for method, given in options.items():
-        if method not in NATIVE_ATTACKS:
-            raise ValueError(
-                f"attack_options names unknown attack {method!r}; native attacks: {', '.join(NATIVE_ATTACKS)}"
-            )
+        if method not in METHODS:
+            raise ValueError(f"attack_options names unknown attack {method!r}; native attacks: {', '.join(METHODS)}")
         if not isinstance(given, dict):
             raise ValueError(f"attack_options of {method!r} must be a mapping of options, got {given!r}")
         unknown = sorted(set(given) - set(valid))
