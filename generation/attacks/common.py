@@ -13,6 +13,7 @@ from dataigm.prompts import PromptRecord
 
 from ..seeds import item_seed
 from ..spec import ModelSpec
+from .config import PROJECTIONS
 
 
 def prompt_seed(record: PromptRecord, base_seed: int) -> int:
@@ -130,9 +131,6 @@ def _input_embeddings_replaced(encoder, replace, start: int) -> Iterator[None]:
         yield
     finally:
         handle.remove()
-
-
-PROJECTIONS = ("cosine", "euclidean")
 
 
 def nearest_tokens(embeddings, vocab, candidates, metric: str = "cosine"):

@@ -26,7 +26,7 @@ from ..spec import DTYPES
 
 METHODS = ("unlearndiffatk", "ring_a_bell")
 SCHEDULES = ("sequential", "random")
-PROJECTIONS = ("cosine", "euclidean")  # = common.PROJECTIONS (common imports torch lazily; a test keeps them equal)
+PROJECTIONS = ("cosine", "euclidean")  # how common.nearest_tokens projects an embedding onto a token
 RING_A_BELL_TOKENS = 16
 
 
