@@ -7,7 +7,7 @@ The CLI builds ``judge train``'s flags and their help from :class:`TrainConfig`'
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from detectors.judges.calibrate import parse_threshold_rule
 from detectors.judges.model import DEFAULT_MODEL, MODES
@@ -143,9 +143,3 @@ class TrainConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.mode]
-
-    @classmethod
-    def from_mapping(cls, options: dict) -> TrainConfig:
-        """Build from a mapping that may hold other keys (e.g. a CLI namespace as a dict)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
