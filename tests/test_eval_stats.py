@@ -317,8 +317,7 @@ def test_fid_interval_spread_matches_independent_draws():
     spread = np.std([frechet_distance(*draw()) for _ in range(200)], ddof=1)
     result = fid_from_features(*draw(), groups=100, seed=0)
     assert result["ci"][0] <= result["value"] <= result["ci"][1]
-    se = (result["ci"][1] - result["ci"][0]) / (2 * 1.959963984540054)
-    assert 0.6 * spread < se < 1.6 * spread
+    assert 0.6 * spread < result["se"] < 1.6 * spread
     assert result["n_model"] == result["n_reference"] == n and "warning" not in result
     assert "100 random groups" in result["ci_rule"] and "set sizes" in result["estimand"]
 
@@ -333,7 +332,9 @@ def test_fid_jackknife_is_scipys_fid_with_each_image_left_out():
     variance = sum((len(v) - 1) / len(v) * ((np.array(v) - np.mean(v)) ** 2).sum() for v in (left_a, left_b))
     result = fid_from_features(fa, fb)
     se = np.sqrt(variance)
-    assert result["ci"] == pytest.approx([max(0.0, value - 1.959963984540054 * se), value + 1.959963984540054 * se])
+    assert result["se"] == pytest.approx(se)
+    spread = np.exp(1.959963984540054 * se / value)  # the interval is symmetric on the log scale
+    assert result["ci"] == pytest.approx([value / spread, value * spread])
     assert fid_from_features(fa[:2], fb)["ci_skipped"].startswith("skipped")
 
 

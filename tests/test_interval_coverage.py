@@ -155,7 +155,7 @@ def fid_coverage(d: int, n: int, truth_sets: int, datasets: int, seed: int, boot
     mean, sd = truth.mean(), truth.std(ddof=1)
     rows = [fid_from_features(a, b) for a, b in zip(*fid_draws(d, n, datasets, seed + 1), strict=True)]
     low, high = np.array([r["ci"] for r in rows]).T
-    se = (high - low) / (2 * 1.959963984540054)  # n >> 0: no interval is clipped at 0 in these regimes
+    se = np.array([r["se"] for r in rows])
     rng = np.random.default_rng(seed + 2)
     boot_se = []
     for a, b in zip(*fid_draws(d, n, boot_sets, seed + 3), strict=True):
