@@ -33,7 +33,6 @@ SCHEMA = "dataigm-bench-results"
 SCHEMA_VERSION = 1
 METRIC = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_RULE = "share of the prompts whose outcome is 1"
-KINDS = ("measured", "supplied")
 # the fields a board and a push read (checked on reading, so a hand-made file fails in one line, not deep inside)
 REQUIRED = {
     "suite": dict,

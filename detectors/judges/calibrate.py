@@ -19,7 +19,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-THRESHOLD_RULES = ("max_f1", "fpr@X", "fixed@T")
 _RULE_HELP = "max_f1, fpr@X with X in (0, 1) (e.g. fpr@0.05), fixed@T with T in [0, 1] (e.g. fixed@0.5)"
 _RULE_RE = re.compile(r"^(?:(max_f1)|(fpr|fixed)@(\d+(?:\.\d*)?|\.\d+))$")
 _T_BOUNDS = (0.02, 50.0)  # temperature search range
