@@ -58,7 +58,7 @@ def _default(cls: type[SourceConfig], name: str):
     return field.default
 
 
-def _source_of(cfg) -> SourceConfig:
+def source_of(cfg) -> SourceConfig:
     """The source the command line names, built from its flags; a flag its source does not take is refused.
 
     Raises:
@@ -129,7 +129,7 @@ def _finish(cfg) -> None:
 
 def run(cfg) -> int:
     registry = registry_of(cfg)
-    source = _source_of(cfg)
+    source = source_of(cfg)
     if source.KIND == "urls":
         _run_urls(cfg, source, registry)
     elif source.KIND == "hf_dataset":
