@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from dataigm.files import sha256_file
 from dataigm.layout import MANIFEST_NAME, ShardId, shard_files
 from dataigm.manifest import read_manifest
-from dataigm.reader import ShardError, check_shard, index_shard, read_at
+from dataigm.reader import ShardError, check_shard, index_shard, read_at, read_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,16 @@ def build_index(
         check_shard(root, shard, checksum=checksum)
         entries.extend(_shard_entries(root, shard))
     return entries
+
+
+def entries_content(entries: Sequence[Entry]) -> dict:
+    """What ``entries`` hold, by content, for a cache key: each shard's sha256 (from its sidecar) and the sample
+    keys in order (the feature and pixel caches of training)."""
+    shards: dict[str, str] = {}
+    for entry in entries:
+        if entry.shard not in shards:
+            shards[entry.shard] = read_sidecar(entry.root, ShardId.parse(entry.shard))["sha256"]
+    return {"shards": shards, "keys": [entry.uid for entry in entries]}
 
 
 def available_splits(root: str | Path) -> list[str]:

@@ -8,7 +8,6 @@ Any change to one of them is a new key, so a stale cache is never read.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -16,10 +15,15 @@ from pathlib import Path
 
 import torch
 
-from dataigm.files import sha256_bytes
-from dataigm.layout import ShardId
-from dataigm.reader import read_sidecar
-from detectors.data import Entry, ShardImageDataset, collate_skip_none, entry_pixels, one_pass_workers
+from dataigm.identity import json_sha256
+from detectors.data import (
+    Entry,
+    ShardImageDataset,
+    collate_skip_none,
+    entries_content,
+    entry_pixels,
+    one_pass_workers,
+)
 from detectors.judges.model import autocast, backbone_fingerprint, pooled_features
 
 logger = logging.getLogger(__name__)
@@ -29,19 +33,14 @@ CACHE_VERSION = "1"
 
 def feature_cache_key(model: torch.nn.Module, transform, entries: Sequence[Entry], precision: str = "float32") -> str:
     """sha256 of (backbone weights, transform, numeric precision, shard checksums and keys of ``entries``)."""
-    shard_sha = {}
-    for entry in entries:
-        if entry.shard not in shard_sha:
-            shard_sha[entry.shard] = read_sidecar(entry.root, ShardId.parse(entry.shard))["sha256"]
     payload = {
         "version": CACHE_VERSION,
         "backbone": backbone_fingerprint(model),
         "transform": repr(transform),
         "precision": precision,
-        "shards": shard_sha,
-        "keys": [entry.uid for entry in entries],
+        **entries_content(entries),
     }
-    return sha256_bytes(json.dumps(payload, sort_keys=True).encode())
+    return json_sha256(payload)
 
 
 @torch.no_grad()

@@ -12,7 +12,6 @@ stages of the transform and the Pillow version. Any change is a new key, so a st
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -21,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dataigm.files import sha256_bytes
-from dataigm.layout import ShardId
-from dataigm.reader import read_sidecar
+from dataigm.identity import json_sha256
 from detectors.data import (
     Entry,
     ShardImageDataset,
     collate_skip_none,
+    entries_content,
     entry_pixels,
     one_pass_workers,
     targets_and_mask,
@@ -71,18 +69,13 @@ def pixel_cache_key(stages: Sequence, entries: Sequence[Entry]) -> str:
     """sha256 of (PIL stages, Pillow version, shard checksums and keys of ``entries``)."""
     import PIL
 
-    shard_sha = {}
-    for entry in entries:
-        if entry.shard not in shard_sha:
-            shard_sha[entry.shard] = read_sidecar(entry.root, ShardId.parse(entry.shard))["sha256"]
     payload = {
         "version": PIXEL_CACHE_VERSION,
         "stages": [repr(stage) for stage in stages],
         "pillow": PIL.__version__,
-        "shards": shard_sha,
-        "keys": [entry.uid for entry in entries],
+        **entries_content(entries),
     }
-    return sha256_bytes(json.dumps(payload, sort_keys=True).encode())
+    return json_sha256(payload)
 
 
 class _ToArray:
