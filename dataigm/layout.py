@@ -1,4 +1,4 @@
-"""Paths inside a dataset root (DESIGN §6).
+"""Paths inside a dataset root (docs/dataset-format.md).
 
 ```
 <root>/README.md

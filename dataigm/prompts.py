@@ -1,4 +1,4 @@
-"""Prompt records, JSONL prompt files, and the built-in prompt sets (DESIGN §4).
+"""Prompt records, JSONL prompt files, and the built-in prompt sets (docs/concepts.md, "Prompts").
 
 The prompt text of the built-in concepts is written by this project and kept in
 ``dataigm/prompt_sets/*.yaml``: hand-written sets for the four benchmarked concepts, shared ``retain``

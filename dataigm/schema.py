@@ -1,4 +1,4 @@
-"""The sample record: one schema for every image in DataIGM (DESIGN §5).
+"""The sample record: one schema for every image in DataIGM (docs/dataset-format.md).
 
 A sample is ``KEY.<image ext>`` + ``KEY.cls`` + ``KEY.json``. Every field below is present in every
 record (null where it does not apply) because ``datasets`` streaming fails on ragged json.

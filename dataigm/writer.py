@@ -1,4 +1,4 @@
-"""Write samples into shards of a dataset root (DESIGN §5-§6).
+"""Write samples into shards of a dataset root (docs/dataset-format.md).
 
 A shard is validated in full, written to a temporary name, renamed when complete, then described by
 its sidecar and entered in the manifest. A shard is *done* when its sidecar exists and matches the

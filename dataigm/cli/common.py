@@ -83,7 +83,7 @@ def registry_of(cfg):
 
 
 def save_config(cfg, path: str | os.PathLike, append: bool = False) -> None:
-    """Write the resolved options next to a command's outputs (DESIGN §10).
+    """Write the resolved options next to a command's outputs (every command records the config it ran with).
 
     With ``append`` the file keeps a list with one entry per distinct run (a dataset root is written
     by several jobs).

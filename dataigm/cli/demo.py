@@ -7,8 +7,8 @@
    ``dataigm evaluate``, and compare each measured forgetting rate with the ground truth.
 4. Write the dataset card, the judge card and the evaluation report with its plots.
 
-It lives with the CLI because it drives every package; they are imported inside the steps (DESIGN §2: dataigm
-imports them only lazily), so ``dataigm demo --help`` stays light.
+It lives with the CLI because it drives every package; they are imported inside the steps (the CLI imports
+the other packages only lazily: docs/architecture.md), so ``dataigm demo --help`` stays light.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Black-box prompt perturbations for the robustness aspect of EvalIGMU (DESIGN §4, §9).
+"""Black-box prompt perturbations for the robustness aspect of EvalIGMU (docs/evaluation.md).
 
 Each attack is a function registered by name in :data:`ATTACKS`. Word-level attacks (``char_noise``,
 ``homoglyph``, ``split_word``, ``spacing``, ``synonym``) change only the concept's target words, the words an
