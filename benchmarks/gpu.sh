@@ -80,7 +80,7 @@ with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=device.ty
         torch.cuda.synchronize()
 print(f"judge probe model only ({name}, 224 px, batch {batch.shape[0]}): {done / (time.perf_counter() - start):.1f} img/s")
 EOF
-WORKERS=$("$PYTHON" -c "from detectors.training.data import default_num_workers; print(default_num_workers())")
+WORKERS=$("$PYTHON" -c "from detectors.data import default_num_workers; print(default_num_workers())")
 step judge-loader 200 "$PYTHON" benchmarks/judges.py "${JUDGE_ARGS[@]}" --device "$DEVICE" --num-workers "$WORKERS"
 
 # -- 3. the attack (UnlearnDiffAtk, batched vs one prompt at a time), once benchmarks/attack.py exists

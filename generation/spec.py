@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from dataigm.safe_yaml import load_yaml
-from dataigm.sampling import MAX_SIDE, SCHEDULERS, check_sampling  # noqa: F401 (re-exported)
+from dataigm.sampling import SCHEDULERS, check_sampling
 
 logger = logging.getLogger(__name__)
 

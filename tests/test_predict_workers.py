@@ -69,12 +69,6 @@ def test_default_num_workers_is_sized_to_the_host(monkeypatch, cores, world_size
     assert default_num_workers(world_size) == expected
 
 
-def test_training_keeps_the_same_default():
-    from detectors.training import data as training_data
-
-    assert training_data.default_num_workers is default_num_workers
-
-
 # ------------------------------------------------------------------ same numbers with and without workers
 
 

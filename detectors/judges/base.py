@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dataigm.identity import json_sha256, state_dict_sha256  # noqa: F401 (state_dict_sha256 re-exported)
+from dataigm.identity import json_sha256, state_dict_sha256
 from detectors.judges.inputs import chunked, image_stream, is_tensor, to_pil
 
 logger = logging.getLogger(__name__)

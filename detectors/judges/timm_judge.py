@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dataigm.devices import resolve_device
-from detectors.judges.base import Judge, state_dict_sha256
+from dataigm.identity import state_dict_sha256
+from detectors.judges.base import Judge
 from detectors.judges.options import split_spec
 from detectors.judges.registry import register_judge
 

@@ -21,7 +21,6 @@ from detectors.data import (
     dataset_revision,
     label_counts,
 )
-from detectors.data import default_num_workers as default_num_workers  # re-exported: the trainer, benchmarks/gpu.sh
 from detectors.training.config import TrainConfig
 from detectors.training.distributed import DistInfo
 

@@ -34,6 +34,7 @@ from sklearn.metrics import roc_auc_score
 from detectors.data import (
     Entry,
     ShardImageDataset,
+    default_num_workers,
     targets_and_mask,
 )
 from detectors.judges.calibrate import Calibration, fit_calibration, sigmoid
@@ -50,7 +51,7 @@ from detectors.judges.timm_judge import TimmJudge, save_judge
 from detectors.metrics import binary_metrics, expected_calibration_error
 from detectors.training import distributed
 from detectors.training.config import TrainConfig
-from detectors.training.data import TrainingData, default_num_workers, make_loader, prepare_data
+from detectors.training.data import TrainingData, make_loader, prepare_data
 from detectors.training.features import cached_features
 from detectors.training.losses import masked_bce
 from detectors.training.pixels import PixelDataset, cached_pixels, normalize_batch, split_transform
