@@ -14,7 +14,7 @@ A recipe names the dataset and lists, per concept, its sources; then the rules a
           source: real
           counts: {train: {target: 4, pair: 4}, test: {target: 1, pair: 1}}
         - kind: hf_dataset            # a Hugging Face dataset (Hub name or local folder), streamed
-          dataset: inputs/hub-church
+          hf_dataset: inputs/hub-church
           source: laion
         - kind: urls                  # a LAION-style URL list, as `dataigm ingest --urls` (img2dataset)
           urls: inputs/laion.parquet
@@ -22,6 +22,9 @@ A recipe names the dataset and lists, per concept, its sources; then the rules a
     rules:
       dedup: {near_distance: 4}       # `dataigm dedup` (false: no dedup)
       balance: {by: split}            # as many targets as pairs per concept x split (false: no balancing)
+
+A source step's keys are the fields of its options class in :mod:`dataigm.sources.config` (the flags of
+``dataigm ingest`` with that input), without ``concept`` (the key it is listed under), plus ``counts``.
 
 The steps run in that order (every source of every concept, then dedup, balance), and end with ``validate``,
 ``info`` and ``card``. ``counts`` takes, per split and class, that many images of the source (a stable

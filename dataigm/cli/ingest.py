@@ -44,11 +44,6 @@ def configure(parser) -> None:
         added |= set(cls.keys())
 
 
-def source_flags(cls: type[SourceConfig]) -> set[str]:
-    """The options of ``dataigm ingest`` that ``cls``'s input takes: its fields."""
-    return set(cls.keys())
-
-
 def _flag(name: str) -> str:
     return INPUT_FLAGS.get(name, f"--{name.replace('_', '-')}")
 
@@ -73,15 +68,15 @@ def source_of(cfg) -> SourceConfig:
         )
     cls = SOURCE_CONFIGS[given[0]]
     flag = INPUT_FLAGS[cls.KIND]
-    stray = []
+    stray = []  # options of the other sources given a value: the chosen one does not take them
     for other in SOURCE_CONFIGS.values():
-        for name in set(other.keys()) - source_flags(cls):
+        for name in set(other.keys()) - set(cls.keys()):
             if name not in stray and cfg.get(name) != _default(other, name):
                 stray.append(name)
     if cls is UrlListSource:
         if cfg.get("source") not in (None, "laion"):
             raise ValueError(f"--urls images have source laion; got --source {cfg.source}")
-        stray = [n for n in stray if n != "source"]
+        stray = [n for n in stray if n != "source"]  # --source laion says what URL-list images are: taken as said
         for name in ("label", "class_map"):
             if name in stray:
                 raise ValueError(f"{_flag(name)} does not apply to --urls: captions set the labels")
