@@ -109,7 +109,7 @@ def run_loop(folder: Path, records, seeds, out: Path, args) -> float:
 
 def run_ours(folder: Path, records, out: Path, args) -> float:
     from dataigm.prompts import write_prompts
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import _loaded, run_job
 
     prompts = out.parent / f"{out.name}.jsonl"

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import _loaded, get_model, prepare, run_job
 
     prompts = max(1, args.images // 2)

@@ -72,7 +72,7 @@ def test_card_lists_generation_models_with_checksums(tiny_pipeline_dir, tmp_path
     import torch
     from safetensors.torch import save_file
 
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import run_job
 
     save_file({"conv_out.bias": torch.zeros(4)}, tmp_path / "esd.safetensors")

@@ -275,10 +275,3 @@ def test_concepts_dir_is_split_with_os_pathsep(tmp_path):
     cfg = EvalConfig.__new__(EvalConfig)  # the registry alone, without the checks of a whole config
     cfg.concepts_dir = f"{empty}{os.pathsep}{extra}"
     assert "tiger" in cfg.registry()
-
-
-def test_generation_job_config_stays_importable_from_generation_job():
-    from generation.config import JobConfig
-    from generation.job import JobConfig as Reexported
-
-    assert Reexported is JobConfig

@@ -179,7 +179,7 @@ def test_a_model_named_with_an_underscore_is_evaluated_end_to_end_through_shards
 ):
     from dataigm.reader import iter_samples
     from detectors.evaluation.images import ShardImage
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import run_job
 
     root = tmp_path / "root"

@@ -263,7 +263,7 @@ def test_evaluate_images_in_the_paper_layout(tmp_path, tiny_judge, tiny_clip):
 def test_evaluate_images_already_in_a_root(tiny_pipeline_dir, tiny_clip, tiny_judge, tmp_path):
     from detectors.evaluation.config import EvalConfig
     from detectors.evaluation.flow import run_evaluation
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import run_job
 
     root = tmp_path / "root"

@@ -12,7 +12,7 @@ from dataigm import iter_samples
 from dataigm.cli import main
 from dataigm.distribute import worker_partition
 from dataigm.validate import validate_root
-from generation.job import JobConfig
+from generation.config import JobConfig
 from generation.runner import run_job
 
 SMALL = dict(steps=2, height=64, width=64, samples_per_shard=4, progress=False, concepts=["church"])

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from dataigm import iter_samples
-from generation.job import JobConfig
+from generation.config import JobConfig
 from generation.ldm_layout import to_ldm
 from generation.pipeline import load_pipeline
 from generation.runner import run_job

@@ -16,7 +16,8 @@ import torch
 from dataigm import iter_samples, make_key
 from dataigm.cli import main
 from dataigm.validate import validate_root
-from generation.job import MAX_PLANNED_IMAGES, JobConfig, collect_prompts, job_id
+from generation.config import JobConfig
+from generation.job import MAX_PLANNED_IMAGES, collect_prompts, job_id
 from generation.runner import is_transient, run_job
 
 BASE = ["--steps", "2", "--height", "64", "--width", "64", "--progress", "false"]

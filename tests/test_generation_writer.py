@@ -11,7 +11,7 @@ import pytest
 
 import generation.mapper
 import generation.runner
-from generation.job import JobConfig
+from generation.config import JobConfig
 from generation.runner import prepare, run_job
 
 SMALL = dict(steps=2, height=64, width=64, samples_per_shard=2, progress=False, concepts=["church"])

@@ -73,7 +73,7 @@ def build_dataset(cfg: DemoConfig, root: Path, work: Path) -> None:
     """Toy renders as ``generated``; photo-style renders exported and ingested as ``real``."""
     from dataigm.reader import iter_samples
     from dataigm.sources.folder import ingest_folder
-    from generation.job import JobConfig
+    from generation.config import JobConfig
     from generation.runner import run_job
 
     common = dict(

@@ -186,7 +186,7 @@ def generation_job(cfg: EvalConfig):
     """The ``generation`` job that renders the evaluation's images (checked, nothing written yet), or None."""
     if not cfg.models:
         return None
-    from generation.job import JobConfig
+    from generation.config import JobConfig
 
     job = JobConfig(
         out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=prompt_paths(cfg),
