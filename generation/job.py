@@ -16,7 +16,7 @@ from dataigm.layout import ShardId
 from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
 from dataigm.schema import make_key
 
-from .config import DISTRIBUTORS, JobConfig  # noqa: F401 (re-exported: generation.job.JobConfig stays)
+from .config import JobConfig
 from .seeds import item_seed, split_of
 from .spec import ModelSpec
 

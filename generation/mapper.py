@@ -15,8 +15,9 @@ from dataigm.concepts import ConceptRegistry
 from dataigm.sample import Sample
 from dataigm.schema import LABELS
 
+from .config import JobConfig
 from .families import check_spec_for_family
-from .job import JobConfig, ShardTask, WorkItem, sample_key
+from .job import ShardTask, WorkItem, sample_key
 from .pipeline import LoadedModel
 
 logger = logging.getLogger(__name__)

@@ -24,8 +24,8 @@ from dataigm.shardjob import JobSummary, ShardJob, is_transient, one_line, with_
 from dataigm.shardwork import ShardResult
 from dataigm.writer import done_shards, shard_is_done, write_shard
 
+from .config import JobConfig
 from .job import (
-    JobConfig,
     ShardTask,
     check_unique_keys,
     collect_prompts,

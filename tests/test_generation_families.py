@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 from dataigm import iter_samples
 from dataigm.validate import validate_root
+from generation.config import JobConfig
 from generation.families import check_family, pipeline_class
-from generation.job import JobConfig
 from generation.mapper import call_arguments, sampling_of
 from generation.pipeline import dtype_name, load_pipeline
 from generation.probe import MAX_BATCH, MEMORY_SHARE, batch_from_peaks
