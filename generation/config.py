@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from dataigm.concepts import ConceptRegistry, load_registry, split_dirs
+from dataigm.distribute import DISTRIBUTORS
 from dataigm.sampling import SamplingConfig
 
 from .spec import ModelSpec, load_model_spec
-
-DISTRIBUTORS = ("local", "ray")
 
 
 @dataclass(kw_only=True)
