@@ -250,3 +250,12 @@ def test_no_text_refers_to_documents_outside_the_repository():
             continue  # binary files
         found += [f"{path.relative_to(REPO)}: {word}" for word in outside if word in text]
     assert found == []
+
+
+def test_the_dataset_format_page_lists_the_schema_as_the_writer_checks_it():
+    """docs/dataset-format.md's record table is the schema: every field, in order, with its version and nullability."""
+    from dataigm.schema import FIELDS
+
+    text = (REPO / "docs" / "dataset-format.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| (\d+) \| (yes|no) \|", text, flags=re.M)
+    assert rows == [(f.name, f.since, "yes" if f.nullable else "no") for f in FIELDS]
