@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # img2dataset (the URL-list downloader of `dataigm ingest --urls`) pins webdataset<0.3 and pandas<3, so it gets an
-# environment of its own inside .venv, which dataigm finds by itself (README, "Web and Hub sources"); its
+# environment of its own inside .venv, which dataigm finds by itself (docs/ingest.md, "Web and Hub sources"); its
 # dependencies are pinned in constraints-img2dataset.txt, and editing that file re-installs them.
 IMG2DATASET_STAMP := $(VENV)/img2dataset/.installed
 $(IMG2DATASET_STAMP): $(STAMP) constraints-img2dataset.txt

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of the README in one run (< 8 minutes on one H100/H200-class GPU), from the repository root:
+# The GPU benchmark figures in one run (< 8 minutes on one H100/H200-class GPU), from the repository root:
 #
 #   bash benchmarks/gpu.sh                 # writes benchmarks/gpu-results/ and prints a summary
 #   SMOKE=1 DEVICE=cpu bash benchmarks/gpu.sh   # the same steps at toy sizes on a CPU (checks the script)
@@ -7,7 +7,8 @@
 # 1. generation: the Stable Diffusion v1.4 architecture at random weights (the real model's compute), 512 px,
 #    50 steps with guidance, ours (`dataigm generate`: batched, fp16 then bf16; SMOKE: fp32) against the per-image fp32
 #    `pipe(prompt)` loop, images/s and their ratio (benchmarks/generation.py), and the share of the GPU's dense
-#    bf16 peak that ours reaches, from 82.8 TFLOP per image (docs: LIBRARY-FACTS, torch's FLOP counter);
+#    bf16 peak that ours reaches, from 82.8 TFLOP per image (torch's FLOP counter on that architecture: the UNet
+#    ~803 GFLOP per sample and step at 64x64 latents, x 50 steps x 2 for guidance, plus ~2.51 TFLOP of VAE decode);
 # 2. the judge probe: images/s of the CLIP ViT-B/32 judge at 224 px on tensors already on the GPU (the model's
 #    own rate), and of judge.predict_entries over 512 px PNG shards with the loader's default workers
 #    (benchmarks/judges.py); their ratio says whether the loader keeps up;

@@ -239,7 +239,7 @@ def test_spec_sampling_settings_are_checked(tmp_path):
     ):
         with pytest.raises(ValueError, match=message):
             job(tmp_path / "r", [{"base": "x"} | bad]).model_specs()
-    assert MAX_PLANNED_IMAGES >= 1_000_000  # the README's documented bound
+    assert MAX_PLANNED_IMAGES >= 1_000_000  # the bound docs/generation.md documents
 
 
 def test_unknown_method_is_recorded_as_given_with_a_warning(tiny_pipeline_dir, tmp_path, caplog):
