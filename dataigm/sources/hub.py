@@ -193,7 +193,7 @@ def plan_hf_stream(
         hf_split: the dataset's split to read.
         split: our split (default: ``hf_split``).
         source: our source (``real`` for photos and art).
-        class_names: the parsed ``--class-map`` (:func:`parse_class_map`); rows whose label it does not name are
+        class_names: the parsed ``--class-map`` (:func:`dataigm.sources.items.parse_class_map`); rows whose label it does not name are
             left out. Keys are integer labels or ClassLabel names; a key the dataset lacks raises.
         where: a condition on any non-image column (:mod:`dataigm.sources.where`'s grammar), e.g. ``label in [497, 701]``.
         max_per_class: keep at most this many rows per label (the first ones); the pass stops when all are full.
