@@ -237,3 +237,12 @@ def test_pair_agreement_gives_the_kappa_interval_with_its_undefined_resamples():
     low, high = row["kappa"]["ci"]
     assert low < row["kappa"]["value"] < high and row["kappa"]["undefined_resamples"] == 0
     assert "BCa" in row["kappa"]["ci_rule"] and "Wilson" in row["kappa"]["ci_rule"]
+
+
+def test_the_agreement_card_says_why_a_kappa_has_no_interval_and_counts_undefined_resamples():
+    from cards.agreement_card import _kappa
+
+    skipped = {"value": 0.5, "ci": [None, None], "ci_skipped": "skipped: too few images (n < 50)"}
+    assert _kappa(skipped) == "0.500 (interval skipped: too few images (n < 50))"
+    given = {"value": 0.5, "ci": [0.3, 0.7], "undefined_resamples": 4}
+    assert _kappa(given).endswith("(4 undefined resamples)") and "0.300" in _kappa(given)
