@@ -13,6 +13,7 @@ import yaml
 from helpers.data import image_bytes
 from helpers.web import ALLOW_LOOPBACK, ImageServer
 
+from cards.dataset_card import render_body
 from dataigm import read_manifest
 from dataigm.cli import build_parser, main
 from dataigm.cli.ingest import source_of
@@ -136,6 +137,11 @@ def _recorded_keys(kind: str, tmp_path: Path, image_folder: Path) -> set[str]:
             assert main([*args, *ALLOW_LOOPBACK]) == 0
     (job,) = read_manifest(root)["jobs"].values()
     assert job["config"]["ingest"] == kind
+    # the dataset card reads the recorded fields: it names the source by its file or folder name
+    body = render_body(root)
+    assert {"folder": "| `images` |", "hf_dataset": "local dataset `ds`", "urls": "URL list `urls.parquet`"}[
+        kind
+    ] in body
     return set(job["config"]) - {"ingest"} - RECORDED_RESULTS[kind]
 
 
