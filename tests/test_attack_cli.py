@@ -81,7 +81,8 @@ def test_evaluate_takes_the_file_as_attack_prompts(tiny_pipeline_dir, tmp_path):
     out = tmp_path / "attack"
     assert main(attack(tiny_pipeline_dir, out)) == 0
     from detectors.evaluation.config import EvalConfig
-    from detectors.evaluation.flow import eval_prompts, generation_job
+    from detectors.evaluation.flow import write_plan_prompts
+    from detectors.evaluation.plan import build_plan
     from generation.job import collect_prompts
 
     cfg = EvalConfig(
@@ -89,8 +90,9 @@ def test_evaluate_takes_the_file_as_attack_prompts(tiny_pipeline_dir, tmp_path):
         models=[str(tiny_pipeline_dir)], attack_files=[str(only_file(out))],
         clip_model=None, lpips_net=None, person_detector=None,
     )  # fmt: skip
-    eval_prompts(cfg, cfg.registry())  # the evaluation's own prompt files, written before it renders
-    job = generation_job(cfg)
+    plan = build_plan(cfg)
+    write_plan_prompts(plan)  # the evaluation's own prompt files, written before it renders
+    job = plan.generation
     prompts = [p for p in collect_prompts(job, cfg.registry()) if p.kind == "adversarial"]
     assert [p.prompt_id for p in prompts] == [r.prompt_id for r in read_prompts(only_file(out))]
 

@@ -137,8 +137,8 @@ def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, fol
     )  # fmt: skip
 
 
-def run_native_attacks(cfg, registry, judge=None) -> list[Path]:
-    """Run (or resume) every planned native attack; returns the prompt files.
+def run_native_attacks(cfg, registry, attacks: Sequence[NativeAttack], judge=None) -> list[Path]:
+    """Run (or resume) the native attacks ``attacks`` (:func:`planned`); returns the prompt files.
 
     ``judge``: the evaluation's loaded judge, which looks at UnlearnDiffAtk's checkpoint images (loaded from
     ``cfg.judge`` when not given and needed).
@@ -149,7 +149,7 @@ def run_native_attacks(cfg, registry, judge=None) -> list[Path]:
     original = cfg.original or specs[0][1].label
     original_entry = next((e for e, s in specs if s.label == original), None)
     paths = []
-    for attack in planned(cfg, registry):
+    for attack in attacks:
         attack.folder.mkdir(parents=True, exist_ok=True)
         if not attack.prompts_file.exists():
             write_prompts(forget_prompts(cfg, attack.concept, registry), attack.prompts_file)
@@ -164,10 +164,10 @@ def run_native_attacks(cfg, registry, judge=None) -> list[Path]:
     return paths
 
 
-def own_prompts(cfg, registry) -> dict[tuple[str, str], set[str]]:
-    """``{(concept, model): texts}`` of the native attack prompts made against each model."""
+def own_prompts(attacks: Sequence[NativeAttack]) -> dict[tuple[str, str], set[str]]:
+    """``{(concept, model): texts}`` of the native attack prompts made against each model (of ``attacks``)."""
     out: dict[tuple[str, str], set[str]] = {}
-    for attack in planned(cfg, registry):
+    for attack in attacks:
         if attack.path.exists():
             out.setdefault((attack.concept, attack.model), set()).update(r.text for r in read_prompts(attack.path))
     return out
@@ -195,13 +195,14 @@ def robustness(images: list, judge, concept: str, num_workers: int | None = None
     return out | ({} if out.get("skipped") else {"definition": ASR_PER_IMAGE})
 
 
-def paper_robustness(cfg, registry, concept: str, model: str) -> dict:
+def paper_robustness(attacks: Sequence[NativeAttack], concept: str, model: str) -> dict:
     """``{method: the paper's pre- and post-attack ASR}`` (:func:`aspects.paper_asr`) of the checkpointed native
-    attacks made against ``model``, from the per-prompt outcomes in their records; empty when none ran."""
+    attacks (of ``attacks``) made against ``model``, from the per-prompt outcomes in their records; empty when none
+    ran."""
     from detectors.evaluation import aspects
 
     out = {}
-    for attack in planned(cfg, registry):
+    for attack in attacks:
         if attack.method in CHECKPOINTED and (attack.concept, attack.model) == (concept, model):
             records = read_prompts(attack.path) if attack.path.exists() else []
             out[attack.method] = aspects.paper_asr([r.extra or {} for r in records])
