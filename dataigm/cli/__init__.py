@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import yaml
 from jsonargparse import ArgumentError, ArgumentParser, get_loader, set_loader
 
 from ..safe_yaml import YamlRefused, load_yaml
@@ -75,7 +76,8 @@ def _bounded_yaml(text: str):
 
 def build_parser() -> ArgumentParser:
     """The ``dataigm`` parser with every command (light: no torch, timm or diffusers imported)."""
-    set_loader("yaml", _bounded_yaml)
+    # yaml.YAMLError as jsonargparse registers it: a value that is not YAML (a --where with a backtick) stays text
+    set_loader("yaml", _bounded_yaml, exceptions=(yaml.YAMLError,))
     parser = ArgumentParser(
         prog="dataigm",
         description="DataIGM: data, judges and evaluation for unlearning in image generation",
