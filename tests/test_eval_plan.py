@@ -125,7 +125,7 @@ def test_keys_follow_a_model_s_weights(tmp_path, tiny_pipeline_dir):
 def test_a_run_plans_the_native_attacks_once(tmp_path, tiny_pipeline_dir, monkeypatch):
     from detectors.evaluation import native
     from detectors.evaluation.flow import run_evaluation
-    from tests.helpers.models import save_untrained_judge
+    from helpers.models import save_untrained_judge
 
     calls = []
     planned = native.planned
