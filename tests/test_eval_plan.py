@@ -123,9 +123,10 @@ def test_keys_follow_a_model_s_weights(tmp_path, tiny_pipeline_dir):
 
 @pytest.mark.slow
 def test_a_run_plans_the_native_attacks_once(tmp_path, tiny_pipeline_dir, monkeypatch):
+    from helpers.models import save_untrained_judge
+
     from detectors.evaluation import native
     from detectors.evaluation.flow import run_evaluation
-    from helpers.models import save_untrained_judge
 
     calls = []
     planned = native.planned
@@ -145,3 +146,25 @@ def test_a_run_plans_the_native_attacks_once(tmp_path, tiny_pipeline_dir, monkey
     assert report["concepts"]["nudity"]["esd"]["robustness"]["by_attack"]["ring_a_bell"]["n"] >= 1
     first = paths["json"].read_bytes()
     assert run_evaluation(cfg)["json"].read_bytes() == first and len(calls) == 2  # once per run
+
+
+@pytest.mark.slow
+def test_one_unit_of_a_shipped_plan_runs_alone_and_gives_the_run_s_number(tmp_path, tiny_pipeline_dir):
+    from helpers.models import save_untrained_judge
+
+    from detectors.evaluation.flow import Runner, run_evaluation
+
+    judge = save_untrained_judge(tmp_path / "judge", ("nudity",))
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge=f"local-dir:{judge}", kinds=["forget", "remove"],
+        max_prompts=2, models=[str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "esd"}],
+        generation={"steps": 2, "height": 64, "width": 64}, clip_model=None, lpips_net=None, person_detector=None,
+        fid_feature="resnet10t", fid_pretrained=False, progress=False, device="cpu", grid_samples=0,
+    )  # fmt: skip
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    plan = pickle.loads(pickle.dumps(build_plan(cfg)))  # as a worker receives it
+    runner = Runner.load(plan)
+    for job in plan.aspects_of("nudity", "esd"):
+        (tmp_path / "eval" / "cache" / f"{job.name}.json").unlink(missing_ok=True)  # computed again, not read
+        assert runner.aspect(job) == report["concepts"]["nudity"]["esd"][job.aspect], job.name
+        assert (tmp_path / "eval" / "cache" / f"{job.name}.json").exists() == (job.skipped is None)
