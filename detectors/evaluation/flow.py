@@ -114,7 +114,7 @@ def render(plan: EvalPlan, judge=None) -> list[EvalImage]:
         raise ValueError("Generation is incomplete:\n" + summary.text())
     every = from_shards(plan.generation.out)
     images = [im for im in every if im.concept in plan.concepts]
-    check_concepts(cfg, images, every)
+    check_concepts(plan.concepts, plan.generation.out, every)
     check_original(plan.original, images)
     return images
 

@@ -302,19 +302,18 @@ def _given_images(cfg: EvalConfig, registry) -> tuple[tuple[EvalImage, ...], lis
     else:
         every = from_shards(cfg.images)
         images = [im for im in every if im.concept in cfg.concepts]
-        check_concepts(cfg, images, every)
+        check_concepts(cfg.concepts, cfg.images, every)
         models = sorted({im.model for im in images})
         original = cfg.original or _original_of(models)
     check_original(original, images)
     return tuple(images), models, original
 
 
-def check_concepts(cfg: EvalConfig, images: Sequence[EvalImage], every: Sequence[EvalImage]) -> None:
-    """Raise ValueError naming the concepts without images in the root, and the concepts it has."""
-    missing = [c for c in cfg.concepts if not any(im.concept == c for im in images)]
+def check_concepts(concepts: Sequence[str], root: str, every: Sequence[EvalImage]) -> None:
+    """Raise ValueError naming the concepts without images among ``every`` image of ``root``, and those it has."""
+    there = sorted({im.concept for im in every})
+    missing = [c for c in concepts if c not in there]
     if missing:
-        there = sorted({im.concept for im in every})
-        root = cfg.images or str(Path(cfg.out) / "images")
         raise ValueError(
             f"{root} holds no generated images of concept(s) {missing}; "
             f"concepts with generated images there: {', '.join(there) or 'none'}"
