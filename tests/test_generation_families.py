@@ -313,7 +313,7 @@ def test_family_generate_validate_evaluate(family_dirs, tiny_clip, tmp_path, fam
 
 def test_every_part_a_spec_can_replace_is_hashed_into_cache_keys_and_shown_on_cards(tmp_path):
     from dataigm.manifest import MODEL_WEIGHT_KEYS
-    from detectors.evaluation.flow import Digests, spec_content
+    from detectors.evaluation.cache import Digests, spec_content
     from generation.pipeline import PARTS
     from generation.spec import load_model_spec
 

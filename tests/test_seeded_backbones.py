@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from dataigm.concepts import load_registry
+from detectors.evaluation.cache import fingerprint
 from detectors.evaluation.config import EvalConfig
-from detectors.evaluation.flow import fingerprint, step_inputs
+from detectors.evaluation.plan import step_inputs
 from detectors.evaluation.quality import LpipsScorer, fid, fid_metric
 
 

@@ -21,26 +21,10 @@ from pathlib import Path
 
 from dataigm.prompts import write_prompts
 from detectors.evaluation import aspects
-from detectors.evaluation.cache import (  # noqa: F401 (fingerprint, spec_content: names the tests know here)
-    Cache,
-    Digests,
-    code_digest,
-    fingerprint,
-    judge_inputs,
-    numeric_versions,
-    spec_content,
-)
+from detectors.evaluation.cache import Cache, Digests, code_digest, fingerprint, judge_inputs, numeric_versions
 from detectors.evaluation.config import EvalConfig
 from detectors.evaluation.images import EvalImage, from_shards
-from detectors.evaluation.plan import (  # noqa: F401 (step_inputs: a name the tests know here)
-    AspectJob,
-    EfficiencyJob,
-    EvalPlan,
-    build_plan,
-    check_concepts,
-    check_original,
-    step_inputs,
-)
+from detectors.evaluation.plan import AspectJob, EfficiencyJob, EvalPlan, build_plan, check_concepts, check_original
 
 logger = logging.getLogger(__name__)
 
