@@ -149,10 +149,10 @@ def test_a_run_plans_the_native_attacks_once(tmp_path, tiny_pipeline_dir, monkey
 
 
 @pytest.mark.slow
-def test_one_unit_of_a_shipped_plan_runs_alone_and_gives_the_run_s_number(tmp_path, tiny_pipeline_dir):
+def test_one_unit_of_a_shipped_plan_runs_alone_and_the_units_make_the_report(tmp_path, tiny_pipeline_dir):
     from helpers.models import save_untrained_judge
 
-    from detectors.evaluation.flow import Runner, run_evaluation
+    from detectors.evaluation.flow import Runner, assemble, run_evaluation
 
     judge = save_untrained_judge(tmp_path / "judge", ("nudity",))
     cfg = EvalConfig(
@@ -168,3 +168,8 @@ def test_one_unit_of_a_shipped_plan_runs_alone_and_gives_the_run_s_number(tmp_pa
         (tmp_path / "eval" / "cache" / f"{job.name}.json").unlink(missing_ok=True)  # computed again, not read
         assert runner.aspect(job) == report["concepts"]["nudity"]["esd"][job.aspect], job.name
         assert (tmp_path / "eval" / "cache" / f"{job.name}.json").exists() == (job.skipped is None)
+    # the units' results, gathered in any order, make the report's numbers
+    results = {job.name: runner.aspect(job) for job in reversed(plan.aspects)}
+    results |= {job.name: runner.efficiency(job) for job in reversed(plan.efficiency)}
+    merged = json.loads(json.dumps(assemble(plan, dict(sorted(results.items())))))
+    assert merged == {k: report[k] for k in ("models", "original", "concepts", "efficiency")}

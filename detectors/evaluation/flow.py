@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from dataigm.prompts import write_prompts
@@ -63,13 +63,32 @@ def run_plan(plan: EvalPlan, digests: Digests | None = None) -> tuple[dict, list
         raise ValueError(f"The judge {cfg.judge!r} does not judge {unjudged}; it judges: {', '.join(judge.concepts)}")
     images = render(plan, judge) if plan.generation is not None else list(plan.images)
     runner = Runner(plan, judge, device, images)
-    results = {c: {m: runner.row(c, m) for m in plan.models} for c in plan.concepts}
-    efficiency = {job.model: runner.efficiency(job) for job in plan.efficiency}
+    results = {job.name: runner.aspect(job) for job in plan.aspects}
+    results |= {job.name: runner.efficiency(job) for job in plan.efficiency}
     if digests is not None:
         digests.save()
-    report = {"models": list(plan.models), "original": plan.original, "concepts": results, "efficiency": efficiency}
+    report = assemble(plan, results)
     judge_info = judge.describe() | {"content": runner.context["judge"]}
     return report | {"judge": judge_info, "config": cfg.to_dict(), "versions": _versions()}, images
+
+
+def assemble(plan: EvalPlan, results: Mapping[str, dict]) -> dict:
+    """The report's numbers from the results of the plan's units by name (in any order, from any worker): models,
+    original, per concept and model its aspects (with the paper's pre-/post-attack ASR beside robustness, read from
+    the native attacks' records), and per model its efficiency."""
+    from detectors.evaluation.native import paper_robustness
+
+    concepts: dict = {}
+    for concept in plan.concepts:
+        concepts[concept] = {}
+        for model in plan.models:
+            row = {job.aspect: results[job.name] for job in plan.aspects_of(concept, model)}
+            paper = paper_robustness(plan.native_attacks, concept, model) if plan.native_methods else {}
+            if paper and isinstance(row.get("robustness"), dict):  # per prompt, as UnlearnDiffAtk counts it
+                row["robustness"] = row["robustness"] | {"paper": paper}
+            concepts[concept][model] = row
+    efficiency = {job.model: results[job.name] for job in plan.efficiency}
+    return {"models": list(plan.models), "original": plan.original, "concepts": concepts, "efficiency": efficiency}
 
 
 def write_plan_prompts(plan: EvalPlan) -> list[str]:
@@ -142,16 +161,6 @@ class Runner:
         else:
             images = [im for im in from_shards(plan.generation.out) if im.concept in plan.concepts]
         return cls(plan, load_judge(plan.config.judge, device=device), device, images)
-
-    def row(self, concept: str, model: str) -> dict:
-        """Every aspect of ``model`` on ``concept``, with the paper's pre-/post-attack ASR beside robustness."""
-        from detectors.evaluation.native import paper_robustness
-
-        row = {job.aspect: self.aspect(job) for job in self.plan.aspects_of(concept, model)}
-        paper = paper_robustness(self.plan.native_attacks, concept, model) if self.plan.native_methods else {}
-        if paper and isinstance(row.get("robustness"), dict):  # per prompt, as UnlearnDiffAtk counts it
-            row["robustness"] = row["robustness"] | {"paper": paper}
-        return row
 
     def aspect(self, job: AspectJob) -> dict:
         """The result of ``job``: cached, or computed (then cached); a skipped one with its reason."""
