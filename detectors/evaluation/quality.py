@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 MIN_LPIPS_SIZE = 64  # AlexNet's pooling leaves nothing of smaller images
 # Seed of every backbone built with random weights (fid_pretrained: false, lpips_random_backbone, a person
-# detector without weights): two runs give the same numbers, and the cache keys hold it (detectors.evaluation.flow).
+# detector without weights): two runs give the same numbers, and the cache keys hold it (detectors.evaluation.plan).
 RANDOM_BACKBONE_SEED = 0
 
 
