@@ -245,6 +245,53 @@ def count_prompts(path: str | Path, prompt_set: PromptSet) -> dict:
         return {"rows": sum(1 for line in f if line.strip())}
 
 
+def prompt_records(suite: Suite, prompt_set: PromptSet, path: str | Path | None = None) -> list:
+    """The prompts of ``prompt_set`` as :class:`dataigm.prompts.PromptRecord`, each with its own seed and guidance
+    where the set has them, read from ``path`` (default: the bundled file) after checking it against the pin.
+
+    A csv row becomes a record of the set's concept and kind with id ``CONCEPT-KIND-SET-ROW`` (``ROW`` from 000,
+    the file's order), its seed from ``seed_column`` and guidance from ``guidance_column``; a jsonl file is read
+    as our prompt records, as written. ``reference`` and ``igmu`` sets are not rendered this way.
+
+    Raises:
+        ValueError: no file (an unbundled set not imported), a file that does not match its pin, a bad row.
+    """
+    from .prompts import PromptRecord, prompt_id, read_prompts
+
+    where = f"suite {suite.id}, prompt set {prompt_set.name!r}"
+    path = path if path is not None else suite.bundled_path(prompt_set)
+    if path is None:
+        raise ValueError(
+            f"{where} is not bundled: fetch {prompt_set.file_name} from its source and give it "
+            "(`dataigm bench import` checks it)"
+        )
+    check_pin(path, prompt_set.sha256, where)
+    if prompt_set.format == "jsonl":
+        return read_prompts(path)
+    if prompt_set.format != "csv" or prompt_set.concept is None:
+        raise ValueError(f"{where}: only csv and jsonl prompt sets of a concept are rendered")
+    records = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for row_number, row in enumerate(csv.DictReader(f)):
+            try:
+                seed, guidance = (
+                    row.get(c or "", "").strip() for c in (prompt_set.seed_column, prompt_set.guidance_column)
+                )
+                records.append(
+                    PromptRecord(
+                        prompt_id(prompt_set.concept, prompt_set.kind, prompt_set.name, row_number),
+                        prompt_set.concept,
+                        prompt_set.kind,
+                        (row.get(prompt_set.column) or "").strip(),
+                        seed=int(float(seed)) if seed else None,
+                        guidance=float(guidance) if guidance else None,
+                    )
+                )
+            except ValueError as err:
+                raise ValueError(f"{path}, row {row_number + 2}: {err}") from None
+    return records
+
+
 # ---------------------------------------------------------------- validation
 
 

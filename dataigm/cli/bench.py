@@ -1,26 +1,23 @@
-"""``dataigm bench list|show|import|board|push``: the packaged benchmark suites (:mod:`dataigm.suite`) and their
+"""``dataigm bench list|show|import|run|board|push``: the packaged benchmark suites (:mod:`dataigm.suite`) and their
 results.
 
-``bench run`` (a suite through the evaluation) is not implemented yet; this command lists suites, shows one
-(human or ``--json``), imports a prompt file a suite pins but does not bundle, checked against its pin, makes a
-board of results files (:mod:`detectors.bench.board`) and pushes them to the Hub (:mod:`detectors.bench.push`).
+This command lists suites, shows one (human or ``--json``), imports a prompt file a suite pins but does not bundle,
+checked against its pin, runs a suite through the evaluation (:mod:`detectors.bench.run`), makes a board of results
+files (:mod:`detectors.bench.board`) and pushes them to the Hub (:mod:`detectors.bench.push`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..suite import check_pin, list_suites, load_suite, suite_summary
 from .common import command_parser
 from .options import add_options
 
-HELP = (
-    "benchmark suites: list them, show one, import a prompt file a suite pins; board and push results "
-    "(bench run comes later)"
-)
+HELP = "benchmark suites: list them, show one, import a prompt file a suite pins, run one; board and push results"
 
 
 @dataclass
@@ -51,6 +48,48 @@ class ImportOptions:
     prompt_set: str
     file: str
     out: str
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """``dataigm bench run``.
+
+    Attributes:
+        suite: SUITE[@VERSION] (the latest version when none is given) or a suite YAML file
+        model: model specs to evaluate (Hub id, pipeline folder, spec YAML file); one results file each
+        out: folder of the results files (evaluation/ below it holds the prompts, images and cache: a re-run
+            resumes there)
+        images: a dataset root of images generated elsewhere, scored instead of generating (marked images supplied)
+        prompt_file: files of prompt sets the suite does not bundle, as SET=PATH (checked against the pin)
+        device: auto, cpu, cuda, cuda:N or mps
+        nonstandard: accept the options below, which change what the suite measures; every results file lists them
+        steps: sampling steps instead of the suite's (nonstandard)
+        base_seed: added to every prompt's seed (nonstandard)
+        scheduler: sampling scheduler instead of the suite's (nonstandard)
+        size: image side in pixels instead of the suite's (nonstandard)
+        dtype: sampling dtype instead of the suite's (nonstandard)
+        images_per_prompt: images per prompt instead of the suite's (nonstandard)
+        max_prompts: at most this many prompts per concept, a subset (nonstandard)
+        judge: one judge spec for every concept instead of the suite's (nonstandard)
+        attack_options: attack options by method as JSON, e.g. '{"unlearndiffatk": {"iterations": 5}}' (nonstandard)
+    """
+
+    suite: str
+    model: list[str] = field(default_factory=list)
+    out: str
+    images: str | None = None
+    prompt_file: list[str] = field(default_factory=list)
+    device: str = "auto"
+    nonstandard: bool = False
+    steps: int | None = None
+    base_seed: int | None = None
+    scheduler: str | None = None
+    size: int | None = None
+    dtype: str | None = None
+    images_per_prompt: int | None = None
+    max_prompts: int | None = None
+    judge: str | None = None
+    attack_options: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -104,6 +143,14 @@ def configure(parser) -> None:
     imp = command_parser("check a prompt file against the suite's pin, then copy it to --out")
     sub.add_subcommand("import", imp, help="import a prompt file a suite pins but does not bundle")
     add_options(imp, ImportOptions, positional=("suite", "prompt_set", "file"))
+    bench_run = command_parser("run a suite through the evaluation with its settings: one results file per model")
+    sub.add_subcommand("run", bench_run, help="run a suite on models (or supplied images): results files")
+    add_options(bench_run, RunOptions, positional=("suite",), skip=("model",))
+    # --model SPEC [--model SPEC ...]: repeated, as a list option would read a YAML spec file as the list itself
+    bench_run.add_argument(
+        "--model", action="append", type=str, default=[],
+        help="a model spec to evaluate (Hub id, pipeline folder, spec YAML file); repeat for more; one results file each",
+    )  # fmt: skip
     board = command_parser("results of one suite version as board.md and a static board.html (paired ranks)")
     sub.add_subcommand("board", board, help="make a leaderboard of results files: markdown and one static page")
     add_options(board, BoardOptions, positional=("results",))
@@ -184,6 +231,8 @@ def run(cfg) -> int:
         summary = suite_summary(load_suite(args.suite))
         print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_suite(summary))
         return 0
+    if action == "run":
+        return run_suite(args)
     if action == "board":
         from detectors.bench.board import write_board
 
@@ -223,4 +272,31 @@ def run(cfg) -> int:
     print(
         f"{args.file} matches {suite.id} prompt set {prompt_set.name!r} (sha256 {prompt_set.sha256[:12]}); copied to {out}"
     )
+    return 0
+
+
+def run_suite(args) -> int:
+    """``bench run``: check everything (suite, pins, options, model specs), then run and write the results files."""
+    from detectors.bench.run import COMPARABILITY, prepare, run_bench
+
+    overrides = {name: getattr(args, name) for name in COMPARABILITY}
+    if overrides["attack_options"] is not None:
+        try:
+            overrides["attack_options"] = json.loads(overrides["attack_options"])
+        except ValueError:
+            raise ValueError(f"--attack-options is not JSON: {overrides['attack_options']!r}") from None
+        if not isinstance(overrides["attack_options"], dict):
+            raise ValueError("--attack-options is a JSON object {METHOD: {OPTION: VALUE}}")
+    files = {}
+    for item in args.prompt_file:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--prompt-file {item!r}: give SET=PATH")
+        files[name] = path
+    run = prepare(
+        load_suite(args.suite), list(args.model), args.out, overrides=overrides, nonstandard=args.nonstandard,
+        images=args.images, prompt_files=files, device=args.device,
+    )  # fmt: skip
+    for path in run_bench(run):
+        print(path)
     return 0

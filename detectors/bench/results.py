@@ -176,8 +176,9 @@ def recompute_numbers(results: Mapping) -> dict[str, dict]:
     ):
         key = metric if concept is None else f"{metric}/{concept}"
         number = proportion(successes, n, {"not_judged": missing} if missing else None)
-        if n == 0:
-            number["skipped"] = "no prompt has a judged outcome"
+        if n == 0:  # the suite's reason when the concept's judge is not available, never a default value
+            reason = (results.get("judges", {}).get(concept) or {}).get("unavailable") if concept else None
+            number["skipped"] = f"no judge: {reason}" if reason else "no prompt has a judged outcome"
         numbers[key] = number | {
             "metric": metric,
             "concept": concept,

@@ -44,6 +44,9 @@ class EvalConfig:
         paper_layout: folder of given images in the IGMU benchmark layout (instead of images/models)
         paper_tasks: with paper_layout: the task folder of each concept, e.g. {nudity: Nudity}
         paper_prompts: with paper_layout: prompt files of each concept (for CSDR), e.g. {nudity: [prompts.csv]}
+        prompt_files: per concept, JSONL prompt files rendered instead of its built-in prompt sets (the records of
+            that concept and of ``kinds``, each with its own seed and guidance where it has them), e.g.
+            {church: [church.jsonl]}; a benchmark suite's pinned prompts
         kinds: prompt kinds to render: forget (required), remove, replace, retain
         max_prompts: at most this many prompts per concept and kind (default: all)
         generation: how the images of models are rendered (the sampling options of `dataigm generate`:
@@ -84,6 +87,7 @@ class EvalConfig:
     paper_layout: str | None = None
     paper_tasks: dict[str, str] = field(default_factory=dict)
     paper_prompts: dict[str, list[str]] = field(default_factory=dict)
+    prompt_files: dict[str, list[str]] = field(default_factory=dict)
     kinds: list[str] = field(default_factory=lambda: ["forget", "remove", "replace"])
     max_prompts: int | None = None
     generation: SamplingConfig = field(default_factory=SamplingConfig)
@@ -168,7 +172,7 @@ class EvalConfig:
         if not self.concepts:
             raise ValueError("Name at least one concept to evaluate")
         registry = self.registry()
-        for name in ("concepts", "paper_tasks", "paper_prompts"):
+        for name in ("concepts", "paper_tasks", "paper_prompts", "prompt_files"):
             unknown = [c for c in getattr(self, name) if c not in registry]
             if unknown:
                 raise ValueError(
@@ -182,10 +186,11 @@ class EvalConfig:
                 raise ValueError(
                     f"paper_tasks must name the task folder of concept(s) {missing}, e.g. {{church: Church}}"
                 )
-        for concept, files in self.paper_prompts.items():
-            for path in files:
-                if not Path(path).is_file():
-                    raise ValueError(f"paper_prompts of {concept!r}: {path!r} does not exist (or is not a file)")
+        for name in ("paper_prompts", "prompt_files"):
+            for concept, files in getattr(self, name).items():
+                for path in files:
+                    if not Path(path).is_file():
+                        raise ValueError(f"{name} of {concept!r}: {path!r} does not exist (or is not a file)")
 
     def _check_generation(self) -> None:
         bad = [k for k in self.kinds if k not in BUILDABLE_KINDS]

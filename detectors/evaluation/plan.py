@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataigm.identity import DigestCache
-from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, subsample
+from dataigm.prompts import PromptRecord, build_prompts, parse_kinds, read_prompts, subsample
 from detectors.evaluation.cache import (
     backbone_content,
     code_digest,
@@ -275,8 +275,13 @@ def _concept_prompts(cfg: EvalConfig, registry) -> dict[str, tuple[PromptRecord,
     for concept_id in cfg.concepts:
         concept = registry.get(concept_id)
         records = []
-        for kind in parse_kinds([k for k in cfg.kinds if k != "replace" or concept.replacements], concept):
-            records += subsample(build_prompts(concept, [kind], registry=registry), cfg.max_prompts)
+        if concept_id in cfg.prompt_files:  # given prompts (a suite's pinned ones), with their own seeds and guidance
+            given = [r for path in cfg.prompt_files[concept_id] for r in read_prompts(path) if r.concept == concept_id]
+            for kind in cfg.kinds:
+                records += subsample([r for r in given if r.kind == kind], cfg.max_prompts)
+        else:
+            for kind in parse_kinds([k for k in cfg.kinds if k != "replace" or concept.replacements], concept):
+                records += subsample(build_prompts(concept, [kind], registry=registry), cfg.max_prompts)
         if perturbations:
             forget = [r for r in records if r.kind == "forget"]
             records += perturb_prompts(forget, concept, perturbations, seed=cfg.attack_seed)
