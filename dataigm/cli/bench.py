@@ -61,6 +61,7 @@ class RunOptions:
             resumes there)
         images: a dataset root of images generated elsewhere, scored instead of generating (marked images supplied)
         prompt_file: files of prompt sets the suite does not bundle, as SET=PATH (checked against the pin)
+        judge_file: files the suite's judges name as {placeholder}, as NAME=PATH (checked against the pin)
         device: auto, cpu, cuda, cuda:N or mps
         nonstandard: accept the options below, which change what the suite measures; every results file lists them
         steps: sampling steps instead of the suite's (nonstandard)
@@ -79,6 +80,7 @@ class RunOptions:
     out: str
     images: str | None = None
     prompt_file: list[str] = field(default_factory=list)
+    judge_file: list[str] = field(default_factory=list)
     device: str = "auto"
     nonstandard: bool = False
     steps: int | None = None
@@ -287,16 +289,21 @@ def run_suite(args) -> int:
             raise ValueError(f"--attack-options is not JSON: {overrides['attack_options']!r}") from None
         if not isinstance(overrides["attack_options"], dict):
             raise ValueError("--attack-options is a JSON object {METHOD: {OPTION: VALUE}}")
-    files = {}
-    for item in args.prompt_file:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--prompt-file {item!r}: give SET=PATH")
-        files[name] = path
     run = prepare(
         load_suite(args.suite), list(args.model), args.out, overrides=overrides, nonstandard=args.nonstandard,
-        images=args.images, prompt_files=files, device=args.device,
+        images=args.images, prompt_files=_named(args.prompt_file, "--prompt-file", "SET"),
+        judge_files=_named(args.judge_file, "--judge-file", "NAME"), device=args.device,
     )  # fmt: skip
     for path in run_bench(run):
         print(path)
     return 0
+
+
+def _named(items, option: str, what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{option} {item!r}: give {what}=PATH")
+        out[name] = path
+    return out

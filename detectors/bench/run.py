@@ -79,7 +79,7 @@ class BenchRun:
         from detectors.evaluation.config import EvalConfig
 
         concepts = list(self.records)
-        judge = next((j["spec"] for j in self.judges.values() if j["spec"] not in (None, LABELS_JUDGE)), LABELS_JUDGE)
+        judge = next((j["load"] for j in self.judges.values() if j["spec"] not in (None, LABELS_JUDGE)), LABELS_JUDGE)
         common = dict(
             out=str(self.out / "evaluation"), concepts=concepts, judge=judge, kinds=["forget"], device=self.device,
             clip_model=None, lpips_net=None, person_detector=None, progress=False,
@@ -106,6 +106,7 @@ def prepare(
     nonstandard: bool = False,
     images: str | None = None,
     prompt_files: Mapping[str, str] | None = None,
+    judge_files: Mapping[str, str] | None = None,
     device: str = "auto",
 ) -> BenchRun:
     """Check a run of ``suite`` and return it; nothing is read but the suite's files and the model specs.
@@ -116,6 +117,7 @@ def prepare(
         nonstandard: accept the overrides; every results file lists them.
         images: a dataset root of images generated elsewhere (``images_supplied``).
         prompt_files: files of prompt sets the suite does not bundle, by set name (checked against the pin).
+        judge_files: the files a judge spec names as ``{placeholder}``, by name (checked against the pin).
 
     Raises:
         ValueError: one line: an override without ``nonstandard``, an unknown override, no models (or models and
@@ -172,7 +174,7 @@ def prepare(
             f"Suite {suite.id}'s concept(s) {missing} are not in the concept registry the evaluation reads; "
             "add a concept YAML file ($DATAIGM_CONCEPTS_DIR)"
         )
-    judges = _judges(suite, given.get("judge"))
+    judges = _judges(suite, given.get("judge"), judge_files or {})
     records = _records(suite, concepts, prompt_files or {}, given.get("max_prompts"))
     size = given.get("size", sampling["size"])
     height, width = (size, size) if not isinstance(size, list) else size
@@ -211,22 +213,46 @@ def _reseeded(record, base_seed: int):
     return replace(record, seed=None if record.seed is None else record.seed + base_seed)
 
 
-def _judges(suite: Suite, override: str | None) -> dict[str, dict]:
+def _judges(suite: Suite, override: str | None, files: Mapping[str, str]) -> dict[str, dict]:
+    """Per concept: the judge's ``spec`` as the suite writes it, the spec to ``load`` (its ``{placeholders}``
+    filled with the given files, each checked against the suite's pin), threshold and decision."""
     out = {}
     for concept, judge in suite.data["judges"].items():
         spec = override or judge["spec"]
         if spec is None:
             out[concept] = {"spec": None, "unavailable": " ".join(judge["unavailable"].split())}
             continue
-        if not override and PLACEHOLDER.search(spec):
-            names = ", ".join(sorted(set(PLACEHOLDER.findall(spec))))
-            raise ValueError(
-                f"Suite {suite.id}: the judge of {concept!r} needs its pinned file(s) {{{names}}}, which bench run "
-                "does not take yet; give --nonstandard --judge SPEC with the file filled in"
-            )
+        load, pins = spec, {}
+        for name in [] if override else sorted(set(PLACEHOLDER.findall(spec))):
+            pin = judge["files"][name]
+            if name not in files:
+                source = pin["source"]
+                raise ValueError(
+                    f"Suite {suite.id}: the judge of {concept!r} needs the file {{{name}}} "
+                    f"({source['address']}, {source.get('path', '')}): give --judge-file {name}=PATH"
+                )
+            pins[name] = _check_judge_file(files[name], pin, f"--judge-file {name}")
+            load = load.replace("{" + name + "}", str(Path(files[name]).resolve()))
         threshold = judge["threshold"] if not override else 0.5
-        out[concept] = {"spec": spec, "threshold": threshold, "decision": " ".join(judge["decision"].split())}
+        out[concept] = {"spec": spec, "load": load, "threshold": threshold,
+                        "decision": " ".join(judge["decision"].split())} | ({"files": pins} if pins else {})  # fmt: skip
     return out
+
+
+def _check_judge_file(path: str, pin: Mapping, what: str) -> dict:
+    """The pin of a judge file the user gives, after checking its bytes (sha256, or the git blob id)."""
+    import hashlib
+
+    if not Path(path).is_file():
+        raise ValueError(f"{what}: {path!r} does not exist (or is not a file)")
+    data = Path(path).read_bytes()
+    if "sha256" in pin:
+        actual, kind = hashlib.sha256(data).hexdigest(), "sha256"
+    else:  # git's blob id: sha1 of "blob <size>\0" and the bytes
+        actual, kind = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(), "git_blob"
+    if actual != pin[kind]:
+        raise ValueError(f"{what}: {path!r} does not match the suite's pin: {kind} {actual}, pinned {pin[kind]}")
+    return {kind: actual}
 
 
 def _records(suite: Suite, concepts: list[str], files: Mapping[str, str], max_prompts: int | None) -> dict:
@@ -291,7 +317,7 @@ def _load(judge: Mapping, device: str):
         return LABELS_JUDGE
     from detectors.judges import load_judge
 
-    return load_judge(judge["spec"], device=device)
+    return load_judge(judge["load"], device=device)
 
 
 def _recorded_truth(root) -> dict[tuple, int]:
@@ -351,7 +377,7 @@ def _set_of(suite: Suite, concept: str) -> str:
 def _fingerprints(judges: Mapping[str, dict], loaded: Mapping) -> dict[str, dict]:
     out = {}
     for concept, judge in judges.items():
-        entry = dict(judge)
+        entry = {k: v for k, v in judge.items() if k != "load"}  # the local path is not part of the result
         obj = loaded[concept]
         if obj is LABELS_JUDGE:
             entry["fingerprint"] = "labels: the ground truth each generated image records (no trained judge)"

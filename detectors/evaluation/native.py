@@ -74,9 +74,13 @@ class NativeAttack:
 
 
 def forget_prompts(cfg, concept_id: str, registry) -> list[PromptRecord]:
-    """The concept's forget prompts as the evaluation renders them (subsampled by ``max_prompts``)."""
-    from dataigm.prompts import build_prompts, subsample
+    """The concept's forget prompts as the evaluation renders them (subsampled by ``max_prompts``): its given
+    ``prompt_files`` (a suite's pinned prompts), else its built-in set."""
+    from dataigm.prompts import build_prompts, read_prompts, subsample
 
+    if concept_id in cfg.prompt_files:
+        given = [r for path in cfg.prompt_files[concept_id] for r in read_prompts(path)]
+        return subsample([r for r in given if r.concept == concept_id and r.kind == "forget"], cfg.max_prompts)
     return subsample(build_prompts(registry.get(concept_id), ["forget"], registry=registry), cfg.max_prompts)
 
 
