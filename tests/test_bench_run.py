@@ -270,3 +270,18 @@ def test_a_suite_concept_the_evaluation_does_not_know_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"\['tench'\] are not in the concept registry"):
         prepare(load_suite("unlearndiffatk-tench"), ["CompVis/stable-diffusion-v1-4"], tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("name", "concept"), [("igmu-church", "church"), ("igmu-nudity", "nudity")])
+def test_igmu_suites_render_their_forget_prompts_with_the_suites_sampling(tmp_path, name, concept):
+    suite = load_suite(name)
+    head = tmp_path / "head.pth"
+    head.write_bytes(b"stand-in")
+    suite.data["judges"][concept]["files"]["head"]["sha256"] = hashlib.sha256(b"stand-in").hexdigest()  # in memory
+    run = prepare(suite, ["CompVis/stable-diffusion-v1-4"], tmp_path / "out", judge_files={"head": str(head)})
+    assert len(run.records[concept]) == suite.prompt_set("forget").rows
+    sampling = suite.data["sampling"]
+    assert run.generation["base_seed"] == sampling["base_seed"] and run.generation["guidance"] == sampling["guidance"]
+    assert (run.generation["scheduler"], run.generation["steps"], run.dtype) == (
+        sampling["scheduler"], sampling["steps"], sampling["dtype"],
+    )  # fmt: skip
