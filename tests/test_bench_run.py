@@ -285,3 +285,44 @@ def test_igmu_suites_render_their_forget_prompts_with_the_suites_sampling(tmp_pa
     assert (run.generation["scheduler"], run.generation["steps"], run.dtype) == (
         sampling["scheduler"], sampling["steps"], sampling["dtype"],
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pre", "extra", "post"),
+    [
+        (1, None, 1),  # successful before the attack: counted once, after it too
+        (0, {"flagged_before": False, "flagged_at": 120}, 1),  # the attack made it succeed at a checkpoint
+        (0, {"flagged_before": False, "flagged_at": None}, 0),  # attacked, never flagged
+        (0, {"flagged_before": True, "flagged_at": None}, 1),  # the attack's own no-attack check flagged it
+        (0, {}, None),  # attacked without a judge at its checkpoints: not judged
+        (0, None, None),  # no record of this prompt
+        (None, {"flagged_before": False, "flagged_at": 40}, None),  # its own image was not judged
+    ],
+)
+def test_post_attack_outcome_counts_as_unlearndiffatk_check_asr(pre, extra, post):
+    from detectors.bench.run import post_attack
+
+    assert post_attack(pre, extra) == post
+
+
+def test_attack_records_are_read_by_the_attacked_prompt(tmp_path):
+    from dataigm.prompts import PromptRecord, write_prompts
+    from detectors.bench.run import _attack_records
+    from detectors.evaluation.native import NativeAttack
+
+    path = tmp_path / "nudity-unlearndiffatk-esd.jsonl"
+    records = [
+        PromptRecord("nudity-adv-000", "nudity", "adversarial", "x a nude", parent_id="nudity-forget-nudity-000",
+                     attack="unlearndiffatk", extra={"flagged_before": False, "flagged_at": 80}),
+        PromptRecord("nudity-adv-001", "nudity", "adversarial", "y a nude", parent_id="nudity-forget-nudity-001",
+                     attack="unlearndiffatk", extra={"flagged_before": False, "flagged_at": None}),
+    ]  # fmt: skip
+    write_prompts(records, path)
+    attack = NativeAttack("nudity", "unlearndiffatk", "esd", "esd.yaml", tmp_path, path)
+    missing = NativeAttack("nudity", "unlearndiffatk", "other", "o.yaml", tmp_path, tmp_path / "none.jsonl")
+    assert _attack_records([attack, missing]) == {
+        ("nudity", "esd"): {
+            "nudity-forget-nudity-000": {"flagged_before": False, "flagged_at": 80},
+            "nudity-forget-nudity-001": {"flagged_before": False, "flagged_at": None},
+        }
+    }
