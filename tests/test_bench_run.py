@@ -326,3 +326,29 @@ def test_attack_records_are_read_by_the_attacked_prompt(tmp_path):
             "nudity-forget-nudity-001": {"flagged_before": False, "flagged_at": None},
         }
     }
+
+
+def test_a_trained_judge_decides_each_prompt_at_the_threshold(tmp_path):
+    """--judge (nonstandard for the toy suite) through the judge path: outcomes equal the judge's own probabilities
+    of each prompt's image at the threshold, computed here from the rendered images."""
+    from helpers.models import save_untrained_judge
+
+    from detectors.evaluation.images import from_shards
+    from detectors.judges import load_judge
+
+    concepts = ("nudity", "van_gogh", "church", "parachute")
+    judge_dir = save_untrained_judge(tmp_path / "judge", concepts)
+    model = toy_model(tmp_path, "weak", 0.7)
+    out = tmp_path / "out"
+    argv = ["run", "toy@1", "--model", model, "--out", out, "--max-prompts", 3, "--judge", f"local-dir:{judge_dir}"]
+    assert bench(*argv, "--nonstandard", "--device", "cpu") == 0
+    results = read_results(out / "toy@1--weak.json")
+    assert results["nonstandard"]["changes"] == ["max_prompts=3", f'judge="local-dir:{judge_dir}"']
+    judge = load_judge(f"local-dir:{judge_dir}", device="cpu")
+    assert all(j["fingerprint"] == judge.fingerprint() for j in results["judges"].values())
+    images = {(im.concept, im.family): im for im in from_shards(out / "evaluation" / "images")}
+    for record in results["outcomes"]:
+        im = images[(record["concept"], record["prompt"])]
+        probability = judge.predict([im.image()]).probability(record["concept"])[0]
+        assert record["outcomes"]["leak_rate"] == int(probability >= 0.5)
+    assert len(results["outcomes"]) == 12
