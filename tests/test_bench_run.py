@@ -352,3 +352,9 @@ def test_a_trained_judge_decides_each_prompt_at_the_threshold(tmp_path):
         probability = judge.predict([im.image()]).probability(record["concept"])[0]
         assert record["outcomes"]["leak_rate"] == int(probability >= 0.5)
     assert len(results["outcomes"]) == 12
+    # a re-run judges nothing (the judgements are cached by the images' content) and changes no byte
+    cached = sorted((out / "evaluation" / "cache" / "bench").glob("*.json"))
+    assert [p.name for p in cached] == [f"{c}--weak.json" for c in sorted(concepts)]
+    before = {p: p.stat().st_mtime_ns for p in [*cached, out / "toy@1--weak.json"]}
+    assert bench(*argv, "--nonstandard", "--device", "cpu") == 0
+    assert {p: p.stat().st_mtime_ns for p in before} == before

@@ -21,6 +21,7 @@ post-attack ASR of a model not attacked) are skipped with the reason, never fill
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -354,14 +355,7 @@ def _outcomes(run: BenchRun, model: str, images, judges: Mapping, truth: Mapping
             present = {r.prompt_id: truth.get((model, concept, r.prompt_id)) for r in records}
         elif judge is not None:
             mine = [im for r in records for im in by_prompt.get((concept, r.prompt_id), [])]
-            prediction = judge.predict([im.image() for im in mine]) if mine else None
-            threshold = run.judges[concept]["threshold"]
-            for k, im in enumerate(mine):
-                if prediction.is_valid(concept)[k]:
-                    shown = int(prediction.probability(concept)[k] >= threshold)
-                    present[im.family] = max(present.get(im.family) or 0, shown)
-                else:
-                    present.setdefault(im.family, None)
+            present = _judged(run, judge, concept, model, mine)
         attack = attacked.get((concept, model))
         for r in records:
             value = present.get(r.prompt_id)
@@ -374,6 +368,34 @@ def _outcomes(run: BenchRun, model: str, images, judges: Mapping, truth: Mapping
                 "seed": r.seed, "guidance": r.guidance, "outcomes": outcomes,
             })  # fmt: skip
     return out
+
+
+def _judged(run: BenchRun, judge, concept: str, model: str, images) -> dict[str, int | None]:
+    """``{prompt id: 1 if one of its images shows the concept, 0 if none, None if none was judged}``, cached under
+    ``evaluation/cache/bench`` by the judge's fingerprint, the threshold and the images' content: a re-run with the
+    same images and judge judges nothing."""
+    from detectors.evaluation.cache import Cache, fingerprint
+
+    threshold = run.judges[concept]["threshold"]
+    inputs = {
+        "judge": judge.fingerprint(), "threshold": threshold, "concept": concept,
+        "images": [[im.family, im.sample, im.digest] for im in images],
+    }  # fmt: skip
+
+    def compute() -> dict:
+        present: dict[str, int | None] = {}
+        prediction = judge.predict([im.image() for im in images]) if images else None
+        for k, im in enumerate(images):
+            if prediction.is_valid(concept)[k]:
+                shown = int(prediction.probability(concept)[k] >= threshold)
+                present[im.family] = max(present.get(im.family) or 0, shown)
+            else:
+                present.setdefault(im.family, None)
+        return present
+
+    cache = Cache(run.out / "evaluation" / "cache" / "bench")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{concept}--{model}")  # a file name, whatever the label holds
+    return cache.get_or_compute(name, fingerprint(inputs), compute, inputs)
 
 
 def post_attack(pre: int | None, record: Mapping | None) -> int | None:
