@@ -251,8 +251,8 @@ def prompt_records(suite: Suite, prompt_set: PromptSet, path: str | Path | None 
 
     A csv row becomes a record of the set's concept and kind with id ``CONCEPT-KIND-SET-ROW`` (``ROW`` from 000,
     the file's order), its seed from ``seed_column`` and guidance from ``guidance_column``; a jsonl file is read
-    as our prompt records, as written; an igmu ``forgot.json`` gives the concept's forget prompts (seeds from the
-    suite's ``base_seed``). ``reference`` sets and igmu retain files are not rendered this way.
+    as our prompt records, as written. ``reference`` sets and igmu files are not read here (``prompt_import`` reads
+    igmu files and imports this module).
 
     Raises:
         ValueError: no file (an unbundled set not imported), a file that does not match its pin, a bad row.
@@ -269,12 +269,8 @@ def prompt_records(suite: Suite, prompt_set: PromptSet, path: str | Path | None 
     check_pin(path, prompt_set.sha256, where)
     if prompt_set.format == "jsonl":
         return read_prompts(path)
-    if prompt_set.format == "igmu" and prompt_set.kind == "forget":  # forgot.json: the concept's task
-        from .prompt_import import import_igmu
-
-        return import_igmu([path]).get(prompt_set.concept, [])
     if prompt_set.format != "csv" or prompt_set.concept is None:
-        raise ValueError(f"{where}: only csv, jsonl and igmu forget prompt sets of a concept are rendered")
+        raise ValueError(f"{where}: only csv and jsonl prompt sets of a concept are read here")
     records = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         for row_number, row in enumerate(csv.DictReader(f)):

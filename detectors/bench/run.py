@@ -267,10 +267,25 @@ def _records(suite: Suite, concepts: list[str], files: Mapping[str, str], max_pr
     for prompt_set in suite.prompt_sets:
         if prompt_set.kind != "forget":  # reference sets feed FID/CLIP, not computed here
             continue
-        for record in prompt_records(suite, prompt_set, files.get(prompt_set.name)):
+        for record in _set_records(suite, prompt_set, files.get(prompt_set.name)):
             if record.concept in out and record.kind == "forget":
                 out[record.concept].append(record)
     return {c: subsample(rs, max_prompts) for c, rs in out.items() if rs}
+
+
+def _set_records(suite: Suite, prompt_set, path: str | None) -> list:
+    """The prompts of one of the suite's prompt sets, checked against its pin; an igmu ``forgot.json`` gives the
+    concept's task (its seeds then come from the suite's ``base_seed``)."""
+    if prompt_set.format == "igmu" and path is None and suite.bundled_path(prompt_set) is not None:
+        from dataigm.prompt_import import import_igmu
+        from dataigm.suite import check_pin
+
+        path = suite.bundled_path(prompt_set)
+        check_pin(path, prompt_set.sha256, f"suite {suite.id}, prompt set {prompt_set.name!r}")
+        return import_igmu([path]).get(prompt_set.concept, [])
+    if prompt_set.format == "igmu":
+        raise ValueError(f"Suite {suite.id}, prompt set {prompt_set.name!r}: an igmu file is read from the suite only")
+    return prompt_records(suite, prompt_set, path)
 
 
 # ---------------------------------------------------------------- running
