@@ -358,3 +358,19 @@ def test_a_trained_judge_decides_each_prompt_at_the_threshold(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in [*cached, out / "toy@1--weak.json"]}
     assert bench(*argv, "--nonstandard", "--device", "cpu") == 0
     assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_the_suites_base_model_is_found_on_the_board_by_its_spec(tmp_path):
+    """``--model toy`` is toy@1's base model (``spec: toy``): the board normalises the composite to it."""
+    model = toy_model(tmp_path, "weak", 0.7)
+    out = tmp_path / "out"
+    assert (
+        bench("run", "toy@1", "--model", "toy", "--model", model, "--out", out, "--max-prompts", 4, "--nonstandard")
+        == 0
+    )
+    base = read_results(out / "toy@1--ORG-toy.json")
+    assert base["model"]["spec"] == "toy"
+    suite, results = load_board_results([out / "toy@1--ORG-toy.json", out / "toy@1--weak.json"])
+    rows = {row["model"]: row for row in board_data(suite, results, reported=False, n_boot=100)["rows"]}
+    leak = {m: rows[m]["numbers"]["leak_rate"]["value"] for m in rows}
+    assert rows["weak"]["composite"]["value"] == pytest.approx((leak["ORG-toy"] - leak["weak"]) / leak["ORG-toy"])

@@ -49,7 +49,8 @@ class BenchRun:
 
     Attributes:
         suite: the suite; out: the output folder (results files; ``evaluation/`` holds prompts, images, cache).
-        models: the model entries as the evaluation takes them; specs: their loaded specs, in the same order.
+        models: the model entries as the evaluation takes them; specs: their loaded specs; given: the entries as
+            given (what the results record), in the same order.
         records: per concept, the suite's prompts rendered for it.
         judges: per concept, ``{spec, threshold, decision}`` or ``{spec: None, unavailable}``.
         changes: what differs from the suite (empty: the suite as defined).
@@ -61,6 +62,7 @@ class BenchRun:
     out: Path
     models: list
     specs: list
+    given: list
     records: dict[str, list]
     judges: dict[str, dict]
     changes: list[str]
@@ -197,7 +199,7 @@ def prepare(
             (given.get("attack_options") or {}).get(attack["method"], {})
         )
     run = BenchRun(
-        suite=suite, out=Path(out), models=entries, specs=specs, records=records, judges=judges, changes=changes,
+        suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records, judges=judges, changes=changes,
         images=images, generation=generation, attacks=attacks if images is None else [],
         attack_options=attack_options if images is None else {}, device=device, dtype=dtype,
     )  # fmt: skip
@@ -318,7 +320,7 @@ def run_bench(run: BenchRun) -> list[Path]:
     for i, model in enumerate(models):
         outcomes = _outcomes(run, model, images, judges, truth, attacked)
         measured = {m for record in outcomes for m in record["outcomes"]}
-        spec = run.specs[i].to_dict() if run.images is None else {"base": model, "images": str(run.images)}
+        spec = _recorded_spec(run.given[i]) if run.images is None else {"base": model, "images": str(run.images)}
         results = build_results(
             run.suite, {"label": model, "spec": spec}, outcomes, judges=_fingerprints(run.judges, judges),
             device=_device_name(device), dtype=run.dtype, weights=None if run.images is None else {},
@@ -326,6 +328,16 @@ def run_bench(run: BenchRun) -> list[Path]:
         )  # fmt: skip
         written.append(_write_unless_same(results, run.out / results_file_name(results)))
     return written
+
+
+def _recorded_spec(entry):
+    """The model spec as the user gave it: a Hub id or folder as itself (so a board finds the suite's base model
+    by it), a spec file or mapping as its data; the sampling dtype is the results' ``dtype``."""
+    from generation.spec import load_model_spec
+
+    if isinstance(entry, str) and not entry.endswith((".yaml", ".yml")):
+        return entry
+    return load_model_spec(entry).to_dict()
 
 
 def _load(judge: Mapping, device: str):
