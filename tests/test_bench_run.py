@@ -144,6 +144,17 @@ def test_a_nonstandard_option_is_marked_in_every_results_file(toy_run, tmp_path)
         (["toy@1", "--model", "toy", "--judge", "nudenet"], "--nonstandard"),
         (["toy@1", "--model", "missing.yaml"], "Model spec file 'missing.yaml' does not exist"),
         (["toy@1"], "Give --model SPEC"),
+        (
+            [
+                "unlearndiffatk-church",
+                "--model",
+                "sd",
+                "--nonstandard",
+                "--attack-options",
+                '{"unlearndiffatk": {"no_such": 1}}',
+            ],
+            "no_such",
+        ),
     ],
 )
 def test_bad_input_is_refused_in_one_line_with_nothing_written(tmp_path, capsys, argv, message):

@@ -198,9 +198,12 @@ def prepare(
         attack_options[attack["method"]] = dict(attack.get("options") or {}) | dict(
             (given.get("attack_options") or {}).get(attack["method"], {})
         )
+    from detectors.evaluation.native import check_attack_options
+
+    check_attack_options(attack_options)  # here, so a bad --attack-options leaves nothing written
     run = BenchRun(
-        suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records, judges=judges, changes=changes,
-        images=images, generation=generation, attacks=attacks if images is None else [],
+        suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records,
+        judges=judges, changes=changes, images=images, generation=generation, attacks=attacks if images is None else [],
         attack_options=attack_options if images is None else {}, device=device, dtype=dtype,
     )  # fmt: skip
     if images is None:
