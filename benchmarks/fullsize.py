@@ -19,9 +19,12 @@ phase), parameter bytes, and the estimated GPU memory (see ``estimate_gpu``).
 
 Stand-ins: a CLIP BPE tokenizer needs vocabulary and merge files that are not available offline, so the CLIP
 tokenizers are byte-level (``generation.tiny.write_byte_vocabulary``, ``model_max_length`` 77): the text encoders
-keep the published vocabulary size, the token ids come from the first 514 rows. SD3 runs without its T5-XXL encoder
-(``text_encoder_3=None``, which diffusers supports: the T5 part of the context is zeros, 77 tokens instead of 256):
-on the CPU the pipeline loads in fp32, where T5-XXL alone takes 19 GB; its parameters are added to the estimate.
+keep the published vocabulary size, the token ids come from the first 514 rows. SD3's T5-XXL encoder is
+stood in for by the same encoder at 1 of its 24 layers (full width and vocabulary, so the context keeps its 77 + 256
+tokens of width 4096) with a character-level T5 tokenizer (``generation.tiny.build_t5_tokenizer``): on the CPU the
+pipeline loads in fp32, where T5-XXL alone takes 19 GB; the 23 missing layers are added to the parameter bytes.
+(A folder saved with ``text_encoder_3=None`` does not load through ``load_pipeline``: diffusers' ``from_pretrained``
+refuses the missing component unless the call passes ``text_encoder_3=None``.)
 
     python benchmarks/fullsize.py --models sd14 sdxl sd3 --out docs/fullsize.jsonl   # builds, measures, appends
     python benchmarks/fullsize.py --table docs/fullsize.jsonl                         # the markdown table
@@ -115,7 +118,15 @@ def build_folder(model: str, folder: Path) -> Path:
     if "text_encoder_2" in spec:
         parts["tokenizer_2"] = tokenizer
     if model == "sd3":
-        parts.update(text_encoder_3=None, tokenizer_3=None)  # T5-XXL: see the module docstring
+        # T5-XXL at 1 of its 24 layers (full width, full vocabulary): see the module docstring
+        from transformers import T5Config, T5EncoderModel
+
+        from benchmarks.configs import T5_XXL
+        from generation.tiny import build_t5_tokenizer
+
+        torch.manual_seed(5)
+        config = T5Config(**dict(T5_XXL, num_layers=1), pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        parts.update(text_encoder_3=T5EncoderModel(config).half().eval(), tokenizer_3=build_t5_tokenizer())
     scheduler_class, scheduler_config = spec["scheduler"]
     parts["scheduler"] = getattr(diffusers, scheduler_class).from_config(scheduler_config)  # as from a config.json
     if model == "sd14":
@@ -133,7 +144,9 @@ def parameter_bytes_half(model: str, loaded) -> tuple[int, int]:
     from benchmarks.configs import build, parameters
 
     counted = sum(parameters(m) for m in loaded)
-    skipped = parameters(build("sd3", "text_encoder_3", "meta")) if model == "sd3" else 0
+    # SD3: the 23 T5-XXL layers the stand-in leaves out
+    t5_loaded = [m for m in loaded if type(m).__name__ == "T5EncoderModel"]
+    skipped = parameters(build("sd3", "text_encoder_3", "meta")) - parameters(t5_loaded[0]) if t5_loaded else 0
     return 2 * counted, 2 * (counted + skipped)
 
 
