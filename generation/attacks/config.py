@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dataigm.concepts import ConceptRegistry, load_registry, split_dirs
+from dataigm.distribute import DISTRIBUTORS
 
 from ..spec import DTYPES
 
@@ -131,6 +132,14 @@ class AttackConfig:
         progress: show a progress bar
         concepts_dir: folders of concept YAML files added to the built-in registry, joined with os.pathsep (also
             $DATAIGM_CONCEPTS_DIR)
+        distributor: local or ray: who attacks the batches (a batch of prompts is the unit of work); the prompt
+            file is the one a single process writes
+        num_workers: attack every num_workers-th batch only (default: torchrun / SLURM array / 1); the workers
+            leave their batches beside the prompt file, and a run without a partition merges them
+        worker_index: this worker's index in the partition
+        ray_address: address of an existing Ray cluster (default: start a local one)
+        num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
+        retries: extra attempts of a batch that failed before it is named as failed
     """
 
     method: str
@@ -163,6 +172,12 @@ class AttackConfig:
     base_seed: int = 0
     progress: bool = True
     concepts_dir: str | None = None
+    distributor: str = "local"
+    num_workers: int | None = None
+    worker_index: int | None = None
+    ray_address: str | None = None
+    num_gpus: float | None = None
+    retries: int = 2
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -182,6 +197,10 @@ class AttackConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.distributor not in DISTRIBUTORS:
+            raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise ValueError(f"retries must be an integer >= 0, got {self.retries!r}")
         if self.timesteps > TRAIN_TIMESTEPS:
             raise ValueError(
                 f"timesteps must be at most {TRAIN_TIMESTEPS} (the grid spans T = 1000), got {self.timesteps}"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from dataigm.files import atomic_write_bytes, atomic_write_text, check_output
 from dataigm.prompts import PromptRecord, build_prompts, read_prompts, slug, subsample
+from dataigm.shardjob import one_line
+from dataigm.shardwork import ShardResult
 
 from ..spec import ModelSpec, load_model_spec
 from .common import TextSide, model_checksum, prompt_seed
@@ -34,9 +36,15 @@ class AttackSummary:
     path: Path
     attacked: int
     resumed: int
+    merge_pending: bool = False  # a worker of a partition: its batches wait in part files for the merging run
 
     def text(self) -> str:
         done = f" ({self.resumed} already done)" if self.resumed else ""
+        if self.merge_pending:
+            return (
+                f"{self.attacked} prompt(s) attacked by this worker{done}; once every worker is done, run the same "
+                f"command without --num-workers/--worker-index to merge them into {self.path}"
+            )
         return f"{self.attacked + self.resumed} adversarial prompt(s) in {self.path}{done}"
 
 
@@ -141,6 +149,11 @@ def _freeze(pipe) -> None:
 def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     """Attack the prompts of ``cfg`` against its model; every input is checked before anything is written.
 
+    A batch of prompts is the unit of work. One local process appends each batch to the prompt file as it is done;
+    with a partition (``num_workers``) or Ray, each batch is written whole (atomically) to a part file beside it,
+    and a run without a partition merges the parts into the prompt file in the prompts' order, byte for byte the
+    file one process writes. A batch that fails is tried ``cfg.retries`` more times, then named.
+
     Args:
         cfg: the attack.
         judge: the loaded judge of ``cfg.judge`` (a ``detectors`` judge: ``predict(images)`` -> its prediction;
@@ -148,10 +161,13 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
 
     Returns:
         The summary: the prompt file and how many prompts it holds now.
+
+    Raises:
+        ValueError: bad input (before anything is written), or batches that failed on every attempt.
     """
     from dataigm.devices import resolve_device
+    from dataigm.distribute import make_distributor
 
-    from ..pipeline import load_pipeline
     from . import ring_a_bell, unlearndiffatk
 
     if (cfg.judge is None) != (judge is None):
@@ -176,9 +192,13 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
                 f"target_images {cfg.target_images!r} has no image for prompt(s) {missing[:5]} (name them "
                 f"PROMPT_ID{'|'.join(IMAGE_SUFFIXES)})"
             )
-    device = resolve_device(cfg.device)
-    model = load_pipeline(spec, device)
-    _freeze(model.pipe)
+    distributor = make_distributor(
+        cfg.distributor, cfg.num_workers, cfg.worker_index, cfg.ray_address, _gpus_per_task(cfg)
+    )
+    remote = cfg.distributor == "ray"
+    # the checks and the checksum need the model; Ray's workers load their own, so the driver's stays on the CPU
+    device = "cpu" if remote else resolve_device(cfg.device)
+    model = _loaded(spec, device)
     text = TextSide.of(model.pipe, spec.label)
     text.check_tokens(cfg.tokens, cfg.method)
     if cfg.method == "unlearndiffatk":
@@ -187,49 +207,218 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     checksum = model_checksum(spec, model.model_revision)
     path = output_path(cfg.out, cfg.concept, cfg.method, spec.label)
     done = read_done(path, options, checksum)
-    pending = [r for r in sources if r.prompt_id not in done]
+    parts = parts_folder(path)
+    in_parts = read_parts(parts, options, checksum)
+    partitioned = remote or distributor.num_workers > 1
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(cfg.out) / "attack.yaml", _yaml(cfg.to_dict()))
-    seeds = {r.prompt_id: prompt_seed(r, cfg.base_seed) for r in pending}
-    if cfg.method == "unlearndiffatk":
-        targets = _targets(cfg, model, pending, seeds, device)
-    else:
-        vector = ring_a_bell.concept_vector(text, pairs)
-    bar = _progress(len(pending), cfg.progress)
-    for i in range(0, len(pending), cfg.batch_size):
-        batch = pending[i : i + cfg.batch_size]
-        batch_seeds = [seeds[r.prompt_id] for r in batch]
+    atomic_write_text(Path(cfg.out) / "attack.yaml", _yaml(_recorded(cfg)))
+    units = plan_units(sources, cfg.batch_size, cfg.base_seed)
+    finished = done.keys() | in_parts.keys()
+    todo = [u.pending(finished) for u in distributor.select(units)]
+    todo = [u for u in todo if u.prompts]
+    worker = AttackWorker(cfg, spec, options, checksum, path, parts if partitioned else None, judge, pairs)
+    planned = sum(len(u.prompts) for u in todo)
+    bar = _progress(planned, cfg.progress)
+    failed = {}
+    for attempt in range(cfg.retries + 1):
+        results = {r.shard: r for r in distributor.run(worker, todo)} if todo else {}
+        for result in results.values():
+            if result.error is None and bar is not None:
+                bar.update(result.images)
+        failed = {u.shard.relpath: (u, results[u.shard.relpath]) for u in todo if results[u.shard.relpath].error}
+        todo = [u for u, _ in failed.values()]
+        for name, (_, result) in failed.items():
+            logger.warning("attack batch %s failed (attempt %d of %d): %s", name, attempt + 1, cfg.retries + 1,
+                           result.error)  # fmt: skip
+        if not todo:
+            break
+    if bar is not None:
+        bar.close()
+    attacked = planned - sum(len(u.prompts) for u, _ in failed.values())
+    if failed:
+        name, (unit, result) = next(iter(failed.items()))
+        ids = ", ".join(r.prompt_id for r in unit.prompts)
+        more = f" (and {len(failed) - 1} other batch(es))" if len(failed) > 1 else ""
+        raise ValueError(
+            f"attack batch {name} (prompts {ids}) failed {cfg.retries + 1} time(s){more}: {result.error}; the other "
+            "batches are kept, re-run the same command to retry"
+        )
+    if partitioned and not remote:
+        return AttackSummary(path, attacked, len(finished), merge_pending=True)
+    if in_parts or remote:
+        merge_parts(path, parts, sources)
+    if not path.exists():
+        atomic_write_text(path, "")  # every prompt was done before: keep the (empty) file a run promises
+    return AttackSummary(path, attacked, len(finished))
+
+
+@dataclass(frozen=True)
+class UnitId:
+    """The name of a unit of work, as the distributors name a task's shard (``relpath``)."""
+
+    relpath: str
+
+
+@dataclass(frozen=True)
+class AttackUnit:
+    """A batch of prompts to attack (the distributors' task: a dataclass with a ``shard``), with their seeds."""
+
+    shard: UnitId
+    prompts: tuple[PromptRecord, ...]
+    seeds: tuple[int, ...]
+
+    def pending(self, finished) -> AttackUnit:
+        """The unit without its prompts in ``finished``."""
+        keep = [i for i, r in enumerate(self.prompts) if r.prompt_id not in finished]
+        return replace(self, prompts=tuple(self.prompts[i] for i in keep), seeds=tuple(self.seeds[i] for i in keep))
+
+
+def plan_units(sources: list[PromptRecord], batch_size: int, base_seed: int) -> list[AttackUnit]:
+    """The prompts in batches of ``batch_size`` in their order, each named by its positions (``000004-000007``);
+    the same prompts and batch size give the same units in every process."""
+    units = []
+    for i in range(0, len(sources), batch_size):
+        batch = sources[i : i + batch_size]
+        name = f"{i:06d}-{i + len(batch) - 1:06d}"
+        units.append(AttackUnit(UnitId(name), tuple(batch), tuple(prompt_seed(r, base_seed) for r in batch)))
+    return units
+
+
+def parts_folder(path: Path) -> Path:
+    """Where the workers of a partitioned or Ray attack leave their batches: ``<out>/parts/<file stem>/``."""
+    return path.parent / "parts" / path.stem
+
+
+def read_parts(folder: Path, options: dict, checksum: str, check: bool = True) -> dict[str, str]:
+    """The records of the part files, as their JSON lines, by attacked prompt id; checked as :func:`read_done`."""
+    lines: dict[str, str] = {}
+    for part in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        if check:
+            read_done(part, options, checksum)
+        for line in part.read_text(encoding="utf-8").splitlines(keepends=True):
+            lines.setdefault(json.loads(line)["parent_id"], line)
+    return lines
+
+
+def merge_parts(path: Path, folder: Path, sources: list[PromptRecord]) -> None:
+    """Write the prompt file in the prompts' order (then records of prompts not attacked now, in the file's order)
+    from the file and the part files, atomically, then remove the parts: the bytes one process writes."""
+    lines = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+            lines.setdefault(json.loads(line)["parent_id"], line)
+    in_file = list(lines)
+    for parent, line in read_parts(folder, {}, "", check=False).items():
+        lines.setdefault(parent, line)
+    order = [r.prompt_id for r in sources] + [p for p in in_file if p not in {r.prompt_id for r in sources}]
+    atomic_write_text(path, "".join(lines[p] for p in order if p in lines))
+    for part in [*folder.glob("*.jsonl"), *folder.glob(".*.tmp")]:  # .tmp: a worker killed while writing one
+        part.unlink()
+    for empty in (folder, folder.parent):
+        if empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()
+
+
+@dataclass
+class AttackWorker:
+    """Attacks one unit and writes its records: appended to the prompt file (``parts`` None: one local process),
+    or to its own part file, whole. Picklable (Ray ships it); a process keeps its loaded models across units."""
+
+    cfg: AttackConfig
+    spec: ModelSpec
+    options: dict
+    checksum: str
+    path: Path
+    parts: Path | None
+    judge: object = None
+    pairs: object = None
+
+    def run(self, task: AttackUnit) -> ShardResult:
+        """Attack ``task``'s prompts; a failure is returned (with its one-line error), not raised."""
+        try:
+            records = self.attack(task)
+            if self.parts is None:
+                _append(self.path, records)
+            else:
+                self.parts.mkdir(parents=True, exist_ok=True)
+                text = "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records)
+                atomic_write_text(self.parts / f"{task.shard.relpath}.jsonl", text)
+        except Exception as err:  # any failure of a batch: retried by the run, then named
+            return ShardResult(task.shard.relpath, error=one_line(err), attempts=1)
+        return ShardResult(task.shard.relpath, images=len(records), attempts=1)
+
+    def attack(self, task: AttackUnit) -> list[PromptRecord]:
+        from dataigm.devices import resolve_device
+
+        from . import ring_a_bell, unlearndiffatk
+
+        cfg, spec, options = self.cfg, self.spec, self.options
+        batch, batch_seeds = list(task.prompts), list(task.seeds)
+        device = resolve_device(cfg.device)
+        model = _loaded(spec, device)
+        text = TextSide.of(model.pipe, spec.label)
         if cfg.method == "unlearndiffatk":
+            targets = _targets(
+                cfg, model, batch, dict(zip([r.prompt_id for r in batch], batch_seeds, strict=True)), device
+            )
             latents = unlearndiffatk.encode_targets(model.pipe, [_open(targets[r.prompt_id]) for r in batch])
             opts = unlearndiffatk.Options(
                 cfg.tokens, cfg.iterations, cfg.timesteps, cfg.schedule, cfg.lr, cfg.weight_decay, cfg.projection
             )
-            check = None if judge is None else _checkpoint(cfg, model.pipe, judge, batch, batch_seeds)
+            check = None if self.judge is None else _checkpoint(cfg, model.pipe, self.judge, batch, batch_seeds)
             results = unlearndiffatk.attack_batch(
                 model.pipe, text, [r.text for r in batch], batch_seeds, latents, opts, check
             )
             made = [
-                _record(r, s, cfg, spec, checksum, options, x.text) | {"loss": x.loss, "extra": _outcome(x)}
+                _record(r, s, cfg, spec, self.checksum, options, x.text) | {"loss": x.loss, "extra": _outcome(x)}
                 for r, s, x in zip(batch, batch_seeds, results, strict=True)
             ]
         else:
+            vector = ring_a_bell.concept_vector(text, self.pairs)
             opts = ring_a_bell.Options(
                 cfg.tokens, cfg.eta, cfg.population, cfg.generations, cfg.mutation_rate, cfg.crossover_rate
             )
             results = ring_a_bell.search_batch(text, [r.text for r in batch], batch_seeds, vector, opts)
             made = [
-                _record(r, s, cfg, spec, checksum, options, x.text or r.text)
+                _record(r, s, cfg, spec, self.checksum, options, x.text or r.text)
                 | {"fitness": x.fitness, "extra": {"token_ids": x.token_ids, "start_fitness": x.start_fitness}}
                 for r, s, x in zip(batch, batch_seeds, results, strict=True)
             ]
-        _append(path, [PromptRecord(**m) for m in made])
-        if bar is not None:
-            bar.update(len(batch))
-    if bar is not None:
-        bar.close()
-    if not path.exists():
-        atomic_write_text(path, "")  # every prompt was done before: keep the (empty) file a run promises
-    return AttackSummary(path, len(pending), len(done))
+        return [PromptRecord(**m) for m in made]
+
+
+_MODELS: dict = {}  # this process's loaded pipelines by (spec, device): kept across the units it runs
+
+
+def _loaded(spec: ModelSpec, device: str):
+    from ..pipeline import load_pipeline
+
+    key = (spec, device)
+    if key not in _MODELS:
+        while len(_MODELS) >= 2:  # the attacked model and its original at most: a worker moving on frees them
+            _MODELS.pop(next(iter(_MODELS)))
+        model = load_pipeline(spec, device)
+        _freeze(model.pipe)
+        _MODELS[key] = model
+    return _MODELS[key]
+
+
+def _gpus_per_task(cfg: AttackConfig) -> float:
+    if cfg.distributor != "ray":
+        return 0
+    if cfg.num_gpus is not None:
+        return cfg.num_gpus
+    import torch
+
+    return 1 if torch.cuda.is_available() else 0
+
+
+_DISTRIBUTION = ("distributor", "num_workers", "worker_index", "ray_address", "num_gpus", "retries")
+
+
+def _recorded(cfg: AttackConfig) -> dict:
+    """The config as recorded in attack.yaml: without how it was run (every worker of a partition writes it)."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in _DISTRIBUTION}
 
 
 def _outcome(result) -> dict:
@@ -307,11 +496,10 @@ def _targets(cfg: AttackConfig, model, pending, seeds: dict, device: str) -> dic
         return paths
     import io
 
-    from ..pipeline import load_pipeline
     from .unlearndiffatk import render_targets
 
     wanted = original_spec(cfg, model.spec)
-    original = model if wanted == model.spec else load_pipeline(wanted, device)  # the attacked model is the original
+    original = model if wanted == model.spec else _loaded(wanted, device)  # the attacked model is the original
     for i in range(0, len(missing), cfg.batch_size):
         batch = missing[i : i + cfg.batch_size]
         by_guidance: dict[float, list[PromptRecord]] = {}
