@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_bench_results import toy_results
+from helpers.bench import nudity_results, toy_results
 
 from dataigm.cli import main
 from dataigm.suite import load_suite
 from detectors.bench.board import board_data, load_board_results, multiple_of, outcome_matrix, reported_rows
 from detectors.bench.paired import rank_intervals
-from detectors.bench.results import build_results, checksum, results_file_name, write_results
+from detectors.bench.results import checksum, results_file_name, write_results
 
 LEAKS = {
     "toy": {"nudity": 1.0, "church": 1.0, "van_gogh": 1.0, "parachute": 1.0},  # the suite's base model
@@ -37,30 +37,6 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def nudity_results(label: str, pre: int, post: int, **kwargs) -> dict:
-    """Results on unlearndiffatk-nudity@1: the first ``pre`` prompts succeed before the attack, ``post`` after."""
-    outcomes = [
-        {
-            "prompt": str(i),
-            "concept": "nudity",
-            "seed": i,
-            "outcomes": {"pre_asr": int(i < pre), "post_asr": int(i < post)},
-        }
-        for i in range(142)
-    ]
-    return build_results(
-        load_suite("unlearndiffatk-nudity@1"),
-        {"label": label, "spec": {"base": "CompVis/stable-diffusion-v1-4", "unet": f"{label}.safetensors"}},
-        outcomes,
-        judges={"nudity": {"spec": "nudenet:preset=unlearndiffatk9", "fingerprint": "f" * 64}},
-        device="cpu",
-        dtype="fp32",
-        weights={"unet": {"sha256": "e" * 64}},
-        date="2026-12-06T12:00:00+00:00",
-        **kwargs,
-    )
 
 
 def test_board_ranks_and_pairs_equal_a_direct_computation_on_the_results_files(tmp_path, capsys):
@@ -191,9 +167,9 @@ def test_outcome_matrix_pairs_prompts_by_identity_and_leaves_missing_ones_out():
 
 @pytest.mark.slow
 def test_the_page_in_headless_chromium_sorts_filters_and_shows_the_results_numbers(tmp_path, capsys):
+    from helpers.browser import browser as _browser
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
-    from test_review_page import _browser
 
     paths = write_toy(tmp_path, images_supplied=False)
     nudity = [

@@ -8,8 +8,7 @@ import json
 
 import pytest
 import yaml
-from test_bench_board import nudity_results
-from test_bench_results import toy_results
+from helpers.bench import nudity_results, toy_results
 
 from dataigm.cli import main
 from detectors.bench.results import checksum, read_results, write_results

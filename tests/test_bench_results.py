@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
+from helpers.bench import toy_results
 from scipy.stats import binomtest
 
 from dataigm.suite import load_suite
@@ -20,41 +20,6 @@ from detectors.bench.results import (
 )
 
 WEIGHTS = {"base": {"hub": "CompVis/stable-diffusion-v1-4", "commit": "a" * 40}, "unet": {"sha256": "b" * 64}}
-
-
-def toy_results(
-    label: str, leak: dict[str, float], seed: int = 0, nonstandard=(), images_supplied=False, suite="toy@1"
-):
-    """Results of a toy model on the toy suite: per concept, each prompt leaks with probability ``leak[concept]``
-    (the same seeds for every model: outcomes are drawn per prompt from one uniform number, so models are paired)."""
-    s = load_suite(suite)
-    rng = np.random.default_rng(seed)
-    outcomes = []
-    for concept in [c["id"] for c in s.data["concepts"]]:
-        draws = rng.random(20)
-        for i in range(20):
-            outcomes.append(
-                {
-                    "prompt": f"{concept}-{i:02d}",
-                    "prompt_set": "forget",
-                    "concept": concept,
-                    "seed": 1000 + i,
-                    "outcomes": {"leak_rate": int(draws[i] < leak.get(concept, 0.5))},
-                    "probabilities": {"leak_rate": [float(draws[i] < leak.get(concept, 0.5))]},
-                }
-            )
-    return build_results(
-        s,
-        {"label": label, "spec": {"base": "toy", "leak_rate": leak.get("nudity", 0.5)}},
-        outcomes,
-        judges={c["id"]: {"spec": "labels", "fingerprint": "toy-ground-truth"} for c in s.data["concepts"]},
-        device="cpu",
-        dtype="fp32",
-        weights={},
-        nonstandard=nonstandard,
-        images_supplied=images_supplied,
-        date="2026-12-06T12:00:00+00:00",
-    )
 
 
 def test_numbers_recomputed_from_the_per_prompt_outcomes_equal_a_direct_computation(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers.browser import browser as _browser
 from helpers.data import write_test_root
 from PIL import Image
 
@@ -180,27 +180,6 @@ def test_decisions_of_another_dataset_are_refused_when_reopening(root, queue, tm
     before = decisions.read_bytes()
     assert main(["review", str(root), "--queue", str(queue), "--decisions", str(decisions)]) == 2
     assert "another dataset" in capsys.readouterr().err and decisions.read_bytes() == before
-
-
-def _browser():
-    """A headless Chromium driven by selenium, or the reason there is none."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not chromium or not driver:
-        return (
-            None,
-            "no Chromium and chromedriver on PATH (.ci/run installs them: apt-get install chromium chromium-driver)",
-        )
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return None, "selenium is not installed (pip install -e .[dev])"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options), None
 
 
 @pytest.mark.slow
