@@ -277,9 +277,20 @@ def test_unlearndiffatk_van_gogh_prepares_with_its_judge_unavailable(tmp_path):
     assert len(run.records["van_gogh"]) == 50
 
 
+@pytest.mark.parametrize(
+    ("name", "concept"), [("unlearndiffatk-tench", "tench"), ("unlearndiffatk-garbage-truck", "garbage_truck")]
+)
+def test_unlearndiffatk_object_suites_prepare_with_their_imagenet_class(tmp_path, name, concept):
+    run = prepare(load_suite(name), ["CompVis/stable-diffusion-v1-4"], tmp_path)
+    assert len(run.records[concept]) == 50
+    assert run.judges[concept]["spec"] == load_suite(name).data["judges"][concept]["spec"]
+
+
 def test_a_suite_concept_the_evaluation_does_not_know_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"\['tench'\] are not in the concept registry"):
-        prepare(load_suite("unlearndiffatk-tench"), ["CompVis/stable-diffusion-v1-4"], tmp_path)
+    suite = load_suite("unlearndiffatk-tench")
+    suite.data["concepts"][0]["id"] = "carp"  # in memory: a concept no registry defines
+    with pytest.raises(ValueError, match=r"\['carp'\] are not in the concept registry"):
+        prepare(suite, ["CompVis/stable-diffusion-v1-4"], tmp_path)
     assert not any(tmp_path.iterdir())
 
 
