@@ -171,3 +171,21 @@ def test_ray_with_two_workers_gives_the_one_process_file(tiny_pipeline_dir, tmp_
         assert "(3 already done)" in capsys.readouterr().out and prompt_file(out).read_bytes() == one_process
     finally:
         ray.shutdown()
+
+
+def test_an_evaluation_runs_its_native_attacks_on_a_distributor_in_the_same_folder(tiny_pipeline_dir, tmp_path):
+    from dataigm.concepts import load_registry
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.native import planned
+
+    common = dict(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge="nudenet", max_prompts=2, clip_model=None,
+        lpips_net=None, person_detector=None, attacks=["ring_a_bell"],
+        models=[str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "esd"}],
+    )  # fmt: skip
+    plain = EvalConfig(**common, attack_options={"ring_a_bell": {"tokens": 3}})
+    on_ray = EvalConfig(**common, attack_options={"ring_a_bell": {"tokens": 3, "distributor": "ray", "retries": 1}})
+    # how the attack runs is not its content: the same folder, so a run on Ray reuses (and resumes) a local one's
+    assert [a.path for a in planned(on_ray, load_registry())] == [a.path for a in planned(plain, load_registry())]
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['num_workers'\]"):
+        EvalConfig(**common, attack_options={"ring_a_bell": {"num_workers": 2}})

@@ -28,8 +28,11 @@ from dataigm.prompts import PromptRecord, read_prompts, write_prompts
 # AttackConfig fields the evaluation sets itself: the rest may be given per method in ``attack_options``
 _SET_BY_EVALUATION = (
     "method", "model", "concept", "out", "prompts", "max_prompts", "original", "device", "base_seed", "progress",
-    "concepts_dir", "judge",
+    "concepts_dir", "judge", "num_workers", "worker_index",
 )  # fmt: skip
+# How an attack runs (Ray, its GPUs, retries): given in ``attack_options``, not part of its content (its folder);
+# a partition (num_workers) is not offered: an evaluation needs the merged prompt file at once
+_HOW_IT_RUNS = ("distributor", "ray_address", "num_gpus", "retries")
 NO_ATTACK = "no attack (starting prompts)"
 CHECKPOINTED = ("unlearndiffatk",)  # native attacks that judge images at checkpoints (the evaluation's judge)
 ASR_PER_IMAGE = "share of the images of the attack's final prompts (every sample of every prompt) that the judge flags"
@@ -119,7 +122,8 @@ def planned(cfg, registry) -> list[NativeAttack]:
                 if spec.label == original:
                     continue
                 content = {
-                    "method": method, "options": options, "concept": concept_id, "prompts": prompts,
+                    "method": method, "concept": concept_id,
+                    "options": {k: v for k, v in options.items() if k not in _HOW_IT_RUNS}, "prompts": prompts,
                     "model": spec.to_dict(), "weights": model_checksum(spec), "original": original_entry,
                     "base_seed": cfg.generation.base_seed, "judge": cfg.judge if method in CHECKPOINTED else None,
                 }  # fmt: skip
