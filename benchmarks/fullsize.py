@@ -175,7 +175,8 @@ def measure(args) -> dict:
     )
     rss_start = _status("VmRSS")
     start = time.perf_counter()
-    model = load_pipeline(ModelSpec(base=str(args.folder), name=f"fullsize-{args.model}"), "cpu")
+    spec = ModelSpec(base=str(args.folder), name=f"fullsize-{args.model}", vae_tiling=bool(args.vae_tiling))
+    model = load_pipeline(spec, "cpu")
     load_s = time.perf_counter() - start
     pipe = model.pipe
     modules = [
@@ -248,6 +249,7 @@ def measure(args) -> dict:
         "torch": torch.__version__,
         "detail": detail,
         "runs": 1,
+        "vae_tiling": bool(args.vae_tiling),
     }
 
 
@@ -343,6 +345,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--table", type=Path, default=None, help="print the markdown table of a results file and exit")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--vae-tiling", action="store_true", help="the spec's vae_tiling: decode in tiles")
     # internal: one measurement in this process
     parser.add_argument("--measure", choices=["generate", "attack"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
@@ -383,6 +386,7 @@ def _measure_in_child(model: str, kind: str, batch: int, folder: Path, args) -> 
     cap = int(args.mem_limit_gib * GIB)
     command = [sys.executable, __file__, "--measure", kind, "--model", model, "--batch", str(batch)]
     command += ["--folder", str(folder)] + (["--threads", str(args.threads)] if args.threads else [])
+    command += ["--vae-tiling"] if args.vae_tiling else []
     limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (cap, cap))  # noqa: E731
     done = subprocess.run(command, capture_output=True, text=True, preexec_fn=limit)
     if done.returncode == 0:
