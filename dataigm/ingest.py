@@ -30,7 +30,8 @@ from .manifest import DEFAULT_NAME, check_root, read_manifest
 from .prompts import slug
 from .sample import PIL_FORMATS, Sample
 from .schema import LABELS, make_key
-from .shardjob import ShardJob, ShardResult, with_retries
+from .shardjob import ShardJob, with_retries
+from .shardwork import ShardResult
 from .sources.config import SAMPLES_PER_SHARD, check_write_options
 from .sources.items import TOO_MANY_PIXELS, IngestItem, SkippedInput
 from .writer import write_shard

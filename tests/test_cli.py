@@ -242,12 +242,6 @@ def test_evaluation_nests_the_sampling_options_that_a_generation_job_extends(tmp
     assert "did you mean --generation.steps?" in capsys.readouterr().err
 
 
-def test_evaluation_backbone_defaults_match_the_metric_modules():
-    from detectors.evaluation import config, person, quality
-
-    assert config.DEFAULT_DETECTOR == person.DEFAULT_DETECTOR and config.DEFAULT_CLIP == quality.DEFAULT_CLIP
-
-
 def test_concepts_dir_is_split_with_os_pathsep(tmp_path):
     from dataigm.concepts import split_dirs
     from detectors.evaluation.config import EvalConfig

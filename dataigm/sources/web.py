@@ -28,7 +28,8 @@ from ..layout import MANIFEST_NAME, ShardId, check_split
 from ..manifest import DEFAULT_NAME, check_root
 from ..sample import Sample
 from ..schema import LABELS, make_key
-from ..shardjob import ShardJob, ShardResult, with_retries
+from ..shardjob import ShardJob, with_retries
+from ..shardwork import ShardResult
 from ..writer import write_shard
 from . import img2dataset as i2d
 from .captions import CaptionRules

@@ -13,11 +13,9 @@ from pathlib import Path
 from dataigm.concepts import split_dirs
 from dataigm.prompts import BUILDABLE_KINDS
 from dataigm.sampling import SamplingConfig
+from detectors.evaluation.defaults import DEFAULT_CLIP, DEFAULT_DETECTOR
 
 LPIPS_NETS = ("alex", "vgg", "squeeze")  # the backbones the lpips package ships calibrations for
-# = person.DEFAULT_DETECTOR and quality.DEFAULT_CLIP (those modules import torch; a test keeps them equal)
-DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
-DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
+from detectors.evaluation.defaults import DEFAULT_DETECTOR
+
 COCO_PERSON = 1
-DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"
 
 
 class PersonDetector:

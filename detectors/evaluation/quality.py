@@ -24,10 +24,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from detectors.evaluation.defaults import DEFAULT_CLIP
 from detectors.stats import Z95
 
 logger = logging.getLogger(__name__)
-DEFAULT_CLIP = "openai/clip-vit-base-patch16"
 MIN_LPIPS_SIZE = 64  # AlexNet's pooling leaves nothing of smaller images
 # Seed of every backbone built with random weights (fid_pretrained: false, lpips_random_backbone, a person
 # detector without weights): two runs give the same numbers, and the cache keys hold it (detectors.evaluation.plan).
