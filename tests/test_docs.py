@@ -259,3 +259,10 @@ def test_the_dataset_format_page_lists_the_schema_as_the_writer_checks_it():
     text = (REPO / "docs" / "dataset-format.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `(\w+)` \| (\d+) \| (yes|no) \|", text, flags=re.M)
     assert rows == [(f.name, f.since, "yes" if f.nullable else "no") for f in FIELDS]
+
+
+def test_the_readme_cites_the_paper_as_the_cards_do():
+    """The README's BibTeX is the one every dataset card carries."""
+    from cards.dataset_card import PAPER_CITATION
+
+    assert PAPER_CITATION in (REPO / "README.md").read_text(encoding="utf-8")
