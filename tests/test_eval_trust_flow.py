@@ -427,8 +427,8 @@ MODELS = ("--models", "[PIPE]", "--concepts", "[nudity]")
 BAD = [
     (MODELS, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
     (PAPER, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
-    ((), ("--images", "ROOT", "--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, nudity"]),
-    (MODELS, ("--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, nudity"]),
+    ((), ("--images", "ROOT", "--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, garbage_truck, nudity"]),
+    (MODELS, ("--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, garbage_truck, nudity"]),
     (PAPER, ("--concepts", "[nudity, nosuch]"), ["'nosuch'", "known concepts:"]),
     (MODELS, ("--kinds", "[forget, bogus]"), ["'bogus'", "valid: forget, remove, replace, retain"]),
     (MODELS, ("--kinds", "[remove]"), ["must include 'forget'"]),
