@@ -427,7 +427,11 @@ MODELS = ("--models", "[PIPE]", "--concepts", "[nudity]")
 BAD = [
     (MODELS, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
     (PAPER, ("--attacks", "[bogus]"), ["'bogus'", "valid attacks: char_noise"]),
-    ((), ("--images", "ROOT", "--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, garbage_truck, nudity"]),
+    (
+        (),
+        ("--images", "ROOT", "--concepts", "[nosuch]"),
+        ["'nosuch'", "known concepts: church, doctor, garbage_truck, nudity"],
+    ),
     (MODELS, ("--concepts", "[nosuch]"), ["'nosuch'", "known concepts: church, doctor, garbage_truck, nudity"]),
     (PAPER, ("--concepts", "[nudity, nosuch]"), ["'nosuch'", "known concepts:"]),
     (MODELS, ("--kinds", "[forget, bogus]"), ["'bogus'", "valid: forget, remove, replace, retain"]),
