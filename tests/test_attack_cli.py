@@ -12,23 +12,12 @@ import time
 
 import pytest
 import torch
+from helpers.attacks import RAB, UDA, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 from PIL import Image
 
 from dataigm.cli import main
 from dataigm.prompts import PromptRecord, build_prompts, read_prompts, write_prompts
 from generation.seeds import item_seed
-
-RAB = ["--population", "6", "--generations", "3", "--tokens", "3"]
-UDA = ["--tokens", "2", "--iterations", "2", "--timesteps", "2", "--target-steps", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on a shared, busy CPU's several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def attack(model, out, method="ring_a_bell", *more) -> list[str]:

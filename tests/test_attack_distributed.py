@@ -9,22 +9,10 @@ import sys
 import time
 
 import pytest
-import torch
+from helpers.attacks import RAB, UDA, one_thread  # noqa: F401  (one_thread: an autouse fixture)
 
 from dataigm.cli import main
 from dataigm.prompts import build_prompts, subsample
-
-RAB = ["--population", "6", "--generations", "3", "--tokens", "3"]
-UDA = ["--tokens", "2", "--iterations", "2", "--timesteps", "2", "--target-steps", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on a shared, busy CPU's several (and Ray's workers use one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def attack(model, out, *more, method="ring_a_bell", prompts=3) -> list[str]:
