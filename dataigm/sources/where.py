@@ -33,7 +33,6 @@ import io
 import numbers
 import operator
 import tokenize
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,11 +201,6 @@ def check_where(expression: str | None, option: str = "--where") -> None:
 def parse_where(expression: str | None, sample: pd.DataFrame, option: str = "--where") -> RowFilter | None:
     """:meth:`RowFilter.parse`, or None when no expression is given."""
     return None if expression is None else RowFilter.parse(expression, sample, option)
-
-
-def empty_frame(columns: Sequence[str], dtypes: dict | None = None) -> pd.DataFrame:
-    """A frame with ``columns`` (of ``dtypes`` where given) and no rows, to check an expression against."""
-    return pd.DataFrame({c: pd.Series([], dtype=(dtypes or {}).get(c, object)) for c in columns})
 
 
 # ---------------------------------------------------------------- parsing

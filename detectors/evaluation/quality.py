@@ -48,18 +48,6 @@ def _batches(items: Sequence, size: int):
         yield items[start : start + size]
 
 
-def to_uint8(images: Sequence, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """PIL images -> uint8 tensor (N, 3, H, W); each image resized on its own to ``size`` (H, W) when given,
-    by the FID rule (:func:`resize_for_fid`), so an image never depends on the others in its batch."""
-    arrays = [_uint8(img) for img in images]
-    if size is not None:
-        arrays = [resize_for_fid(x, size) for x in arrays]
-    shapes = sorted({tuple(x.shape[1:]) for x in arrays})
-    if len(shapes) > 1:
-        raise ValueError(f"Images of different sizes {shapes} and no input size to resize them to")
-    return torch.stack(arrays)
-
-
 def _uint8(img) -> torch.Tensor:
     return torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
 
