@@ -101,11 +101,11 @@ def family_of_class(class_name: str) -> Family | None:
     return next((f for f in FAMILIES.values() if class_name in f.pipelines), None)
 
 
-def pipeline_class(ref: str, revision: str | None = None) -> str | None:
-    """``_class_name`` of the ``model_index.json`` of a pipeline folder or Hub pipeline.
+def model_index(ref: str, revision: str | None = None) -> dict:
+    """The ``model_index.json`` of a pipeline folder or Hub pipeline ({} when it cannot be read).
 
     A Hub pipeline's index comes from the cache, else (online) is downloaded: a small file the pipeline's
-    loading needs anyway. None when it cannot be read; the class is checked again once the pipeline is loaded.
+    loading needs anyway. The class is checked again once the pipeline is loaded.
     """
     path = Path(ref)
     if path.is_dir():
@@ -118,14 +118,26 @@ def pipeline_class(ref: str, revision: str | None = None) -> str | None:
             if not isinstance(cached, str) and not constants.HF_HUB_OFFLINE:
                 cached = hf_hub_download(ref, "model_index.json", revision=revision)
         except Exception:  # noqa: BLE001 - not a repo id, unreachable, private: loading will say why
-            return None
+            return {}
         if not isinstance(cached, str):
-            return None
+            return {}
         index = Path(cached)
     try:
-        return json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+        data = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def pipeline_class(ref: str, revision: str | None = None) -> str | None:
+    """``_class_name`` of the pipeline's ``model_index.json``; None when it cannot be read."""
+    return model_index(ref, revision).get("_class_name")
+
+
+def absent_components(index: dict) -> tuple[str, ...]:
+    """Components a pipeline was saved without (``[null, null]`` in its index, e.g. SD3 without T5-XXL):
+    diffusers loads such a folder only when the call passes each of them as None."""
+    return tuple(k for k, v in index.items() if not k.startswith("_") and v == [None, None])
 
 
 def resolve_family(spec, class_name: str | None) -> Family | None:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from dataigm.identity import file_sha256
 
-from .families import DENOISERS, TEXT_ENCODERS, Family, check_spec_for_family, pipeline_class, resolve_family
+from .families import (
+    DENOISERS,
+    TEXT_ENCODERS,
+    Family,
+    absent_components,
+    check_spec_for_family,
+    model_index,
+    resolve_family,
+)
 from .spec import ModelSpec
 from .weights import load_into, load_state_dict, text_encoder_state_for, transformer_state_for, unet_state_for
 
@@ -151,6 +159,15 @@ def set_scheduler(pipe, name: str) -> None:
     pipe.scheduler = getattr(diffusers, class_name).from_config(pipe.scheduler.config, **extra)
 
 
+def _tile_vae(vae, tiling: bool | int) -> None:
+    """Decode in tiles. diffusers 0.42 tiles only latents larger than ``sample_size`` / scale (a native-size image
+    is one tile, no memory saved); an integer is the tile side in pixels, which tiles native-size images too."""
+    vae.enable_tiling()
+    if tiling is not True:
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        vae.tile_sample_min_size, vae.tile_latent_min_size = tiling, tiling // scale
+
+
 def load_pipeline(
     spec: ModelSpec, device: str = "cpu", compile: bool = False, channels_last: bool = False
 ) -> LoadedModel:
@@ -170,10 +187,12 @@ def load_pipeline(
     transformers_logging.disable_progress_bar()
     base = spec.weights_base
     # The family from model_index.json decides the dtype; checked again against the class that loads.
-    family = resolve_family(spec, pipeline_class(base, spec.revision))
+    index = model_index(base, spec.revision)
+    family = resolve_family(spec, index.get("_class_name"))
     dtype = torch_dtype(dtype_name(spec, family), device)
     # only SD pipelines have a safety checker (others would warn about an unexpected argument)
     extra = {"safety_checker": None, "requires_safety_checker": False} if family is None or family.name == "sd" else {}
+    extra |= dict.fromkeys(absent_components(index))  # e.g. SD3 saved without T5: diffusers needs them named None
     pipe = DiffusionPipeline.from_pretrained(base, revision=spec.revision, dtype=dtype, **extra)
     family = resolve_family(spec, type(pipe).__name__)
     check_spec_for_family(spec, family)
@@ -186,7 +205,7 @@ def load_pipeline(
     if spec.scheduler is not None:
         set_scheduler(pipe, spec.scheduler)
     if spec.vae_tiling:
-        pipe.vae.enable_tiling()
+        _tile_vae(pipe.vae, spec.vae_tiling)
     if spec.cpu_offload and device.startswith("cuda"):
         pipe.enable_model_cpu_offload(device=device)  # each part moves to the GPU while it runs
     else:

@@ -89,7 +89,9 @@ class ModelSpec:
             the family's (bf16 for SD3 and Flux, fp16 otherwise).
         cpu_offload: keep the parts in CPU memory and move each to the GPU while it runs (diffusers'
             ``enable_model_cpu_offload``; large pipelines on small GPUs; CUDA only).
-        vae_tiling: decode the image in tiles (large images with less memory).
+        vae_tiling: decode the image in tiles: ``true`` (diffusers' tiles, as large as the VAE's ``sample_size``:
+            only images larger than the model's native size are tiled) or a tile side in pixels, a multiple of 8
+            (e.g. 512: a native 1024 px image decodes in overlapping 512 px tiles, with less memory).
         scheduler, steps, guidance, height, width, negative_prompt: sampling settings; None keeps the
             job's defaults (and, for the scheduler, the pipeline's own).
         toy_concept, leak_rate, collateral, degradation: for the toy world (``base: toy`` or
@@ -111,7 +113,7 @@ class ModelSpec:
     lora_scale: float = 1.0
     dtype: str | None = None
     cpu_offload: bool = False
-    vae_tiling: bool = False
+    vae_tiling: bool | int = False
     scheduler: str | None = None
     steps: int | None = None
     guidance: float | None = None
@@ -148,9 +150,14 @@ class ModelSpec:
             family_named(self.family, f"Model {self.label!r}")
             if self.is_toy:
                 raise ValueError(f"Model {self.label!r}: a toy model has no pipeline family, got {self.family!r}")
-        for name in ("cpu_offload", "vae_tiling"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"Model {self.label!r}: {name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.cpu_offload, bool):
+            raise ValueError(f"Model {self.label!r}: cpu_offload must be true or false, got {self.cpu_offload!r}")
+        tile = self.vae_tiling
+        if not isinstance(tile, bool) and (not isinstance(tile, int) or tile <= 0 or tile % 8):
+            raise ValueError(
+                f"Model {self.label!r}: vae_tiling must be true, false or a tile side in pixels (a positive multiple"
+                f" of 8), got {tile!r}"
+            )
         if not isinstance(self.method, str) or not self.method.strip():
             raise ValueError(f"Model {self.label!r}: method must be a non-empty name, got {self.method!r}")
 

@@ -344,3 +344,33 @@ def test_an_unset_dtype_is_the_family_dtype_in_the_job_identity(family_dirs, tin
     # the identity a version before model families gave this job (its specs recorded dtype: fp16): re-running
     # such a job after upgrading finds its shards (changes when the built-in church prompts change)
     assert identity([{"base": "toy", "name": "org"}]) == "generate-83c9bf0ea6e50d8b"
+
+
+def test_an_sd3_folder_saved_without_t5_loads_and_renders(family_dirs, tmp_path):
+    from diffusers import StableDiffusion3Pipeline
+
+    full = StableDiffusion3Pipeline.from_pretrained(family_dirs["sd3"], text_encoder_3=None, tokenizer_3=None)
+    full.save_pretrained(tmp_path / "sd3-no-t5")  # diffusers' documented way to drop T5-XXL
+    index = json.loads((tmp_path / "sd3-no-t5" / "model_index.json").read_text())
+    assert index["text_encoder_3"] == [None, None]
+    model = load_pipeline(ModelSpec(base=str(tmp_path / "sd3-no-t5")))
+    assert model.pipe.text_encoder_3 is None and model.family.name == "sd3"
+    images = render(model)
+    assert images.shape == (2, 32, 32, 3) and np.isfinite(images).all()
+    # the prompt reaches the image through the CLIP encoders alone
+    assert np.abs(render(model, prompts=("a church", "a church")) - images).max() > 1e-3
+
+
+def test_vae_tiling_with_a_tile_size_tiles_at_native_resolution(family_dirs):
+    base = str(family_dirs["sdxl"])
+    plain = render(load_pipeline(ModelSpec(base=base)))
+    default = load_pipeline(ModelSpec(base=base, vae_tiling=True))
+    # diffusers tiles only images larger than the VAE's sample_size: at native size `true` changes nothing
+    assert np.abs(render(default) - plain).max() < 1e-5
+    small = load_pipeline(ModelSpec(base=base, vae_tiling=16))
+    vae = small.pipe.vae
+    assert vae.tile_sample_min_size == 16 and vae.tile_latent_min_size == 16 // small.pipe.vae_scale_factor
+    assert np.abs(render(small) - plain).max() > 1e-3  # 32 px decoded as 16 px tiles
+    for bad in (12, 0, -8, "512"):
+        with pytest.raises(ValueError, match="vae_tiling must be true, false or a tile side in pixels"):
+            ModelSpec(base=base, vae_tiling=bad)
