@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from dataigm.weights_files import torch_load_safely
 from detectors.evaluation.defaults import DEFAULT_DETECTOR
 
 COCO_PERSON = 1
@@ -41,7 +42,8 @@ class PersonDetector:
                 model, weights="DEFAULT" if use_default else None, weights_backbone=None, num_classes=91
             )
         if weights_path is not None:
-            self.model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+            state = torch_load_safely(weights_path, f"Person detector weights {str(weights_path)!r}")
+            self.model.load_state_dict(state)
         self.model.to(device).eval()
         self.threshold = threshold
         self.device = device

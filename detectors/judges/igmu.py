@@ -42,6 +42,7 @@ import numpy as np
 
 from dataigm.devices import resolve_device
 from dataigm.files import sha256_file
+from dataigm.weights_files import torch_load_safely
 from detectors.judges.base import Judge
 from detectors.judges.clip_zeroshot import ClipImageTransform
 from detectors.judges.options import Option, parse_options, resolve_options, split_spec
@@ -144,11 +145,11 @@ def load_igmu_head(path: str | Path) -> torch.nn.Module:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if path.suffix != ".safetensors":  # a pickle is read without running code; one that needs code is named
+        state = torch_load_safely(path, f"IGMU head {str(path)!r}")
     try:
         if path.suffix == ".safetensors":
             state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, SafetensorError) as err:
         raise ValueError(f"IGMU head {str(path)!r} cannot be read as a state dict of tensors ({err})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

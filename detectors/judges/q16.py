@@ -29,6 +29,7 @@ import numpy as np
 
 from dataigm.devices import resolve_device
 from dataigm.files import sha256_file
+from dataigm.weights_files import torch_load_safely
 from detectors.judges.base import Judge
 from detectors.judges.clip_zeroshot import ClipImageTransform
 from detectors.judges.options import Option, parse_options, resolve_options, split_spec
@@ -80,13 +81,12 @@ def read_q16_prompts(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Q16 prompts file {str(path)!r} does not exist (the authors' data/<CLIP>/prompts.p)")
+    label = f"Q16 prompts file {str(path)!r}"
     try:
         if path.suffix == ".npy":
             array = np.load(path, allow_pickle=False)
         elif path.suffix in (".pt", ".pth"):
-            import torch
-
-            array = torch.load(path, map_location="cpu", weights_only=True)
+            array = torch_load_safely(path, label)  # a pickle that needs code is named, never run
         elif path.suffix == ".safetensors":
             from safetensors.numpy import load_file
 
@@ -98,7 +98,9 @@ def read_q16_prompts(path: str | Path) -> np.ndarray:
             with open(path, "rb") as f:
                 array = _ArrayUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"Q16 prompts file {str(path)!r} cannot be read as a (2, D) array ({err})") from None
+        if str(err).startswith(label):
+            raise
+        raise ValueError(f"{label} cannot be read as a (2, D) array ({err})") from None
     if hasattr(array, "detach"):  # a torch tensor
         array = array.detach().float().numpy()
     array = np.asarray(array)

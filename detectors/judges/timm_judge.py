@@ -17,6 +17,7 @@ import numpy as np
 
 from dataigm.devices import resolve_device
 from dataigm.identity import state_dict_sha256
+from dataigm.weights_files import torch_load_safely
 from detectors.judges.base import Judge
 from detectors.judges.options import split_spec
 from detectors.judges.registry import register_judge
@@ -277,9 +278,11 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load
 
             return load(path.read_bytes())
-        import torch
-
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_safely(path, str(path))  # a pickle that needs code is named, never run
+    except ValueError as err:
+        if str(err).startswith(f"{path} cannot be read safely"):
+            raise
+        raise ValueError(f"{path} cannot be read as judge weights ({_first_line(err)})") from None
     except Exception as err:  # each format raises its own error types on damaged bytes
         raise ValueError(f"{path} cannot be read as judge weights ({_first_line(err)})") from None
     if not isinstance(state, dict):
