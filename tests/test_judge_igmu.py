@@ -134,7 +134,7 @@ def test_igmu_head_loads_strictly(tmp_path):
     with pytest.raises(ValueError, match="classifier.4.weight \\(64, 256\\) \\(expected \\(128, 256\\)\\)"):
         load_igmu_head(tmp_path / "shape.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="cannot be read as a state dict of tensors"):
+    with pytest.raises(ValueError, match="cannot be read safely: it is not a checkpoint"):
         load_igmu_head(tmp_path / "junk.pth")
 
 
