@@ -52,6 +52,14 @@ def test_partitions_then_a_merging_run_give_the_one_process_file(tiny_pipeline_d
     assert not (out / "parts").exists()
 
 
+def test_worker_0_merges_when_it_finds_every_batch_written(tiny_pipeline_dir, tmp_path, one_process):
+    out = tmp_path / "last"
+    assert main(attack(tiny_pipeline_dir, out, "--num-workers", "2", "--worker-index", "1")) == 0
+    assert not list(out.glob("*.jsonl"))  # worker 1 never merges
+    assert main(attack(tiny_pipeline_dir, out, "--num-workers", "2", "--worker-index", "0")) == 0
+    assert prompt_file(out).read_bytes() == one_process and not (out / "parts").exists()
+
+
 def test_a_merge_keeps_the_prompt_order_whatever_finished_first(tiny_pipeline_dir, tmp_path, one_process, capsys):
     out = tmp_path / "late"
     # the second partition is done first, then a plain run attacks the rest itself (appending) and merges

@@ -244,7 +244,11 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
             "batches are kept, re-run the same command to retry"
         )
     if partitioned and not remote:
-        return AttackSummary(path, attacked, len(finished), merge_pending=True)
+        every = {r.prompt_id for r in sources}
+        if distributor.worker_index != 0 or not every <= done.keys() | read_parts(parts, options, checksum).keys():
+            return AttackSummary(path, attacked, len(finished), merge_pending=True)
+        # worker 0 finds every batch written (its own last): it merges, as a run without a partition would
+        in_parts = True
     if in_parts or remote:
         merge_parts(path, parts, sources)
     if not path.exists():
