@@ -21,6 +21,7 @@ class ShardResult:
     error: str | None = None
     attempts: int = 0
     retryable: bool = True  # False: the error is deterministic (bad input), a re-run repeats it
+    value: Any = None  # a small result a task hands back to the driver (an evaluation unit's numbers)
 
 
 @runtime_checkable

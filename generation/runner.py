@@ -246,6 +246,19 @@ def _replaces(entry: dict) -> dict | None:
     return (entry.get("config") or {}).get("replaces")
 
 
+def job_complete(cfg: JobConfig) -> bool:
+    """Whether every shard of ``cfg``'s job is written, by any worker: what the next phase of a partitioned
+    evaluation waits for (a model whose weights changed under its images is not done)."""
+    if not (Path(cfg.out) / MANIFEST_NAME).exists():
+        return False
+    shard_job, changed, _ = _plan(cfg)
+    entry = read_manifest(cfg.out)["jobs"].get(shard_job.job_id)
+    if changed or entry is None:
+        return False
+    everything = [ShardId.parse(rel) for rel in _job_shards(entry)]
+    return len(done_shards(cfg.out, everything)) == len(everything)
+
+
 def _job_shards(entry: dict) -> list[str]:
     """Every shard number a job reserved, as relpaths."""
     return [

@@ -192,9 +192,14 @@ def test_commands_refuse_a_bad_worker_count(tmp_path):
         out=str(tmp_path / "out"), concepts=["nudity"], judge="nudenet", paper_layout=str(tmp_path / "paper"),
         paper_tasks={"nudity": "Nudity"},
     )  # fmt: skip
-    assert EvalConfig(**options).num_workers is None and EvalConfig(**options, num_workers=0).num_workers == 0
-    with pytest.raises(ValueError, match="num_workers must be an integer >= 0, got -1"):
-        EvalConfig(**options, num_workers=-1)
+    assert EvalConfig(**options).loader_workers is None and EvalConfig(**options, loader_workers=0).loader_workers == 0
+    with pytest.raises(ValueError, match="loader_workers must be an integer >= 0, got -1"):
+        EvalConfig(**options, loader_workers=-1)
+    # num_workers once named the image readers; now it partitions the evaluation and must come with worker_index
+    with pytest.raises(
+        ValueError, match="num_workers partitions the evaluation and needs worker_index .* loader_workers"
+    ):
+        EvalConfig(**options, num_workers=4)
     check_eval_options(num_workers=None)
     with pytest.raises(ValueError, match=r"num_workers=-2 must be None \(sized to the host\), 0"):
         check_eval_options(num_workers=-2)

@@ -18,9 +18,13 @@ def configure(parser) -> None:
 
 def run(cfg) -> int:
     from detectors.evaluation.config import EvalConfig
-    from detectors.evaluation.flow import run_evaluation
+    from detectors.evaluation.flow import WorkerDone, run_evaluation
 
-    paths = run_evaluation(EvalConfig(**options_of(EvalConfig, cfg)))
+    try:
+        paths = run_evaluation(EvalConfig(**options_of(EvalConfig, cfg)))
+    except WorkerDone as done:  # a worker of a partition: its share is done, the report comes later
+        print(done)
+        return 0
     print(f"report: {paths['markdown']} and {paths['json']}")
     print(paths["markdown"].read_text(encoding="utf-8"))
     return 0

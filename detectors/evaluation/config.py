@@ -51,9 +51,18 @@ class EvalConfig:
             images_per_prompt, base_seed, steps, guidance, height, width, negative_prompt, scheduler, batch_size),
             e.g. {steps: 50, images_per_prompt: 4}; flags --generation.steps ...
         device: auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps; for generation and every metric
-        num_workers: processes that read the images the judge and the FID features take (default: the host's cores
-            less one, at most 8; none for fewer than 4 batches or images under 128x128 px; 0: in this process); no
-            number depends on it
+        loader_workers: processes that read the images the judge and the FID features take (default: the host's
+            cores less one, at most 8; none for fewer than 4 batches or images under 128x128 px; 0: in this
+            process); no number depends on it
+        distributor: local or ray: who runs the expensive parts (the native attacks' prompt batches, the generation's
+            shards, the measurements: one task per aspect of a concept and model); no number depends on it
+        num_workers: with worker_index: this process is one of num_workers (a SLURM array, torchrun): it runs its
+            share of the first phase not done yet (attacks, generation, measurements) and writes no report; a run
+            without them finishes and writes the report (default: torchrun / SLURM array / 1)
+        worker_index: this worker's index in the partition
+        ray_address: address of an existing Ray cluster (default: start a local one)
+        num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
+        retries: extra attempts of a failed measurement task before it is named as failed
         attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
             attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell
         attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)
@@ -90,7 +99,13 @@ class EvalConfig:
     max_prompts: int | None = None
     generation: SamplingConfig = field(default_factory=SamplingConfig)
     device: str = "auto"
+    loader_workers: int | None = None
+    distributor: str = "local"
     num_workers: int | None = None
+    worker_index: int | None = None
+    ray_address: str | None = None
+    num_gpus: float | None = None
+    retries: int = 2
     attacks: list[str] = field(default_factory=list)
     attack_files: list[str] = field(default_factory=list)
     attack_seed: int = 0
@@ -200,19 +215,55 @@ class EvalConfig:
         if "forget" not in self.kinds:
             raise ValueError(f"kinds {self.kinds} must include 'forget': forgetting and every attack start from it")
         self.generation.check_sampling_options("generation")
-        for name, low in (("grid_samples", 0), ("max_prompts", 1), ("num_workers", 0)):
+        for name, low in (
+            ("grid_samples", 0), ("max_prompts", 1), ("loader_workers", 0), ("num_workers", 1), ("worker_index", 0),
+            ("retries", 0),
+        ):  # fmt: skip
             value = getattr(self, name)
-            if value is None and name in ("max_prompts", "num_workers"):
+            if value is None and name in ("max_prompts", "loader_workers", "num_workers", "worker_index"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not _DEVICE.match(str(self.device)):
             raise ValueError(f"Unknown device {self.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+        self._check_distribution()
         bad_runtime = [
             v for v in self.runtime_s.values() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0
         ]
         if bad_runtime:
             raise ValueError(f"runtime_s must map model names to seconds >= 0, got {self.runtime_s}")
+
+    def _check_distribution(self) -> None:
+        from dataigm.distribute import DISTRIBUTORS
+
+        if self.distributor not in DISTRIBUTORS:
+            raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
+        if (self.num_workers is None) != (self.worker_index is None):
+            # num_workers once meant the processes that read images: a config that still says so must not partition
+            raise ValueError(
+                "num_workers partitions the evaluation and needs worker_index (give both, as a SLURM array or "
+                "torchrun would); the processes that read the images are loader_workers"
+            )
+        if self.num_workers is not None and not self.worker_index < self.num_workers:
+            raise ValueError(f"worker_index {self.worker_index} is outside 0..{self.num_workers - 1}")
+        if self.num_workers is not None and self.distributor == "ray":
+            raise ValueError("Give a partition (num_workers, worker_index) or distributor ray, not both")
+        if self.num_gpus is not None and (isinstance(self.num_gpus, bool) or self.num_gpus < 0):
+            raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus!r}")
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether this process is one worker of several (given, or from torchrun / a SLURM array)."""
+        from dataigm.distribute import worker_partition
+
+        return self.distributor == "local" and worker_partition(self.num_workers, self.worker_index)[0] > 1
+
+    def distribution(self) -> dict:
+        """How the expensive parts run, as the options of `dataigm generate` and `dataigm attack` name it."""
+        return {
+            "distributor": self.distributor, "num_workers": self.num_workers, "worker_index": self.worker_index,
+            "ray_address": self.ray_address, "num_gpus": self.num_gpus,
+        }  # fmt: skip
 
     def _check_metrics(self) -> None:
         if self.lpips_net is not None and self.lpips_net not in LPIPS_NETS:

@@ -6,6 +6,12 @@ aspect of each concept and model and each model's efficiency. Every result is ca
 content it depends on (:mod:`detectors.evaluation.cache`), so a half-finished run resumes where it stopped, a re-run
 with the same inputs rebuilds the same report, and a re-run with changed inputs recomputes what changed.
 
+With ``distributor: ray`` the native attacks' batches, the generation's shards and the measurements
+(:mod:`detectors.evaluation.distributed`) run as Ray tasks and the driver writes the report. A worker of a
+partition (``num_workers``, ``worker_index``) runs its share of the first phase not done by all workers (attacks,
+generation, measurements) and ends with :class:`WorkerDone`; the workers run again until their measurements are
+done, then one run without a partition writes the report from the cache.
+
 The generated images live in ``<out>/images`` (or ``images``), a cache of their own: when a model's weights change
 (:func:`dataigm.identity.weights_identity`), its images are rendered again and replace the old ones, so every
 number of that model is measured on images of the weights given.
@@ -27,6 +33,10 @@ from detectors.evaluation.images import EvalImage, from_shards
 from detectors.evaluation.plan import AspectJob, EfficiencyJob, EvalPlan, build_plan, check_concepts, check_original
 
 logger = logging.getLogger(__name__)
+
+
+class WorkerDone(Exception):
+    """A worker of a partition did its share of a phase; the message says what comes next. Not an error."""
 
 
 def evaluate(cfg: EvalConfig) -> tuple[dict, list[EvalImage]]:
@@ -62,14 +72,35 @@ def run_plan(plan: EvalPlan, digests: Digests | None = None) -> tuple[dict, list
     if unjudged:
         raise ValueError(f"The judge {cfg.judge!r} does not judge {unjudged}; it judges: {', '.join(judge.concepts)}")
     images = render(plan, judge) if plan.generation is not None else list(plan.images)
-    runner = Runner(plan, judge, device, images)
-    results = {job.name: runner.aspect(job) for job in plan.aspects}
-    results |= {job.name: runner.efficiency(job) for job in plan.efficiency}
+    from detectors.evaluation.distributed import UnitWorker, measure
+
+    names = [job.name for job in (*plan.aspects, *plan.efficiency)]
+    here = cfg.distributor == "local" and not cfg.partitioned  # this process measures with the judge it loaded
+    worker = UnitWorker(plan, Runner.load, Runner(plan, judge, device, images) if here else None)
+    results = measure(worker, names, _distributor(cfg), cfg.retries)
+    if cfg.partitioned:
+        raise WorkerDone(
+            f"this worker's {len(results)} measurement(s) are done and cached; once every worker is done, run "
+            "the same command without --num-workers/--worker-index (on the same kind of device: results are "
+            "keyed by it) to write the report"
+        )
     if digests is not None:
         digests.save()
     report = assemble(plan, results)
-    judge_info = judge.describe() | {"content": runner.context["judge"]}
+    judge_info = judge.describe() | {"content": judge_inputs(judge)}
     return report | {"judge": judge_info, "config": cfg.to_dict(), "versions": _versions()}, images
+
+
+def _distributor(cfg: EvalConfig):
+    """The evaluation's distributor; a Ray task gets ``num_gpus`` (default: 1 when CUDA is available)."""
+    from dataigm.distribute import make_distributor
+
+    gpus = cfg.num_gpus
+    if cfg.distributor == "ray" and gpus is None:
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() else 0
+    return make_distributor(cfg.distributor, cfg.num_workers, cfg.worker_index, cfg.ray_address, gpus or 0)
 
 
 def assemble(plan: EvalPlan, results: Mapping[str, dict]) -> dict:
@@ -111,10 +142,20 @@ def render(plan: EvalPlan, judge=None) -> list[EvalImage]:
 
     cfg = plan.config
     write_plan_prompts(plan)
-    run_native_attacks(cfg, cfg.registry(), plan.native_attacks, judge)
+    attacked = run_native_attacks(cfg, cfg.registry(), plan.native_attacks, judge)
+    if len(attacked) < len(plan.native_attacks):  # a worker of a partition: the others' batches are not all there
+        raise WorkerDone(
+            "this worker's share of the native attacks is done; run the workers again once all are done "
+            "(worker 0 merges each attack's batches)"
+        )
     summary = run_job(plan.generation)
     if not summary.complete:
         raise ValueError("Generation is incomplete:\n" + summary.text())
+    if cfg.partitioned:
+        from generation.runner import job_complete
+
+        if not job_complete(plan.generation):
+            raise WorkerDone("this worker's share of the generation is done; run the workers again once all are done")
     every = from_shards(plan.generation.out)
     images = [im for im in every if im.concept in plan.concepts]
     check_concepts(plan.concepts, plan.generation.out, every)
@@ -134,7 +175,7 @@ class Runner:
         from detectors.evaluation.quality import RANDOM_BACKBONE_SEED
 
         cfg = plan.config
-        self.plan, self.judge, self.num_workers = plan, judge, cfg.num_workers
+        self.plan, self.judge, self.num_workers = plan, judge, cfg.loader_workers
         self.cache = Cache(Path(cfg.out) / "cache")
         judge_code = tuple(sorted({inspect.getsourcefile(c) for c in type(judge).__mro__[:-1]}))  # class and bases
         # RANDOM_BACKBONE_SEED: the seed of every backbone with random weights (quality.seeded_init)
@@ -142,7 +183,7 @@ class Runner:
             judge_inputs(judge), device, code_digest(judge_code), RANDOM_BACKBONE_SEED
         ).as_dict()
         self.backbones = _Backbones(cfg, device)
-        self.fid_features = aspects.FidFeatures(self.backbones.get("fid"), cfg.num_workers)  # the reference's, once
+        self.fid_features = aspects.FidFeatures(self.backbones.get("fid"), cfg.loader_workers)  # the reference's, once
         self.own = own_prompts(plan.native_attacks)  # the attack prompts made against each model
         self.images: dict[tuple[str, str], list[EvalImage]] = defaultdict(list)
         for im in images:
@@ -161,6 +202,16 @@ class Runner:
         else:
             images = [im for im in from_shards(plan.generation.out) if im.concept in plan.concepts]
         return cls(plan, load_judge(plan.config.judge, device=device), device, images)
+
+    def unit(self, name: str) -> dict:
+        """The result of the plan's unit called ``name`` (an aspect, or a model's efficiency)."""
+        for job in self.plan.aspects:
+            if job.name == name:
+                return self.aspect(job)
+        for job in self.plan.efficiency:
+            if job.name == name:
+                return self.efficiency(job)
+        raise ValueError(f"The plan has no unit {name!r}")
 
     def aspect(self, job: AspectJob) -> dict:
         """The result of ``job``: cached, or computed (then cached); a skipped one with its reason."""

@@ -30,8 +30,8 @@ _SET_BY_EVALUATION = (
     "method", "model", "concept", "out", "prompts", "max_prompts", "original", "device", "base_seed", "progress",
     "concepts_dir", "judge", "num_workers", "worker_index",
 )  # fmt: skip
-# How an attack runs (Ray, its GPUs, retries): given in ``attack_options``, not part of its content (its folder);
-# a partition (num_workers) is not offered: an evaluation needs the merged prompt file at once
+# How an attack runs (Ray, its GPUs, retries): the evaluation's own, or given per method in ``attack_options``; not
+# part of its content (its folder). A partition is the evaluation's (num_workers, worker_index), never per method
 _HOW_IT_RUNS = ("distributor", "ray_address", "num_gpus", "retries")
 NO_ATTACK = "no attack (starting prompts)"
 CHECKPOINTED = ("unlearndiffatk",)  # native attacks that judge images at checkpoints (the evaluation's judge)
@@ -137,16 +137,21 @@ def planned(cfg, registry) -> list[NativeAttack]:
 def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, folder: Path):
     from generation.attacks.config import AttackConfig
 
+    # how it runs: the evaluation's distribution unless attack_options says otherwise for this method
+    options = {k: getattr(cfg, k) for k in _HOW_IT_RUNS} | attack_options(cfg, method)
+    if options["distributor"] == "local":  # a partitioned evaluation attacks its share of every attack's batches
+        options |= {"num_workers": cfg.num_workers, "worker_index": cfg.worker_index}
     return AttackConfig(
         method=method, model=entry, concept=concept_id, out=str(folder), prompts=str(folder / f"{concept_id}-forget.jsonl"),
         original=original_entry if method == "unlearndiffatk" else None, device=cfg.device,
         base_seed=cfg.generation.base_seed, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
-        judge=cfg.judge if method in CHECKPOINTED else None, **attack_options(cfg, method),
+        judge=cfg.judge if method in CHECKPOINTED else None, **options,
     )  # fmt: skip
 
 
 def run_native_attacks(cfg, registry, attacks: Sequence[NativeAttack], judge=None) -> list[Path]:
-    """Run (or resume) the native attacks ``attacks`` (:func:`planned`); returns the prompt files.
+    """Run (or resume) the native attacks ``attacks`` (:func:`planned`); returns the prompt files that are complete
+    (a worker of a partition leaves its batches for the merge: those files are not returned).
 
     ``judge``: the evaluation's loaded judge, which looks at UnlearnDiffAtk's checkpoint images (loaded from
     ``cfg.judge`` when not given and needed).
@@ -167,8 +172,9 @@ def run_native_attacks(cfg, registry, attacks: Sequence[NativeAttack], judge=Non
             from detectors.judges import load_judge
 
             judge = load_judge(cfg.judge, device=resolve_device(cfg.device))
-        run_attack(config, judge if attack.method in CHECKPOINTED else None)
-        paths.append(attack.path)
+        summary = run_attack(config, judge if attack.method in CHECKPOINTED else None)
+        if not summary.merge_pending:
+            paths.append(attack.path)
     return paths
 
 

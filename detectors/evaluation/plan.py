@@ -261,6 +261,7 @@ def _generation(cfg: EvalConfig, prompt_files: Sequence[str]):
         out=cfg.images or str(Path(cfg.out) / "images"), models=cfg.models, prompt_files=list(prompt_files),
         test_fraction=0.0, progress=cfg.progress, concepts_dir=cfg.concepts_dir, device=cfg.device, **cfg.generation.sampling_options(),
         replace_changed_models=True,  # the root is this evaluation's cache: a retrained model's images are redone
+        retries=cfg.retries, **cfg.distribution(),
     )  # fmt: skip
 
 

@@ -245,10 +245,12 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
         )
     if partitioned and not remote:
         every = {r.prompt_id for r in sources}
-        if distributor.worker_index != 0 or not every <= done.keys() | read_parts(parts, options, checksum).keys():
-            return AttackSummary(path, attacked, len(finished), merge_pending=True)
-        # worker 0 finds every batch written (its own last): it merges, as a run without a partition would
-        in_parts = True
+        if not every <= done.keys():  # not merged yet
+            written = done.keys() | read_parts(parts, options, checksum).keys()
+            if distributor.worker_index != 0 or not every <= written:
+                return AttackSummary(path, attacked, len(finished), merge_pending=True)
+            # worker 0 finds every batch written (its own last): it merges, as a run without a partition would
+            in_parts = True
     if in_parts or remote:
         merge_parts(path, parts, sources)
     if not path.exists():

@@ -1,0 +1,142 @@
+"""``dataigm evaluate`` over several workers: a partition (``--num-workers/--worker-index``, repeated rounds, then a
+run without it) and 2 local Ray workers give the report of one process; a failing measurement is retried, then
+named in one line; a killed driver resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers.models import save_untrained_judge
+
+from dataigm.cli import main
+from detectors.evaluation.config import EvalConfig
+from detectors.evaluation.flow import WorkerDone, run_evaluation
+
+# what differs between runs of the same evaluation: how it ran (config) and when (versions hold the date)
+HOW = ("config", "versions")
+
+
+@pytest.fixture(scope="module")
+def options(tiny_pipeline_dir, tmp_path_factory) -> dict:
+    judge = save_untrained_judge(tmp_path_factory.mktemp("judge"), ("nudity",))
+    return dict(
+        concepts=["nudity"], judge=f"local-dir:{judge}", kinds=["forget", "remove"], max_prompts=2,
+        models=[str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "esd", "method": "ESD"}],
+        generation={"steps": 2, "height": 64, "width": 64}, attacks=["ring_a_bell"],
+        attack_options={"ring_a_bell": {"tokens": 2, "population": 2, "generations": 1, "batch_size": 1}},
+        clip_model=None, lpips_net=None, person_detector=None, fid_feature="resnet10t", fid_pretrained=False,
+        progress=False, device="cpu", grid_samples=0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process(options, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("one")
+    return json.loads(run_evaluation(EvalConfig(out=str(out), **options))["json"].read_text())
+
+
+def _numbers(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in HOW}
+
+
+@pytest.mark.slow
+def test_a_partition_in_rounds_then_a_plain_run_gives_the_one_process_report(options, one_process, tmp_path):
+    out = str(tmp_path / "parts")
+    said, rounds = [], 0
+    while rounds < 4 and not (said and all("measurement(s) are done" in m for m in said[-2:])):
+        rounds += 1
+        for index in (0, 1):  # a worker goes on to the next phase as soon as every worker finished this one
+            with pytest.raises(WorkerDone) as done:
+                run_evaluation(EvalConfig(out=out, num_workers=2, worker_index=index, **options))
+            said.append(str(done.value))
+    # round 1: both attack their batches; 2: worker 0 merges the attack and renders its shards, worker 1 renders the
+    # rest and measures its share; 3: both measure (worker 1's share is cached)
+    assert rounds == 3 and ["native attacks" in m for m in said[:2]] == [True, True], said
+    assert "generation" in said[2] and all("measurement(s) are done" in m for m in said[3:]), said
+    assert not (tmp_path / "parts" / "report.json").exists()  # a worker writes no report
+    report = json.loads(run_evaluation(EvalConfig(out=out, **options))["json"].read_text())
+    assert _numbers(report) == _numbers(one_process)
+    assert report["concepts"]["nudity"]["esd"]["robustness"]["by_attack"]["ring_a_bell"]["n"] >= 1
+
+
+@pytest.mark.slow
+def test_two_ray_workers_give_the_one_process_report(options, one_process, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = EvalConfig(out=str(tmp_path / "ray"), distributor="ray", **options)
+        report = json.loads(run_evaluation(cfg)["json"].read_text())
+    finally:
+        ray.shutdown()
+    assert _numbers(report) == _numbers(one_process)
+    assert report["config"]["distributor"] == "ray"
+
+
+def test_a_failing_measurement_is_retried_then_named_in_one_line(options, tmp_path, caplog, monkeypatch):
+    from detectors.evaluation import flow
+
+    calls = []
+
+    def failing(self, name):
+        calls.append(name)
+        raise RuntimeError(f"out of memory in {name}\nsecond line")
+
+    monkeypatch.setattr(flow.Runner, "unit", failing)
+    cfg = EvalConfig(out=str(tmp_path / "e"), retries=1, **options | {"attacks": [], "kinds": ["forget"]})
+    with pytest.raises(ValueError) as err:
+        run_evaluation(cfg)
+    text = str(err.value)
+    assert "\n" not in text and "failed 2 time(s)" in text and "out of memory in" in text, text
+    assert "run the same command again to retry" in text
+    assert len(calls) == 2 * len(set(calls))  # every unit tried twice
+
+
+_CHILD = """
+import sys, time
+import torch
+torch.set_num_threads(1)
+from detectors.evaluation import flow
+_unit = flow.Runner.unit
+def _pause_after_first(self, name):
+    result = _unit(self, name)
+    time.sleep(3600)
+flow.Runner.unit = _pause_after_first
+from dataigm.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_to_the_same_report(options, tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(yaml.safe_dump({**options, "attacks": [], "out": str(tmp_path / "killed")}))
+    argv = ["evaluate", "--config", str(config)]
+    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(argv=argv)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while not [p for p in (tmp_path / "killed" / "cache").rglob("*.json") if p.name != "digests.json"]:
+            assert child.poll() is None, f"the evaluation ended (exit {child.returncode}) before the kill"
+            assert time.monotonic() < deadline, "no measurement cached within 300 s"
+            time.sleep(0.1)
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert main(argv) == 0
+    resumed = json.loads((tmp_path / "killed" / "report.json").read_text())
+    fresh = run_evaluation(EvalConfig(out=str(tmp_path / "fresh"), **options | {"attacks": []}))
+    assert _numbers(resumed) == _numbers(json.loads(fresh["json"].read_text()))
+
+
+def test_num_workers_alone_is_refused_in_one_line_naming_loader_workers(options, tmp_path, capsys):
+    argv = ["evaluate", "--out", str(tmp_path / "x"), "--concepts", "[nudity]", "--judge", "nudenet"]
+    assert main([*argv, "--models", "[toy]", "--num-workers", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "num_workers partitions the evaluation and needs worker_index" in err and "loader_workers" in err
+    assert err.count("\n") == 1 and not (tmp_path / "x").exists()
