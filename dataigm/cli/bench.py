@@ -17,6 +17,8 @@ from ..suite import check_pin, list_suites, load_suite, suite_summary
 from .common import command_parser
 from .options import add_options
 
+# the distributor options, passed to the evaluation as they are
+DISTRIBUTION = ("distributor", "num_workers", "worker_index", "ray_address", "num_gpus", "retries")
 HELP = "benchmark suites: list them, show one, import a prompt file a suite pins, run one; board and push results"
 
 
@@ -73,6 +75,14 @@ class RunOptions:
         max_prompts: at most this many prompts per concept, a subset (nonstandard)
         judge: one judge spec for every concept instead of the suite's (nonstandard)
         attack_options: attack options by method as JSON, e.g. '{"unlearndiffatk": {"iterations": 5}}' (nonstandard)
+        distributor: local or ray: who runs the attacks' prompt batches and the generation's shards (as in
+            `dataigm evaluate`; no number depends on it)
+        num_workers: with worker_index: this process is one of num_workers (a SLURM array, torchrun); the workers
+            run again until their images are done, then a run without them judges and writes the results
+        worker_index: this worker's index in the partition
+        ray_address: address of an existing Ray cluster (default: start a local one)
+        num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
+        retries: extra attempts of a failed task before it is named as failed
     """
 
     suite: str
@@ -92,6 +102,12 @@ class RunOptions:
     max_prompts: int | None = None
     judge: str | None = None
     attack_options: str | None = None
+    distributor: str = "local"
+    num_workers: int | None = None
+    worker_index: int | None = None
+    ray_address: str | None = None
+    num_gpus: float | None = None
+    retries: int = 2
 
 
 @dataclass(kw_only=True)
@@ -280,6 +296,7 @@ def run(cfg) -> int:
 def run_suite(args) -> int:
     """``bench run``: check everything (suite, pins, options, model specs), then run and write the results files."""
     from detectors.bench.run import COMPARABILITY, prepare, run_bench
+    from detectors.evaluation.flow import WorkerDone
 
     overrides = {name: getattr(args, name) for name in COMPARABILITY}
     if overrides["attack_options"] is not None:
@@ -293,8 +310,14 @@ def run_suite(args) -> int:
         load_suite(args.suite), list(args.model), args.out, overrides=overrides, nonstandard=args.nonstandard,
         images=args.images, prompt_files=_named(args.prompt_file, "--prompt-file", "SET"),
         judge_files=_named(args.judge_file, "--judge-file", "NAME"), device=args.device,
+        distribution={name: getattr(args, name) for name in DISTRIBUTION},
     )  # fmt: skip
-    for path in run_bench(run):
+    try:
+        written = run_bench(run)
+    except WorkerDone as done:  # a worker of a partition: its share is done, the results come later
+        print(done)
+        return 0
+    for path in written:
         print(path)
     return 0
 

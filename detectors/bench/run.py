@@ -72,6 +72,7 @@ class BenchRun:
     attack_options: dict = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "fp32"
+    distribution: dict = field(default_factory=dict)  # EvalConfig's distributor options; no number depends on them
 
     @property
     def prompt_dir(self) -> Path:
@@ -85,7 +86,7 @@ class BenchRun:
         judge = next((j["load"] for j in self.judges.values() if j["spec"] not in (None, LABELS_JUDGE)), LABELS_JUDGE)
         common = dict(
             out=str(self.out / "evaluation"), concepts=concepts, judge=judge, kinds=["forget"], device=self.device,
-            clip_model=None, lpips_net=None, person_detector=None, progress=False,
+            clip_model=None, lpips_net=None, person_detector=None, progress=False, **self.distribution,
         )  # fmt: skip
         if self.images is not None:
             return EvalConfig(**common, images=self.images)
@@ -111,6 +112,7 @@ def prepare(
     prompt_files: Mapping[str, str] | None = None,
     judge_files: Mapping[str, str] | None = None,
     device: str = "auto",
+    distribution: Mapping | None = None,
 ) -> BenchRun:
     """Check a run of ``suite`` and return it; nothing is read but the suite's files and the model specs.
 
@@ -121,6 +123,8 @@ def prepare(
         images: a dataset root of images generated elsewhere (``images_supplied``).
         prompt_files: files of prompt sets the suite does not bundle, by set name (checked against the pin).
         judge_files: the files a judge spec names as ``{placeholder}``, by name (checked against the pin).
+        distribution: the evaluation's distributor options (``distributor``, ``num_workers``, ``worker_index``,
+            ``ray_address``, ``num_gpus``, ``retries``): the attacks and the generation run on them.
 
     Raises:
         ValueError: one line: an override without ``nonstandard``, an unknown override, no models (or models and
@@ -205,6 +209,7 @@ def prepare(
         suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records,
         judges=judges, changes=changes, images=images, generation=generation, attacks=attacks if images is None else [],
         attack_options=attack_options if images is None else {}, device=device, dtype=dtype,
+        distribution=dict(distribution or {}),
     )  # fmt: skip
     if images is None:
         from dataigm.sampling import SamplingConfig
@@ -308,7 +313,14 @@ def run_bench(run: BenchRun) -> list[Path]:
         run.write_prompts()
         plan = build_plan(run.config())
         attack_judge = next((j for j in judges.values() if j is not None and j is not LABELS_JUDGE), None)
-        images, root = render(plan, attack_judge), plan.generation.out
+        images, root = render(plan, attack_judge), plan.generation.out  # a partition's worker: WorkerDone
+        if plan.config.partitioned:
+            from detectors.evaluation.flow import WorkerDone
+
+            raise WorkerDone(
+                "every worker's attacks and images are done; run the same command without --num-workers/"
+                "--worker-index to judge them and write the results files"
+            )
         models = [s.label for s in run.specs]
     else:  # every model of the supplied root, scored on the suite's prompts it has images of
         from detectors.evaluation.images import from_shards
