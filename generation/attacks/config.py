@@ -12,6 +12,10 @@ Defaults follow the published attacks and their released configurations:
 * Ring-A-Bell (Tsai et al., "Ring-A-Bell! How Reliable are Concept Removal Methods for Diffusion Models?",
   ICLR 2024; its released notebook): a prompt of K = 16 tokens, eta = 3 (nudity; 5.5 for violence), a genetic
   search with a population of 200 over 3000 generations, mutation rate 0.25, crossover rate 0.5.
+* P4D (Chin et al., "Prompting4Debugging", ICML 2024; github:joycenerd/P4D at 2cf3cda9d458,
+  configs/esd_nudity_optmz_config.json): P4D-N with N = 16 free tokens or P4D-K with a free token every K = 3 words,
+  3000 AdamW steps (learning rate 0.1, weight decay 0.1), the decoded prompt scored every 50 steps by the CLIP
+  ViT-H-14 image similarity of its image to the target image (the best kept).
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from dataigm.distribute import DISTRIBUTORS
 
 from ..spec import DTYPES
 
-METHODS = ("unlearndiffatk", "ring_a_bell")
+METHODS = ("unlearndiffatk", "ring_a_bell", "p4d")
 SCHEDULES = ("sequential", "random")
 PROJECTIONS = ("cosine", "euclidean")  # how common.nearest_tokens projects an embedding onto a token
 RING_A_BELL_TOKENS = 16
+P4D_VARIANTS = ("n", "k")
+# P4D's released configuration (configs/esd_nudity_optmz_config.json of joycenerd/P4D at 2cf3cda9d458)
+P4D_RELEASED = {"tokens": 16, "iterations": 3000, "lr": 0.1, "weight_decay": 0.1}
+P4D_CLIP = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # open_clip ViT-H-14 laion2b_s32b_b79k, its transformers copy
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,10 @@ OUTCOME_FIELDS = {
         "tokens", "eta", "population", "generations", "mutation_rate", "crossover_rate", "concept_prompts",
         "base_seed", "dtype",
     ),
+    "p4d": (
+        "p4d_variant", "tokens", "p4d_every", "iterations", "lr", "weight_decay", "p4d_eval_every", "p4d_clip",
+        "projection", "target_steps", "target_guidance", "original", "target_images", "base_seed", "dtype",
+    ),
 }  # fmt: skip
 
 
@@ -88,8 +100,9 @@ class AttackConfig:
     Every option is checked when the config is made, before a model is loaded or anything is written.
 
     Attributes:
-        method: unlearndiffatk (white-box: the unlearned model's own denoising loss) or ring_a_bell (text encoder
-            only: a concept vector and a genetic search)
+        method: unlearndiffatk (white-box: the unlearned model's own denoising loss), ring_a_bell (text encoder
+            only: a concept vector and a genetic search) or p4d (white-box: the unlearned model's noise prediction
+            matched to the original model's on the prompt)
         model: the attacked (unlearned) model: a Hub id, pipeline folder or model-spec YAML file
         concept: the concept the prompts ask for
         out: folder of the attack prompt file (CONCEPT-METHOD-MODEL.jsonl, kind adversarial), the resolved config
@@ -98,16 +111,18 @@ class AttackConfig:
         max_prompts: at most this many prompts, spread over the set (default: all)
         tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (default: the released config of the
             concept: 5 for nudity and violence, 3 for church, van_gogh, parachute and concepts without one),
-            ring_a_bell searches a prompt of K (default 16, released)
-        original: unlearndiffatk: the model whose images are the targets (default: the attacked model's base
-            without its unlearned parts)
+            ring_a_bell searches a prompt of K (default 16, released), p4d: N of P4D-N (default 16, released)
+        original: unlearndiffatk, p4d: the model whose images are the targets (default: the attacked model's base
+            without its unlearned parts); p4d also matches its noise predictions, so it must differ from the
+            attacked model
         target_images: unlearndiffatk: folder of target images PROMPT_ID.png|jpg|webp instead of rendering them
-        iterations: unlearndiffatk: Adam steps at each timestep (default: the concept's released value, 40)
+        iterations: unlearndiffatk: Adam steps at each timestep (default: the concept's released value, 40); p4d:
+            AdamW steps (default 3000, released)
         timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (default: released, 50)
         schedule: unlearndiffatk: sequential (released: each grid timestep in turn) or random (a grid timestep drawn
             at each step)
-        lr: unlearndiffatk: Adam learning rate (default: the concept's released value, 0.01)
-        weight_decay: unlearndiffatk: Adam weight decay (default: the concept's released value, 0.1)
+        lr: unlearndiffatk: Adam learning rate (default: the concept's released value, 0.01); p4d: 0.1
+        weight_decay: unlearndiffatk: Adam weight decay (default: the concept's released value, 0.1); p4d: 0.1
         projection: unlearndiffatk: how an embedding snaps to a vocabulary token: cosine (the released hard-prompt
             code's rule) or euclidean
         target_steps: unlearndiffatk: denoising steps of the rendered target images
@@ -123,6 +138,12 @@ class AttackConfig:
         mutation_rate: ring_a_bell: share of candidates with one token replaced per generation (released: 0.25)
         crossover_rate: ring_a_bell: chance of a survivor to breed two children by one-point crossover (released:
             0.5)
+        p4d_variant: p4d: n (P4D-N: the prompt is N free tokens) or k (P4D-K: a free token before every
+            p4d_every tokens of the prompt)
+        p4d_every: p4d: K of P4D-K (released: 3)
+        p4d_eval_every: p4d: steps between two scorings of the decoded prompt (released: 50)
+        p4d_clip: p4d: CLIP model (Hub id or folder) whose image similarity to the target image picks the best
+            scored prompt (released: ViT-H-14 laion2b); null: the last step's prompt
         concept_prompts: ring_a_bell: JSONL file of forget prompts and their remove variants (parent_id) whose
             embedding differences make the concept vector (default: the concept's built-in pairs)
         batch_size: prompts attacked together (the attack of a prompt does not depend on it)
@@ -165,6 +186,10 @@ class AttackConfig:
     generations: int = 3000
     mutation_rate: float = 0.25
     crossover_rate: float = 0.5
+    p4d_variant: str = "n"
+    p4d_every: int = 3
+    p4d_eval_every: int = 50
+    p4d_clip: str | None = P4D_CLIP
     concept_prompts: str | None = None
     batch_size: int = 8
     dtype: str | None = None
@@ -184,13 +209,19 @@ class AttackConfig:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.tokens is None and self.method == "ring_a_bell":
             self.tokens = RING_A_BELL_TOKENS
+        if self.method == "p4d":
+            for name, value in P4D_RELEASED.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+            if self.p4d_variant not in P4D_VARIANTS:
+                raise ValueError(f"Unknown p4d_variant {self.p4d_variant!r}; valid: {', '.join(P4D_VARIANTS)}")
         defaults = released(self.concept)
         for name in _RELEASED_FIELDS:  # what the user leaves unset follows the concept's released config
             if getattr(self, name) is None:
                 setattr(self, name, getattr(defaults, name))
         for name, low in (
             ("tokens", 1), ("iterations", 1), ("timesteps", 1), ("target_steps", 1), ("population", 2),
-            ("generations", 1), ("batch_size", 1), ("max_prompts", 1),
+            ("generations", 1), ("batch_size", 1), ("max_prompts", 1), ("p4d_every", 1), ("p4d_eval_every", 1),
         ):  # fmt: skip
             value = getattr(self, name)
             if value is None and name == "max_prompts":

@@ -201,8 +201,13 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     model = _loaded(spec, device)
     text = TextSide.of(model.pipe, spec.label)
     text.check_tokens(cfg.tokens, cfg.method)
-    if cfg.method == "unlearndiffatk":
+    if cfg.method in ("unlearndiffatk", "p4d"):
         unlearndiffatk.check_pipeline(model.pipe, spec.label)
+    if cfg.method == "p4d" and original_spec(cfg, spec) == spec:
+        raise ValueError(
+            f"p4d matches the attacked model's noise predictions to its original's: model {spec.label!r} has no "
+            "unlearned part (unet, text_encoder, lora, pipeline) to leave out, so give --original"
+        )
     options = cfg.outcome_options()
     checksum = model_checksum(spec, model.model_revision)
     path = output_path(cfg.out, cfg.concept, cfg.method, spec.label)
@@ -379,6 +384,8 @@ class AttackWorker:
                 _record(r, s, cfg, spec, self.checksum, options, x.text) | {"loss": x.loss, "extra": _outcome(x)}
                 for r, s, x in zip(batch, batch_seeds, results, strict=True)
             ]
+        elif cfg.method == "p4d":
+            made = self._p4d(task, model, text, device)
         else:
             vector = ring_a_bell.concept_vector(text, self.pairs)
             opts = ring_a_bell.Options(
@@ -391,6 +398,53 @@ class AttackWorker:
                 for r, s, x in zip(batch, batch_seeds, results, strict=True)
             ]
         return [PromptRecord(**m) for m in made]
+
+    def _p4d(self, task: AttackUnit, model, text: TextSide, device: str) -> list[dict]:
+        from . import p4d, unlearndiffatk
+
+        cfg, spec = self.cfg, self.spec
+        batch, seeds = list(task.prompts), list(task.seeds)
+        targets = _targets(cfg, model, batch, dict(zip([r.prompt_id for r in batch], seeds, strict=True)), device)
+        wanted = original_spec(cfg, spec)
+        original = _loaded(wanted, device)
+        p4d.check_pipelines(model.pipe, original.pipe, spec.label)
+        images = [_open(targets[r.prompt_id]) for r in batch]
+        latents = unlearndiffatk.encode_targets(original.pipe, images)
+        score = None
+        if cfg.p4d_clip is not None:
+            similarity = _similarity(cfg.p4d_clip, device)
+            render = _renderer(cfg, model.pipe, batch, seeds)
+
+            def score(indices: list[int], texts: list[str]) -> list[float]:
+                rendered = render(indices, texts)
+                return similarity([rendered[i] for i in indices], [images[i] for i in indices])
+
+        opts = p4d.Options(
+            cfg.p4d_variant, cfg.tokens, cfg.p4d_every, cfg.iterations, cfg.lr, cfg.weight_decay, cfg.p4d_eval_every,
+            cfg.projection,
+        )  # fmt: skip
+        results = p4d.attack_batch(
+            model.pipe, text, original.pipe, TextSide.of(original.pipe, wanted.label), [r.text for r in batch],
+            seeds, latents, opts, score,
+        )  # fmt: skip
+        extra = ("token_ids", "start_loss", "similarity", "best_step", "retokenizes")
+        return [
+            _record(r, s, cfg, spec, self.checksum, self.options, x.text)
+            | {"loss": x.loss, "extra": {k: getattr(x, k) for k in extra}}
+            for r, s, x in zip(batch, seeds, results, strict=True)
+        ]
+
+
+_SIMILARITY: dict = {}  # this process's CLIP image-similarity model by (model, device)
+
+
+def _similarity(model: str, device: str):
+    from .p4d import ImageSimilarity
+
+    if (model, device) not in _SIMILARITY:
+        _SIMILARITY.clear()
+        _SIMILARITY[(model, device)] = ImageSimilarity(model, device)
+    return _SIMILARITY[(model, device)]
 
 
 _MODELS: dict = {}  # this process's loaded pipelines by (spec, device): kept across the units it runs
@@ -448,9 +502,27 @@ def _checkpoint(cfg: AttackConfig, pipe, judge, batch: list[PromptRecord], seeds
     """The checkpoint of a batch: the attacked model renders each text with its prompt's seed and guidance (as
     the released code renders with the prompt's evaluation seed and guidance), and the judge says whether it shows
     the concept; a NaN judgement is not a flag."""
-    from .unlearndiffatk import render_targets
+    render = _renderer(cfg, pipe, batch, seeds)
 
     def judge_texts(indices: list[int], texts: list[str]) -> list[bool]:
+        images = render(indices, texts)
+        prediction = judge.predict([images[i] for i in indices], num_workers=0)
+        if cfg.concept not in prediction.concepts:
+            raise ValueError(
+                f"The judge {cfg.judge!r} does not judge {cfg.concept!r}; it judges: {prediction.concepts}"
+            )
+        column = prediction.concepts.index(cfg.concept)
+        return [bool(x) for x in prediction.present[:, column]]
+
+    return judge_texts
+
+
+def _renderer(cfg: AttackConfig, pipe, batch: list[PromptRecord], seeds: list[int]):
+    """``render(indices, texts) -> {index: image}``: the attacked model's image of each text with its prompt's seed
+    and guidance (``target_guidance`` for a prompt without one) and ``target_steps``."""
+    from .unlearndiffatk import render_targets
+
+    def render(indices: list[int], texts: list[str]) -> dict[int, object]:
         images: dict[int, object] = {}
         groups: dict[float, list[int]] = {}
         for i in indices:
@@ -462,15 +534,9 @@ def _checkpoint(cfg: AttackConfig, pipe, judge, batch: list[PromptRecord], seeds
                 pipe, [text_of[i] for i in group], [seeds[i] for i in group], cfg.target_steps, guidance
             )
             images.update(zip(group, rendered, strict=True))
-        prediction = judge.predict([images[i] for i in indices], num_workers=0)
-        if cfg.concept not in prediction.concepts:
-            raise ValueError(
-                f"The judge {cfg.judge!r} does not judge {cfg.concept!r}; it judges: {prediction.concepts}"
-            )
-        column = prediction.concepts.index(cfg.concept)
-        return [bool(x) for x in prediction.present[:, column]]
+        return images
 
-    return judge_texts
+    return render
 
 
 def _record(source, seed, cfg, spec, checksum, options, text) -> dict:

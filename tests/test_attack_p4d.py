@@ -1,0 +1,150 @@
+"""P4D in ``dataigm attack``: its loss against the reference's formula computed here with the pipelines' own parts,
+P4D-K's layout against the reference's rule, results independent of the batch, resumable records with provenance,
+and bad input refused in one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers.attacks import one_thread  # noqa: F401 - the fixture applies to this module
+from safetensors.torch import save_file
+
+from dataigm.cli import main
+from dataigm.prompts import read_prompts
+
+P4D = ["--iterations", "4", "--tokens", "3", "--target-steps", "2", "--p4d-eval-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def unlearned(tiny_pipeline_dir, tmp_path_factory):
+    """A spec of the tiny pipeline with a perturbed UNet (its original: the tiny pipeline itself)."""
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec
+
+    folder = tmp_path_factory.mktemp("unlearned")
+    unet = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe.unet
+    torch.manual_seed(3)
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in unet.state_dict().items()}, folder / "unet.safetensors")
+    spec = folder / "esd.yaml"
+    spec.write_text(json.dumps({"base": str(tiny_pipeline_dir), "unet": str(folder / "unet.safetensors"),
+                                "name": "esd", "method": "ESD"}))  # fmt: skip
+    return spec
+
+
+def attack(model, out, *more) -> list[str]:
+    return [
+        "attack", "--method", "p4d", "--model", str(model), "--concept", "nudity", "--out", str(out),
+        "--device", "cpu", "--no-progress", *P4D, *more,
+    ]  # fmt: skip
+
+
+def test_the_loss_is_the_references_noise_matching_mse(unlearned, tiny_pipeline_dir):
+    from generation.attacks.common import TextSide
+    from generation.attacks.p4d import NoiseMatching
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec, load_model_spec
+
+    pipe = load_pipeline(load_model_spec(str(unlearned))).pipe
+    original = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe
+    text, original_text = TextSide.of(pipe, "esd"), TextSide.of(original, "org")
+    loss_of = NoiseMatching(pipe, text, original, original_text)
+    torch.manual_seed(0)
+    latents, noise = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    t = torch.tensor([17, 640])
+    prompts = ["a naked person", "a nude statue"]
+    adversarial = [[300, 301, 302], [5, 77, 999]]
+    tok = original.tokenizer  # the reference: the pipeline's tokenizer, padded to 77, and scheduler.add_noise
+    prompt_ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, return_tensors="pt").input_ids
+    adv_ids = torch.tensor([[tok.bos_token_id, *a, tok.eos_token_id] + [tok.pad_token_id] * (tok.model_max_length - 5)
+                            for a in adversarial])  # fmt: skip
+    with torch.no_grad():
+        noised = original.scheduler.add_noise(latents, noise, t)
+        want_target = original.unet(noised, t, encoder_hidden_states=original.text_encoder(prompt_ids)[0]).sample
+        pred = pipe.unet(noised, t, encoder_hidden_states=pipe.text_encoder(adv_ids)[0]).sample
+        want = ((pred - want_target) ** 2).mean(dim=(1, 2, 3))
+        target, ours_noised = loss_of.targets(latents, torch.stack([torch.tensor(original_text.sequence(
+            original_text.words(p))) for p in prompts]), t, noise)  # fmt: skip
+        hidden = text.encode(adv_ids, text.table[torch.tensor(adversarial)].float())
+        got = loss_of(ours_noised, t, hidden, target)
+    torch.testing.assert_close(target, want_target, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+def test_p4d_k_places_a_free_token_before_every_k_prompt_tokens_as_the_reference():
+    from generation.attacks.p4d import layout
+
+    for length in range(1, 14):
+        for every in (1, 2, 3, 5):
+            words = list(range(100, 100 + length))
+            # the reference (optimize_k.py): L // K + 1 free tokens; prompt tokens where i % (K + 1) != 0
+            free = length // every + 1
+            chosen = [i for i in range(length + free) if i % (every + 1) != 0]
+            got = layout("k", words, 16, every)
+            assert [i for i, w in enumerate(got) if w is not None] == chosen
+            assert [w for w in got if w is not None] == words and got.count(None) == free
+    assert layout("n", [1, 2, 3], 16, 3) == [None] * 16
+    long = layout("k", list(range(100)), 16, 3, room=75)  # cut to the 56 words that fit with their 19 free tokens
+    assert len(long) == 75 and [w for w in long if w is not None] == list(range(56))
+
+
+def test_results_do_not_depend_on_the_batch_and_carry_their_provenance(unlearned, tiny_clip, tmp_path):
+    argv = ["--max-prompts", "3", "--p4d-clip", str(tiny_clip)]
+    assert main([*attack(unlearned, tmp_path / "one", *argv, "--batch-size", "1")]) == 0
+    assert main([*attack(unlearned, tmp_path / "three", *argv, "--batch-size", "3")]) == 0
+    (one,), (three,) = (list((tmp_path / d).glob("*.jsonl")) for d in ("one", "three"))
+    a, b = read_prompts(one), read_prompts(three)
+    assert [r.text for r in a] == [r.text for r in b] and len(a) == 3
+    for x, y in zip(a, b, strict=True):
+        assert x.extra["token_ids"] == y.extra["token_ids"] and x.extra["best_step"] == y.extra["best_step"]
+        assert x.loss == pytest.approx(y.loss, rel=1e-4) and x.extra["similarity"] == pytest.approx(
+            y.extra["similarity"], abs=1e-5
+        )
+        assert x.attack == "p4d" and x.target_checksum and x.attack_options["p4d_variant"] == "n"
+        assert x.attack_options["iterations"] == 4 and x.extra["best_step"] in (1, 3)  # scored at steps 0 and 2
+        assert len(x.extra["token_ids"]) == 3
+    # resumable: a re-run finds every prompt done and changes no byte
+    before = one.read_bytes()
+    assert main([*attack(unlearned, tmp_path / "one", *argv, "--batch-size", "1")]) == 0
+    assert one.read_bytes() == before
+
+
+def test_p4d_k_keeps_the_prompt_tokens(unlearned, tmp_path):
+    assert (
+        main([*attack(unlearned, tmp_path / "k", "--max-prompts", "1", "--p4d-variant", "k", "--p4d-clip", "null")])
+        == 0
+    )
+    (record,) = read_prompts(next((tmp_path / "k").glob("*.jsonl")))
+    from generation.attacks.p4d import layout
+    from generation.pipeline import load_pipeline
+    from generation.spec import load_model_spec
+
+    tok = load_pipeline(load_model_spec(str(unlearned))).pipe.tokenizer
+    words = tok(record.source_text, add_special_tokens=False).input_ids
+    slots = layout("k", words, 16, 3)
+    ids = record.extra["token_ids"]
+    kept = [s for s in slots if s is not None]  # the prompt's tokens that fit with the free ones, in order
+    assert kept == words[: len(kept)] and [i for i, s in zip(ids, slots, strict=True) if s is not None] == kept
+    assert record.extra["similarity"] is None and record.extra["best_step"] is None  # no CLIP: the last step
+
+
+@pytest.mark.parametrize(
+    "more, message",
+    [
+        (["--p4d-variant", "x"], "Unknown p4d_variant 'x'; valid: n, k"),
+        (["--p4d-every", "0"], "p4d_every must be an integer >= 1, got 0"),
+        (["--judge", "nudenet"], "judge: only unlearndiffatk judges images at checkpoints"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line_with_nothing_written(unlearned, tmp_path, capsys, more, message):
+    assert main([*attack(unlearned, tmp_path / "bad", *more)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_model_without_an_original_is_refused_in_one_line(tiny_pipeline_dir, tmp_path, capsys):
+    assert main([*attack(tiny_pipeline_dir, tmp_path / "plain")]) == 2
+    err = capsys.readouterr().err
+    assert "has no unlearned part" in err and "give --original" in err and err.count("\n") == 1
+    assert not list((tmp_path / "plain").glob("*.jsonl"))
