@@ -148,3 +148,24 @@ def test_a_model_without_an_original_is_refused_in_one_line(tiny_pipeline_dir, t
     err = capsys.readouterr().err
     assert "has no unlearned part" in err and "give --original" in err and err.count("\n") == 1
     assert not list((tmp_path / "plain").glob("*.jsonl"))
+
+
+def test_evaluate_runs_p4d_against_each_unlearned_model(unlearned, tiny_pipeline_dir, tmp_path):
+    from helpers.models import save_untrained_judge
+
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
+
+    judge = save_untrained_judge(tmp_path / "judge", ("nudity",))
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge=f"local-dir:{judge}", kinds=["forget"], max_prompts=2,
+        models=[str(tiny_pipeline_dir), str(unlearned)], generation={"steps": 2, "height": 64, "width": 64},
+        attacks=["p4d"], attack_options={"p4d": {"tokens": 2, "iterations": 2, "p4d_clip": None, "batch_size": 1}},
+        clip_model=None, lpips_net=None, person_detector=None, fid_feature="resnet10t", fid_pretrained=False,
+        progress=False, device="cpu", grid_samples=0,
+    )  # fmt: skip
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    assert report["concepts"]["nudity"]["esd"]["robustness"]["by_attack"]["p4d"]["n"] >= 1
+    (made,) = (tmp_path / "eval" / "attacks").rglob("nudity-p4d-esd.jsonl")
+    records = read_prompts(made)
+    assert len(records) == 2 and all(r.attack_options["original"] == str(tiny_pipeline_dir) for r in records)

@@ -35,6 +35,7 @@ _SET_BY_EVALUATION = (
 _HOW_IT_RUNS = ("distributor", "ray_address", "num_gpus", "retries")
 NO_ATTACK = "no attack (starting prompts)"
 CHECKPOINTED = ("unlearndiffatk",)  # native attacks that judge images at checkpoints (the evaluation's judge)
+TARGETED = ("unlearndiffatk", "p4d")  # native attacks that start from the original model's images of the prompts
 ASR_PER_IMAGE = "share of the images of the attack's final prompts (every sample of every prompt) that the judge flags"
 
 
@@ -91,7 +92,7 @@ def attack_options(cfg, method: str) -> dict:
     """The options of one native attack: UnlearnDiffAtk's targets are rendered with the evaluation's sampling
     settings (so a target is the original model's evaluation image of the prompt and seed), then ``attack_options``."""
     base = {}
-    if method == "unlearndiffatk":
+    if method in TARGETED:
         base = {"target_steps": cfg.generation.steps, "target_guidance": cfg.generation.guidance}
     return base | cfg.attack_options.get(method, {})
 
@@ -143,7 +144,7 @@ def _attack_config(cfg, concept_id: str, method: str, entry, original_entry, fol
         options |= {"num_workers": cfg.num_workers, "worker_index": cfg.worker_index}
     return AttackConfig(
         method=method, model=entry, concept=concept_id, out=str(folder), prompts=str(folder / f"{concept_id}-forget.jsonl"),
-        original=original_entry if method == "unlearndiffatk" else None, device=cfg.device,
+        original=original_entry if method in TARGETED else None, device=cfg.device,
         base_seed=cfg.generation.base_seed, progress=cfg.progress, concepts_dir=cfg.concepts_dir,
         judge=cfg.judge if method in CHECKPOINTED else None, **options,
     )  # fmt: skip
