@@ -7,6 +7,7 @@ tensors, the same for both) are outside both timings. Runs alternate loop / ours
 
     python benchmarks/attack.py                          # tiny SD pipeline on the CPU (random weights)
     python benchmarks/attack.py --method ring_a_bell --prompts 16 --batch-size 16
+    python benchmarks/attack.py --method p4d --iterations 6    # P4D-N; the pipeline is its own original here
 
 On a GPU, the Stable Diffusion v1.4 architecture with random weights (the real model's compute), or a real
 pipeline with ``--base``::
@@ -57,10 +58,12 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
     """Seconds to attack every prompt, ``batch`` prompts per call."""
     import torch
 
-    from generation.attacks import ring_a_bell, unlearndiffatk
+    from generation.attacks import p4d, ring_a_bell, unlearndiffatk
 
     if args.method == "unlearndiffatk":
         options = unlearndiffatk.Options(args.tokens or 5, args.iterations, args.timesteps)
+    elif args.method == "p4d":  # no CLIP scoring: the optimisation's compute alone
+        options = p4d.Options("n", args.tokens or 16, 3, args.iterations)
     else:
         options = ring_a_bell.Options(args.tokens or 16, 3.0, args.population, args.generations)
     if args.device.startswith("cuda"):
@@ -70,6 +73,8 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
         chunk, chunk_seeds = prompts[i : i + batch], seeds[i : i + batch]
         if args.method == "unlearndiffatk":
             unlearndiffatk.attack_batch(pipe, text, chunk, chunk_seeds, latents[i : i + batch], options)
+        elif args.method == "p4d":  # the same pipeline as its own original: the compute of two models
+            p4d.attack_batch(pipe, text, pipe, text, chunk, chunk_seeds, latents[i : i + batch], options)
         else:
             ring_a_bell.search_batch(text, chunk, chunk_seeds, vector, options)
     if args.device.startswith("cuda"):
@@ -79,11 +84,11 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="unlearndiffatk", choices=["unlearndiffatk", "ring_a_bell"])
+    parser.add_argument("--method", default="unlearndiffatk", choices=["unlearndiffatk", "ring_a_bell", "p4d"])
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=None, help="default: the method's published K")
-    parser.add_argument("--iterations", type=int, default=3, help="unlearndiffatk: steps per timestep")
+    parser.add_argument("--iterations", type=int, default=3, help="unlearndiffatk: steps per timestep; p4d: steps")
     parser.add_argument("--timesteps", type=int, default=2, help="unlearndiffatk: grid timesteps")
     parser.add_argument("--population", type=int, default=20, help="ring_a_bell")
     parser.add_argument("--generations", type=int, default=5, help="ring_a_bell")
