@@ -169,3 +169,12 @@ def test_evaluate_runs_p4d_against_each_unlearned_model(unlearned, tiny_pipeline
     (made,) = (tmp_path / "eval" / "attacks").rglob("nudity-p4d-esd.jsonl")
     records = read_prompts(made)
     assert len(records) == 2 and all(r.attack_options["original"] == str(tiny_pipeline_dir) for r in records)
+
+
+def test_a_partition_of_two_workers_writes_the_one_process_file(unlearned, tmp_path):
+    argv = ["--max-prompts", "2", "--p4d-clip", "null", "--batch-size", "1"]
+    assert main([*attack(unlearned, tmp_path / "one", *argv)]) == 0
+    for index in ("1", "0"):  # worker 0 finishes last and merges
+        assert main([*attack(unlearned, tmp_path / "two", *argv, "--num-workers", "2", "--worker-index", index)]) == 0
+    (one,), (two,) = (list((tmp_path / d).glob("*.jsonl")) for d in ("one", "two"))
+    assert one.read_bytes() == two.read_bytes()
