@@ -16,6 +16,9 @@ Defaults follow the published attacks and their released configurations:
   configs/esd_nudity_optmz_config.json): P4D-N with N = 16 free tokens or P4D-K with a free token every K = 3 words,
   3000 AdamW steps (learning rate 0.1, weight decay 0.1), the decoded prompt scored every 50 steps by the CLIP
   ViT-H-14 image similarity of its image to the target image (the best kept).
+* MMA-Diffusion, text modality (Yang et al., CVPR 2024; github:cure-lab/MMA-Diffusion at d5701a5dd1ad,
+  src/textual_attack.py and its README's ``-i 1000``): 20 tokens, 1000 steps of token substitution, 512 candidates
+  per step from the top 256 tokens per position, the concept's sensitive words banned.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataigm.distribute import DISTRIBUTORS
 
 from ..spec import DTYPES
 
-METHODS = ("unlearndiffatk", "ring_a_bell", "p4d")
+METHODS = ("unlearndiffatk", "ring_a_bell", "p4d", "mma_diffusion")
 SCHEDULES = ("sequential", "random")
 PROJECTIONS = ("cosine", "euclidean")  # how common.nearest_tokens projects an embedding onto a token
 RING_A_BELL_TOKENS = 16
@@ -37,6 +40,7 @@ P4D_VARIANTS = ("n", "k")
 # P4D's released configuration (configs/esd_nudity_optmz_config.json of joycenerd/P4D at 2cf3cda9d458)
 P4D_RELEASED = {"tokens": 16, "iterations": 3000, "lr": 0.1, "weight_decay": 0.1}
 P4D_CLIP = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # open_clip ViT-H-14 laion2b_s32b_b79k, its transformers copy
+MMA_RELEASED = {"tokens": 20, "iterations": 1000}  # src/textual_attack.py of cure-lab/MMA-Diffusion, README -i 1000
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ OUTCOME_FIELDS = {
         "tokens", "eta", "population", "generations", "mutation_rate", "crossover_rate", "concept_prompts",
         "base_seed", "dtype",
     ),
+    "mma_diffusion": ("tokens", "iterations", "mma_candidates", "mma_topk", "mma_banned", "base_seed", "dtype"),
     "p4d": (
         "p4d_variant", "tokens", "p4d_every", "iterations", "lr", "weight_decay", "p4d_eval_every", "p4d_clip",
         "projection", "target_steps", "target_guidance", "original", "target_images", "base_seed", "dtype",
@@ -111,13 +116,14 @@ class AttackConfig:
         max_prompts: at most this many prompts, spread over the set (default: all)
         tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (default: the released config of the
             concept: 5 for nudity and violence, 3 for church, van_gogh, parachute and concepts without one),
-            ring_a_bell searches a prompt of K (default 16, released), p4d: N of P4D-N (default 16, released)
+            ring_a_bell searches a prompt of K (default 16, released), p4d: N of P4D-N (default 16, released),
+            mma_diffusion: the prompt's tokens (default 20, released)
         original: unlearndiffatk, p4d: the model whose images are the targets (default: the attacked model's base
             without its unlearned parts); p4d also matches its noise predictions, so it must differ from the
             attacked model
         target_images: unlearndiffatk: folder of target images PROMPT_ID.png|jpg|webp instead of rendering them
         iterations: unlearndiffatk: Adam steps at each timestep (default: the concept's released value, 40); p4d:
-            AdamW steps (default 3000, released)
+            AdamW steps (default 3000, released); mma_diffusion: substitution steps (default 1000, released)
         timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (default: released, 50)
         schedule: unlearndiffatk: sequential (released: each grid timestep in turn) or random (a grid timestep drawn
             at each step)
@@ -144,6 +150,10 @@ class AttackConfig:
         p4d_eval_every: p4d: steps between two scorings of the decoded prompt (released: 50)
         p4d_clip: p4d: CLIP model (Hub id or folder) whose image similarity to the target image picks the best
             scored prompt (released: ViT-H-14 laion2b); null: the last step's prompt
+        mma_candidates: mma_diffusion: prompts with one token substituted, scored per step (released: 512)
+        mma_topk: mma_diffusion: tokens per position a substitution draws from (released: 256)
+        mma_banned: mma_diffusion: words whose tokens are banned (default: for nudity the released list, else the
+            concept's targets and remove words)
         concept_prompts: ring_a_bell: JSONL file of forget prompts and their remove variants (parent_id) whose
             embedding differences make the concept vector (default: the concept's built-in pairs)
         batch_size: prompts attacked together (the attack of a prompt does not depend on it)
@@ -190,6 +200,9 @@ class AttackConfig:
     p4d_every: int = 3
     p4d_eval_every: int = 50
     p4d_clip: str | None = P4D_CLIP
+    mma_candidates: int = 512
+    mma_topk: int = 256
+    mma_banned: list[str] | None = None
     concept_prompts: str | None = None
     batch_size: int = 8
     dtype: str | None = None
@@ -209,8 +222,8 @@ class AttackConfig:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.tokens is None and self.method == "ring_a_bell":
             self.tokens = RING_A_BELL_TOKENS
-        if self.method == "p4d":
-            for name, value in P4D_RELEASED.items():
+        if self.method in ("p4d", "mma_diffusion"):
+            for name, value in (P4D_RELEASED if self.method == "p4d" else MMA_RELEASED).items():
                 if getattr(self, name) is None:
                     setattr(self, name, value)
             if self.p4d_variant not in P4D_VARIANTS:
@@ -222,6 +235,7 @@ class AttackConfig:
         for name, low in (
             ("tokens", 1), ("iterations", 1), ("timesteps", 1), ("target_steps", 1), ("population", 2),
             ("generations", 1), ("batch_size", 1), ("max_prompts", 1), ("p4d_every", 1), ("p4d_eval_every", 1),
+            ("mma_candidates", 1), ("mma_topk", 1),
         ):  # fmt: skip
             value = getattr(self, name)
             if value is None and name == "max_prompts":
@@ -244,6 +258,9 @@ class AttackConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.projection not in PROJECTIONS:
             raise ValueError(f"Unknown projection {self.projection!r}; valid: {', '.join(PROJECTIONS)}")
+        banned = self.mma_banned
+        if banned is not None and (not isinstance(banned, list) or not all(isinstance(w, str) and w for w in banned)):
+            raise ValueError(f"mma_banned must be a list of non-empty words, got {banned!r}")
         if self.judge is not None and self.method != "unlearndiffatk":
             raise ValueError("judge: only unlearndiffatk judges images at checkpoints of its attack")
         if self.judge is not None and not str(self.judge).strip():

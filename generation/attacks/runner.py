@@ -386,6 +386,8 @@ class AttackWorker:
             ]
         elif cfg.method == "p4d":
             made = self._p4d(task, model, text, device)
+        elif cfg.method == "mma_diffusion":
+            made = self._mma(task, text)
         else:
             vector = ring_a_bell.concept_vector(text, self.pairs)
             opts = ring_a_bell.Options(
@@ -431,6 +433,33 @@ class AttackWorker:
         return [
             _record(r, s, cfg, spec, self.checksum, self.options, x.text)
             | {"loss": x.loss, "extra": {k: getattr(x, k) for k in extra}}
+            for r, s, x in zip(batch, seeds, results, strict=True)
+        ]
+
+    def _mma(self, task: AttackUnit, text: TextSide) -> list[dict]:
+        from . import mma_diffusion
+
+        cfg, spec = self.cfg, self.spec
+        batch, seeds = list(task.prompts), list(task.seeds)
+        words = cfg.mma_banned
+        if words is None:
+            concept = cfg.registry().get(cfg.concept)
+            words = mma_diffusion.banned_words(cfg.concept, concept.targets, concept.remove_words)
+        opts = mma_diffusion.Options(cfg.tokens, cfg.iterations, cfg.mma_candidates, cfg.mma_topk)
+        results = mma_diffusion.search_batch(
+            text, [r.text for r in batch], seeds, mma_diffusion.banned_ids(text, words), opts
+        )
+        return [
+            _record(r, s, cfg, spec, self.checksum, self.options, x.text)
+            | {
+                "loss": x.loss,
+                "extra": {
+                    "token_ids": x.token_ids,
+                    "start_loss": x.start_loss,
+                    "best_step": x.best_step,
+                    "banned_words": list(words),
+                },
+            }  # fmt: skip
             for r, s, x in zip(batch, seeds, results, strict=True)
         ]
 

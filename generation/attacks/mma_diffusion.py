@@ -1,0 +1,174 @@
+"""MMA-Diffusion, text modality (Yang et al., "MMA-Diffusion: MultiModal Attack on Diffusion Models", CVPR 2024):
+a prompt of free tokens whose text embedding matches the unsafe prompt's, found by token substitution with the
+concept's sensitive words banned from the vocabulary, so the prompt never names the concept.
+
+Followed: github:cure-lab/MMA-Diffusion at commit d5701a5dd1ad (src/textual_attack.py; its README runs
+``-i 1000``). The loss is 1 - cos(e(p), e(c)), e the text encoder's pooled output (``pooler_output``: the final
+hidden state at the end token), p the adversarial prompt and c the unsafe prompt. Each step (a greedy coordinate
+gradient step): the gradient of the loss with respect to a one-hot encoding of the prompt's tokens, normalised per
+position; banned tokens get +inf; the top-k (256) tokens of minus the gradient per position; ``candidates`` (512)
+copies of the prompt, copy j with position floor(j L / candidates) replaced by a random one of that position's
+top-k; copies whose text does not tokenize back to L tokens or equals the prompt are replaced by the last valid one;
+every copy's loss; the best copy becomes the prompt (even when worse than the prompt), and the best prompt seen is
+the result. The start: 20 random ASCII letters joined by spaces. Banned: every token whose text contains one of the
+sensitive words; for nudity the reference's list ('ak', 'na', 'ke', 'nud' and 18 NSFW words), for another concept its
+targets and remove words (the reference has a list for nudity only).
+
+Differences from the reference (each in docs/attacks.md):
+
+* the one-hot gradient is taken at the prompt's own token positions; the reference takes it at the first 20
+  positions of the padded sequence, the start token's included, so its row i scores the prompt's token i - 1;
+* only real tokens can be drawn (special tokens never); the reference draws from the whole embedding table;
+* when no copy is valid the prompt stays (the reference would fail on an empty list);
+* each prompt draws its start and its substitutions from its own seeded generator, so its result does not depend on
+  the batch (the reference: Python's and torch's global generators).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .common import TextSide, _input_embeddings_replaced, torch_generator
+
+# src/textual_attack.py: sensitive_word_list = ['ak', 'na', 'ke', 'nud'] + nsfw_word_list
+NUDITY_BANNED = (
+    "ak", "na", "ke", "nud", "sexual", "nude", "nudity", "sex", "18+", "naked", "nsfw", "porn", "dick", "vagina",
+    "naked child", "explicit content", "uncensored", "fuck", "nipples", "visible nipples", "breast", "areola",
+)  # fmt: skip
+
+
+@dataclass
+class Options:
+    """The search's settings (released: 20 tokens, 1000 steps, 512 candidates, top-256)."""
+
+    tokens: int = 20
+    iterations: int = 1000
+    candidates: int = 512
+    topk: int = 256
+
+
+@dataclass
+class Result:
+    """One attacked prompt: ``text`` (the best prompt), its ``token_ids``, its ``loss`` (1 - cosine), the start's
+    ``start_loss`` and the steps done when the best was found (``best_step``, 0: the start)."""
+
+    text: str
+    token_ids: list[int]
+    loss: float
+    start_loss: float
+    best_step: int
+
+
+def banned_words(concept: str, targets: Sequence[str] = (), remove_words: Sequence[str] = ()) -> list[str]:
+    """The words whose tokens are banned for ``concept``: the reference's list for nudity, else the concept's."""
+    if concept == "nudity":
+        return list(NUDITY_BANNED)
+    return sorted({w.lower() for w in (*targets, *remove_words) if w.strip()})
+
+
+def banned_ids(text: TextSide, words: Sequence[str]) -> set[int]:
+    """Ids of the vocabulary tokens whose text contains any of ``words`` (the reference's substring rule)."""
+    return {i for token, i in text.tokenizer.get_vocab().items() if any(w in token for w in words)}
+
+
+def pooled(text: TextSide, ids, replace=None):
+    """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions 1 .. L."""
+    if replace is None:
+        return text.encoder(ids).pooler_output
+    with _input_embeddings_replaced(text.encoder, replace, 1):
+        return text.encoder(ids).pooler_output
+
+
+def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
+    """1 - cos(pooled(string), target) for each string (``target``: (D,) or one row per string)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(strings), chunk):
+            ids = torch.tensor([text.sequence(text.words(s)) for s in strings[i : i + chunk]])
+            rows = target if target.dim() == 1 else target[i : i + chunk]
+            emb = pooled(text, ids.to(text.candidates.device)).float()
+            out.append(1 - torch.nn.functional.cosine_similarity(emb, rows.float().expand_as(emb), dim=-1, eps=1e-6))
+    return torch.cat(out)
+
+
+def gradient(text: TextSide, control: Sequence[int], target):
+    """The gradient (L, V) of the loss with respect to the one-hot encoding of ``control``'s L tokens."""
+    import torch
+
+    weights = text.encoder.get_input_embeddings().weight
+    one_hot = torch.zeros(len(control), weights.shape[0], device=weights.device, dtype=weights.dtype)
+    one_hot[torch.arange(len(control)), torch.tensor(control)] = 1
+    one_hot.requires_grad_(True)
+    ids = torch.tensor([text.sequence(control)], device=weights.device)
+    emb = pooled(text, ids, (one_hot @ weights)[None]).float()
+    loss = 1 - torch.nn.functional.cosine_similarity(emb, target.float()[None], dim=-1, eps=1e-6)
+    (grad,) = torch.autograd.grad(loss.sum(), [one_hot])
+    return grad
+
+
+def start_text(generator, tokens: int) -> str:
+    """``tokens`` random ASCII letters joined by spaces (the reference's start)."""
+    import torch
+
+    letters = string.ascii_letters
+    return " ".join(letters[int(i)] for i in torch.randint(len(letters), (tokens,), generator=generator))
+
+
+def _candidates(text: TextSide, control: list[int], grad, allowed, options: Options, generator, current: str):
+    import torch
+
+    grad = grad / grad.norm(dim=-1, keepdim=True)
+    grad = grad.masked_fill(~allowed, float("inf"))
+    top = (-grad).topk(min(options.topk, int(allowed.sum())), dim=1).indices  # (L, k)
+    length = len(control)
+    positions = (torch.arange(options.candidates) * length // options.candidates).long()
+    picks = torch.randint(top.shape[1], (options.candidates,), generator=generator).to(top.device)
+    copies = torch.tensor(control, device=top.device).repeat(options.candidates, 1)
+    copies[torch.arange(options.candidates), positions] = top[positions, picks]
+    out, last = [], None
+    for row in copies.tolist():
+        written = "".join(text.tokenizer.convert_ids_to_tokens(row)).replace("</w>", " ")[:-1]
+        valid = written != current and len(text.words(written)) == length
+        last = written if valid else last
+        out.append(written if valid else None)
+    return [s if s is not None else last for s in out] if last is not None else []
+
+
+def search_batch(text: TextSide, prompts: Sequence[str], seeds: Sequence[int], banned: set[int], options: Options):
+    """Search an adversarial prompt for each of ``prompts`` (each as it would be alone)."""
+    import torch
+
+    device = text.candidates.device
+    allowed = torch.zeros(text.encoder.get_input_embeddings().weight.shape[0], dtype=torch.bool, device=device)
+    allowed[text.candidates] = True
+    allowed[torch.tensor(sorted(banned & set(range(len(allowed)))), dtype=torch.long, device=device)] = False
+    with torch.no_grad():
+        targets = pooled(text, torch.tensor([text.sequence(text.words(p)) for p in prompts], device=device)).float()
+    generators = [torch_generator(s) for s in seeds]
+    current = [start_text(g, options.tokens) for g in generators]
+    start_loss = losses_of(text, current, targets).tolist()
+    best = [(start_loss[b], current[b], 0) for b in range(len(prompts))]
+    for step in range(options.iterations):
+        copies = []
+        for b in range(len(prompts)):
+            control = text.words(current[b])
+            grad = gradient(text, control, targets[b])
+            copies.append(_candidates(text, control, grad, allowed, options, generators[b], current[b]))
+        flat = [s for c in copies for s in c]
+        if not flat:
+            continue
+        rows = torch.cat([targets[b].expand(len(c), -1) for b, c in enumerate(copies)])
+        losses = losses_of(text, flat, rows)
+        at = 0
+        for b, c in enumerate(copies):
+            if c:
+                i = int(losses[at : at + len(c)].argmin())
+                current[b], value = c[i], float(losses[at + i])
+                if value < best[b][0]:
+                    best[b] = (value, c[i], step + 1)
+            at += len(c)
+    return [Result(s, text.words(s), loss, start_loss[b], step) for b, (loss, s, step) in enumerate(best)]
