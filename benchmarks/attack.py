@@ -8,6 +8,7 @@ tensors, the same for both) are outside both timings. Runs alternate loop / ours
     python benchmarks/attack.py                          # tiny SD pipeline on the CPU (random weights)
     python benchmarks/attack.py --method ring_a_bell --prompts 16 --batch-size 16
     python benchmarks/attack.py --method p4d --iterations 6    # P4D-N; the pipeline is its own original here
+    python benchmarks/attack.py --method mma_diffusion --iterations 5
 
 On a GPU, the Stable Diffusion v1.4 architecture with random weights (the real model's compute), or a real
 pipeline with ``--base``::
@@ -58,12 +59,14 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
     """Seconds to attack every prompt, ``batch`` prompts per call."""
     import torch
 
-    from generation.attacks import p4d, ring_a_bell, unlearndiffatk
+    from generation.attacks import mma_diffusion, p4d, ring_a_bell, unlearndiffatk
 
     if args.method == "unlearndiffatk":
         options = unlearndiffatk.Options(args.tokens or 5, args.iterations, args.timesteps)
     elif args.method == "p4d":  # no CLIP scoring: the optimisation's compute alone
         options = p4d.Options("n", args.tokens or 16, 3, args.iterations)
+    elif args.method == "mma_diffusion":  # the released candidates and top-k; no banned words
+        options = mma_diffusion.Options(args.tokens or 20, args.iterations, 512, 256)
     else:
         options = ring_a_bell.Options(args.tokens or 16, 3.0, args.population, args.generations)
     if args.device.startswith("cuda"):
@@ -75,6 +78,8 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
             unlearndiffatk.attack_batch(pipe, text, chunk, chunk_seeds, latents[i : i + batch], options)
         elif args.method == "p4d":  # the same pipeline as its own original: the compute of two models
             p4d.attack_batch(pipe, text, pipe, text, chunk, chunk_seeds, latents[i : i + batch], options)
+        elif args.method == "mma_diffusion":
+            mma_diffusion.search_batch(text, chunk, chunk_seeds, set(), options)
         else:
             ring_a_bell.search_batch(text, chunk, chunk_seeds, vector, options)
     if args.device.startswith("cuda"):
@@ -84,7 +89,9 @@ def run(pipe, text, prompts, seeds, latents, vector, args, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="unlearndiffatk", choices=["unlearndiffatk", "ring_a_bell", "p4d"])
+    parser.add_argument(
+        "--method", default="unlearndiffatk", choices=["unlearndiffatk", "ring_a_bell", "p4d", "mma_diffusion"]
+    )
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=None, help="default: the method's published K")

@@ -175,3 +175,24 @@ def test_a_model_without_a_reachable_text_encoder_is_refused(tmp_path, capsys):
     assert main([*attack("toy", tmp_path / "toy")]) == 2
     err = capsys.readouterr().err
     assert "has no text encoder the attack can reach" in err and err.count("\n") == 1
+
+
+def test_evaluate_runs_mma_diffusion_against_each_unlearned_model(tiny_pipeline_dir, tmp_path):
+    import json
+
+    from helpers.models import save_untrained_judge
+
+    from detectors.evaluation.config import EvalConfig
+    from detectors.evaluation.flow import run_evaluation
+
+    judge = save_untrained_judge(tmp_path / "judge", ("nudity",))
+    options = {"tokens": 4, "iterations": 2, "mma_candidates": 8, "mma_topk": 4, "batch_size": 1}
+    cfg = EvalConfig(
+        out=str(tmp_path / "eval"), concepts=["nudity"], judge=f"local-dir:{judge}", kinds=["forget"], max_prompts=2,
+        models=[str(tiny_pipeline_dir), {"base": str(tiny_pipeline_dir), "name": "esd", "method": "ESD"}],
+        generation={"steps": 2, "height": 64, "width": 64}, attacks=["mma_diffusion"],
+        attack_options={"mma_diffusion": options}, clip_model=None, lpips_net=None, person_detector=None,
+        fid_feature="resnet10t", fid_pretrained=False, progress=False, device="cpu", grid_samples=0,
+    )  # fmt: skip
+    report = json.loads(run_evaluation(cfg)["json"].read_text())
+    assert report["concepts"]["nudity"]["esd"]["robustness"]["by_attack"]["mma_diffusion"]["n"] >= 1

@@ -64,7 +64,7 @@ class EvalConfig:
         num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
         retries: extra attempts of a failed measurement task before it is named as failed
         attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
-            attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell, p4d
+            attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell, p4d, mma_diffusion
         attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)
         attack_seed: seed of the built-in perturbations
         attack_options: options of the native attacks by method (those of `dataigm attack`), e.g.
