@@ -1,4 +1,4 @@
-"""Native adversarial attacks on (unlearned) text-to-image models: UnlearnDiffAtk and Ring-A-Bell.
+"""Native adversarial attacks on (unlearned) text-to-image models: UnlearnDiffAtk, Ring-A-Bell, P4D, MMA-Diffusion.
 
 Light to import (torch and diffusers load inside the functions that run an attack).
 """

@@ -106,8 +106,9 @@ class AttackConfig:
 
     Attributes:
         method: unlearndiffatk (white-box: the unlearned model's own denoising loss), ring_a_bell (text encoder
-            only: a concept vector and a genetic search) or p4d (white-box: the unlearned model's noise prediction
-            matched to the original model's on the prompt)
+            only: a concept vector and a genetic search), p4d (white-box: the unlearned model's noise prediction
+            matched to the original model's on the prompt) or mma_diffusion (text encoder only: token substitution
+            towards the prompt's embedding, sensitive words banned)
         model: the attacked (unlearned) model: a Hub id, pipeline folder or model-spec YAML file
         concept: the concept the prompts ask for
         out: folder of the attack prompt file (CONCEPT-METHOD-MODEL.jsonl, kind adversarial), the resolved config
