@@ -19,6 +19,13 @@ from .options import add_options
 
 # the distributor options, passed to the evaluation as they are
 DISTRIBUTION = ("distributor", "num_workers", "worker_index", "ray_address", "num_gpus", "retries")
+# the NAME=PATH options of bench run, each given once per file
+REPEATED = {
+    "prompt_file": "a file of a prompt set the suite does not bundle, as SET=PATH (checked against the pin); repeat",
+    "judge_file": "a file the suite's judges name as {placeholder}, as NAME=PATH (checked against the pin); repeat",
+    "reference_images": "a folder of reference images for FID, as SET=DIR (the suite's reference prompt set, e.g. "
+    "coco-10k; image files only, no links); repeat",
+}
 HELP = "benchmark suites: list them, show one, import a prompt file a suite pins, run one; board and push results"
 
 
@@ -64,6 +71,9 @@ class RunOptions:
         images: a dataset root of images generated elsewhere, scored instead of generating (marked images supplied)
         prompt_file: files of prompt sets the suite does not bundle, as SET=PATH (checked against the pin)
         judge_file: files the suite's judges name as {placeholder}, as NAME=PATH (checked against the pin)
+        reference_images: folders of reference images for FID, as SET=DIR (SET: the suite's reference prompt set,
+            e.g. coco-10k; image files only, no links; see docs/bench.md)
+        fid_weights: local file of the FID Inception weights (offline; the results record the weights' digest)
         device: auto, cpu, cuda, cuda:N or mps
         nonstandard: accept the options below, which change what the suite measures; every results file lists them
         steps: sampling steps instead of the suite's (nonstandard)
@@ -75,6 +85,9 @@ class RunOptions:
         max_prompts: at most this many prompts per concept, a subset (nonstandard)
         judge: one judge spec for every concept instead of the suite's (nonstandard)
         attack_options: attack options by method as JSON, e.g. '{"unlearndiffatk": {"iterations": 5}}' (nonstandard)
+        fid_feature: FID backbone instead of the suite's Inception: a timm name, random:NAME for random weights
+            (nonstandard)
+        clip_model: CLIP model of the CLIP score instead of the suite's, Hub id or folder (nonstandard)
         distributor: local or ray: who runs the attacks' prompt batches and the generation's shards (as in
             `dataigm evaluate`; no number depends on it)
         num_workers: with worker_index: this process is one of num_workers (a SLURM array, torchrun); the workers
@@ -91,6 +104,8 @@ class RunOptions:
     images: str | None = None
     prompt_file: list[str] = field(default_factory=list)
     judge_file: list[str] = field(default_factory=list)
+    reference_images: list[str] = field(default_factory=list)
+    fid_weights: str | None = None
     device: str = "auto"
     nonstandard: bool = False
     steps: int | None = None
@@ -102,6 +117,8 @@ class RunOptions:
     max_prompts: int | None = None
     judge: str | None = None
     attack_options: str | None = None
+    fid_feature: str | None = None
+    clip_model: str | None = None
     distributor: str = "local"
     num_workers: int | None = None
     worker_index: int | None = None
@@ -163,12 +180,14 @@ def configure(parser) -> None:
     add_options(imp, ImportOptions, positional=("suite", "prompt_set", "file"))
     bench_run = command_parser("run a suite through the evaluation with its settings: one results file per model")
     sub.add_subcommand("run", bench_run, help="run a suite on models (or supplied images): results files")
-    add_options(bench_run, RunOptions, positional=("suite",), skip=("model",))
+    add_options(bench_run, RunOptions, positional=("suite",), skip=("model", *REPEATED))
     # --model SPEC [--model SPEC ...]: repeated, as a list option would read a YAML spec file as the list itself
     bench_run.add_argument(
         "--model", action="append", type=str, default=[],
         help="a model spec to evaluate (Hub id, pipeline folder, spec YAML file); repeat for more; one results file each",
     )  # fmt: skip
+    for name, help_text in REPEATED.items():  # NAME=PATH, repeated (a list option would want a JSON list)
+        bench_run.add_argument("--" + name.replace("_", "-"), action="append", type=str, default=[], help=help_text)
     board = command_parser("results of one suite version as board.md and a static board.html (paired ranks)")
     sub.add_subcommand("board", board, help="make a leaderboard of results files: markdown and one static page")
     add_options(board, BoardOptions, positional=("results",))
@@ -310,6 +329,7 @@ def run_suite(args) -> int:
         load_suite(args.suite), list(args.model), args.out, overrides=overrides, nonstandard=args.nonstandard,
         images=args.images, prompt_files=_named(args.prompt_file, "--prompt-file", "SET"),
         judge_files=_named(args.judge_file, "--judge-file", "NAME"), device=args.device,
+        reference_images=_named(args.reference_images, "--reference-images", "SET"), fid_weights=args.fid_weights,
         distribution={name: getattr(args, name) for name in DISTRIBUTION},
     )  # fmt: skip
     try:

@@ -28,19 +28,20 @@ from pathlib import Path
 
 from dataigm.prompts import write_prompts
 from dataigm.suite import LABELS_JUDGE, PLACEHOLDER, Suite, prompt_records
+from detectors.bench.quality import quality_numbers
 from detectors.bench.results import build_results, read_results, results_file_name, write_results
 
 # the metric of a concept's forget prompts, by the name the suite uses for it
 FORGET_METRICS = ("leak_rate", "pre_asr")
 # options that change what a results file measures; each one given is refused without --nonstandard
 COMPARABILITY = ("steps", "base_seed", "scheduler", "size", "dtype", "images_per_prompt", "max_prompts", "judge",
-                 "attack_options")  # fmt: skip
+                 "attack_options", "fid_feature", "clip_model")  # fmt: skip
 # numbers of a suite that bench run does not compute (yet), and why
 NOT_COMPUTED = {
     "post_asr": "no attack records of this model: the attacks run against every model but the first (the original)",
-    "fid": "bench run does not compute FID yet: it needs the suite's reference images (see the suite's metrics)",
-    "clip_score": "bench run does not compute the CLIP score yet (the suite's reference prompts and CLIP model)",
 }
+# the image-quality numbers, computed on the suite's reference prompt set (detectors.bench.quality)
+QUALITY = ("fid", "clip_score")
 
 
 @dataclass
@@ -73,6 +74,7 @@ class BenchRun:
     device: str = "auto"
     dtype: str = "fp32"
     distribution: dict = field(default_factory=dict)  # EvalConfig's distributor options; no number depends on them
+    quality: dict = field(default_factory=dict)  # FID/CLIP score: detectors.bench.quality.prepare_quality
 
     @property
     def prompt_dir(self) -> Path:
@@ -83,9 +85,10 @@ class BenchRun:
         from detectors.evaluation.config import EvalConfig
 
         concepts = list(self.records)
+        kinds = ["forget", "retain"] if self.quality.get("records") else ["forget"]
         judge = next((j["load"] for j in self.judges.values() if j["spec"] not in (None, LABELS_JUDGE)), LABELS_JUDGE)
         common = dict(
-            out=str(self.out / "evaluation"), concepts=concepts, judge=judge, kinds=["forget"], device=self.device,
+            out=str(self.out / "evaluation"), concepts=concepts, judge=judge, kinds=kinds, device=self.device,
             clip_model=None, lpips_net=None, person_detector=None, progress=False, **self.distribution,
         )  # fmt: skip
         if self.images is not None:
@@ -97,8 +100,10 @@ class BenchRun:
         )  # fmt: skip
 
     def write_prompts(self) -> None:
-        for concept, records in self.records.items():
-            write_prompts(records, self.prompt_dir / f"{concept}.jsonl")
+        quality = list(self.quality.get("records") or [])
+        for concept, records in self.records.items():  # the reference prompts go with the first concept's
+            extra = [r for r in quality if r.concept == concept]
+            write_prompts(list(records) + extra, self.prompt_dir / f"{concept}.jsonl")
 
 
 def prepare(
@@ -113,6 +118,8 @@ def prepare(
     judge_files: Mapping[str, str] | None = None,
     device: str = "auto",
     distribution: Mapping | None = None,
+    reference_images: Mapping[str, str] | None = None,
+    fid_weights: str | None = None,
 ) -> BenchRun:
     """Check a run of ``suite`` and return it; nothing is read but the suite's files and the model specs.
 
@@ -123,6 +130,8 @@ def prepare(
         images: a dataset root of images generated elsewhere (``images_supplied``).
         prompt_files: files of prompt sets the suite does not bundle, by set name (checked against the pin).
         judge_files: the files a judge spec names as ``{placeholder}``, by name (checked against the pin).
+        reference_images: folders of reference images, by the name of the suite's reference prompt set (FID).
+        fid_weights: a local file of the FID backbone's weights (offline; the results record its content).
         distribution: the evaluation's distributor options (``distributor``, ``num_workers``, ``worker_index``,
             ``ray_address``, ``num_gpus``, ``retries``): the attacks and the generation run on them.
 
@@ -205,11 +214,16 @@ def prepare(
     from detectors.evaluation.native import check_attack_options
 
     check_attack_options(attack_options)  # here, so a bad --attack-options leaves nothing written
+    from detectors.bench.quality import prepare_quality
+
+    quality = prepare_quality(
+        suite, concepts[0], prompt_files or {}, reference_images or {}, given, fid_weights, sampling["guidance"]
+    )
     run = BenchRun(
         suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records,
         judges=judges, changes=changes, images=images, generation=generation, attacks=attacks if images is None else [],
         attack_options=attack_options if images is None else {}, device=device, dtype=dtype,
-        distribution=dict(distribution or {}),
+        distribution=dict(distribution or {}), quality=quality,
     )  # fmt: skip
     if images is None:
         from dataigm.sampling import SamplingConfig
@@ -325,7 +339,7 @@ def run_bench(run: BenchRun) -> list[Path]:
     else:  # every model of the supplied root, scored on the suite's prompts it has images of
         from detectors.evaluation.images import from_shards
 
-        images = [im for im in from_shards(run.images) if im.concept in run.records]
+        images = [im for im in from_shards(run.images) if im.concept in run.records]  # forget and reference
         root, models = run.images, sorted({im.model for im in images})
         if not models:
             raise ValueError(f"{run.images} holds no generated images of {', '.join(run.records)}")
@@ -339,7 +353,8 @@ def run_bench(run: BenchRun) -> list[Path]:
         results = build_results(
             run.suite, {"label": model, "spec": spec}, outcomes, judges=_fingerprints(run.judges, judges),
             device=_device_name(device), dtype=run.dtype, weights=None if run.images is None else {},
-            metrics=_not_computed(run.suite, measured), nonstandard=run.changes, images_supplied=run.images is not None,
+            metrics=_not_computed(run.suite, measured) | quality_numbers(run, model, images, device),
+            nonstandard=run.changes, images_supplied=run.images is not None,
         )  # fmt: skip
         written.append(_write_unless_same(results, run.out / results_file_name(results)))
     return written

@@ -1,0 +1,200 @@
+"""``dataigm bench run`` computes FID and CLIP score on a suite's reference prompt set (a tiny COCO-10k-like set on
+the toy world), equal to an independent computation; what they need is checked before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from dataigm.cli import main
+from dataigm.suite import load_suite
+from detectors.bench.results import read_results
+
+CAPTIONS = ["a red bus on a street", "two cats on a sofa", "a bowl of fruit", "a man riding a horse"]
+
+
+def bench(*argv) -> int:
+    return main(["bench", *[str(a) for a in argv]])
+
+
+def coco_suite(folder: Path) -> tuple[Path, Path]:
+    """The toy suite with a COCO-like reference prompt set (not bundled) and FID and CLIP score; returns the suite
+    file and the reference prompt file."""
+    toy = load_suite("toy@1")
+    shutil.copytree(Path(toy.path).parent / "prompts" / "toy", folder / "prompts" / "toy")
+    prompts = folder / "coco_mini.csv"
+    with open(prompts, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case_number", "prompt", "evaluation_seed"])
+        for i, caption in enumerate(CAPTIONS):
+            writer.writerow([i, caption, 100 + i])
+    data = yaml.safe_load(toy.path.read_text(encoding="utf-8"))
+    data["name"] = "toy-coco"
+    data["prompt_sets"].append({
+        "name": "coco-mini", "kind": "reference", "format": "csv", "file_name": "coco_mini.csv",
+        "sha256": hashlib.sha256(prompts.read_bytes()).hexdigest(), "rows": len(CAPTIONS), "column": "prompt",
+        "seed_column": "evaluation_seed", "source": {"address": "the test"}, "licence": "the test's",
+    })  # fmt: skip
+    data["metrics"] |= {
+        "fid": {"backbone": "Inception-v3 (pool3, 2048-d)", "reference": "images of the coco-mini captions"},
+        "clip_score": {"model": "openai/clip-vit-large-patch14", "prompts": "coco-mini"},
+    }
+    data["composite"]["terms"] = [
+        {"metric": "leak_rate", "better": "lower", "weight": 0.5},
+        {"metric": "fid", "better": "lower", "weight": 0.25},
+        {"metric": "clip_score", "better": "higher", "weight": 0.25},
+    ]
+    path = folder / "toy-coco@1.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path, prompts
+
+
+def reference_folder(folder: Path, n: int = 5) -> Path:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(folder / f"{i:012d}.jpg", quality=95)
+    return folder
+
+
+def toy_model(folder: Path) -> Path:
+    path = folder / "weak.yaml"
+    path.write_text(yaml.safe_dump({"base": "toy", "name": "weak", "toy_concept": "nudity", "leak_rate": 0.7}))
+    return path
+
+
+def run_args(tmp_path: Path, suite: Path, tiny_clip: Path, *extra) -> list:
+    return [
+        "run", suite, "--model", toy_model(tmp_path), "--out", tmp_path / "out", "--device", "cpu",
+        "--max-prompts", 3, "--nonstandard", "--fid-feature", "random:resnet10t", "--clip-model", tiny_clip, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quality_run(tmp_path_factory, tiny_clip):
+    root = tmp_path_factory.mktemp("bench-quality")
+    suite, prompts = coco_suite(root / "suite")
+    reference = reference_folder(root / "coco-images")
+    argv = run_args(root, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}",
+                    "--reference-images", f"coco-mini={reference}")  # fmt: skip
+    assert bench(*argv) == 0
+    return root, reference, read_results(root / "out" / "toy-coco@1--weak.json")
+
+
+def reference_prompt_images(out: Path):
+    from detectors.evaluation.images import from_shards
+
+    images = [im for im in from_shards(out / "evaluation" / "images") if im.kind == "retain"]
+    return sorted(images, key=lambda im: im.family)
+
+
+def test_fid_equals_the_frechet_distance_of_the_same_backbones_features(quality_run):
+    from detectors.evaluation.quality import fid_features, fid_metric, frechet_distance
+
+    root, reference, results = quality_run
+    number = results["numbers"]["fid"]
+    images = reference_prompt_images(root / "out")
+    assert len(images) == 3  # --max-prompts 3 takes a subset of the reference prompts too
+    assert all(im.seed == 100 + CAPTIONS.index(im.prompt) for im in images)  # each caption with its own seed
+    metric = fid_metric("resnet10t", pretrained=False)  # the same seeded random backbone, built here again
+    mine = fid_features([im.image() for im in images], metric)
+    theirs = fid_features([Image.open(p).convert("RGB") for p in sorted(reference.iterdir())], metric)
+    assert number["value"] == pytest.approx(frechet_distance(mine, theirs), rel=1e-9)
+    assert number["ci"][0] < number["value"] < number["ci"][1] and "jackknife" in number["ci_rule"]
+    assert (number["n_model"], number["n_reference"], number["kind"]) == (3, 5, "supplied")
+    assert number["backbone"]["feature"] == "random:resnet10t" and len(number["backbone"]["sha256"]) == 64
+    digest = hashlib.sha256()
+    for p in sorted(reference.iterdir()):
+        digest.update(f"{p.name}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+    assert number["reference"] == {"set": "coco-mini", "sha256": digest.hexdigest(), "n": 5}
+
+
+def test_clip_score_equals_torchmetrics_formula_with_the_same_clip_model(quality_run, tiny_clip):
+    from transformers import CLIPModel, CLIPProcessor
+
+    root, _, results = quality_run
+    number = results["numbers"]["clip_score"]
+    images = reference_prompt_images(root / "out")
+    model, processor = CLIPModel.from_pretrained(tiny_clip).eval(), CLIPProcessor.from_pretrained(tiny_clip)
+    expected = {}
+    with torch.no_grad():
+        for im in images:
+            inputs = processor(text=[im.prompt], images=[im.image()], return_tensors="pt", padding=True)
+            # the projected pooled embeddings, from the towers directly
+            a = model.visual_projection(model.vision_model(pixel_values=inputs["pixel_values"]).pooler_output)
+            text = model.text_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+            b = model.text_projection(text.pooler_output)
+            cos = torch.nn.functional.cosine_similarity(a, b).item()
+            expected[im.family] = 100 * max(cos, 0.0)
+    assert number["per_prompt"] == pytest.approx(expected, abs=1e-4)
+    assert number["value"] == pytest.approx(np.mean(list(expected.values())), abs=1e-4)
+    assert number["n"] == 3 and number["ci"][0] <= number["value"] <= number["ci"][1]
+    assert number["better"] == "higher" and number["backbone"]["model"] == str(tiny_clip)
+
+
+def test_quality_numbers_reach_the_composite_on_a_board(quality_run, tmp_path):
+    from detectors.bench.board import board_data, load_board_results
+
+    root, _, _ = quality_run
+    path = root / "out" / "toy-coco@1--weak.json"
+    suite, results = load_board_results([path], suite_ref=str(root / "suite" / "toy-coco@1.yaml"))
+    data = board_data(suite, results, reported=False, n_boot=50)
+    columns = {c["key"]: c for c in data["columns"]}
+    assert columns["fid"]["rate"] is False and columns["clip_score"]["rate"] is False
+    assert "fid" not in data["rows"][0].get("ranks", {})  # a set metric: its interval, no paired ranks
+
+
+def test_without_reference_images_fid_is_skipped_with_the_reason(tmp_path, tiny_clip):
+    suite, prompts = coco_suite(tmp_path / "suite")
+    assert bench(*run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}")) == 0
+    numbers = read_results(tmp_path / "out" / "toy-coco@1--weak.json")["numbers"]
+    assert numbers["fid"]["value"] is None
+    assert numbers["fid"]["skipped"].startswith("needs the reference images of coco-mini: --reference-images")
+    assert numbers["clip_score"]["value"] is not None
+
+
+def test_without_the_reference_prompt_file_both_are_skipped_with_the_reason(tmp_path, tiny_clip):
+    suite, _ = coco_suite(tmp_path / "suite")
+    assert bench(*run_args(tmp_path, suite, tiny_clip)) == 0
+    numbers = read_results(tmp_path / "out" / "toy-coco@1--weak.json")["numbers"]
+    for metric in ("fid", "clip_score"):
+        assert numbers[metric]["value"] is None
+        assert "needs the suite's prompt file coco_mini.csv" in numbers[metric]["skipped"]
+
+
+def test_a_tampered_reference_prompt_file_is_refused_by_its_pin(tmp_path, tiny_clip, capsys):
+    suite, prompts = coco_suite(tmp_path / "suite")
+    prompts.write_text(prompts.read_text(encoding="utf-8").replace("bus", "car"), encoding="utf-8")
+    assert bench(*run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}")) != 0
+    err = capsys.readouterr().err.strip()
+    assert "does not match" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", ["link_out", "link_in", "not_image"])
+def test_a_reference_folder_with_a_link_or_another_file_is_refused_in_one_line(tmp_path, tiny_clip, capsys, bad):
+    suite, prompts = coco_suite(tmp_path / "suite")
+    reference = reference_folder(tmp_path / "coco-images")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((reference / "000000000000.jpg").read_bytes())
+    if bad == "link_out":
+        os.symlink(secret, reference / "zz.png")
+    elif bad == "link_in":
+        os.symlink(reference / "000000000000.jpg", reference / "zz.jpg")
+    else:
+        (reference / "notes.txt").write_text("x")
+    argv = run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}",
+                    "--reference-images", f"coco-mini={reference}")  # fmt: skip
+    assert bench(*argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert "refused" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
