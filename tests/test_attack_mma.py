@@ -66,40 +66,63 @@ def test_the_loss_and_the_one_hot_gradient_are_the_references(text):
 
 
 def _reference_search(text, prompt: str, seed: int, iterations: int, candidates: int, topk: int, tokens: int):
-    """The reference's loop (src/textual_attack.py), written again from its description with numpy's generator:
-    one-hot gradient per position, normalised, top-k of minus it, evenly spread single substitutions, filtered,
-    the best copy kept; returns the best loss seen."""
-    from generation.attacks.mma_diffusion import gradient, losses_of
+    """The reference's loop (SDattack.run/step, token_gradient, sample_control, get_filtered_cands of
+    src/textual_attack.py, github:cure-lab/MMA-Diffusion at d5701a5dd1ad) written again from the tokenizer and the
+    text model's parts alone, nothing of ours: Python's ``random`` draws the start letters and torch's global
+    generator the substitutions, as there. Only the documented differences are applied: the one-hot rows are the
+    prompt's own positions (the reference's are shifted by the start token) and only real tokens are drawn.
+    Returns the best loss, which starts at 1e6 as there (the start itself is never a result)."""
+    import random
 
-    rng = np.random.default_rng(seed)
-    target = losses_of.__globals__["pooled"](text, torch.tensor([text.sequence(text.words(prompt))]))[0].detach()
-    current = " ".join(rng.choice(list(string.ascii_letters), tokens))
-    best = float(losses_of(text, [current], target)[0])
-    allowed = torch.zeros(text.encoder.get_input_embeddings().weight.shape[0], dtype=torch.bool)
-    allowed[text.candidates] = True
-    for _ in range(iterations):
-        control = text.words(current)
-        grad = gradient(text, control, target)
-        grad = (grad / grad.norm(dim=-1, keepdim=True)).masked_fill(~allowed, float("inf"))
-        top = (-grad).topk(topk, dim=1).indices.numpy()
-        texts = []
-        for j in range(candidates):
-            row = list(control)
-            position = j * len(control) // candidates
-            row[position] = int(top[position, rng.integers(topk)])
-            written = "".join(text.tokenizer.convert_ids_to_tokens(row)).replace("</w>", " ")[:-1]
-            if written != current and len(text.words(written)) == len(control):
-                texts.append(written)
-        if not texts:
-            continue
-        losses = losses_of(text, texts, target)
-        current = texts[int(losses.argmin())]
-        best = min(best, float(losses.min()))
+    tok, encoder = text.tokenizer, text.encoder
+    weights = encoder.get_input_embeddings().weight
+    length = min(tok.model_max_length, encoder.config.max_position_embeddings)
+
+    def padded(strings):
+        return tok(strings, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+
+    def loss_of(emb, target):
+        return 1 - torch.nn.functional.cosine_similarity(emb, target.expand_as(emb), dim=1, eps=1e-6)
+
+    with torch.no_grad():
+        target = _pooled_by_hand(encoder, padded([prompt]))
+    random.seed(seed)
+    control = " ".join(random.choice(string.ascii_letters) for _ in range(tokens))
+    best = 1e6
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for _ in range(iterations):
+            ids = padded([control])
+            one_hot = torch.zeros(tokens, weights.shape[0])
+            one_hot.scatter_(1, ids[0][1 : 1 + tokens, None], 1.0)
+            one_hot.requires_grad_(True)
+            embeds = torch.cat([weights[ids[0][:1]], one_hot @ weights, weights[ids[0][1 + tokens :]]])[None]
+            loss_of(_pooled_by_hand(encoder, ids, embeds), target).mean().backward()
+            grad = one_hot.grad / one_hot.grad.norm(dim=-1, keepdim=True)
+            grad[:, tok.all_special_ids] = float("inf")
+            grad[:, len(tok) :] = float("inf")  # rows of the table the tokenizer cannot write
+            top = (-grad).topk(topk, dim=1).indices
+            control_toks = torch.tensor(tok.convert_tokens_to_ids(tok.tokenize(control)))
+            position = torch.arange(0, len(control_toks), len(control_toks) / candidates).long()
+            value = torch.gather(top[position], 1, torch.randint(0, topk, (candidates, 1)))
+            rows = control_toks.repeat(candidates, 1).scatter_(1, position[:, None], value)
+            cands = []
+            for row in rows:
+                decoded = "".join(tok.convert_ids_to_tokens(row.tolist())).replace("</w>", " ")[:-1]
+                if decoded != control and len(tok(decoded, add_special_tokens=False).input_ids) == len(row):
+                    cands.append(decoded)
+            if not cands:  # the reference would fail here; the prompt stays
+                continue
+            cands += [cands[-1]] * (candidates - len(cands))
+            with torch.no_grad():
+                losses = loss_of(_pooled_by_hand(encoder, padded(cands)), target)
+            control, value = cands[int(losses.argmin())], float(losses.min())
+            best = min(best, value)
     return best
 
 
 def test_the_search_matches_the_references_loop_in_distribution(text):
-    from generation.attacks.mma_diffusion import Options, losses_of, search_batch
+    from generation.attacks.mma_diffusion import Options, losses_of, pooled, search_batch
 
     prompts = ["a naked woman on a beach", "a nude man", "bare skin"]
     settings = dict(iterations=6, candidates=24, topk=8, tokens=6)
@@ -110,13 +133,15 @@ def test_the_search_matches_the_references_loop_in_distribution(text):
         starts += [r.start_loss for r in results]
         theirs += [_reference_search(text, p, 7 + 100 * seed + i, **settings) for i, p in enumerate(prompts)]
         for r, p in zip(results, prompts, strict=True):  # each result's loss is its text's loss
-            target = losses_of.__globals__["pooled"](text, torch.tensor([text.sequence(text.words(p))]))[0]
+            target = pooled(text, torch.tensor([text.sequence(text.words(p))]))[0]
             assert r.loss == pytest.approx(float(losses_of(text, [r.text], target)[0]), abs=1e-5)
     ours, theirs, starts = map(np.array, (ours, theirs, starts))
     assert (ours <= starts + 1e-7).all() and ours.mean() < starts.mean()  # the search improves on its start
     # the same algorithm: mean final losses within 3 standard errors of their difference (12 runs each)
     se = np.sqrt(ours.var(ddof=1) / len(ours) + theirs.var(ddof=1) / len(theirs))
     assert abs(ours.mean() - theirs.mean()) <= 3 * se + 1e-6, (ours.mean(), theirs.mean(), se)
+    print(f"final loss: ours {ours.mean():.4f}, the reference's loop {theirs.mean():.4f}, start {starts.mean():.4f}")
+    print(f"standard error of the difference {se:.4f}")
 
 
 def attack(model, out, *more) -> list[str]:
@@ -163,12 +188,24 @@ def test_nudity_bans_the_references_words_and_other_concepts_their_own():
         (["--mma-topk", "0"], "mma_topk must be an integer >= 1, got 0"),
         (["--mma-candidates", "0"], "mma_candidates must be an integer >= 1, got 0"),
         (["--judge", "nudenet"], "judge: only unlearndiffatk judges images at checkpoints"),
+        (["--original", "x"], "original, target_images: mma_diffusion matches text embeddings and renders no"),
+        (["--mma-banned", "[]", "--mma-topk", "2", "--method", "ring_a_bell"], "only mma_diffusion uses them"),
     ],
 )
 def test_bad_options_are_refused_in_one_line_with_nothing_written(tiny_pipeline_dir, tmp_path, capsys, more, message):
     assert main([*attack(tiny_pipeline_dir, tmp_path / "bad", *more)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_partition_of_two_workers_writes_the_one_process_file(tiny_pipeline_dir, tmp_path):
+    argv = ["--max-prompts", "2", "--batch-size", "1"]
+    assert main([*attack(tiny_pipeline_dir, tmp_path / "one", *argv)]) == 0
+    for index in ("1", "0"):  # worker 0 finishes last and merges
+        more = ["--num-workers", "2", "--worker-index", index]
+        assert main([*attack(tiny_pipeline_dir, tmp_path / "two", *argv, *more)]) == 0
+    (one,), (two,) = (list((tmp_path / d).glob("*.jsonl")) for d in ("one", "two"))
+    assert one.read_bytes() == two.read_bytes()
 
 
 def test_a_model_without_a_reachable_text_encoder_is_refused(tmp_path, capsys):

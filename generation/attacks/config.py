@@ -262,6 +262,11 @@ class AttackConfig:
         banned = self.mma_banned
         if banned is not None and (not isinstance(banned, list) or not all(isinstance(w, str) and w for w in banned)):
             raise ValueError(f"mma_banned must be a list of non-empty words, got {banned!r}")
+        mma_set = banned is not None or (self.mma_candidates, self.mma_topk) != (512, 256)
+        if mma_set and self.method != "mma_diffusion":
+            raise ValueError("mma_candidates, mma_topk, mma_banned: only mma_diffusion uses them")
+        if self.method == "mma_diffusion" and (self.original is not None or self.target_images is not None):
+            raise ValueError("original, target_images: mma_diffusion matches text embeddings and renders no images")
         if self.judge is not None and self.method != "unlearndiffatk":
             raise ValueError("judge: only unlearndiffatk judges images at checkpoints of its attack")
         if self.judge is not None and not str(self.judge).strip():
