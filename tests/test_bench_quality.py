@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -19,7 +20,8 @@ from dataigm.cli import main
 from dataigm.suite import load_suite
 from detectors.bench.results import read_results
 
-CAPTIONS = ["a red bus on a street", "two cats on a sofa", "a bowl of fruit", "a man riding a horse"]
+# captions whose cosine with the tiny CLIP model is positive for some images, negative (clipped to 0) for others
+CAPTIONS = ["a photo", "the the the", "a photo of a street", "red"]
 
 
 def bench(*argv) -> int:
@@ -135,6 +137,7 @@ def test_clip_score_equals_torchmetrics_formula_with_the_same_clip_model(quality
             b = model.text_projection(text.pooler_output)
             cos = torch.nn.functional.cosine_similarity(a, b).item()
             expected[im.family] = 100 * max(cos, 0.0)
+    assert any(v > 0 for v in expected.values())  # not only clipped values
     assert number["per_prompt"] == pytest.approx(expected, abs=1e-4)
     assert number["value"] == pytest.approx(np.mean(list(expected.values())), abs=1e-4)
     assert number["n"] == 3 and number["ci"][0] <= number["value"] <= number["ci"][1]
@@ -173,7 +176,7 @@ def test_without_the_reference_prompt_file_both_are_skipped_with_the_reason(tmp_
 
 def test_a_tampered_reference_prompt_file_is_refused_by_its_pin(tmp_path, tiny_clip, capsys):
     suite, prompts = coco_suite(tmp_path / "suite")
-    prompts.write_text(prompts.read_text(encoding="utf-8").replace("bus", "car"), encoding="utf-8")
+    prompts.write_text(prompts.read_text(encoding="utf-8").replace("street", "road"), encoding="utf-8")
     assert bench(*run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}")) != 0
     err = capsys.readouterr().err.strip()
     assert "does not match" in err and len(err.splitlines()) == 1
@@ -198,3 +201,16 @@ def test_a_reference_folder_with_a_link_or_another_file_is_refused_in_one_line(t
     err = capsys.readouterr().err.strip()
     assert "refused" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_clip_score_that_is_not_the_mean_of_its_per_prompt_values_is_refused(quality_run, tmp_path):
+    from detectors.bench.results import checksum
+
+    root, _, results = quality_run
+    data = json.loads((root / "out" / "toy-coco@1--weak.json").read_text(encoding="utf-8"))
+    data["numbers"]["clip_score"]["value"] += 1.0
+    data["checksum"] = checksum(data)
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match="'clip_score' is not the mean of its per-prompt values"):
+        read_results(forged)

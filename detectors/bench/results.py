@@ -376,4 +376,17 @@ def read_results(path: str | Path) -> dict:
     if measured != recomputed:
         wrong = sorted(set(measured) ^ set(recomputed) | {k for k in measured if measured[k] != recomputed.get(k)})
         raise ValueError(f"{path}: numbers {wrong[:3]} do not follow from its per-prompt outcomes; refused")
+    for key, number in data["numbers"].items():  # a supplied mean with its per-prompt values (CLIP score)
+        values = number.get("per_prompt") if isinstance(number, dict) else None
+        if (
+            isinstance(values, dict)
+            and values
+            and not math.isclose(
+                sum(values.values()) / len(values),
+                math.nan if number.get("value") is None else number["value"],
+                rel_tol=1e-9,
+                abs_tol=1e-12,
+            )
+        ):
+            raise ValueError(f"{path}: number {key!r} is not the mean of its per-prompt values; refused")
     return data
