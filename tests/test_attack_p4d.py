@@ -72,6 +72,32 @@ def test_the_loss_is_the_references_noise_matching_mse(unlearned, tiny_pipeline_
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_each_scoring_sees_the_tokens_its_steps_forward_used(unlearned, tiny_pipeline_dir):
+    """The reference decodes the projection made before the step's update: step 0 scores the initial tokens."""
+    from generation.attacks.common import TextSide
+    from generation.attacks.p4d import Options, attack_batch
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec, load_model_spec
+
+    pipe = load_pipeline(load_model_spec(str(unlearned))).pipe
+    original = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe
+    text, original_text = TextSide.of(pipe, "esd"), TextSide.of(original, "org")
+    seen: list[list[str]] = []
+
+    def score(indices, texts):  # the first scoring is the best
+        seen.append(list(texts))
+        return [1.0 if len(seen) == 1 else 0.0 for _ in indices]
+
+    seeds = [11, 12]
+    (a, b) = attack_batch(pipe, text, original, original_text, ["a naked person", "a nude statue"], seeds,
+                          torch.zeros(2, 4, 8, 8), Options(tokens=3, iterations=3, eval_every=2), score)  # fmt: skip
+    # the initial tokens, drawn here from each prompt's own seeded generator as the attack draws them
+    start = [text.candidates[torch.randint(len(text.candidates), (3,), generator=torch.Generator().manual_seed(s))]
+             for s in seeds]  # fmt: skip
+    assert [a.token_ids, b.token_ids] == [x.tolist() for x in start] and a.best_step == b.best_step == 0
+    assert seen[0] == [text.decode(x.tolist()) for x in start] and len(seen) == 2  # steps 0 and 2
+
+
 def test_p4d_k_places_a_free_token_before_every_k_prompt_tokens_as_the_reference():
     from generation.attacks.p4d import layout
 
@@ -102,7 +128,7 @@ def test_results_do_not_depend_on_the_batch_and_carry_their_provenance(unlearned
             y.extra["similarity"], abs=1e-5
         )
         assert x.attack == "p4d" and x.target_checksum and x.attack_options["p4d_variant"] == "n"
-        assert x.attack_options["iterations"] == 4 and x.extra["best_step"] in (1, 3)  # scored at steps 0 and 2
+        assert x.attack_options["iterations"] == 4 and x.extra["best_step"] in (0, 2)  # the tokens steps 0 and 2 used
         assert len(x.extra["token_ids"]) == 3
     # resumable: a re-run finds every prompt done and changes no byte
     before = one.read_bytes()

@@ -70,7 +70,8 @@ class Result:
         loss: the noise-matching loss of ``token_ids`` over a fixed grid of 10 timesteps with noise fixed per prompt.
         start_loss: the same loss of the initial tokens.
         similarity: the best score at the evaluation steps (None: no ``score``).
-        best_step: the steps done when that score was reached (None: no ``score``).
+        best_step: the updates the scored tokens had had when that score was reached, i.e. the step (from 0)
+            whose forward pass used them, as the reference counts (None: no ``score``).
         retokenizes: whether ``text`` tokenizes back to ``token_ids``.
         history: the loss of each step (of the tokens it used).
     """
@@ -203,7 +204,8 @@ def attack_batch(
         t = torch.tensor([int(torch.randint(loss_of.total, (1,), generator=g)) for g in generators])
         noise = _noise(generators, shape, device)
         target, noised = loss_of.targets(latents, prompt_ids, t, noise)
-        hard = [table[current(b)].float() for b in range(n)]
+        chosen = [current(b) for b in range(n)]
+        hard = [table[chosen[b]].float() for b in range(n)]
         used = [free[b] + (hard[b] - free[b]).detach() for b in range(n)]  # real tokens forward, gradient to soft
         losses = loss_of(noised, t, hidden(lambda b: used[b]), target)  # noqa: B023 - called right here
         optimizer.zero_grad(set_to_none=True)
@@ -211,11 +213,11 @@ def attack_batch(
         optimizer.step()
         history.append(losses.detach().cpu().tolist())
         if score is not None and step % options.eval_every == 0:
-            chosen = [current(b) for b in range(n)]
+            # the reference scores the tokens this step's forward used (projected before the update)
             texts = [text.decode(token_ids(b, chosen[b])) for b in range(n)]
             for b, value in enumerate(score(list(range(n)), texts)):
                 if best[b] is None or value > best[b][0]:
-                    best[b] = (float(value), step + 1, chosen[b].clone())
+                    best[b] = (float(value), step, chosen[b].clone())
     final = [best[b][2] if best[b] is not None else current(b) for b in range(n)]
     end_loss = evaluate(loss_of, latents, prompt_ids, hidden, [table[f].float() for f in final], seeds)
     start_loss = evaluate(loss_of, latents, prompt_ids, hidden, [table[x].float() for x in start], seeds)
