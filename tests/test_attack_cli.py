@@ -126,7 +126,7 @@ def _bad_inputs(tmp_path, tiny):
         same,
     )
     return [
-        (["--method", "p4d"], "Unknown attack method 'p4d'; valid: unlearndiffatk, ring_a_bell"),
+        (["--method", "gcg"], "Unknown attack method 'gcg'; valid: unlearndiffatk, ring_a_bell, p4d, mma_diffusion"),
         (["--tokens", "0"], "tokens must be an integer >= 1, got 0"),
         (["--tokens", "80"], "tokens 80 cannot be used by ring_a_bell: the text encoder takes 77 tokens"),
         (["--prompts", str(remove)], "holds prompts of kind ['remove']; attacks start from kind forget"),
@@ -321,14 +321,17 @@ def test_evaluation_knows_the_native_attacks_and_refuses_bad_options(tiny_pipeli
     cfg = EvalConfig(**common, attacks=["homoglyph", *METHODS], attack_options={m: {} for m in METHODS})
     assert native(cfg.attacks) == list(METHODS)
     for options, message in (
-        ({"p4d": {}}, "attack_options names unknown attack 'p4d'; native attacks: unlearndiffatk, ring_a_bell"),
+        (
+            {"gcg": {}},
+            "attack_options names unknown attack 'gcg'; native attacks: unlearndiffatk, ring_a_bell, p4d, mma_diffusion",
+        ),
         ({"ring_a_bell": {"etaa": 3}}, "attack_options of 'ring_a_bell': unknown option(s) ['etaa']; valid: tokens"),
         ({"unlearndiffatk": {"model": "x"}}, "unknown option(s) ['model']"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             EvalConfig(**common, attacks=["ring_a_bell"], attack_options=options)
     with pytest.raises(ValueError, match="valid attacks: .*homoglyph.*unlearndiffatk, ring_a_bell"):
-        EvalConfig(**common, attacks=["p4d"])
+        EvalConfig(**common, attacks=["gcg"])
     assert not (tmp_path / "eval").exists()
 
 
