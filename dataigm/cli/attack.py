@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .options import add_options, options_of
 
-HELP = "attack a model (unlearndiffatk, ring_a_bell): an adversarial prompt file for generate and evaluate"
+HELP = "attack a model (unlearndiffatk, ring_a_bell, p4d, mma_diffusion): an adversarial prompt file for generate and evaluate"
 
 
 def configure(parser) -> None:
