@@ -214,3 +214,49 @@ def test_a_clip_score_that_is_not_the_mean_of_its_per_prompt_values_is_refused(q
     forged.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match="'clip_score' is not the mean of its per-prompt values"):
         read_results(forged)
+
+
+def quality_results(suite, label: str, clip: dict[str, float], fid_value: float) -> dict:
+    """Results on the toy-coco suite with a given CLIP score per prompt and FID (every prompt leaks)."""
+    from detectors.bench.results import build_results
+    from detectors.stats import mean_with_ci
+
+    concepts = [c["id"] for c in suite.data["concepts"]]
+    outcomes = [{"prompt": f"{c}-0", "concept": c, "outcomes": {"leak_rate": 1}} for c in concepts]
+    metrics = {
+        "clip_score": mean_with_ci(list(clip.values()), unit="prompts")
+        | {"rule": "clip", "better": "higher", "per_prompt": clip},
+        "fid": {"value": fid_value, "ci": [fid_value / 2, fid_value * 2], "ci_rule": "jackknife", "n": 3,
+                "rule": "fid", "better": "lower"},
+    }  # fmt: skip
+    return build_results(
+        suite, {"label": label, "spec": "toy"}, outcomes, judges={c: {"spec": "labels"} for c in concepts},
+        device="cpu", dtype="fp32", weights={}, metrics=metrics, date="2026-12-06T12:00:00+00:00",
+    )  # fmt: skip
+
+
+def test_clip_score_pairs_on_shared_prompts_and_fid_and_clip_enter_the_composite(tmp_path):
+    from detectors.bench.board import board_data, board_markdown
+    from detectors.bench.results import write_results
+
+    path, _ = coco_suite(tmp_path / "suite")
+    suite = load_suite(str(path))
+    base_clip = {"p0": 30.0, "p1": 20.0, "p2": 25.0, "p3": 10.0}
+    mine_clip = {"p0": 28.0, "p1": 21.0, "p2": 20.0}  # p3 missing: left out of the pairing
+    paths = [
+        write_results(quality_results(suite, "toy", base_clip, 40.0), tmp_path / "toy.json"),
+        write_results(quality_results(suite, "mine", mine_clip, 50.0), tmp_path / "mine.json"),
+    ]
+    from detectors.bench.board import load_board_results
+
+    suite, results = load_board_results(paths, suite_ref=str(path))
+    data = board_data(suite, results, reported=False, n_boot=200)
+    (pair,) = [p for p in data["mean_pairs"] if p["key"] == "clip_score"]
+    assert pair["difference"]["value"] == pytest.approx((30 + 20 + 25) / 3 - (28 + 21 + 20) / 3)
+    assert pair["difference"]["n"] == 3 and pair["difference"]["dropped"] == 1
+    assert not [p for p in data["mean_pairs"] if p["key"] == "fid"]  # a set metric: no pairing
+    mine = next(r for r in data["rows"] if r["model"] == "mine")
+    terms = {t["term"]: t["improvement"] for t in mine["composite"]["terms"]}
+    assert terms["fid"] == pytest.approx((40 - 50) / 40)
+    assert terms["clip_score"] == pytest.approx(((28 + 21 + 20) / 3 - 21.25) / 21.25)
+    assert "## Paired comparisons of means" in board_markdown(data)

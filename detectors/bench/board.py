@@ -31,7 +31,7 @@ from dataigm.safe_yaml import load_yaml
 from dataigm.suite import Suite, load_suite
 from detectors.stats import N_BOOT
 
-from .paired import composite_score, mcnemar_exact, paired_difference, rank_intervals
+from .paired import composite_score, mcnemar_exact, paired_difference, paired_mean_difference, rank_intervals
 from .results import prompt_key, read_results
 
 REPORTED_FILE = Path(__file__).with_name("reported.yaml")
@@ -249,6 +249,14 @@ def board_data(
             pairs.append(
                 {"key": column["key"], "a": labels[i], "b": labels[j], "difference": difference, "mcnemar": test}
             )
+    mean_pairs = []  # means of per-prompt values (CLIP score): paired differences; set metrics (FID): none
+    for column in columns:
+        values = [r["numbers"].get(column["key"], {}).get("per_prompt") for r in results]
+        if column["rate"] or len(results) < 2 or not all(isinstance(v, dict) and v for v in values):
+            continue
+        for i, j in itertools.combinations(range(len(measured)), 2):
+            difference = paired_mean_difference(values[i], values[j], n_boot=n_boot, seed=seed)
+            mean_pairs.append({"key": column["key"], "a": labels[i], "b": labels[j], "difference": difference})
     base = suite.data["base_model"]
     terms = suite.data["composite"]["terms"]
     base_rows = [r for r in results if _is_base(r, base)]
@@ -275,6 +283,7 @@ def board_data(
         "columns": columns,
         "rows": rows,
         "pairs": pairs,
+        "mean_pairs": mean_pairs,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "unit": "prompts (one resample for every model)"},
         "warnings": warnings + notes,
     }
@@ -377,6 +386,17 @@ def board_markdown(data: Mapping) -> str:
                     ]
                 )
             lines += ["", f"### {key}", "", table(["a", "b", "difference", "McNemar p", "a only / b only", "n"], rows)]
+    if data.get("mean_pairs"):
+        lines += ["", "## Paired comparisons of means", ""]
+        lines.append("difference = mean(a) - mean(b) of the per-prompt values on the prompts both have, paired "
+                     "bootstrap 95% interval. A set metric (FID) has no per-prompt values: its own interval only.")  # fmt: skip
+        for key, group in itertools.groupby(data["mean_pairs"], key=lambda p: p["key"]):
+            rows = [
+                [escape(p["a"]), escape(p["b"]), f"{p['difference']['value']:+.4g} "
+                 f"[{p['difference']['ci'][0]:+.4g}, {p['difference']['ci'][1]:+.4g}]", p["difference"]["n"]]
+                for p in group
+            ]  # fmt: skip
+            lines += ["", f"### {key}", "", table(["a", "b", "difference", "n"], rows)]
     return "\n".join(lines) + "\n"
 
 

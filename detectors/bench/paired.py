@@ -8,6 +8,7 @@ as if they were wastes most of the information (and gives intervals too wide). E
   so a replicate's rates are those of one resampled prompt set;
 * :func:`rank_intervals`: each model's rank in every replicate, and its percentile interval;
 * :func:`paired_difference`: the difference of two models' rates with its paired bootstrap interval;
+* :func:`paired_mean_difference`: the same for a mean of per-prompt values (CLIP score);
 * :func:`mcnemar_exact`: the exact McNemar test, a two-sided binomial test (p = 1/2) on the discordant prompts;
 * :func:`composite_score`: a suite's composite, normalised to the suite's fixed base model only.
 
@@ -118,6 +119,30 @@ def paired_difference(a, b, n_boot: int = N_BOOT, seed: int = 0, ci: float = 0.9
         "ci": [low, high],
         "ci_rule": f"paired percentile bootstrap over the n prompts ({n_boot} resamples, seed {seed}), {ci:.0%}",
         "dropped": dropped,
+    }
+
+
+def paired_mean_difference(
+    a: Mapping[str, float], b: Mapping[str, float], n_boot: int = N_BOOT, seed: int = 0, ci: float = 0.95
+) -> dict:
+    """mean(a) - mean(b) of per-prompt values (e.g. CLIP score) on the prompts both have, with its paired
+    bootstrap percentile interval (the prompts resampled, each prompt's two values kept together).
+
+    Raises:
+        ValueError: no prompt has a value for both.
+    """
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        raise ValueError("no prompt has a value for both models")
+    diffs = np.array([a[k] for k in keys], dtype=np.float64) - np.array([b[k] for k in keys], dtype=np.float64)
+    boot = np.concatenate([diffs[idx].mean(axis=1) for idx in bootstrap_indices(len(keys), n_boot, seed)])
+    low, high = percentile_interval(boot, ci)
+    return {
+        "value": float(diffs.mean()),
+        "n": len(keys),
+        "ci": [low, high],
+        "ci_rule": f"paired percentile bootstrap over the n prompts ({n_boot} resamples, seed {seed}), {ci:.0%}",
+        "dropped": len(set(a) ^ set(b)),
     }
 
 
