@@ -65,6 +65,23 @@ def test_the_loss_and_the_one_hot_gradient_are_the_references(text):
     torch.testing.assert_close(gradient(text, control, target), want, rtol=1e-4, atol=1e-6)
 
 
+def test_an_encoder_with_a_projection_is_read_before_its_projection(text):
+    from dataclasses import replace
+
+    from transformers import CLIPTextModelWithProjection
+
+    from generation.attacks.mma_diffusion import gradient, losses_of, pooled
+
+    projected = CLIPTextModelWithProjection(text.encoder.config).eval()  # SD3's text_encoder, SDXL's second
+    projected.text_model.load_state_dict(getattr(text.encoder, "text_model", text.encoder).state_dict())
+    other = replace(text, encoder=projected.requires_grad_(False))
+    target = pooled(text, torch.tensor([text.sequence(text.words("a naked woman"))]))[0]
+    strings = ["q W e R t Y", "a nude"]
+    torch.testing.assert_close(losses_of(other, strings, target), losses_of(text, strings, target))
+    control = text.words("q W e R t Y")
+    torch.testing.assert_close(gradient(other, control, target), gradient(text, control, target))
+
+
 def _reference_search(text, prompt: str, seed: int, iterations: int, candidates: int, topk: int, tokens: int):
     """The reference's loop (SDattack.run/step, token_gradient, sample_control, get_filtered_cands of
     src/textual_attack.py, github:cure-lab/MMA-Diffusion at d5701a5dd1ad) written again from the tokenizer and the

@@ -21,7 +21,12 @@ Differences from the reference (each in docs/attacks.md):
 * only real tokens can be drawn (special tokens never); the reference draws from the whole embedding table;
 * when no copy is valid the prompt stays (the reference would fail on an empty list);
 * each prompt draws its start and its substitutions from its own seeded generator, so its result does not depend on
-  the batch (the reference: Python's and torch's global generators).
+  the batch (the reference: Python's and torch's global generators);
+* the start counts as a result (``best_step`` 0) when no step beats it; the reference's best starts at 1e6, so its
+  result is always a step's;
+* one search per prompt (and seed); the reference's ``-n 10`` runs ten from different starts per target prompt;
+* the model's ``text_encoder`` is the one attacked, read before its projection if it has one (SD3's); on SDXL, SD3
+  and Flux the other text encoders (OpenCLIP bigG, T5) are not matched; the reference attacks SD 1.5 inpainting's.
 """
 
 from __future__ import annotations
@@ -74,11 +79,15 @@ def banned_ids(text: TextSide, words: Sequence[str]) -> set[int]:
 
 
 def pooled(text: TextSide, ids, replace=None):
-    """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions 1 .. L."""
+    """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions 1 .. L.
+
+    A CLIP encoder with a projection (SDXL's second, SD3's) is read before its projection, as the reference reads
+    SD's plain one: its inner text model has the ``pooler_output`` its own output lacks."""
+    model = getattr(text.encoder, "text_model", text.encoder)
     if replace is None:
-        return text.encoder(ids).pooler_output
+        return model(ids).pooler_output
     with _input_embeddings_replaced(text.encoder, replace, 1):
-        return text.encoder(ids).pooler_output
+        return model(ids).pooler_output
 
 
 def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
