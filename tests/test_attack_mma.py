@@ -169,6 +169,9 @@ def attack(model, out, *more) -> list[str]:
 
 
 def test_results_do_not_depend_on_the_batch_and_never_use_a_banned_token(tiny_pipeline_dir, text, tmp_path):
+    from generation.attacks.common import torch_generator
+    from generation.attacks.mma_diffusion import start_text
+
     argv = ["--max-prompts", "3", "--mma-banned", "[a, e]"]
     assert main([*attack(tiny_pipeline_dir, tmp_path / "one", *argv, "--batch-size", "1")]) == 0
     assert main([*attack(tiny_pipeline_dir, tmp_path / "three", *argv, "--batch-size", "3")]) == 0
@@ -176,18 +179,18 @@ def test_results_do_not_depend_on_the_batch_and_never_use_a_banned_token(tiny_pi
     a, b = read_prompts(one), read_prompts(three)
     assert [r.text for r in a] == [r.text for r in b] and len(a) == 3
     vocab = {i: t for t, i in text.tokenizer.get_vocab().items()}
+    substituted = []
     for x, y in zip(a, b, strict=True):
         assert x.loss == pytest.approx(y.loss, abs=1e-6) and x.extra["best_step"] == y.extra["best_step"]
         assert x.attack == "mma_diffusion" and x.target_checksum and x.attack_options["mma_banned"] == ["a", "e"]
         assert x.extra["banned_words"] == ["a", "e"] and x.loss <= x.extra["start_loss"]
-        chosen = [vocab[i] for i in x.extra["token_ids"]]
-        start = set(text.words(" ".join("x" * 6)))  # letters of the start may remain; substitutions never banned
-        assert all(
-            ("a" not in t and "e" not in t) or i in start for t, i in zip(chosen, x.extra["token_ids"], strict=True)
-        )
+        start = text.words(start_text(torch_generator(x.seed), 6))  # its letters may remain where not substituted
+        substituted += [vocab[i] for i, s in zip(x.extra["token_ids"], start, strict=True) if i != s]
+    assert substituted and not any("a" in t or "e" in t for t in substituted)
     before = one.read_bytes()
+    one.write_bytes(before[: before.index(b"\n") + 1])  # stopped after its first prompt
     assert main([*attack(tiny_pipeline_dir, tmp_path / "one", *argv, "--batch-size", "1")]) == 0
-    assert one.read_bytes() == before  # resumed: every prompt was done
+    assert one.read_bytes() == before  # resumed: the other two attacked, as in one run
 
 
 def test_nudity_bans_the_references_words_and_other_concepts_their_own():
