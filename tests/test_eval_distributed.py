@@ -1,13 +1,15 @@
 """``dataigm evaluate`` over several workers: a partition (``--num-workers/--worker-index``, repeated rounds, then a
-run without it) and 2 local Ray workers give the report of one process; a failing measurement is retried, then
-named in one line; a killed driver resumes."""
+run without it) and 2 local Ray workers give the report of one process; a failing measurement (an exception, or a
+Ray worker process that dies) is retried, then named in one line; a killed driver resumes."""
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers.models import save_untrained_judge
@@ -16,8 +18,9 @@ from dataigm.cli import main
 from detectors.evaluation.config import EvalConfig
 from detectors.evaluation.flow import WorkerDone, run_evaluation
 
-# what differs between runs of the same evaluation: how it ran (config) and when (versions hold the date)
-HOW = ("config", "versions")
+# what differs between runs of the same evaluation: where and how it ran (options of its config); the report holds
+# no time or date, so everything else, key order included, is the same text
+HOW = ("out", "distributor", "num_workers", "worker_index")
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +42,9 @@ def one_process(options, tmp_path_factory) -> dict:
     return json.loads(run_evaluation(EvalConfig(out=str(out), **options))["json"].read_text())
 
 
-def _numbers(report: dict) -> dict:
-    return {k: v for k, v in report.items() if k not in HOW}
+def _numbers(report: dict) -> str:
+    """The report as JSON text without the config's options of where and how it ran."""
+    return json.dumps(report | {"config": {k: v for k, v in report["config"].items() if k not in HOW}})
 
 
 @pytest.mark.slow
@@ -70,10 +74,47 @@ def test_two_ray_workers_give_the_one_process_report(options, one_process, tmp_p
     try:
         cfg = EvalConfig(out=str(tmp_path / "ray"), distributor="ray", **options)
         report = json.loads(run_evaluation(cfg)["json"].read_text())
+        crashes = _worker_process_deaths(tmp_path / "flags")  # on the same Ray: its start costs ~10 s
     finally:
         ray.shutdown()
     assert _numbers(report) == _numbers(one_process)
     assert report["config"]["distributor"] == "ray"
+    once, always = crashes
+    assert once == {"a": {"unit": "a"}, "b": {"unit": "b"}}  # each died once, then its retry ran
+    assert "\n" not in always and "measurement a failed 2 time(s)" in always and "Ray task failed" in always, always
+
+
+class _DiesOnce:
+    """Units whose Ray worker process exits on a unit's first try (flag files say which were tried), or always."""
+
+    def __init__(self, flags: Path, always: bool):
+        self.flags, self.always = flags, always
+
+    def unit(self, name: str) -> dict:
+        flag = self.flags / name
+        if self.always or not flag.exists():
+            flag.touch()
+            os._exit(1)  # the process dies: no exception reaches Ray, as when a worker is killed
+        return {"unit": name}
+
+
+def _dies_once(flags: Path, always: bool, plan) -> _DiesOnce:
+    return _DiesOnce(flags, always)
+
+
+def _worker_process_deaths(flags: Path) -> tuple[dict, str]:
+    """Measure two units on the running Ray with workers that die: once each (then retried), and always."""
+    import ray.cloudpickle
+
+    from dataigm.distribute import RayDistributor
+    from detectors.evaluation.distributed import UnitWorker, measure
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's workers cannot import a test module
+    flags.mkdir()
+    once = measure(UnitWorker(None, functools.partial(_dies_once, flags, False)), ["a", "b"], RayDistributor(), 1)
+    with pytest.raises(ValueError) as err:
+        measure(UnitWorker(None, functools.partial(_dies_once, flags, True)), ["a"], RayDistributor(), 1)
+    return once, str(err.value)
 
 
 def test_a_failing_measurement_is_retried_then_named_in_one_line(options, tmp_path, caplog, monkeypatch):
