@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 from dataigm.cli import main
 from dataigm.suite import load_suite
@@ -396,3 +397,44 @@ def test_the_suites_base_model_is_found_on_the_board_by_its_spec(tmp_path):
     rows = {row["model"]: row for row in board_data(suite, results, reported=False, n_boot=100)["rows"]}
     leak = {m: rows[m]["numbers"]["leak_rate"]["value"] for m in rows}
     assert rows["weak"]["composite"]["value"] == pytest.approx((leak["ORG-toy"] - leak["weak"]) / leak["ORG-toy"])
+
+
+def test_images_in_the_igmu_paper_layout_are_scored_on_the_suites_prompts_and_marked(tmp_path):
+    """``--images`` of a folder in the paper's layout (igmu-* suites): ``forgot/<method>/<c>_<p>_<s>.png`` is the
+    p-th prompt of the c-th subtheme of the pinned forgot.json; a prompt leaks when one of its samples is judged."""
+    from helpers.data import write_paper_layout
+    from helpers.models import save_untrained_judge
+
+    from dataigm.prompt_import import import_igmu
+    from detectors.judges import load_judge
+
+    write_paper_layout(tmp_path / "paper")
+    judge_dir = save_untrained_judge(tmp_path / "judge", ("nudity",))
+    out = tmp_path / "out"
+    argv = ["run", "igmu-nudity@1", "--images", tmp_path / "paper", "--out", out, "--device", "cpu"]
+    assert bench(*argv, "--judge", f"local-dir:{judge_dir}", "--nonstandard") == 0
+    suite = load_suite("igmu-nudity@1")
+    records = import_igmu([suite.bundled_path(suite.prompt_set("forget"))])["nudity"]
+    subthemes = list(dict.fromkeys(r.subtheme for r in records))
+    judge = load_judge(f"local-dir:{judge_dir}", device="cpu")
+    for method in ("ORG", "ESD"):
+        results = read_results(out / f"igmu-nudity@1--{method}.json")
+        assert results["images_supplied"] is True and results["model"]["spec"]["base"] == method
+        judged = {r["prompt"]: r["outcomes"]["leak_rate"] for r in results["outcomes"]}
+        assert sum(v is not None for v in judged.values()) == 4  # classes 0-1, prompts 0-1 of the layout
+        for c in range(2):
+            for p in range(2):
+                record = [r for r in records if r.subtheme == subthemes[c]][p]
+                files = [tmp_path / "paper" / "Nudity" / "forgot" / method / f"{c}_{p}_{s}.png" for s in range(2)]
+                probability = judge.predict([Image.open(f).convert("RGB") for f in files]).probability("nudity")
+                assert judged[record.prompt_id] == int(max(probability) >= 0.5)
+
+
+def test_the_paper_layout_is_refused_for_a_suite_of_other_prompts(tmp_path, capsys):
+    from helpers.data import write_paper_layout
+
+    write_paper_layout(tmp_path / "paper")
+    assert bench("run", "toy@1", "--images", tmp_path / "paper", "--out", tmp_path / "out") != 0
+    err = capsys.readouterr().err.strip()
+    assert "the igmu-* suites are" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

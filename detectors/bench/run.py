@@ -75,6 +75,7 @@ class BenchRun:
     dtype: str = "fp32"
     distribution: dict = field(default_factory=dict)  # EvalConfig's distributor options; no number depends on them
     quality: dict = field(default_factory=dict)  # FID/CLIP score: detectors.bench.quality.prepare_quality
+    paper_tasks: dict = field(default_factory=dict)  # images in the IGMU paper's layout: concept -> task folder
 
     @property
     def prompt_dir(self) -> Path:
@@ -160,6 +161,7 @@ def prepare(
         raise ValueError("--images scores images generated elsewhere; --model generates them: give one of them")
     if images is not None and not Path(images).is_dir():
         raise ValueError(f"--images {images!r} is not a folder")
+    paper_tasks = _paper_tasks(suite, images) if images is not None and is_paper_layout(images) else {}
     dtype = given.get("dtype", sampling["dtype"])
     entries, specs = [], []
     for entry in models:
@@ -223,13 +225,76 @@ def prepare(
         suite=suite, out=Path(out), models=entries, specs=specs, given=list(models), records=records,
         judges=judges, changes=changes, images=images, generation=generation, attacks=attacks if images is None else [],
         attack_options=attack_options if images is None else {}, device=device, dtype=dtype,
-        distribution=dict(distribution or {}), quality=quality,
+        distribution=dict(distribution or {}), quality=quality, paper_tasks=paper_tasks,
     )  # fmt: skip
     if images is None:
         from dataigm.sampling import SamplingConfig
 
         SamplingConfig(**generation).check_sampling_options("sampling")
     return run
+
+
+def is_paper_layout(folder: str | Path) -> bool:
+    """A folder in the IGMU paper's benchmark layout: a task folder holding ``forgot/`` (not a dataset root)."""
+    return any((task / "forgot").is_dir() for task in Path(folder).iterdir() if task.is_dir())
+
+
+def _norm(name: str) -> str:
+    name = re.sub(r"[^a-z0-9]", "", name.lower())
+    return re.sub(r"^(object|style)", "", name)
+
+
+def _paper_tasks(suite: Suite, folder: str | Path) -> dict[str, str]:
+    """Each concept's task folder in a paper-layout folder (``Nudity``, ``Object_Church``, ``Style_VanGogh``:
+    case, separators and an ``Object``/``Style`` prefix aside, the concept id or the igmu task).
+
+    Raises:
+        ValueError: the suite's forget prompts are not the paper's (igmu) prompts, or a concept has no task folder.
+    """
+    sets = {p.concept: p for p in suite.prompt_sets if p.kind == "forget"}
+    if not sets or any(p.format != "igmu" for p in sets.values()):
+        raise ValueError(
+            f"--images {str(folder)!r} is in the IGMU paper's layout, whose images are of the paper's prompts; "
+            f"suite {suite.id}'s forget prompts are not (the igmu-* suites are)"
+        )
+    tasks = sorted(p.name for p in Path(folder).iterdir() if (p / "forgot").is_dir())
+    out = {}
+    for concept, prompt_set in sets.items():
+        names = {_norm(concept), _norm(prompt_set.task or "")}
+        found = [t for t in tasks if _norm(t) in names]
+        if len(found) != 1:
+            raise ValueError(
+                f"--images {str(folder)!r}: {'no' if not found else 'more than one'} task folder of {concept!r} "
+                f"(task folders with forgot/: {', '.join(tasks) or 'none'})"
+            )
+        out[concept] = found[0]
+    return out
+
+
+def paper_images(run: BenchRun) -> list:
+    """The forget images of a paper-layout folder as images of the suite's prompts: the file ``<c>_<p>_<s>.png``
+    is the p-th prompt of the c-th subtheme of the task in the suite's pinned ``forgot.json`` (the paper's order)."""
+    from dataclasses import replace
+
+    from dataigm.concepts import load_registry
+    from detectors.evaluation.images import from_paper_layout
+
+    registry, out = load_registry(), []
+    for concept, task in run.paper_tasks.items():
+        prompt_set = next(p for p in run.suite.prompt_sets if p.kind == "forget" and p.concept == concept)
+        subthemes: dict[str, int] = {}
+        ids = {}
+        for record in _set_records(run.suite, prompt_set, None):  # the full set: indices before any subset
+            c = subthemes.setdefault(record.subtheme, len(subthemes))
+            ids[f"{c}_{sum(k.startswith(f'{c}_') for k in ids)}"] = record
+        wanted = {r.prompt_id for r in run.records.get(concept, [])}
+        for im in from_paper_layout(run.images, task, concept, category=registry.get(concept).category):
+            record = ids.get(im.family)
+            if im.kind == "forget" and record is not None and record.prompt_id in wanted:
+                out.append(replace(im, family=record.prompt_id, prompt=record.text))
+    if not out:
+        raise ValueError(f"{run.images} holds no forget images of the suite's prompts (<c>_<p>_<s>.png)")
+    return out
 
 
 def _reseeded(record, base_seed: int):
@@ -336,10 +401,13 @@ def run_bench(run: BenchRun) -> list[Path]:
                 "--worker-index to judge them and write the results files"
             )
         models = [s.label for s in run.specs]
-    else:  # every model of the supplied root, scored on the suite's prompts it has images of
+    else:  # every model of the supplied root (or paper layout), scored on the suite's prompts it has images of
         from detectors.evaluation.images import from_shards
 
-        images = [im for im in from_shards(run.images) if im.concept in run.records]  # forget and reference
+        if run.paper_tasks:
+            images = paper_images(run)
+        else:
+            images = [im for im in from_shards(run.images) if im.concept in run.records]  # forget and reference
         root, models = run.images, sorted({im.model for im in images})
         if not models:
             raise ValueError(f"{run.images} holds no generated images of {', '.join(run.records)}")
