@@ -135,6 +135,8 @@ def _bad_inputs(tmp_path, tiny):
         (["--concept-prompts", str(same)], "Concept 'nudity' has no prompt pairs with and without its target words"),
         (["--concept", "unicorn"], "Unknown concept 'unicorn'; known concepts:"),
         (["--schedule", "cosine"], "Unknown schedule 'cosine'; valid: sequential, random"),
+        (["--p4d-variant", "k"], "p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them"),
+        (["--p4d-clip", "null"], "p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them"),
     ]
 
 

@@ -265,6 +265,9 @@ class AttackConfig:
         mma_set = banned is not None or (self.mma_candidates, self.mma_topk) != (512, 256)
         if mma_set and self.method != "mma_diffusion":
             raise ValueError("mma_candidates, mma_topk, mma_banned: only mma_diffusion uses them")
+        p4d_set = (self.p4d_variant, self.p4d_every, self.p4d_eval_every, self.p4d_clip) != ("n", 3, 50, P4D_CLIP)
+        if p4d_set and self.method != "p4d":
+            raise ValueError("p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them")
         if self.method == "mma_diffusion" and (self.original is not None or self.target_images is not None):
             raise ValueError("original, target_images: mma_diffusion matches text embeddings and renders no images")
         if self.judge is not None and self.method != "unlearndiffatk":
