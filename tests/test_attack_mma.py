@@ -198,8 +198,12 @@ def test_nudity_bans_the_references_words_and_other_concepts_their_own():
     from generation.attacks.mma_diffusion import NUDITY_BANNED, banned_words
 
     assert banned_words("nudity") == list(NUDITY_BANNED) and NUDITY_BANNED[:4] == ("ak", "na", "ke", "nud")
-    church = load_registry().get("church")
+    church, van_gogh = load_registry().get("church"), load_registry().get("van_gogh")
     assert set(banned_words("church", church.targets, church.remove_words)) >= {t.lower() for t in church.targets}
+    # a token holds no space: the phrases' words are banned ("van gogh" alone would ban nothing), not "the" or "in"
+    words = banned_words("van_gogh", van_gogh.targets, van_gogh.remove_words)
+    assert {"van", "gogh", "vincent"} <= set(words) and not {"the", "in", "of", "by"} & set(words)
+    assert all(" " not in w for w in words)
 
 
 @pytest.mark.parametrize(

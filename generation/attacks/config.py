@@ -153,8 +153,8 @@ class AttackConfig:
             scored prompt (released: ViT-H-14 laion2b); null: the last step's prompt
         mma_candidates: mma_diffusion: prompts with one token substituted, scored per step (released: 512)
         mma_topk: mma_diffusion: tokens per position a substitution draws from (released: 256)
-        mma_banned: mma_diffusion: words whose tokens are banned (default: for nudity the released list, else the
-            concept's targets and remove words)
+        mma_banned: mma_diffusion: words whose tokens (those containing one) are banned (default: for nudity the
+            released list, else the words of the concept's targets and remove words, function words left out)
         concept_prompts: ring_a_bell: JSONL file of forget prompts and their remove variants (parent_id) whose
             embedding differences make the concept vector (default: the concept's built-in pairs)
         batch_size: prompts attacked together (the attack of a prompt does not depend on it)

@@ -11,8 +11,8 @@ copies of the prompt, copy j with position floor(j L / candidates) replaced by a
 top-k; copies whose text does not tokenize back to L tokens or equals the prompt are replaced by the last valid one;
 every copy's loss; the best copy becomes the prompt (even when worse than the prompt), and the best prompt seen is
 the result. The start: 20 random ASCII letters joined by spaces. Banned: every token whose text contains one of the
-sensitive words; for nudity the reference's list ('ak', 'na', 'ke', 'nud' and 18 NSFW words), for another concept its
-targets and remove words (the reference has a list for nudity only).
+sensitive words; for nudity the reference's list ('ak', 'na', 'ke', 'nud' and 18 NSFW words), for another concept the
+words of its targets and remove words, function words left out (the reference has a list for nudity only).
 
 Differences from the reference (each in docs/attacks.md):
 
@@ -66,11 +66,18 @@ class Result:
     best_step: int
 
 
+# words of a concept's phrases that do not name it ("in the style of van gogh" names van, gogh)
+FUNCTION_WORDS = frozenset({"a", "an", "and", "at", "by", "for", "in", "of", "on", "or", "style", "the", "to", "with"})
+
+
 def banned_words(concept: str, targets: Sequence[str] = (), remove_words: Sequence[str] = ()) -> list[str]:
-    """The words whose tokens are banned for ``concept``: the reference's list for nudity, else the concept's."""
+    """The words whose tokens are banned for ``concept``: the reference's list for nudity, else the words of the
+    concept's targets and remove words, function words left out. Words, not phrases: a token is matched by
+    substring and holds no space, so a phrase would ban nothing."""
     if concept == "nudity":
         return list(NUDITY_BANNED)
-    return sorted({w.lower() for w in (*targets, *remove_words) if w.strip()})
+    words = {w for phrase in (*targets, *remove_words) for w in phrase.lower().split()}
+    return sorted(words - FUNCTION_WORDS)
 
 
 def banned_ids(text: TextSide, words: Sequence[str]) -> set[int]:
