@@ -62,7 +62,8 @@ class EvalConfig:
         worker_index: this worker's index in the partition
         ray_address: address of an existing Ray cluster (default: start a local one)
         num_gpus: GPUs per Ray task (default: 1 when CUDA is available, else 0)
-        retries: extra attempts of a failed measurement task before it is named as failed
+        retries: extra attempts of a failed task (a measurement, a generation shard, an attack's batch) before it is
+            named as failed
         attacks: attacks for robustness: built-in prompt perturbations, e.g. [homoglyph, synonym], and native
             attacks run against each unlearned model (`dataigm attack`): unlearndiffatk, ring_a_bell, p4d, mma_diffusion
         attack_files: JSONL files of attack prompts (from `dataigm prompts import` or `dataigm attack`)
