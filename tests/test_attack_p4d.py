@@ -98,6 +98,85 @@ def test_each_scoring_sees_the_tokens_its_steps_forward_used(unlearned, tiny_pip
     assert seen[0] == [text.decode(x.tolist()) for x in start] and len(seen) == 2  # steps 0 and 2
 
 
+def _reference_p4d_n(pipe, original, latents, prompt: str, n: int, steps: int, seed: int) -> list[int]:
+    """P4D-N's loop as github:joycenerd/P4D writes it (prompt_optimization/optimize_n.py at 2cf3cda9d458): random
+    tokens over the tokenizer's vocabulary, AdamW (lr 0.1, weight decay 0.1) on the soft embeddings, each step's
+    forward through their cosine projection over the embedding rows, gradient taken at the projection and given to
+    the soft ones, noise and t in 0..999 drawn per step, MSE against the original UNet with the prompt. One change:
+    the sequence is padded with the pipeline's padding, not token 0 (a documented difference); the final tokens are
+    the projection after the last step."""
+    from generation.attacks.common import TextSide
+
+    tok, emb, text = pipe.tokenizer, pipe.text_encoder.get_input_embeddings(), TextSide.of(pipe, "ref")
+    rows = len(tok)  # the reference's len(tokenizer.encoder), the embedding's rows in SD
+    g = torch.Generator().manual_seed(seed)
+    soft = emb.weight[torch.randint(rows, (1, n), generator=g)].detach().clone().requires_grad_(True)
+    optimizer = torch.optim.AdamW([soft], lr=0.1, weight_decay=0.1)
+    ids = torch.tensor([[tok.bos_token_id] + [0] * n + [tok.eos_token_id] + [tok.pad_token_id] * (75 - n)])
+    prompt_ids = tok(prompt, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    table = torch.nn.functional.normalize(emb.weight.detach()[:rows], dim=-1)
+
+    def project():
+        return (torch.nn.functional.normalize(soft.detach()[0], dim=-1) @ table.T).argmax(-1)
+
+    for _ in range(steps):
+        projected = emb.weight[project()].detach().clone()[None].requires_grad_(True)
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, 1000, (1,), generator=g)
+        noisy = original.scheduler.add_noise(latents, noise, t)
+        with torch.no_grad():
+            target = original.unet(noisy, t, encoder_hidden_states=original.text_encoder(prompt_ids)[0]).sample
+        pred = pipe.unet(noisy, t, encoder_hidden_states=text.encode(ids, projected)).sample
+        (soft.grad,) = torch.autograd.grad(torch.nn.functional.mse_loss(pred, target), [projected])
+        optimizer.step()
+        optimizer.zero_grad()
+    return project().tolist()
+
+
+def test_the_search_matches_the_references_loop_in_distribution(unlearned, tiny_pipeline_dir):
+    import statistics
+
+    from generation.attacks.common import TextSide
+    from generation.attacks.p4d import NoiseMatching, Options, attack_batch
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec, load_model_spec
+
+    pipe = load_pipeline(load_model_spec(str(unlearned))).pipe
+    original = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe
+    for module in (pipe.unet, pipe.text_encoder, original.unet, original.text_encoder):
+        module.requires_grad_(False)
+    text, original_text = TextSide.of(pipe, "esd"), TextSide.of(original, "org")
+    prompt, n, steps, runs = "a naked person", 3, 30, 10
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    loss_of = NoiseMatching(pipe, text, original, original_text)
+    prompt_ids = torch.tensor([original_text.sequence(original_text.words(prompt))])
+
+    def measured(tokens: list[int]) -> float:  # the same 20 (t, noise) pairs for every prompt
+        g, total = torch.Generator().manual_seed(999), 0.0
+        with torch.no_grad():
+            states = text.encode(torch.tensor([text.sequence(tokens)]))
+            for k in range(20):
+                t = torch.tensor([25 + 50 * k])
+                target, noised = loss_of.targets(latents, prompt_ids, t, torch.randn(latents.shape, generator=g))
+                total += float(loss_of(noised, t, states, target)[0])
+        return total / 20
+
+    options = Options(tokens=n, iterations=steps)
+    ours = [measured(attack_batch(pipe, text, original, original_text, [prompt], [100 + r], latents, options)[0]
+                     .token_ids) for r in range(runs)]  # fmt: skip
+    theirs = [measured(_reference_p4d_n(pipe, original, latents, prompt, n, steps, 200 + r)) for r in range(runs)]
+    start = [measured(text.candidates[torch.randint(len(text.candidates), (n,), generator=torch.Generator()
+                                                    .manual_seed(300 + r))].tolist()) for r in range(runs)]  # fmt: skip
+
+    def se(a, b):
+        return (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+
+    mean = statistics.mean
+    print(f"ours {mean(ours):.5f}, the reference's loop {mean(theirs):.5f}, random tokens {mean(start):.5f}")
+    assert abs(mean(ours) - mean(theirs)) < 3 * se(ours, theirs)  # the same search
+    assert mean(start) - mean(ours) > 3 * se(start, ours)  # and it does search
+
+
 def test_p4d_k_places_a_free_token_before_every_k_prompt_tokens_as_the_reference():
     from generation.attacks.p4d import layout
 
