@@ -24,7 +24,9 @@ Differences from the reference (each in docs/attacks.md):
 * the start and end tokens of the adversarial prompt and the padding are the pipeline's (the reference pads the
   optimised sequence with token 0, "!", and its evaluation renders the decoded text with the pipeline's padding);
 * the projection chooses among real tokens only (special tokens excepted), as UnlearnDiffAtk's here does;
-* the target latents are the VAE's mean, not a sample of its posterior (deterministic);
+* the target latents are the VAE's mean, not a sample of its posterior (deterministic), of the image in [-1, 1]
+  as the VAE takes it (the reference's ``img_preprocess`` in run_p4dn.py, Resize, CenterCrop and ToTensor with no
+  normalisation, gives it pixels in [0, 1]);
 * each prompt draws its initial tokens, timesteps and noise from its own seeded generator and is optimised by its
   own AdamW, so its result does not depend on the batch (the reference attacks one prompt at a time, its noise from
   the pipeline's generator seeded with the prompt's seed, its timesteps and initial tokens from torch's global one);
