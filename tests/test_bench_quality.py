@@ -260,3 +260,37 @@ def test_clip_score_pairs_on_shared_prompts_and_fid_and_clip_enter_the_composite
     assert terms["fid"] == pytest.approx((40 - 50) / 40)
     assert terms["clip_score"] == pytest.approx(((28 + 21 + 20) / 3 - 21.25) / 21.25)
     assert "## Paired comparisons of means" in board_markdown(data)
+
+
+def test_unlearndiffatk_suite_renders_its_coco_prompts_with_their_seeds_or_skips_with_what_is_missing(tmp_path):
+    from detectors.bench.run import prepare
+    from detectors.evaluation.plan import build_plan
+
+    suite = load_suite("unlearndiffatk-church@1")
+    run = prepare(suite, ["CompVis/stable-diffusion-v1-4"], tmp_path / "a")
+    reason = run.quality["skipped"]["fid"]
+    assert run.quality["records"] is None and reason == run.quality["skipped"]["clip_score"]
+    assert reason.startswith("needs the suite's prompt file coco_10k.csv (prompt set coco-10k;")
+    # the real file cannot be had offline: a stand-in with the source's columns, its pin swapped in memory
+    coco = tmp_path / "coco_10k.csv"
+    coco.write_text(
+        "case_number,source,prompt,evaluation_seed\n000000203564,coco-30k,A bicycle replica.,41337\n"
+        "000000179765,coco-30k,A black motorcycle.,63155\n",
+        encoding="utf-8",
+    )
+    pin = suite.prompt_set("coco-10k")
+    object.__setattr__(pin, "sha256", hashlib.sha256(coco.read_bytes()).hexdigest())
+    reference = reference_folder(tmp_path / "coco-images", n=2)
+    run = prepare(suite, ["CompVis/stable-diffusion-v1-4"], tmp_path / "b", prompt_files={"coco-10k": str(coco)},
+                  reference_images={"coco-10k": str(reference)})  # fmt: skip
+    assert run.quality["skipped"] == {} and run.quality["clip_model"] == "openai/clip-vit-large-patch14"
+    assert run.quality["fid_feature"] == "inception" and run.quality["reference"]["files"][0].endswith(".jpg")
+    run.write_prompts()
+    plan = build_plan(run.config())
+    (records,) = plan.prompts.values()
+    coco_records = [r for r in records if r.kind == "retain"]
+    assert [(r.text, r.seed, r.guidance) for r in coco_records] == [
+        ("A bicycle replica.", 41337, 7.5), ("A black motorcycle.", 63155, 7.5)
+    ]  # fmt: skip
+    assert len([r for r in records if r.kind == "forget"]) == 50
+    assert (plan.generation.scheduler, plan.generation.steps, plan.generation.height) == ("lms", 50, 512)

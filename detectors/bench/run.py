@@ -14,8 +14,11 @@ A prompt's outcome is 1 when one of its images shows the concept (the suite's ju
 >= threshold), 0 when none does, null when no image of it could be judged. The ``labels`` judge (the toy suite) is
 the ground truth each toy image records. A concept whose judge the suite marks unavailable (``spec: null``) gets
 null outcomes and its numbers are skipped with the suite's reason. The post-attack ASR per prompt comes from the
-checkpointed attack's records (:func:`post_attack`); numbers the run does not compute (FID, CLIP score, the
-post-attack ASR of a model not attacked) are skipped with the reason, never filled in.
+checkpointed attack's records (:func:`post_attack`); numbers the run cannot compute (the post-attack ASR of a model
+not attacked; FID or CLIP score without their prompt file or reference images) are skipped with the reason, never
+filled in. FID and CLIP score (:mod:`detectors.bench.quality`) are computed on the suite's reference prompt set,
+rendered with the forget prompts as ``retain`` prompts of the suite's first concept. Supplied images are a dataset
+root or a folder in the IGMU paper's layout (:func:`paper_images`, for the igmu-* suites).
 """
 
 from __future__ import annotations
