@@ -24,7 +24,7 @@ Defaults follow the published attacks and their released configurations:
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from dataigm.concepts import ConceptRegistry, load_registry, split_dirs
@@ -95,6 +95,11 @@ OUTCOME_FIELDS = {
         "p4d_variant", "tokens", "p4d_every", "iterations", "lr", "weight_decay", "p4d_eval_every", "p4d_clip",
         "projection", "target_steps", "target_guidance", "original", "target_images", "base_seed", "dtype",
     ),
+}  # fmt: skip
+# Other methods' outcome options that mma_diffusion refuses when given (those with their own message left out)
+MMA_FOREIGN = {n for names in OUTCOME_FIELDS.values() for n in names} - {
+    *OUTCOME_FIELDS["mma_diffusion"], "original", "target_images", "judge", "p4d_variant", "p4d_every",
+    "p4d_eval_every", "p4d_clip",
 }  # fmt: skip
 
 
@@ -221,6 +226,8 @@ class AttackConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
+        # read before the released defaults fill them: the other methods' options a user gave mma_diffusion
+        foreign = [f.name for f in fields(self) if f.name in MMA_FOREIGN and getattr(self, f.name) != f.default]
         if self.tokens is None and self.method == "ring_a_bell":
             self.tokens = RING_A_BELL_TOKENS
         if self.method in ("p4d", "mma_diffusion"):
@@ -270,6 +277,8 @@ class AttackConfig:
             raise ValueError("p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them")
         if self.method == "mma_diffusion" and (self.original is not None or self.target_images is not None):
             raise ValueError("original, target_images: mma_diffusion matches text embeddings and renders no images")
+        if self.method == "mma_diffusion" and foreign:
+            raise ValueError(f"{', '.join(foreign)}: mma_diffusion does not use them (it substitutes tokens)")
         if self.judge is not None and self.method != "unlearndiffatk":
             raise ValueError("judge: only unlearndiffatk judges images at checkpoints of its attack")
         if self.judge is not None and not str(self.judge).strip():
