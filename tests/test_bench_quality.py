@@ -294,3 +294,23 @@ def test_unlearndiffatk_suite_renders_its_coco_prompts_with_their_seeds_or_skips
     ]  # fmt: skip
     assert len([r for r in records if r.kind == "forget"]) == 50
     assert (plan.generation.scheduler, plan.generation.steps, plan.generation.height) == ("lms", 50, 512)
+
+
+def test_fid_weights_from_a_local_file_decide_the_value_and_are_recorded(quality_run, tmp_path, tiny_clip):
+    import timm
+
+    root, reference, random_results = quality_run
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        weights = tmp_path / "resnet10t.pth"
+        torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=0).state_dict(), weights)
+    suite, prompts = root / "suite" / "toy-coco@1.yaml", root / "suite" / "coco_mini.csv"
+    argv = run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}",
+                    "--reference-images", f"coco-mini={reference}", "--fid-weights", weights)  # fmt: skip
+    argv[argv.index("random:resnet10t")] = "resnet10t"
+    assert bench(*argv) == 0
+    number = read_results(tmp_path / "out" / "toy-coco@1--weak.json")["numbers"]["fid"]
+    assert number["backbone"]["weights_file_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert number["backbone"]["feature"] == "resnet10t"
+    assert number["backbone"]["sha256"] != random_results["numbers"]["fid"]["backbone"]["sha256"]
+    assert number["value"] != random_results["numbers"]["fid"]["value"]

@@ -218,6 +218,10 @@ def fid_backbone(run, device: str):
     name = feature.removeprefix("random:")
     metric = fid_metric(name, weights_path=run.quality["fid_weights"], device=device, pretrained=not random)
     identity = {"feature": feature, "sha256": state_dict_sha256(metric.inception.state_dict())}
+    if run.quality["fid_weights"] is not None:
+        from dataigm.identity import file_sha256
+
+        identity["weights_file_sha256"] = file_sha256(run.quality["fid_weights"])
     if random:
         identity["random_seed"] = RANDOM_BACKBONE_SEED
     return metric, identity
