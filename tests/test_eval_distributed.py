@@ -181,3 +181,12 @@ def test_num_workers_alone_is_refused_in_one_line_naming_loader_workers(options,
     err = capsys.readouterr().err
     assert "num_workers partitions the evaluation and needs worker_index" in err and "loader_workers" in err
     assert err.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_a_partition_with_an_attack_on_ray_is_refused_in_one_line(options, tmp_path):
+    # every worker of the partition would run the whole attack on Ray, writing the same files at once
+    ray_attack = {"ring_a_bell": options["attack_options"]["ring_a_bell"] | {"distributor": "ray"}}
+    with pytest.raises(ValueError, match="attack_options gives ring_a_bell distributor ray") as err:
+        EvalConfig(out=str(tmp_path / "x"), num_workers=2, worker_index=0, **options | {"attack_options": ray_attack})
+    assert "\n" not in str(err.value)
+    EvalConfig(out=str(tmp_path / "x"), **options | {"attack_options": ray_attack})  # without a partition: fine

@@ -251,6 +251,12 @@ class EvalConfig:
             raise ValueError("Give a partition (num_workers, worker_index) or distributor ray, not both")
         if self.num_gpus is not None and (isinstance(self.num_gpus, bool) or self.num_gpus < 0):
             raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus!r}")
+        on_ray = [m for m, o in self.attack_options.items() if isinstance(o, dict) and o.get("distributor") == "ray"]
+        if on_ray and self.partitioned:  # every worker would run the whole attack on Ray, on the same files
+            raise ValueError(
+                f"attack_options gives {on_ray[0]} distributor ray while the evaluation is partitioned "
+                "(num_workers, worker_index, torchrun or a SLURM array): use one of them"
+            )
 
     @property
     def partitioned(self) -> bool:
