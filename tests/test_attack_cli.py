@@ -329,6 +329,8 @@ def test_evaluation_knows_the_native_attacks_and_refuses_bad_options(tiny_pipeli
         ),
         ({"ring_a_bell": {"etaa": 3}}, "attack_options of 'ring_a_bell': unknown option(s) ['etaa']; valid: tokens"),
         ({"unlearndiffatk": {"model": "x"}}, "unknown option(s) ['model']"),
+        ({"ring_a_bell": {"p4d_variant": "k"}}, "attack_options of 'ring_a_bell': unknown option(s) ['p4d_variant']"),
+        ({"p4d": {"eta": 3.0}}, "attack_options of 'p4d': unknown option(s) ['eta']; valid: p4d_variant"),
     ):
         with pytest.raises(ValueError, match=re.escape(message)):
             EvalConfig(**common, attacks=["ring_a_bell"], attack_options=options)

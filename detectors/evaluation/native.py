@@ -47,13 +47,15 @@ def native(attacks: Sequence[str]) -> list[str]:
 
 
 def check_attack_options(options: dict) -> None:
-    """Refuse options of an unknown method or option (the valid ones named)."""
-    from generation.attacks.config import METHODS, AttackConfig
+    """Refuse options of an unknown method or an option its method does not use (the valid ones named)."""
+    from generation.attacks.config import METHODS, OUTCOME_FIELDS, AttackConfig
 
-    valid = [f for f in AttackConfig.__dataclass_fields__ if f not in _SET_BY_EVALUATION]
+    used = {f for fields in OUTCOME_FIELDS.values() for f in fields}
+    running = [f for f in AttackConfig.__dataclass_fields__ if f not in used]  # how any attack runs (batch, Ray)
     for method, given in options.items():
         if method not in METHODS:
             raise ValueError(f"attack_options names unknown attack {method!r}; native attacks: {', '.join(METHODS)}")
+        valid = [f for f in (*OUTCOME_FIELDS[method], *running) if f not in _SET_BY_EVALUATION]
         if not isinstance(given, dict):
             raise ValueError(f"attack_options of {method!r} must be a mapping of options, got {given!r}")
         unknown = sorted(set(given) - set(valid))
