@@ -213,6 +213,7 @@ def test_nudity_bans_the_references_words_and_other_concepts_their_own():
         (["--mma-candidates", "0"], "mma_candidates must be an integer >= 1, got 0"),
         (["--judge", "nudenet"], "judge: only unlearndiffatk judges images at checkpoints"),
         (["--original", "x"], "original, target_images: mma_diffusion matches text embeddings and renders no"),
+        (["--lr", "0.5", "--eta", "2"], "lr, eta: mma_diffusion does not use them"),
         (["--mma-banned", "[]", "--mma-topk", "2", "--method", "ring_a_bell"], "only mma_diffusion uses them"),
     ],
 )
@@ -230,6 +231,14 @@ def test_a_partition_of_two_workers_writes_the_one_process_file(tiny_pipeline_di
         assert main([*attack(tiny_pipeline_dir, tmp_path / "two", *argv, *more)]) == 0
     (one,), (two,) = (list((tmp_path / d).glob("*.jsonl")) for d in ("one", "two"))
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_an_unknown_option_is_refused_in_one_line_with_nothing_written(tiny_pipeline_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*attack(tiny_pipeline_dir, tmp_path / "bad", "--mma-foo", "3")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "unrecognized arguments: --mma-foo 3" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_model_without_a_reachable_text_encoder_is_refused(tmp_path, capsys):
