@@ -314,3 +314,16 @@ def test_fid_weights_from_a_local_file_decide_the_value_and_are_recorded(quality
     assert number["backbone"]["feature"] == "resnet10t"
     assert number["backbone"]["sha256"] != random_results["numbers"]["fid"]["backbone"]["sha256"]
     assert number["value"] != random_results["numbers"]["fid"]["value"]
+
+
+def test_a_rerun_renders_and_scores_nothing_and_leaves_the_results_byte_identical(quality_run, tiny_clip):
+    root, reference, _ = quality_run
+    out = root / "out"
+    watched = [out / "toy-coco@1--weak.json", *sorted((out / "evaluation" / "cache" / "bench").glob("*"))]
+    assert any(p.suffix == ".npy" for p in watched)  # the FID features, cached by content
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched}
+    suite, prompts = root / "suite" / "toy-coco@1.yaml", root / "suite" / "coco_mini.csv"
+    argv = run_args(root, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}",
+                    "--reference-images", f"coco-mini={reference}")  # fmt: skip
+    assert bench(*argv) == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
