@@ -255,6 +255,16 @@ def test_a_model_without_an_original_is_refused_in_one_line(tiny_pipeline_dir, t
     assert not list((tmp_path / "plain").glob("*.jsonl"))
 
 
+def test_an_original_p4d_cannot_use_is_refused_in_one_line_before_anything_is_written(tiny_pipeline_dir, tmp_path,
+                                                                                     capsys):  # fmt: skip
+    from generation.tiny import save_tiny_family
+
+    sdxl = save_tiny_family(tmp_path / "sdxl", "sdxl")
+    assert main([*attack(tiny_pipeline_dir, tmp_path / "bad", "--original", str(sdxl), "--p4d-clip", "null")]) == 2
+    err = capsys.readouterr().err
+    assert "(its original)" in err and err.count("\n") == 1 and not (tmp_path / "bad").exists()
+
+
 def test_evaluate_runs_p4d_against_each_unlearned_model(unlearned, tiny_pipeline_dir, tmp_path):
     from helpers.models import save_untrained_judge
 

@@ -208,6 +208,10 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
             f"p4d matches the attacked model's noise predictions to its original's: model {spec.label!r} has no "
             "unlearned part (unet, text_encoder, lora, pipeline) to leave out, so give --original"
         )
+    if cfg.method == "p4d":  # an original it cannot use is refused here, before any target is rendered
+        from . import p4d
+
+        p4d.check_pipelines(model.pipe, _loaded(original_spec(cfg, spec), device).pipe, spec.label)
     options = cfg.outcome_options()
     checksum = model_checksum(spec, model.model_revision)
     path = output_path(cfg.out, cfg.concept, cfg.method, spec.label)
