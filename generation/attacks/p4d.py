@@ -39,8 +39,8 @@ Differences from the reference (each in docs/attacks.md):
   optimised sequence has none while the text it renders has one);
 * the attacked model's prediction is its UNet's with the adversarial prompt alone: the reference's ``--filter``
   path (a model spec's negative prompt as the unconditional branch of classifier-free guidance at the prompt's
-  guidance inside the loss, or SLD's safety guidance) is not here, and a spec's ``negative_prompt`` is not applied
-  in the loss.
+  guidance inside the loss, or SLD's safety guidance) is not here, and a spec's ``negative_prompt`` is applied
+  neither in the loss nor in the scoring renders.
 
 UnlearnDiffAtk's repository (github:OPTML-Group/Diffusion-MU-Attack at 5a3e5d37fb87, src/attackers/hard_prompt_.py
 and src/tasks/P4D_.py) has a P4D baseline with the same loss inside its own protocol (5 tokens before the prompt,
