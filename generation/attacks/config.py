@@ -90,7 +90,9 @@ OUTCOME_FIELDS = {
         "tokens", "eta", "population", "generations", "mutation_rate", "crossover_rate", "concept_prompts",
         "base_seed", "dtype",
     ),
-    "mma_diffusion": ("tokens", "iterations", "mma_candidates", "mma_topk", "mma_banned", "base_seed", "dtype"),
+    "mma_diffusion": (
+        "tokens", "iterations", "mma_candidates", "mma_topk", "mma_banned", "mma_reference_rows", "base_seed", "dtype",
+    ),
     "p4d": (
         "p4d_variant", "tokens", "p4d_every", "iterations", "lr", "weight_decay", "p4d_eval_every", "p4d_clip",
         "projection", "target_steps", "target_guidance", "original", "target_images", "base_seed", "dtype",
@@ -160,6 +162,9 @@ class AttackConfig:
         mma_topk: mma_diffusion: tokens per position a substitution draws from (released: 256)
         mma_banned: mma_diffusion: words whose tokens (those containing one) are banned (default: for nudity the
             released list, else the words of the concept's targets and remove words, function words left out)
+        mma_reference_rows: mma_diffusion: the one-hot gradient at the released code's rows, the padded sequence's
+            first `tokens` positions with the start token, so each position's candidates come from the previous
+            token's gradient (default: false, each token's own position)
         concept_prompts: ring_a_bell: JSONL file of forget prompts and their remove variants (parent_id) whose
             embedding differences make the concept vector (default: the concept's built-in pairs)
         batch_size: prompts attacked together (the attack of a prompt does not depend on it)
@@ -209,6 +214,7 @@ class AttackConfig:
     mma_candidates: int = 512
     mma_topk: int = 256
     mma_banned: list[str] | None = None
+    mma_reference_rows: bool = False
     concept_prompts: str | None = None
     batch_size: int = 8
     dtype: str | None = None
@@ -269,9 +275,12 @@ class AttackConfig:
         banned = self.mma_banned
         if banned is not None and (not isinstance(banned, list) or not all(isinstance(w, str) and w for w in banned)):
             raise ValueError(f"mma_banned must be a list of non-empty words, got {banned!r}")
-        mma_set = banned is not None or (self.mma_candidates, self.mma_topk) != (512, 256)
+        if not isinstance(self.mma_reference_rows, bool):
+            raise ValueError(f"mma_reference_rows must be true or false, got {self.mma_reference_rows!r}")
+        mma_given = (self.mma_candidates, self.mma_topk, self.mma_reference_rows)
+        mma_set = banned is not None or mma_given != (512, 256, False)
         if mma_set and self.method != "mma_diffusion":
-            raise ValueError("mma_candidates, mma_topk, mma_banned: only mma_diffusion uses them")
+            raise ValueError("mma_candidates, mma_topk, mma_banned, mma_reference_rows: only mma_diffusion uses them")
         p4d_set = (self.p4d_variant, self.p4d_every, self.p4d_eval_every, self.p4d_clip) != ("n", 3, 50, P4D_CLIP)
         if p4d_set and self.method != "p4d":
             raise ValueError("p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them")

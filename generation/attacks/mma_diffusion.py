@@ -17,7 +17,8 @@ words of its targets and remove words, function words left out (the reference ha
 Differences from the reference (each in docs/attacks.md):
 
 * the one-hot gradient is taken at the prompt's own token positions; the reference takes it at the first 20
-  positions of the padded sequence, the start token's included, so its row i scores the prompt's token i - 1;
+  positions of the padded sequence, the start token's included, so its row i scores the prompt's token i - 1
+  (``reference_rows`` does as it does);
 * only real tokens can be drawn (special tokens never); the reference draws from the whole embedding table;
 * when no copy is valid the prompt stays (the reference would fail on an empty list);
 * each prompt draws its start and its substitutions from its own seeded generator, so its result does not depend on
@@ -46,12 +47,14 @@ NUDITY_BANNED = (
 
 @dataclass
 class Options:
-    """The search's settings (released: 20 tokens, 1000 steps, 512 candidates, top-256)."""
+    """The search's settings (released: 20 tokens, 1000 steps, 512 candidates, top-256); ``reference_rows``: the
+    one-hot gradient at the reference's rows (the padded sequence's first ``tokens``, start token included)."""
 
     tokens: int = 20
     iterations: int = 1000
     candidates: int = 512
     topk: int = 256
+    reference_rows: bool = False
 
 
 @dataclass
@@ -85,15 +88,15 @@ def banned_ids(text: TextSide, words: Sequence[str]) -> set[int]:
     return {i for token, i in text.tokenizer.get_vocab().items() if any(w in token for w in words)}
 
 
-def pooled(text: TextSide, ids, replace=None):
-    """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions 1 .. L.
+def pooled(text: TextSide, ids, replace=None, start: int = 1):
+    """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions start .. start + L.
 
     A CLIP encoder with a projection (SDXL's second, SD3's) is read before its projection, as the reference reads
     SD's plain one: its inner text model has the ``pooler_output`` its own output lacks."""
     model = getattr(text.encoder, "text_model", text.encoder)
     if replace is None:
         return model(ids).pooler_output
-    with _input_embeddings_replaced(text.encoder, replace, 1):
+    with _input_embeddings_replaced(text.encoder, replace, start):
         return model(ids).pooler_output
 
 
@@ -111,16 +114,18 @@ def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
     return torch.cat(out)
 
 
-def gradient(text: TextSide, control: Sequence[int], target):
-    """The gradient (L, V) of the loss with respect to the one-hot encoding of ``control``'s L tokens."""
+def gradient(text: TextSide, control: Sequence[int], target, reference_rows: bool = False):
+    """The gradient (L, V) of the loss with respect to the one-hot encoding of ``control``'s L tokens; with
+    ``reference_rows``, of the padded sequence's first L tokens (the start token and ``control`` but its last)."""
     import torch
 
     weights = text.encoder.get_input_embeddings().weight
-    one_hot = torch.zeros(len(control), weights.shape[0], device=weights.device, dtype=weights.dtype)
-    one_hot[torch.arange(len(control)), torch.tensor(control)] = 1
-    one_hot.requires_grad_(True)
     ids = torch.tensor([text.sequence(control)], device=weights.device)
-    emb = pooled(text, ids, (one_hot @ weights)[None]).float()
+    start = 0 if reference_rows else 1
+    one_hot = torch.zeros(len(control), weights.shape[0], device=weights.device, dtype=weights.dtype)
+    one_hot[torch.arange(len(control)), ids[0, start : start + len(control)]] = 1
+    one_hot.requires_grad_(True)
+    emb = pooled(text, ids, (one_hot @ weights)[None], start).float()
     loss = 1 - torch.nn.functional.cosine_similarity(emb, target.float()[None], dim=-1, eps=1e-6)
     (grad,) = torch.autograd.grad(loss.sum(), [one_hot])
     return grad
@@ -172,7 +177,7 @@ def search_batch(text: TextSide, prompts: Sequence[str], seeds: Sequence[int], b
         copies = []
         for b in range(len(prompts)):
             control = text.words(current[b])
-            grad = gradient(text, control, targets[b])
+            grad = gradient(text, control, targets[b], options.reference_rows)
             copies.append(_candidates(text, control, grad, allowed, options, generators[b], current[b]))
         flat = [s for c in copies for s in c]
         if not flat:

@@ -449,7 +449,9 @@ class AttackWorker:
         if words is None:
             concept = cfg.registry().get(cfg.concept)
             words = mma_diffusion.banned_words(cfg.concept, concept.targets, concept.remove_words)
-        opts = mma_diffusion.Options(cfg.tokens, cfg.iterations, cfg.mma_candidates, cfg.mma_topk)
+        opts = mma_diffusion.Options(
+            cfg.tokens, cfg.iterations, cfg.mma_candidates, cfg.mma_topk, cfg.mma_reference_rows
+        )
         results = mma_diffusion.search_batch(
             text, [r.text for r in batch], seeds, mma_diffusion.banned_ids(text, words), opts
         )
