@@ -327,3 +327,15 @@ def test_a_rerun_renders_and_scores_nothing_and_leaves_the_results_byte_identica
                     "--reference-images", f"coco-mini={reference}")  # fmt: skip
     assert bench(*argv) == 0
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in watched} == before
+
+
+def test_a_fid_backbone_that_cannot_be_loaded_is_one_line_before_anything_is_rendered(tmp_path, tiny_clip, capsys):
+    suite, prompts = coco_suite(tmp_path / "suite")
+    reference = reference_folder(tmp_path / "coco-images")
+    argv = run_args(tmp_path, suite, tiny_clip, "--prompt-file", f"coco-mini={prompts}",
+                    "--reference-images", f"coco-mini={reference}")  # fmt: skip
+    argv[argv.index("random:resnet10t")] = "resnet10t"  # pretrained weights: a download, refused offline
+    assert bench(*argv) == 2
+    err = capsys.readouterr().err
+    assert "The FID backbone 'resnet10t' cannot be loaded" in err and "--fid-weights" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "out" / "evaluation" / "images").exists()

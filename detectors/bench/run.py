@@ -391,6 +391,7 @@ def run_bench(run: BenchRun) -> list[Path]:
 
     device = resolve_device(run.device)
     judges = {c: _load(j, device) for c, j in run.judges.items()}
+    _check_fid_backbone(run, device)  # before any image is rendered: offline, a download fails
     if run.images is None:
         run.write_prompts()
         plan = build_plan(run.config())
@@ -429,6 +430,23 @@ def run_bench(run: BenchRun) -> list[Path]:
         )  # fmt: skip
         written.append(_write_unless_same(results, run.out / results_file_name(results)))
     return written
+
+
+def _check_fid_backbone(run: BenchRun, device: str) -> None:
+    """Load the FID backbone once when FID will be computed; one line when it cannot be (no network, no file)."""
+    quality = run.quality
+    if not quality.get("records") or "fid" not in quality.get("metrics", []) or "fid" in quality.get("skipped", {}):
+        return
+    from dataigm.shardjob import one_line
+    from detectors.bench.quality import fid_backbone
+
+    try:
+        fid_backbone(run, device)
+    except Exception as err:  # each library fails its own way offline (URLError, OSError, LocalEntryNotFoundError)
+        raise ValueError(
+            f"The FID backbone {quality['fid_feature']!r} cannot be loaded ({one_line(err, 200)}); offline, give "
+            "--fid-weights FILE (a local copy of its weights, see docs/bench.md)"
+        ) from None
 
 
 def _recorded_spec(entry):
