@@ -255,6 +255,17 @@ def test_an_unknown_option_is_refused_in_one_line_with_nothing_written(tiny_pipe
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("family", ["sdxl", "sd3", "flux"])
+def test_the_other_families_are_attacked_through_their_clip_text_encoder(family, tmp_path):
+    from generation.tiny import save_tiny_family
+
+    folder = save_tiny_family(tmp_path / family, family)
+    assert main([*attack(folder, tmp_path / "out", "--max-prompts", "1", "--batch-size", "1")]) == 0
+    ((record,),) = (read_prompts(f) for f in (tmp_path / "out").glob("*.jsonl"))
+    assert record.attack == "mma_diffusion" and record.loss <= record.extra["start_loss"]
+    assert len(record.extra["token_ids"]) == 6
+
+
 def test_a_model_without_a_reachable_text_encoder_is_refused(tmp_path, capsys):
     assert main([*attack("toy", tmp_path / "toy")]) == 2
     err = capsys.readouterr().err
