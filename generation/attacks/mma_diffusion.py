@@ -100,6 +100,15 @@ def pooled(text: TextSide, ids, replace=None, start: int = 1):
         return model(ids).pooler_output
 
 
+def words_of(text: TextSide, strings: Sequence[str]) -> list[list[int]]:
+    """:meth:`TextSide.words` of each string in one tokenizer call (one call per string took most of a step)."""
+    if not strings:
+        return []
+    return list(
+        text.tokenizer(list(strings), add_special_tokens=False, truncation=True, max_length=text.max_length).input_ids
+    )
+
+
 def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
     """1 - cos(pooled(string), target) for each string (``target``: (D,) or one row per string)."""
     import torch
@@ -107,7 +116,7 @@ def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
     out = []
     with torch.no_grad():
         for i in range(0, len(strings), chunk):
-            ids = torch.tensor([text.sequence(text.words(s)) for s in strings[i : i + chunk]])
+            ids = torch.tensor([text.sequence(w) for w in words_of(text, strings[i : i + chunk])])
             rows = target if target.dim() == 1 else target[i : i + chunk]
             emb = pooled(text, ids.to(text.candidates.device)).float()
             out.append(1 - torch.nn.functional.cosine_similarity(emb, rows.float().expand_as(emb), dim=-1, eps=1e-6))
@@ -150,10 +159,10 @@ def _candidates(text: TextSide, control: list[int], grad, allowed, options: Opti
     picks = torch.randint(top.shape[1], (options.candidates,), generator=generator).to(top.device)
     copies = torch.tensor(control, device=top.device).repeat(options.candidates, 1)
     copies[torch.arange(options.candidates), positions] = top[positions, picks]
+    texts = ["".join(text.tokenizer.convert_ids_to_tokens(row)).replace("</w>", " ")[:-1] for row in copies.tolist()]
     out, last = [], None
-    for row in copies.tolist():
-        written = "".join(text.tokenizer.convert_ids_to_tokens(row)).replace("</w>", " ")[:-1]
-        valid = written != current and len(text.words(written)) == length
+    for written, words in zip(texts, words_of(text, texts), strict=True):
+        valid = written != current and len(words) == length
         last = written if valid else last
         out.append(written if valid else None)
     return [s if s is not None else last for s in out] if last is not None else []
