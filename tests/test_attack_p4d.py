@@ -33,10 +33,10 @@ def unlearned(tiny_pipeline_dir, tmp_path_factory):
     return spec
 
 
-def attack(model, out, *more) -> list[str]:
+def attack(model, out, *more, base=P4D) -> list[str]:
     return [
         "attack", "--method", "p4d", "--model", str(model), "--concept", "nudity", "--out", str(out),
-        "--device", "cpu", "--no-progress", *P4D, *more,
+        "--device", "cpu", "--no-progress", *base, *more,
     ]  # fmt: skip
 
 
@@ -221,10 +221,9 @@ def test_results_do_not_depend_on_the_batch_and_carry_their_provenance(unlearned
 
 
 def test_p4d_k_keeps_the_prompt_tokens(unlearned, tmp_path):
-    assert (
-        main([*attack(unlearned, tmp_path / "k", "--max-prompts", "1", "--p4d-variant", "k", "--p4d-clip", "null")])
-        == 0
-    )
+    base = [a for a in P4D if a not in ("--tokens", "3")]  # P4D-K's free tokens are counted from the prompt
+    argv = ["--max-prompts", "1", "--p4d-variant", "k", "--p4d-clip", "null"]
+    assert main(attack(unlearned, tmp_path / "k", *argv, base=base)) == 0
     (record,) = read_prompts(next((tmp_path / "k").glob("*.jsonl")))
     from generation.attacks.p4d import layout
     from generation.pipeline import load_pipeline
@@ -244,6 +243,8 @@ def test_p4d_k_keeps_the_prompt_tokens(unlearned, tmp_path):
     [
         (["--p4d-variant", "x"], "Unknown p4d_variant 'x'; valid: n, k"),
         (["--p4d-every", "0"], "p4d_every must be an integer >= 1, got 0"),
+        (["--p4d-variant", "k"], "tokens: p4d_variant k puts one free token before every p4d_every prompt tokens"),
+        (["--p4d-every", "2"], "p4d_every: only p4d_variant k inserts tokens every K words"),
         (["--judge", "nudenet"], "judge: only unlearndiffatk judges images at checkpoints"),
     ],
 )

@@ -234,6 +234,7 @@ class AttackConfig:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
         # read before the released defaults fill them: the other methods' options a user gave mma_diffusion
         foreign = [f.name for f in fields(self) if f.name in MMA_FOREIGN and getattr(self, f.name) != f.default]
+        given_tokens = self.tokens is not None
         if self.tokens is None and self.method == "ring_a_bell":
             self.tokens = RING_A_BELL_TOKENS
         if self.method in ("p4d", "mma_diffusion"):
@@ -256,6 +257,10 @@ class AttackConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.method == "p4d" and self.p4d_variant == "k" and given_tokens:  # P4D-K's count is the prompt's
+            raise ValueError("tokens: p4d_variant k puts one free token before every p4d_every prompt tokens")
+        if self.method == "p4d" and self.p4d_variant == "n" and self.p4d_every != 3:
+            raise ValueError("p4d_every: only p4d_variant k inserts tokens every K words")
         if self.distributor not in DISTRIBUTORS:
             raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
