@@ -129,7 +129,8 @@ class AttackConfig:
         original: unlearndiffatk, p4d: the model whose images are the targets (default: the attacked model's base
             without its unlearned parts); p4d also matches its noise predictions, so it must differ from the
             attacked model
-        target_images: unlearndiffatk: folder of target images PROMPT_ID.png|jpg|webp instead of rendering them
+        target_images: unlearndiffatk, p4d: folder of target images PROMPT_ID.png|jpg|webp instead of rendering
+            them (p4d takes it with or without ``original``; unlearndiffatk, one of the two)
         iterations: unlearndiffatk: Adam steps at each timestep (default: the concept's released value, 40); p4d:
             AdamW steps (default 3000, released); mma_diffusion: substitution steps (default 1000, released)
         timesteps: unlearndiffatk: timesteps in the grid t = T/2n + kT/n, T = 1000 (default: released, 50)
@@ -309,7 +310,8 @@ class AttackConfig:
                 raise ValueError(f"{name}: {path!r} does not exist (or is not a file)")
         if self.target_images is not None and not Path(self.target_images).is_dir():
             raise ValueError(f"target_images: {self.target_images!r} does not exist (or is not a folder)")
-        if self.target_images is not None and self.original is not None:
+        # p4d's original is also the model whose noise predictions it matches: there both have a use
+        if self.target_images is not None and self.original is not None and self.method != "p4d":
             raise ValueError("Give target_images (given images) or original (a model to render them), not both")
         if self.concept not in self.registry():
             raise ValueError(f"Unknown concept {self.concept!r}; known concepts: {', '.join(self.registry().ids())}")

@@ -1,0 +1,47 @@
+"""P4D's inputs: given target images with a named original model (the images for the latents, the original for
+the noise target)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers.attacks import one_thread  # noqa: F401 - the fixture applies to this module
+from safetensors.torch import save_file
+
+from dataigm.cli import main
+from dataigm.prompts import read_prompts
+
+P4D = ["--iterations", "3", "--tokens", "3", "--target-steps", "2", "--p4d-clip", "null", "--max-prompts", "1"]
+
+
+@pytest.fixture(scope="module")
+def unlearned(tiny_pipeline_dir, tmp_path_factory):
+    """A spec of the tiny pipeline with a perturbed UNet (its original: the tiny pipeline itself)."""
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec
+
+    folder = tmp_path_factory.mktemp("unlearned")
+    unet = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe.unet
+    torch.manual_seed(3)
+    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in unet.state_dict().items()}, folder / "unet.safetensors")
+    spec = folder / "esd.yaml"
+    spec.write_text(json.dumps({"base": str(tiny_pipeline_dir), "unet": str(folder / "unet.safetensors")}))
+    return spec
+
+
+def attack(model, out, *more) -> list[str]:
+    return [
+        "attack", "--method", "p4d", "--model", str(model), "--concept", "nudity", "--out", str(out),
+        "--device", "cpu", "--no-progress", *P4D, *more,
+    ]  # fmt: skip
+
+
+def test_given_target_images_and_an_original_are_used_together(unlearned, tiny_pipeline_dir, tmp_path):
+    assert main(attack(unlearned, tmp_path / "rendered")) == 0
+    given = ["--target-images", str(tmp_path / "rendered" / "targets"), "--original", str(tiny_pipeline_dir)]
+    assert main(attack(unlearned, tmp_path / "given", *given)) == 0
+    (rendered,), (made,) = (read_prompts(next((tmp_path / d).glob("*.jsonl"))) for d in ("rendered", "given"))
+    assert made.attack_options["original"] == str(tiny_pipeline_dir) and made.attack_options["target_images"]
+    assert made.extra["token_ids"] == rendered.extra["token_ids"]  # the same images and the same original
