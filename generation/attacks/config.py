@@ -124,8 +124,8 @@ class AttackConfig:
         max_prompts: at most this many prompts, spread over the set (default: all)
         tokens: adversarial tokens K: unlearndiffatk prepends K to the prompt (default: the released config of the
             concept: 5 for nudity and violence, 3 for church, van_gogh, parachute and concepts without one),
-            ring_a_bell searches a prompt of K (default 16, released), p4d: N of P4D-N (default 16, released),
-            mma_diffusion: the prompt's tokens (default 20, released)
+            ring_a_bell searches a prompt of K (default 16, released), p4d: N of P4D-N (default 16, released;
+            refused with P4D-K), mma_diffusion: the prompt's tokens (default 20, released)
         original: unlearndiffatk, p4d: the model whose images are the targets (default: the attacked model's base
             without its unlearned parts); p4d also matches its noise predictions, so it must differ from the
             attacked model
@@ -155,7 +155,7 @@ class AttackConfig:
             0.5)
         p4d_variant: p4d: n (P4D-N: the prompt is N free tokens) or k (P4D-K: a free token before every
             p4d_every tokens of the prompt)
-        p4d_every: p4d: K of P4D-K (released: 3)
+        p4d_every: p4d: K of P4D-K (released: 3; another value refused with P4D-N)
         p4d_eval_every: p4d: steps between two scorings of the decoded prompt (released: 50)
         p4d_clip: p4d: CLIP model (Hub id or folder) whose image similarity to the target image picks the best
             scored prompt (released: ViT-H-14 laion2b); null: the last step's prompt
