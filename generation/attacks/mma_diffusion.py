@@ -88,6 +88,12 @@ def banned_ids(text: TextSide, words: Sequence[str]) -> set[int]:
     return {i for token, i in text.tokenizer.get_vocab().items() if any(w in token for w in words)}
 
 
+def check_vocabulary(text: TextSide, words: Sequence[str]) -> None:
+    """Refuse banned ``words`` that leave no token of the vocabulary to substitute."""
+    if not set(text.candidates.tolist()) - banned_ids(text, words):
+        raise ValueError(f"mma_banned: its {len(words)} word(s) ban every token of the vocabulary; none is left")
+
+
 def pooled(text: TextSide, ids, replace=None, start: int = 1):
     """The encoder's pooled output (B, D) of ``ids``; ``replace`` (B, L, D) stands for positions start .. start + L.
 

@@ -168,7 +168,7 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     from dataigm.devices import resolve_device
     from dataigm.distribute import make_distributor
 
-    from . import ring_a_bell, unlearndiffatk
+    from . import mma_diffusion, ring_a_bell, unlearndiffatk
 
     if (cfg.judge is None) != (judge is None):
         raise ValueError("judge: give both the judge spec (cfg.judge) and the loaded judge, or neither")
@@ -201,6 +201,8 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
     model = _loaded(spec, device)
     text = TextSide.of(model.pipe, spec.label)
     text.check_tokens(cfg.tokens, cfg.method)
+    if cfg.method == "mma_diffusion":  # a banned list that leaves no token would fail every batch
+        mma_diffusion.check_vocabulary(text, _mma_words(cfg))
     if cfg.method in ("unlearndiffatk", "p4d"):
         unlearndiffatk.check_pipeline(model.pipe, spec.label)
     if cfg.method == "p4d" and original_spec(cfg, spec) == spec:
@@ -445,10 +447,7 @@ class AttackWorker:
 
         cfg, spec = self.cfg, self.spec
         batch, seeds = list(task.prompts), list(task.seeds)
-        words = cfg.mma_banned
-        if words is None:
-            concept = cfg.registry().get(cfg.concept)
-            words = mma_diffusion.banned_words(cfg.concept, concept.targets, concept.remove_words)
+        words = _mma_words(cfg)
         opts = mma_diffusion.Options(
             cfg.tokens, cfg.iterations, cfg.mma_candidates, cfg.mma_topk, cfg.mma_reference_rows
         )
@@ -468,6 +467,16 @@ class AttackWorker:
             }  # fmt: skip
             for r, s, x in zip(batch, seeds, results, strict=True)
         ]
+
+
+def _mma_words(cfg: AttackConfig) -> list[str]:
+    """MMA-Diffusion's banned words: ``mma_banned``, else the concept's (:func:`mma_diffusion.banned_words`)."""
+    from . import mma_diffusion
+
+    if cfg.mma_banned is not None:
+        return list(cfg.mma_banned)
+    concept = cfg.registry().get(cfg.concept)
+    return mma_diffusion.banned_words(cfg.concept, concept.targets, concept.remove_words)
 
 
 _SIMILARITY: dict = {}  # this process's CLIP image-similarity model by (model, device)
