@@ -177,6 +177,22 @@ def test_the_search_matches_the_references_loop_in_distribution(unlearned, tiny_
     assert mean(start) - mean(ours) > 3 * se(start, ours)  # and it does search
 
 
+def test_the_original_encodes_each_prompt_once_per_batch(unlearned, tiny_pipeline_dir):
+    from generation.attacks.common import TextSide
+    from generation.attacks.p4d import Options, attack_batch
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec, load_model_spec
+
+    pipe = load_pipeline(load_model_spec(str(unlearned))).pipe
+    original = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe
+    calls: list[int] = []
+    original.text_encoder.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+    prompts = ["a naked person", "a nude statue"]
+    attack_batch(pipe, TextSide.of(pipe, "esd"), original, TextSide.of(original, "org"), prompts, [1, 2],
+                 torch.zeros(2, 4, 8, 8), Options(tokens=2, iterations=4))  # fmt: skip
+    assert calls == [2]  # 4 steps and 2 x 10 reported-loss passes, one encoding of the batch's prompts
+
+
 def test_p4d_k_places_a_free_token_before_every_k_prompt_tokens_as_the_reference():
     from generation.attacks.p4d import layout
 

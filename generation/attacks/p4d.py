@@ -132,6 +132,17 @@ class NoiseMatching:
         self.total = int(scheduler.config.num_train_timesteps)
         self.alphas = scheduler.alphas_cumprod.to(dtype=torch.float32)
         self.device, self.dtype = self.unet.device, self.unet.dtype
+        self._prompt_states: tuple | None = None  # (prompt ids, their hidden states): the same at every step
+
+    def prompt_states(self, prompt_ids):
+        """The original encoder's hidden states of ``prompt_ids``, encoded once for the steps that share them."""
+        import torch
+
+        if self._prompt_states is None or self._prompt_states[0] is not prompt_ids:
+            with torch.no_grad():
+                states = self.original_text.encode(prompt_ids.to(self.original_unet.device))
+            self._prompt_states = (prompt_ids, states)
+        return self._prompt_states[1]
 
     def targets(self, latents, prompt_ids, t, noise):
         """The original model's noise predictions (B, C, h, w) and the noised latents they are made on."""
@@ -139,8 +150,8 @@ class NoiseMatching:
 
         a = self.alphas[t.cpu()].to(self.device).view(-1, 1, 1, 1)
         noised = a.sqrt() * latents + (1 - a).sqrt() * noise
+        hidden = self.prompt_states(prompt_ids)
         with torch.no_grad():
-            hidden = self.original_text.encode(prompt_ids.to(self.original_unet.device))
             unet = self.original_unet
             pred = unet(noised.to(unet.device, unet.dtype), t.to(unet.device), encoder_hidden_states=hidden).sample
         return pred.float().to(self.device), noised
