@@ -115,14 +115,16 @@ def words_of(text: TextSide, strings: Sequence[str]) -> list[list[int]]:
     )
 
 
-def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256):
-    """1 - cos(pooled(string), target) for each string (``target``: (D,) or one row per string)."""
+def losses_of(text: TextSide, strings: Sequence[str], target, chunk: int = 256, words=None):
+    """1 - cos(pooled(string), target) for each string (``target``: (D,) or one row per string); ``words``: the
+    strings' tokens (:func:`words_of`) when they are known already."""
     import torch
 
+    words = words_of(text, strings) if words is None else words
     out = []
     with torch.no_grad():
         for i in range(0, len(strings), chunk):
-            ids = torch.tensor([text.sequence(w) for w in words_of(text, strings[i : i + chunk])])
+            ids = torch.tensor([text.sequence(w) for w in words[i : i + chunk]])
             rows = target if target.dim() == 1 else target[i : i + chunk]
             emb = pooled(text, ids.to(text.candidates.device)).float()
             out.append(1 - torch.nn.functional.cosine_similarity(emb, rows.float().expand_as(emb), dim=-1, eps=1e-6))
@@ -169,9 +171,9 @@ def _candidates(text: TextSide, control: list[int], grad, allowed, options: Opti
     out, last = [], None
     for written, words in zip(texts, words_of(text, texts), strict=True):
         valid = written != current and len(words) == length
-        last = written if valid else last
-        out.append(written if valid else None)
-    return [s if s is not None else last for s in out] if last is not None else []
+        last = (written, words) if valid else last
+        out.append((written, words) if valid else None)
+    return [s if s is not None else last for s in out] if last is not None else []  # (text, its tokens) pairs
 
 
 def search_batch(text: TextSide, prompts: Sequence[str], seeds: Sequence[int], banned: set[int], options: Options):
@@ -194,17 +196,17 @@ def search_batch(text: TextSide, prompts: Sequence[str], seeds: Sequence[int], b
             control = text.words(current[b])
             grad = gradient(text, control, targets[b], options.reference_rows)
             copies.append(_candidates(text, control, grad, allowed, options, generators[b], current[b]))
-        flat = [s for c in copies for s in c]
+        flat = [s for c in copies for s, _ in c]
         if not flat:
             continue
         rows = torch.cat([targets[b].expand(len(c), -1) for b, c in enumerate(copies)])
-        losses = losses_of(text, flat, rows)
+        losses = losses_of(text, flat, rows, words=[w for c in copies for _, w in c])
         at = 0
         for b, c in enumerate(copies):
             if c:
                 i = int(losses[at : at + len(c)].argmin())
-                current[b], value = c[i], float(losses[at + i])
+                current[b], value = c[i][0], float(losses[at + i])
                 if value < best[b][0]:
-                    best[b] = (value, c[i], step + 1)
+                    best[b] = (value, c[i][0], step + 1)
             at += len(c)
     return [Result(s, text.words(s), loss, start_loss[b], step) for b, (loss, s, step) in enumerate(best)]
