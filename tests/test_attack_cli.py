@@ -154,13 +154,14 @@ def test_unlearndiffatk_target_images_given_or_rendered(tiny_pipeline_dir, tmp_p
     out = tmp_path / "rendered"
     assert main(attack(tiny_pipeline_dir, out, "unlearndiffatk")) == 0
     records = read_prompts(only_file(out))
-    targets = sorted(p.name for p in (out / "targets").glob("*.png"))
+    (folder,) = (out / "targets").iterdir()  # one folder per (original model, steps, guidance)
+    targets = sorted(p.name for p in folder.glob("*.png"))
     assert targets == sorted(f"{r.parent_id}.png" for r in records)
     for record in records:
         assert record.text.endswith(record.source_text) and record.loss > 0 and record.fitness is None
     # the same images given as a folder: the same adversarial prompts
     given = tmp_path / "given"
-    argv = attack(tiny_pipeline_dir, given, "unlearndiffatk", "--target-images", str(out / "targets"))
+    argv = attack(tiny_pipeline_dir, given, "unlearndiffatk", "--target-images", str(folder))
     assert main(argv) == 0
     assert [r.text for r in read_prompts(only_file(given))] == [r.text for r in records]
     assert not (given / "targets").exists()

@@ -40,7 +40,8 @@ def attack(model, out, *more) -> list[str]:
 
 def test_given_target_images_and_an_original_are_used_together(unlearned, tiny_pipeline_dir, tmp_path):
     assert main(attack(unlearned, tmp_path / "rendered")) == 0
-    given = ["--target-images", str(tmp_path / "rendered" / "targets"), "--original", str(tiny_pipeline_dir)]
+    (folder,) = (tmp_path / "rendered" / "targets").iterdir()
+    given = ["--target-images", str(folder), "--original", str(tiny_pipeline_dir)]
     assert main(attack(unlearned, tmp_path / "given", *given)) == 0
     (rendered,), (made,) = (read_prompts(next((tmp_path / d).glob("*.jsonl"))) for d in ("rendered", "given"))
     assert made.attack_options["original"] == str(tiny_pipeline_dir) and made.attack_options["target_images"]

@@ -29,8 +29,44 @@ def test_each_target_is_rendered_with_its_prompts_seed_and_guidance(tiny_pipelin
     assert main([*argv, "--target-guidance", "5.0", "--batch-size", "3"]) == 0
     pipe = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir)), "cpu").pipe
     for record, guidance in zip(records, (2.0, 12.0, 5.0), strict=True):
-        saved = np.asarray(Image.open(out / "targets" / f"{record.prompt_id}.png"))
+        (folder,) = (out / "targets").iterdir()
+        saved = np.asarray(Image.open(folder / f"{record.prompt_id}.png"))
         (alone,) = render_targets(pipe, [record.text], [record.seed], 2, guidance)
         assert np.array_equal(saved, np.asarray(alone)), record.prompt_id
         (other,) = render_targets(pipe, [record.text], [record.seed], 2, 7.5)
         assert not np.array_equal(saved, np.asarray(other))  # the guidance shows in the pixels
+
+
+def test_targets_made_with_other_settings_in_the_same_folder_are_not_reused(tiny_pipeline_dir, tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from generation.attacks.unlearndiffatk import render_targets
+    from generation.pipeline import load_pipeline
+    from generation.spec import ModelSpec
+
+    pipe = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir)), "cpu").pipe
+    torch.manual_seed(3)
+    unet = {k: v + 0.05 * torch.randn_like(v) for k, v in pipe.unet.state_dict().items()}
+    save_file(unet, tmp_path / "unet.safetensors")
+    spec = tmp_path / "esd.yaml"
+    spec.write_text(
+        json.dumps({"base": str(tiny_pipeline_dir), "unet": str(tmp_path / "unet.safetensors"), "name": "esd"})
+    )
+    (record,) = subsample(build_prompts("nudity", ["forget"]), 1)
+    record = record.__class__(**{**record.to_dict(), "seed": 5, "guidance": 6.0})
+    prompts = tmp_path / "prompts.jsonl"
+    write_prompts([record], prompts)
+    out = tmp_path / "attack"
+    argv = ["attack", "--model", str(spec), "--concept", "nudity", "--out", str(out), "--prompts", str(prompts),
+            "--device", "cpu", "--no-progress", "--tokens", "2", "--iterations", "1"]  # fmt: skip
+    assert main([*argv, "--method", "unlearndiffatk", "--timesteps", "1", "--target-steps", "2"]) == 0
+    # another method into the same folder, the same original, other steps: its own targets, not the first's
+    assert main([*argv, "--method", "p4d", "--target-steps", "3", "--p4d-clip", "null"]) == 0
+    folders = sorted((out / "targets").iterdir())
+    assert len(folders) == 2
+    saved = [np.asarray(Image.open(f / f"{record.prompt_id}.png")) for f in folders]
+    want = {steps: np.asarray(render_targets(pipe, [record.text], [5], steps, 6.0)[0]) for steps in (2, 3)}
+    assert sorted(int(np.array_equal(s, want[2])) + 2 * int(np.array_equal(s, want[3])) for s in saved) == [1, 2]

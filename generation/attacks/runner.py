@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dataigm.files import atomic_write_bytes, atomic_write_text, check_output
+from dataigm.identity import json_sha256
 from dataigm.prompts import PromptRecord, build_prompts, read_prompts, slug, subsample
 from dataigm.shardjob import one_line
 from dataigm.shardwork import ShardResult
@@ -602,10 +603,15 @@ def _record(source, seed, cfg, spec, checksum, options, text) -> dict:
 
 
 def _targets(cfg: AttackConfig, model, pending, seeds: dict, device: str) -> dict[str, Path]:
-    """The target image of each pending prompt: supplied, rendered by an earlier run, or rendered now."""
+    """The target image of each pending prompt: supplied, rendered by an earlier run, or rendered now.
+
+    Rendered targets live in ``out/targets/<digest>/PROMPT_ID.png``, the digest of what makes them (the original
+    model's checksum, ``target_steps``, ``target_guidance``): another method's or another run's targets in the same
+    output folder are reused only when they are the same images, and the folder serves as ``--target-images``."""
     if cfg.target_images is not None:
         return {r.prompt_id: given_target(cfg, r.prompt_id) for r in pending}
-    folder = Path(cfg.out) / "targets"
+    wanted = original_spec(cfg, model.spec)
+    folder = target_folder(cfg, wanted)
     paths = {r.prompt_id: folder / f"{r.prompt_id}.png" for r in pending}
     missing = [r for r in pending if not paths[r.prompt_id].is_file()]
     if not missing:
@@ -614,7 +620,6 @@ def _targets(cfg: AttackConfig, model, pending, seeds: dict, device: str) -> dic
 
     from .unlearndiffatk import render_targets
 
-    wanted = original_spec(cfg, model.spec)
     original = model if wanted == model.spec else _loaded(wanted, device)  # the attacked model is the original
     for i in range(0, len(missing), cfg.batch_size):
         batch = missing[i : i + cfg.batch_size]
@@ -631,6 +636,12 @@ def _targets(cfg: AttackConfig, model, pending, seeds: dict, device: str) -> dic
                 atomic_write_bytes(paths[r.prompt_id], buffer.getvalue())
     del original
     return paths
+
+
+def target_folder(cfg: AttackConfig, original: ModelSpec) -> Path:
+    """Where the targets ``original`` renders with ``cfg``'s steps and guidance go (see :func:`_targets`)."""
+    key = json_sha256([model_checksum(original), cfg.target_steps, cfg.target_guidance])[:16]
+    return Path(cfg.out) / "targets" / key
 
 
 def _open(path: Path):
