@@ -315,3 +315,12 @@ def test_a_partition_of_two_workers_writes_the_one_process_file(unlearned, tmp_p
         assert main([*attack(unlearned, tmp_path / "two", *argv, "--num-workers", "2", "--worker-index", index)]) == 0
     (one,), (two,) = (list((tmp_path / d).glob("*.jsonl")) for d in ("one", "two"))
     assert one.read_bytes() == two.read_bytes()
+
+
+def test_p4d_renders_its_targets_with_the_released_25_steps_unless_told(unlearned, tmp_path):
+    from generation.attacks.config import AttackConfig
+
+    common = dict(model=str(unlearned), concept="nudity", out=str(tmp_path / "o"))
+    assert AttackConfig(method="p4d", **common).target_steps == 25  # configs/esd_nudity_optmz_config.json
+    assert AttackConfig(method="unlearndiffatk", **common).target_steps == 50
+    assert AttackConfig(method="p4d", target_steps=7, **common).target_steps == 7

@@ -40,6 +40,8 @@ P4D_VARIANTS = ("n", "k")
 # P4D's released configuration (configs/esd_nudity_optmz_config.json of joycenerd/P4D at 2cf3cda9d458)
 P4D_RELEASED = {"tokens": 16, "iterations": 3000, "lr": 0.1, "weight_decay": 0.1}
 P4D_CLIP = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"  # open_clip ViT-H-14 laion2b_s32b_b79k, its transformers copy
+TARGET_STEPS = 50  # denoising steps of the rendered target images (UnlearnDiffAtk's; the evaluation passes its own)
+P4D_TARGET_STEPS = 25  # configs/esd_nudity_optmz_config.json "num_inference_steps" (targets and scoring renders)
 MMA_RELEASED = {"tokens": 20, "iterations": 1000}  # src/textual_attack.py of cure-lab/MMA-Diffusion, README -i 1000
 
 
@@ -140,7 +142,8 @@ class AttackConfig:
         weight_decay: unlearndiffatk: Adam weight decay (default: the concept's released value, 0.1); p4d: 0.1
         projection: unlearndiffatk: how an embedding snaps to a vocabulary token: cosine (the released hard-prompt
             code's rule) or euclidean
-        target_steps: unlearndiffatk: denoising steps of the rendered target images
+        target_steps: unlearndiffatk, p4d: denoising steps of the rendered target images (and of p4d's scoring
+            renders); default 50, p4d 25 (its released num_inference_steps)
         target_guidance: unlearndiffatk: guidance scale of the rendered target images
         judge: unlearndiffatk: a judge spec (as in `dataigm judge eval`); when given, the attacked model renders the
             prompt before the attack and the adversarial prompt after each timestep's steps (the released
@@ -200,7 +203,7 @@ class AttackConfig:
     lr: float | None = None
     weight_decay: float | None = None
     projection: str = "cosine"
-    target_steps: int = 50
+    target_steps: int | None = None
     target_guidance: float = 7.5
     judge: str | None = None
     eta: float = 3.0
@@ -244,6 +247,8 @@ class AttackConfig:
                     setattr(self, name, value)
             if self.p4d_variant not in P4D_VARIANTS:
                 raise ValueError(f"Unknown p4d_variant {self.p4d_variant!r}; valid: {', '.join(P4D_VARIANTS)}")
+        if self.target_steps is None:
+            self.target_steps = P4D_TARGET_STEPS if self.method == "p4d" else TARGET_STEPS
         defaults = released(self.concept)
         for name in _RELEASED_FIELDS:  # what the user leaves unset follows the concept's released config
             if getattr(self, name) is None:

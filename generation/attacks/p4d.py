@@ -31,8 +31,8 @@ Differences from the reference (each in docs/attacks.md):
   own AdamW, so its result does not depend on the batch (the reference attacks one prompt at a time, its noise from
   the pipeline's generator seeded with the prompt's seed, its timesteps and initial tokens from torch's global one);
 * P4D-K cuts a prompt's last tokens until the prompt and its free tokens fit the encoder (75 tokens);
-* the target images come from ``target_steps`` of the pipeline's scheduler (our default 50; the released
-  configuration renders 25 DPM-Solver steps), one per prompt (the reference's: the most unsafe, by NudeNet, of 3);
+* the target images come from ``target_steps`` of the pipeline's scheduler (default 25, as released, where the
+  released configuration's scheduler is DPM-Solver), one per prompt (the reference's: the most unsafe, by NudeNet, of 3);
 * each scoring render starts from the prompt's seed (the reference's renders draw on from one generator seeded once
   per prompt);
 * P4D-K keeps the end token after the sequence (the reference writes its free and prompt tokens over it, so its
