@@ -24,6 +24,21 @@ class ShardResult:
     value: Any = None  # a small result a task hands back to the driver (an evaluation unit's numbers)
 
 
+@dataclass(frozen=True)
+class TaskName:
+    """The name of a task that writes no shard (an attack's batch of prompts, an evaluation's measurement), where the
+    distributors read a task's ``shard.relpath``."""
+
+    relpath: str
+
+
+@dataclass(frozen=True)
+class NamedTask:
+    """A task that is its name alone (the worker knows the rest)."""
+
+    shard: TaskName
+
+
 @runtime_checkable
 class ShardWorker(Protocol):
     """Turns one planned task into one written shard; picklable, so that Ray can ship it to its workers.

@@ -3,16 +3,12 @@ reading it as it is, resume after a kill or a half-written line, and bad input r
 
 import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
 from helpers.attacks import RAB, UDA, one_thread  # noqa: F401  (one_thread: an autouse fixture)
+from helpers.jobs import kill_when
 from PIL import Image
 
 from dataigm.cli import main
@@ -173,18 +169,13 @@ def test_unlearndiffatk_target_images_given_or_rendered(tiny_pipeline_dir, tmp_p
 
 
 # Runs in the child: after the first prompt is appended the run sleeps, so the kill lands mid-run.
-_CHILD = """
-import sys, time
-import torch
-torch.set_num_threads(1)
+_PAUSE_AFTER_FIRST = """
 from generation.attacks import runner
 _append = runner._append
 def _append_then_pause(path, records):
     _append(path, records)
     time.sleep(3600)
 runner._append = _append_then_pause
-from dataigm.cli import main
-sys.exit(main({argv!r}))
 """
 
 
@@ -192,18 +183,8 @@ sys.exit(main({argv!r}))
 def test_killed_attack_resumes_to_the_uninterrupted_result(tiny_pipeline_dir, tmp_path):
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     argv = [*attack(tiny_pipeline_dir, killed, "unlearndiffatk"), "--batch-size", "1"]
-    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(argv=argv)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    try:
-        while not list(killed.glob("*.jsonl")) or not next(killed.glob("*.jsonl")).read_text().endswith("\n"):
-            assert child.poll() is None, f"the attack ended (exit {child.returncode}) before the kill"
-            assert time.monotonic() < deadline, "no prompt done within 600 s"
-            time.sleep(0.05)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    first_line = lambda: any(p.read_text().endswith("\n") for p in killed.glob("*.jsonl"))  # noqa: E731
+    kill_when(argv, _PAUSE_AFTER_FIRST, first_line, "prompt done", 600, one_thread=True)
     assert len(read_prompts(only_file(killed))) == 1
     assert main([*attack(tiny_pipeline_dir, killed, "unlearndiffatk"), "--batch-size", "1"]) == 0
     assert main([*attack(tiny_pipeline_dir, whole, "unlearndiffatk"), "--batch-size", "2"]) == 0

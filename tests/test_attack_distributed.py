@@ -2,14 +2,9 @@
 of prompts to a part file, a run without a partition merges them, and the prompt file is byte for byte the one a
 single process writes; a killed worker's batch is redone, and a batch that keeps failing is retried, then named."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 from helpers.attacks import RAB, UDA, one_thread  # noqa: F401  (one_thread: an autouse fixture)
+from helpers.jobs import kill_when
 
 from dataigm.cli import main
 from dataigm.prompts import build_prompts, subsample
@@ -69,10 +64,7 @@ def test_a_merge_keeps_the_prompt_order_whatever_finished_first(tiny_pipeline_di
     assert prompt_file(out).read_bytes() == one_process
 
 
-_CHILD = """
-import sys, time
-import torch
-torch.set_num_threads(1)
+_PAUSE_AFTER_FIRST_PART = """
 from generation.attacks import runner
 _write = runner.atomic_write_text
 def _write_then_pause(path, text):
@@ -80,26 +72,19 @@ def _write_then_pause(path, text):
     if str(path).endswith("000000-000000.jsonl"):
         time.sleep(3600)
 runner.atomic_write_text = _write_then_pause
-from dataigm.cli import main
-sys.exit(main({argv!r}))
 """
 
 
 def test_a_killed_worker_resumes_and_its_unfinished_batch_is_redone(tiny_pipeline_dir, tmp_path, one_process):
     out = tmp_path / "killed"
     argv = attack(tiny_pipeline_dir, out, "--num-workers", "2", "--worker-index", "0")
-    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(argv=argv)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not list(out.glob("parts/*/000000-000000.jsonl")):
-            assert child.poll() is None, f"the worker ended (exit {child.returncode}) before the kill"
-            assert time.monotonic() < deadline, "no batch done within 300 s"
-            time.sleep(0.05)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    kill_when(
+        argv,
+        _PAUSE_AFTER_FIRST_PART,
+        lambda: any(out.glob("parts/*/000000-000000.jsonl")),
+        "batch done",
+        one_thread=True,
+    )
     (first,) = out.glob("parts/*/000000-000000.jsonl")
     done = first.read_bytes()
     # a batch killed while its part was written leaves at most a temporary file, never a part

@@ -3,12 +3,8 @@ the noise target)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
-from helpers.attacks import one_thread  # noqa: F401 - the fixture applies to this module
-from safetensors.torch import save_file
+from helpers.attacks import one_thread, save_unlearned  # noqa: F401 - one_thread applies to this module
 
 from dataigm.cli import main
 from dataigm.prompts import read_prompts
@@ -19,16 +15,7 @@ P4D = ["--iterations", "3", "--tokens", "3", "--target-steps", "2", "--p4d-clip"
 @pytest.fixture(scope="module")
 def unlearned(tiny_pipeline_dir, tmp_path_factory):
     """A spec of the tiny pipeline with a perturbed UNet (its original: the tiny pipeline itself)."""
-    from generation.pipeline import load_pipeline
-    from generation.spec import ModelSpec
-
-    folder = tmp_path_factory.mktemp("unlearned")
-    unet = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir))).pipe.unet
-    torch.manual_seed(3)
-    save_file({k: v + 0.05 * torch.randn_like(v) for k, v in unet.state_dict().items()}, folder / "unet.safetensors")
-    spec = folder / "esd.yaml"
-    spec.write_text(json.dumps({"base": str(tiny_pipeline_dir), "unet": str(folder / "unet.safetensors")}))
-    return spec
+    return save_unlearned(tiny_pipeline_dir, tmp_path_factory.mktemp("unlearned"))
 
 
 def attack(model, out, *more) -> list[str]:

@@ -5,7 +5,7 @@ without one."""
 from __future__ import annotations
 
 import numpy as np
-from helpers.attacks import UDA, one_thread  # noqa: F401 - the fixture applies to this module
+from helpers.attacks import UDA, one_thread, save_unlearned  # noqa: F401 - one_thread applies to this module
 from PIL import Image
 
 from dataigm.cli import main
@@ -38,23 +38,13 @@ def test_each_target_is_rendered_with_its_prompts_seed_and_guidance(tiny_pipelin
 
 
 def test_targets_made_with_other_settings_in_the_same_folder_are_not_reused(tiny_pipeline_dir, tmp_path):
-    import json
-
-    import torch
-    from safetensors.torch import save_file
 
     from generation.attacks.unlearndiffatk import render_targets
     from generation.pipeline import load_pipeline
     from generation.spec import ModelSpec
 
     pipe = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir)), "cpu").pipe
-    torch.manual_seed(3)
-    unet = {k: v + 0.05 * torch.randn_like(v) for k, v in pipe.unet.state_dict().items()}
-    save_file(unet, tmp_path / "unet.safetensors")
-    spec = tmp_path / "esd.yaml"
-    spec.write_text(
-        json.dumps({"base": str(tiny_pipeline_dir), "unet": str(tmp_path / "unet.safetensors"), "name": "esd"})
-    )
+    spec = save_unlearned(tiny_pipeline_dir, tmp_path / "unlearned")
     (record,) = subsample(build_prompts("nudity", ["forget"]), 1)
     record = record.__class__(**{**record.to_dict(), "seed": 5, "guidance": 6.0})
     prompts = tmp_path / "prompts.jsonl"

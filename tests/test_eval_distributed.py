@@ -5,13 +5,11 @@ Ray worker process that dies) is retried, then named in one line; a killed drive
 import functools
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.jobs import kill_when
 from helpers.models import save_untrained_judge
 
 from dataigm.cli import main
@@ -136,18 +134,13 @@ def test_a_failing_measurement_is_retried_then_named_in_one_line(options, tmp_pa
     assert len(calls) == 2 * len(set(calls))  # every unit tried twice
 
 
-_CHILD = """
-import sys, time
-import torch
-torch.set_num_threads(1)
+_PAUSE_AFTER_FIRST_UNIT = """
 from detectors.evaluation import flow
 _unit = flow.Runner.unit
 def _pause_after_first(self, name):
     result = _unit(self, name)
     time.sleep(3600)
 flow.Runner.unit = _pause_after_first
-from dataigm.cli import main
-sys.exit(main({argv!r}))
 """
 
 
@@ -158,17 +151,9 @@ def test_a_killed_driver_resumes_to_the_same_report(options, tmp_path, capsys):
     config = tmp_path / "eval.yaml"
     config.write_text(yaml.safe_dump({**options, "attacks": [], "out": str(tmp_path / "killed")}))
     argv = ["evaluate", "--config", str(config)]
-    child = subprocess.Popen([sys.executable, "-c", _CHILD.format(argv=argv)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not [p for p in (tmp_path / "killed" / "cache").rglob("*.json") if p.name != "digests.json"]:
-            assert child.poll() is None, f"the evaluation ended (exit {child.returncode}) before the kill"
-            assert time.monotonic() < deadline, "no measurement cached within 300 s"
-            time.sleep(0.1)
-    finally:
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    cache = tmp_path / "killed" / "cache"
+    cached = lambda: any(p.name != "digests.json" for p in cache.rglob("*.json"))  # noqa: E731
+    kill_when(argv, _PAUSE_AFTER_FIRST_UNIT, cached, "measurement cached", one_thread=True)
     assert main(argv) == 0
     resumed = json.loads((tmp_path / "killed" / "report.json").read_text())
     fresh = run_evaluation(EvalConfig(out=str(tmp_path / "fresh"), **options | {"attacks": []}))

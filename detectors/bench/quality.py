@@ -206,25 +206,33 @@ def clip_score(run, images, texts, device: str) -> dict:
     }  # fmt: skip
 
 
+_BACKBONES: dict = {}  # this process's FID backbone: loaded once for the run's check and all its models
+
+
 def fid_backbone(run, device: str):
     """The FID metric of the run (:func:`detectors.evaluation.quality.fid_metric`) and its identity: the suite's
     Inception-v3 (torchmetrics' FID with torch-fidelity's pool3 network, ``--fid-weights`` for a local copy), or
-    a nonstandard ``fid_feature`` (a timm name; ``random:NAME`` gives it random weights from a fixed seed)."""
-    from dataigm.identity import state_dict_sha256
+    a nonstandard ``fid_feature`` (a timm name; ``random:NAME`` gives it random weights from a fixed seed).
+    Loaded once per (feature, weights file content, device) in a process."""
+    from dataigm.identity import file_sha256, state_dict_sha256
     from detectors.evaluation.quality import RANDOM_BACKBONE_SEED, fid_metric
 
-    feature = run.quality["fid_feature"]
-    random = feature.startswith("random:")
-    name = feature.removeprefix("random:")
-    metric = fid_metric(name, weights_path=run.quality["fid_weights"], device=device, pretrained=not random)
-    identity = {"feature": feature, "sha256": state_dict_sha256(metric.inception.state_dict())}
-    if run.quality["fid_weights"] is not None:
-        from dataigm.identity import file_sha256
-
-        identity["weights_file_sha256"] = file_sha256(run.quality["fid_weights"])
-    if random:
-        identity["random_seed"] = RANDOM_BACKBONE_SEED
-    return metric, identity
+    feature, weights = run.quality["fid_feature"], run.quality["fid_weights"]
+    weights_sha256 = None if weights is None else file_sha256(weights)
+    key = (feature, weights, weights_sha256, device)
+    if key not in _BACKBONES:
+        random = feature.startswith("random:")
+        metric = fid_metric(
+            feature.removeprefix("random:"), weights_path=weights, device=device, pretrained=not random
+        )
+        identity = {"feature": feature, "sha256": state_dict_sha256(metric.inception.state_dict())}
+        if weights_sha256 is not None:
+            identity["weights_file_sha256"] = weights_sha256
+        if random:
+            identity["random_seed"] = RANDOM_BACKBONE_SEED
+        _BACKBONES.clear()  # one at a time: a backbone is hundreds of MB
+        _BACKBONES[key] = (metric, identity)
+    return _BACKBONES[key]
 
 
 def _features(run, name: str, inputs: Mapping, images, metric):

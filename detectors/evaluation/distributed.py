@@ -16,23 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dataigm.shardjob import one_line
-from dataigm.shardwork import ShardResult
+from dataigm.shardwork import NamedTask, ShardResult, TaskName
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UnitName:
-    """A unit's name where the distributors expect a shard (``relpath``)."""
-
-    relpath: str
-
-
-@dataclass(frozen=True)
-class UnitTask:
-    """One unit of the plan to measure (the distributors' task: a dataclass with a ``shard``)."""
-
-    shard: UnitName
 
 
 @dataclass
@@ -48,7 +34,7 @@ class UnitWorker:
     def __getstate__(self) -> dict:
         return {"plan": self.plan, "load": self.load, "_runner": None}  # a loaded judge stays where it was loaded
 
-    def run(self, task: UnitTask) -> ShardResult:
+    def run(self, task: NamedTask) -> ShardResult:
         """The unit's result in ``value``; a failure is returned with its one-line error, not raised."""
         name = task.shard.relpath
         try:
@@ -67,7 +53,7 @@ def measure(worker: UnitWorker, names: list[str], distributor, retries: int) -> 
     Raises:
         ValueError: a unit that failed on every attempt, named with its error (the others are cached).
     """
-    todo = [UnitTask(UnitName(n)) for n in distributor.select(names)]
+    todo = [NamedTask(TaskName(n)) for n in distributor.select(names)]  # a task per unit of the plan
     results, failed = {}, {}
     for attempt in range(retries + 1):
         failed = {}

@@ -19,7 +19,7 @@ from dataigm.files import atomic_write_bytes, atomic_write_text, check_output
 from dataigm.identity import json_sha256
 from dataigm.prompts import PromptRecord, build_prompts, read_prompts, slug, subsample
 from dataigm.shardjob import one_line
-from dataigm.shardwork import ShardResult
+from dataigm.shardwork import ShardResult, TaskName
 
 from ..spec import ModelSpec, load_model_spec
 from .common import TextSide, model_checksum, prompt_seed
@@ -271,17 +271,10 @@ def run_attack(cfg: AttackConfig, judge=None) -> AttackSummary:
 
 
 @dataclass(frozen=True)
-class UnitId:
-    """The name of a unit of work, as the distributors name a task's shard (``relpath``)."""
-
-    relpath: str
-
-
-@dataclass(frozen=True)
 class AttackUnit:
     """A batch of prompts to attack (the distributors' task: a dataclass with a ``shard``), with their seeds."""
 
-    shard: UnitId
+    shard: TaskName
     prompts: tuple[PromptRecord, ...]
     seeds: tuple[int, ...]
 
@@ -298,7 +291,7 @@ def plan_units(sources: list[PromptRecord], batch_size: int, base_seed: int) -> 
     for i in range(0, len(sources), batch_size):
         batch = sources[i : i + batch_size]
         name = f"{i:06d}-{i + len(batch) - 1:06d}"
-        units.append(AttackUnit(UnitId(name), tuple(batch), tuple(prompt_seed(r, base_seed) for r in batch)))
+        units.append(AttackUnit(TaskName(name), tuple(batch), tuple(prompt_seed(r, base_seed) for r in batch)))
     return units
 
 
