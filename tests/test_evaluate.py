@@ -144,6 +144,37 @@ def test_paper_layout_reader_and_pairing_ignore_file_order(tmp_path):
         from_paper_layout(tmp_path, "Church", "church")
 
 
+@pytest.mark.parametrize("where", ["file", "method folder", "task folder"])
+def test_a_paper_layout_with_a_link_in_it_is_refused_in_one_line(tmp_path, where):
+    import os
+
+    layout = tmp_path / "layout"
+    write_paper_layout(layout)
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    Image.new("RGB", (8, 8)).save(secret / "0_0_0.png")
+    if where == "file":
+        (layout / "Nudity" / "forgot" / "ESD" / "1_1_1.png").unlink()
+        (layout / "Nudity" / "forgot" / "ESD" / "1_1_1.png").symlink_to(secret / "0_0_0.png")
+    elif where == "method folder":
+        (layout / "Nudity" / "forgot" / "SLD").symlink_to(secret, target_is_directory=True)
+    else:
+        os.rename(layout / "Nudity", tmp_path / "real")
+        (layout / "Nudity").symlink_to(tmp_path / "real", target_is_directory=True)
+    with pytest.raises(ValueError, match="is a link: links are not followed") as err:
+        from_paper_layout(layout, "Nudity", "nudity")
+    assert "\n" not in str(err.value)
+
+
+def test_a_pipe_named_like_a_paper_image_is_skipped_not_read(tmp_path):
+    import os
+
+    write_paper_layout(tmp_path)
+    os.mkfifo(tmp_path / "Nudity" / "forgot" / "ESD" / "9_9_9.png")  # reading it would wait for a writer forever
+    images = from_paper_layout(tmp_path, "Nudity", "nudity")
+    assert len([im for im in images if im.kind == "forget"]) == 16
+
+
 def test_forgetting_and_robustness_match_the_judge(tiny_judge):
     from detectors.judges import load_judge
 

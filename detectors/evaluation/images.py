@@ -165,8 +165,12 @@ def from_paper_layout(
         category: the concept's category path (e.g. ``local/concrete/entity``); default: the built-in
             concept's.
 
+    The folder is other people's data: nothing below it is read through a link (a link to a file or folder
+    anywhere in it is refused), and only regular files are read (a pipe named like an image would hang the read).
+
     Raises:
-        ValueError: no such task folder, no images in it, or no category for a concept that is not built in.
+        ValueError: no such task folder, no images in it, a link inside it, or no category for a concept that is
+            not built in.
     """
     if category is None:
         from dataigm.concepts import load_registry
@@ -184,18 +188,20 @@ def from_paper_layout(
         raise ValueError(
             f"No task folder {str(base)!r}; tasks there: {', '.join(sorted(p.name for p in Path(folder).iterdir() if p.is_dir()))}"
         )
+    _refuse_link(base, folder)
     out = []
     for layout_name, kind in PAPER_KINDS.items():
         kind_dir = base / layout_name
+        _refuse_link(kind_dir, folder)
         if not kind_dir.is_dir():
             continue
         if kind == "retain" and concrete:
             kind = "replace"
-        for method_dir in sorted(p for p in kind_dir.iterdir() if p.is_dir()):
+        for method_dir in sorted(p for p in kind_dir.iterdir() if _refuse_link(p, folder) and p.is_dir()):
             folders = (
                 [(None, method_dir)]
                 if layout_name != "unrelated"
-                else [(c.name, c) for c in sorted(method_dir.iterdir()) if c.is_dir()]
+                else [(c.name, c) for c in sorted(method_dir.iterdir()) if _refuse_link(c, folder) and c.is_dir()]
             )
             for group, images_dir in folders:
                 out += _paper_images(images_dir, method_dir.name, concept, kind, group, prompts)
@@ -206,13 +212,22 @@ def from_paper_layout(
     return out
 
 
+def _refuse_link(path: Path, root) -> bool:
+    """True; a link raises one line (a paper layout is read without following links)."""
+    if path.is_symlink():
+        raise ValueError(
+            f"{str(path)!r} in the paper layout {str(root)!r} is a link: links are not followed (refused)"
+        )
+    return True
+
+
 def _paper_images(
     folder: Path, method: str, concept: str, kind: str, group: str | None, prompts: dict | None
 ) -> list[EvalImage]:
     out = []
     for path in sorted(folder.iterdir()):
         match = _PAPER_FILE.match(path.name)
-        if not match:
+        if not match or not (_refuse_link(path, folder) and path.is_file()):
             continue
         cls, prompt, sample = (int(x) for x in match.groups()[:3])
         text = None
