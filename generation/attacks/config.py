@@ -237,7 +237,7 @@ class AttackConfig:
         if self.method not in METHODS:
             raise ValueError(f"Unknown attack method {self.method!r}; valid: {', '.join(METHODS)}")
         # read before the released defaults fill them: the other methods' options a user gave mma_diffusion
-        foreign = [f.name for f in fields(self) if f.name in MMA_FOREIGN and getattr(self, f.name) != f.default]
+        foreign = self._given(MMA_FOREIGN)
         given_tokens = self.tokens is not None
         if self.tokens is None and self.method == "ring_a_bell":
             self.tokens = RING_A_BELL_TOKENS
@@ -265,7 +265,7 @@ class AttackConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.method == "p4d" and self.p4d_variant == "k" and given_tokens:  # P4D-K's count is the prompt's
             raise ValueError("tokens: p4d_variant k puts one free token before every p4d_every prompt tokens")
-        if self.method == "p4d" and self.p4d_variant == "n" and self.p4d_every != 3:
+        if self.method == "p4d" and self.p4d_variant == "n" and self._given(("p4d_every",)):
             raise ValueError("p4d_every: only p4d_variant k inserts tokens every K words")
         if self.distributor not in DISTRIBUTORS:
             raise ValueError(f"Unknown distributor {self.distributor!r}; valid: {', '.join(DISTRIBUTORS)}")
@@ -288,12 +288,12 @@ class AttackConfig:
             raise ValueError(f"mma_banned must be a list of non-empty words, got {banned!r}")
         if not isinstance(self.mma_reference_rows, bool):
             raise ValueError(f"mma_reference_rows must be true or false, got {self.mma_reference_rows!r}")
-        mma_given = (self.mma_candidates, self.mma_topk, self.mma_reference_rows)
-        mma_set = banned is not None or mma_given != (512, 256, False)
-        if mma_set and self.method != "mma_diffusion":
+        if (
+            self._given(("mma_candidates", "mma_topk", "mma_banned", "mma_reference_rows"))
+            and self.method != "mma_diffusion"
+        ):
             raise ValueError("mma_candidates, mma_topk, mma_banned, mma_reference_rows: only mma_diffusion uses them")
-        p4d_set = (self.p4d_variant, self.p4d_every, self.p4d_eval_every, self.p4d_clip) != ("n", 3, 50, P4D_CLIP)
-        if p4d_set and self.method != "p4d":
+        if self._given(("p4d_variant", "p4d_every", "p4d_eval_every", "p4d_clip")) and self.method != "p4d":
             raise ValueError("p4d_variant, p4d_every, p4d_eval_every, p4d_clip: only p4d uses them")
         if self.method == "mma_diffusion" and (self.original is not None or self.target_images is not None):
             raise ValueError("original, target_images: mma_diffusion matches text embeddings and renders no images")
@@ -320,6 +320,11 @@ class AttackConfig:
             raise ValueError("Give target_images (given images) or original (a model to render them), not both")
         if self.concept not in self.registry():
             raise ValueError(f"Unknown concept {self.concept!r}; known concepts: {', '.join(self.registry().ids())}")
+
+    def _given(self, names) -> list[str]:
+        """The fields among ``names`` whose value is not their default: what the user set (read before the released
+        defaults fill the unset ones)."""
+        return [f.name for f in fields(self) if f.name in names and getattr(self, f.name) != f.default]
 
     def registry(self) -> ConceptRegistry:
         """Built-in concepts plus those in ``concepts_dir``."""
