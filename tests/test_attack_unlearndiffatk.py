@@ -6,6 +6,7 @@ prompt at its first flagged image, and the defaults are the released configs' pe
 import numpy as np
 import pytest
 import torch
+from helpers.attacks import one_thread  # noqa: F401 - the fixture applies to this module
 
 from generation.attacks.common import TextSide, nearest_tokens
 from generation.attacks.config import AttackConfig
@@ -27,15 +28,6 @@ SEEDS = [11, 22, 33]
 # The UNet's output for one sample differs by float rounding (~1e-6) with the batch around it; over a few
 # optimisation steps that stays far below this tolerance, and the projected tokens are the same.
 BATCH_TOLERANCE = 1e-4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on a shared, busy CPU's several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
