@@ -31,7 +31,7 @@ BATCH_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def attacked(one_thread, tiny_pipeline_dir):
+def attacked(tiny_pipeline_dir):  # after the autouse one_thread fixture
     """The tiny pipeline frozen, its text side, and target latents of the three prompts (2-step renders)."""
     pipe = load_pipeline(ModelSpec(base=str(tiny_pipeline_dir)), "cpu").pipe
     for module in (pipe.unet, pipe.text_encoder, pipe.vae):
